@@ -1,0 +1,48 @@
+//! Test harness for aggdom: boots the real kernel ELF in QEMU and drives it
+//! the way a person and a network would.
+//!
+//! A [`Machine`] owns one QEMU process and everything around it: the serial
+//! console (a background reader collects every byte; [`Machine::wait_for`],
+//! [`Machine::command`]), one UDP `dgram` endpoint per NIC carrying raw
+//! Ethernet frames ([`Machine::send_frame`], [`Machine::recv_frame`],
+//! [`Machine::recv_any`]), QMP ([`Machine::set_link`], [`Machine::qmp`]) and
+//! the exit status ([`Machine::wait_exit`]). Dropping it kills QEMU and
+//! removes its temporary directory, also when a test panics; QEMU is started
+//! with `PR_SET_PDEATHSIG` so it dies with the test process too.
+//!
+//! [`frame`] builds and parses the Ethernet/ARP/IPv4/UDP/ICMP frames tests
+//! send and expect; [`switch`] is a host-side learning switch for tests that
+//! put the harness between aggdom's uplinks and remote hosts.
+//!
+//! ```no_run
+//! use aggdom_harness::{Machine, NicKind, MacAddr};
+//! let mut m = Machine::builder()
+//!     .nic(NicKind::VirtioNet, MacAddr::qemu(1))
+//!     .nic(NicKind::E1000, MacAddr::qemu(2))
+//!     .boot()
+//!     .unwrap();
+//! assert_eq!(m.command("version").unwrap(), "aggdom 0.1.0");
+//! ```
+
+#![deny(unsafe_code)] // allowed only in `machine::spawn` (pre_exec, kill)
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+pub mod frame;
+pub mod json;
+mod machine;
+mod net;
+mod ports;
+mod qmp;
+mod serial;
+pub mod switch;
+mod sys;
+
+pub use config::{
+    default_elf, nic_pci_addr, workspace_root, MacAddr, Nic, NicKind, QemuConfig, DEFAULT_PROMPT,
+};
+pub use error::{Error, Result};
+pub use machine::{debug_exit_value, Machine, MachineBuilder};
+pub use net::{NicCounters, Received};
+pub use serial::{parse_reply, Pattern};
