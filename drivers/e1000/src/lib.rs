@@ -1,0 +1,2 @@
+//! e1000 driver (being written).
+#![cfg_attr(not(test), no_std)]

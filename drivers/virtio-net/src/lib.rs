@@ -1,0 +1,2 @@
+//! virtio-net driver (being written).
+#![cfg_attr(not(test), no_std)]
