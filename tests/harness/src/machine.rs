@@ -420,9 +420,21 @@ impl Machine {
     /// Sends raw bytes to the console.
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let t = self.config.command_timeout;
-        self.serial.write(bytes, t).map_err(|e| match e.kind() {
+        let Err(e) = self.serial.write(bytes, t) else {
+            return Ok(());
+        };
+        let what = format!("the console to take {} bytes", bytes.len());
+        // A broken pipe means QEMU is gone: say so, with its status.
+        if let Some(status) = self.wait_exit_quiet(Duration::from_secs(1)) {
+            return Err(Error::Exited {
+                what,
+                status,
+                context: self.diagnostics(),
+            });
+        }
+        Err(match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
-                what: format!("the console to take {} bytes", bytes.len()),
+                what,
                 context: self.diagnostics(),
             },
             _ => Error::Io(e),

@@ -1,0 +1,348 @@
+//! Boots the real aggdom ELF in QEMU and checks the console contract of
+//! "Boot aggdom in QEMU" (issue 2): banner, NIC discovery, the shell's
+//! commands and line discipline, clean power-off and reported faults.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use aggdom_harness::{nic_pci_addr, MacAddr, Machine, Nic, NicKind, Pattern};
+
+/// QEMU under TCG on two shared cores: be patient, never assert on time.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn nic(kind: NicKind, last: u8) -> Nic {
+    Nic::new(kind, MacAddr([0x52, 0x54, 0x00, 0xa9, 0x00, last]))
+}
+
+/// 3 transitional virtio-net, 1 e1000 and 1 modern virtio-net, the e1000
+/// in the middle so PCI order and kinds are both checked.
+fn mixed_nics() -> Vec<Nic> {
+    use NicKind::*;
+    vec![
+        nic(VirtioNet, 0x11),
+        nic(VirtioNet, 0x22),
+        nic(E1000, 0x33),
+        nic(VirtioNetModern, 0x44),
+        nic(VirtioNet, 0x55),
+    ]
+}
+
+fn boot(nics: Vec<Nic>) -> Machine {
+    Machine::builder().nics(nics).boot().unwrap()
+}
+
+/// The `pci ...` line the banner must print for NIC `i`.
+fn pci_line(i: usize, n: &Nic) -> String {
+    format!(
+        "pci {} {} {} mac {} link up",
+        nic_pci_addr(i),
+        n.kind.pci_id(),
+        n.kind.console_name(),
+        n.mac
+    )
+}
+
+/// The first six columns of a `nics` row for NIC `i`.
+fn nics_row(i: usize, n: &Nic) -> Vec<String> {
+    [
+        i.to_string(),
+        nic_pci_addr(i),
+        n.kind.pci_id().into(),
+        n.kind.console_name().into(),
+        n.mac.to_string(),
+        "up".into(),
+    ]
+    .into()
+}
+
+/// Checks the boot log and `nics` against exactly `nics`.
+fn check_nic_set(nics: Vec<Nic>, cmdline: &str) {
+    let mut m = Machine::builder()
+        .nics(nics.clone())
+        .cmdline(cmdline)
+        .start()
+        .unwrap();
+    let log = m.wait_prompt().unwrap();
+    let lines: Vec<&str> = log.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let t = m.transcript();
+
+    let banner = format!("aggdom 0.1.0 booting (PVH) cmdline=\"{cmdline}\"");
+    assert!(
+        lines.contains(&banner.as_str()),
+        "no banner {banner:?} in:\n{t}"
+    );
+    let mem = Pattern::regex(r"(?m)^memory: \d+ MiB usable, heap \d+ KiB at 0x[0-9a-fA-F]+\r?$");
+    assert!(mem.find(&log).is_some(), "no memory line in:\n{t}");
+
+    // Exactly one `pci` line per NIC, in PCI order; every other device `other`.
+    let nic_lines: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("pci ") && !l.ends_with(" other"))
+        .collect();
+    let want: Vec<String> = nics
+        .iter()
+        .enumerate()
+        .map(|(i, n)| pci_line(i, n))
+        .collect();
+    assert_eq!(nic_lines, want, "pci lines in:\n{t}");
+    let ready = Pattern::regex(&format!(
+        r"(?m)^aggdom ready: {} NICs, boot \d+(\.\d+)? ms\r?$",
+        nics.len()
+    ));
+    assert!(
+        ready.find(&log).is_some(),
+        "no ready line for {} NICs in:\n{t}",
+        nics.len()
+    );
+
+    // `nics`: a header, then one row per NIC (columns may be added on the right).
+    let reply = m.command("nics").unwrap();
+    let mut rows = reply.lines();
+    let header = rows.next().unwrap_or_default();
+    assert!(
+        !header.trim().is_empty() && !header.trim_start().starts_with('0'),
+        "no header in {reply:?}"
+    );
+    let got: Vec<Vec<String>> = rows
+        .map(|r| r.split_whitespace().take(6).map(str::to_string).collect())
+        .collect();
+    let want: Vec<Vec<String>> = nics
+        .iter()
+        .enumerate()
+        .map(|(i, n)| nics_row(i, n))
+        .collect();
+    assert_eq!(got, want, "`nics` replied:\n{reply}");
+}
+
+#[test]
+fn banner_and_nics_list_exactly_a_mixed_nic_set() {
+    check_nic_set(mixed_nics(), "role=test uplinks=0,1,2,3");
+}
+
+#[test]
+fn eight_nics_of_both_kinds_are_all_found() {
+    use NicKind::*;
+    let kinds = [
+        E1000,
+        VirtioNet,
+        VirtioNetModern,
+        E1000,
+        VirtioNet,
+        E1000,
+        VirtioNet,
+        VirtioNetModern,
+    ];
+    let nics = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| nic(k, 0x80 + i as u8))
+        .collect();
+    check_nic_set(nics, "eight");
+}
+
+#[test]
+fn boots_without_nics() {
+    check_nic_set(Vec::new(), "");
+}
+
+#[test]
+fn version_help_mem_and_uptime_answer() {
+    let mut m = boot(mixed_nics());
+    assert_eq!(m.command("version").unwrap(), "aggdom 0.1.0");
+    let help = m.command("help").unwrap();
+    for cmd in [
+        "help", "version", "nics", "mem", "uptime", "shutdown", "fault",
+    ] {
+        assert!(help.contains(cmd), "help does not mention {cmd}:\n{help}");
+    }
+    let mem = m.command("mem").unwrap();
+    assert!(
+        Pattern::regex(r"^heap used \d+ bytes, free \d+ bytes$")
+            .find(&mem)
+            .is_some(),
+        "mem: {mem:?}"
+    );
+    let uptime = |m: &mut Machine| {
+        let u = m.command("uptime").unwrap();
+        let secs = Pattern::regex(r"^uptime \d+\.\d{3} s$")
+            .find(&u)
+            .map(|_| u[7..u.len() - 2].parse::<f64>());
+        match secs {
+            Some(Ok(s)) => s,
+            _ => panic!("uptime: {u:?}"),
+        }
+    };
+    let first = uptime(&mut m);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = uptime(&mut m);
+    assert!(
+        second > first,
+        "uptime did not advance: {first} then {second}"
+    );
+}
+
+#[test]
+fn unknown_command_gets_one_error_line() {
+    let mut m = boot(mixed_nics());
+    for cmd in ["frobnicate", "versionx", "nics please now 1 2 3"] {
+        let reply = m.command(cmd).unwrap();
+        assert_eq!(reply.lines().count(), 1, "{cmd:?} got {reply:?}");
+        assert!(reply.starts_with("error: "), "{cmd:?} got {reply:?}");
+    }
+    // An empty line is not an error: just a new prompt.
+    assert_eq!(m.command("").unwrap(), "");
+    assert_eq!(m.command("version").unwrap(), "aggdom 0.1.0");
+}
+
+#[test]
+fn cr_lf_and_crlf_each_end_one_line() {
+    let mut m = boot(mixed_nics());
+    for ending in ["\r", "\n", "\r\n"] {
+        m.send_bytes(format!("version{ending}").as_bytes()).unwrap();
+        let raw = m.wait_prompt().unwrap();
+        assert!(raw.contains("aggdom 0.1.0"), "ending {ending:?}: {raw:?}");
+    }
+    // Had CR LF counted as two line ends, an extra prompt would sit before
+    // this reply; `command` would then return an empty reply.
+    assert_eq!(m.command("version").unwrap(), "aggdom 0.1.0");
+    let prompts = m.transcript().matches("aggdom> ").count();
+    assert_eq!(
+        prompts,
+        5,
+        "one prompt after boot and one per line:\n{}",
+        m.transcript()
+    );
+}
+
+#[test]
+fn backspace_and_delete_edit_the_line() {
+    let mut m = boot(mixed_nics());
+    assert_eq!(m.command("versiox\x08n").unwrap(), "aggdom 0.1.0");
+    assert_eq!(m.command("verzz\x7f\x7fsion").unwrap(), "aggdom 0.1.0");
+    // Backspace on an empty line is harmless.
+    assert_eq!(m.command("\x08\x08\x7fversion").unwrap(), "aggdom 0.1.0");
+}
+
+/// Sends `junk` then CR, then `version`, and checks the shell answers it.
+/// (Control characters may legitimately print prompts of their own, e.g.
+/// Ctrl-C cancelling the line, so the reply is looked for, not counted.)
+fn survives(junk: &[u8]) {
+    let mut m = boot(mixed_nics());
+    let mut line = junk.to_vec();
+    line.extend_from_slice(b"\rversion\r");
+    m.send_bytes(&line).unwrap();
+    m.wait_for(
+        Pattern::regex(r"(?m)^aggdom 0\.1\.0\r?$"),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    m.wait_prompt().unwrap();
+    assert_eq!(
+        m.command("version").unwrap(),
+        "aggdom 0.1.0",
+        "after {} bytes of junk",
+        junk.len()
+    );
+    let t = m.transcript();
+    assert!(!t.contains("PANIC") && !t.contains("EXCEPTION"), "{t}");
+}
+
+#[test]
+fn shell_survives_a_10_kib_line() {
+    let line: Vec<u8> = (0..10 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    survives(&line);
+}
+
+#[test]
+fn shell_survives_control_characters() {
+    // Every C0 control but CR, LF, BS; plus DEL and ESC sequences.
+    let mut junk: Vec<u8> = (0u8..0x20)
+        .filter(|b| !matches!(b, b'\r' | b'\n' | 0x08))
+        .collect();
+    junk.extend_from_slice(b"\x1b[A\x1b[2J\x7fver\x00sion\x03\x04");
+    survives(&junk);
+}
+
+#[test]
+fn shell_survives_invalid_utf8() {
+    survives(b"ver\xff\xfe\xc3\x28sion \xe2\x82 \xf0\x9f\x98 \x80\xbf\xc0\xaf end");
+}
+
+#[test]
+fn shutdown_powers_off_with_status_0() {
+    let mut m = boot(mixed_nics());
+    m.send_line("shutdown").unwrap();
+    let status = m.wait_exit(EXIT_TIMEOUT).unwrap();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", m.diagnostics());
+}
+
+/// Triggers `fault <which>` and returns the exit status and the console
+/// output that followed.
+fn fault(which: &str) -> (ExitStatus, String, Machine) {
+    let mut m = boot(mixed_nics());
+    m.skip_output();
+    m.send_line(&format!("fault {which}")).unwrap();
+    let status = m.wait_exit(EXIT_TIMEOUT).unwrap();
+    let out = m.unread();
+    (status, out, m)
+}
+
+fn assert_failure_status(status: ExitStatus, m: &mut Machine) {
+    // isa-debug-exit: (v << 1) | 1, never 0 (and not a signal).
+    assert!(
+        status.code().is_some_and(|c| c != 0),
+        "{status}:\n{}",
+        m.diagnostics()
+    );
+}
+
+/// An `EXCEPTION` line naming `vector`, with error code, RIP and CR2.
+fn assert_exception_report(out: &str, vector: u8) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("EXCEPTION"))
+        .unwrap_or_else(|| panic!("no EXCEPTION in {out:?}"));
+    let l = line.to_ascii_lowercase();
+    let vec_re = Pattern::regex(&format!(r"vector(=| )({vector}|0x0*{vector:x})\b"));
+    assert!(vec_re.find(&l).is_some(), "vector {vector} not in {line:?}");
+    for field in ["error", "rip", "cr2"] {
+        assert!(l.contains(field), "{field} not in {line:?}");
+    }
+}
+
+#[test]
+fn fault_int3_is_reported_and_exits_nonzero() {
+    let (status, out, mut m) = fault("int3");
+    assert_exception_report(&out, 3);
+    assert_failure_status(status, &mut m);
+}
+
+#[test]
+fn fault_pagefault_is_reported_and_exits_nonzero() {
+    let (status, out, mut m) = fault("pagefault");
+    assert_exception_report(&out, 14);
+    // The faulting address is reported and is not zero-page garbage.
+    let cr2 = Pattern::regex(r"cr2=(0x)?([0-9a-fA-F]+)");
+    assert!(cr2.find(&out).is_some(), "no cr2=<hex> in {out:?}");
+    assert_failure_status(status, &mut m);
+}
+
+#[test]
+fn fault_panic_is_reported_and_exits_nonzero() {
+    let (status, out, mut m) = fault("panic");
+    let re = Pattern::regex(r"PANIC at [^\s:]+:\d+(:\d+)?: \S");
+    assert!(
+        re.find(&out).is_some(),
+        "no `PANIC at <file:line>: <msg>` in {out:?}"
+    );
+    assert_failure_status(status, &mut m);
+}
+
+#[test]
+fn unknown_fault_kind_is_an_error_not_a_fault() {
+    let mut m = boot(mixed_nics());
+    let reply = m.command("fault sideways").unwrap();
+    assert!(reply.starts_with("error: "), "{reply:?}");
+    assert_eq!(m.command("version").unwrap(), "aggdom 0.1.0");
+}

@@ -1,0 +1,243 @@
+//! The harness itself against real QEMU (any bootable aggdom ELF): frames
+//! reach every NIC's netdev and come back, pcaps are written, QMP works,
+//! machines run side by side, and no QEMU outlives its `Machine`.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aggdom_harness::frame::{self, Eth};
+use aggdom_harness::json::Json;
+use aggdom_harness::{MacAddr, Machine, Nic, NicKind};
+
+const T: Duration = Duration::from_secs(10);
+
+fn four_nics() -> Vec<Nic> {
+    use NicKind::*;
+    [VirtioNet, E1000, VirtioNetModern, E1000]
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| Nic::new(k, MacAddr([0x52, 0x54, 0x00, 0xb0, 0x00, i as u8 + 1])))
+        .collect()
+}
+
+/// EtherType of the RARP frames QEMU's `announce-self` sends.
+const ETHERTYPE_RARP: u16 = 0x8035;
+
+fn announce(m: &mut Machine) {
+    let args = Json::object([
+        ("initial", Json::from(10)),
+        ("max", Json::from(10)),
+        ("rounds", Json::from(1)),
+        ("step", Json::from(10)),
+    ]);
+    m.qmp_execute("announce-self", Some(args)).unwrap();
+}
+
+fn alive(pid: u32) -> bool {
+    // A reaped process has no /proc entry; a zombie would still show.
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn frames_leave_through_the_right_nic_socket() {
+    // QEMU itself sends a RARP from every NIC's MAC on `announce-self`
+    // (none of these NICs negotiated guest announce), whatever the kernel
+    // does: each must arrive on that NIC's socket only.
+    let nics = four_nics();
+    let mut m = Machine::builder().nics(nics.clone()).boot().unwrap();
+    announce(&mut m);
+    for (i, n) in nics.iter().enumerate() {
+        let got = m
+            .recv_where(T, |r| {
+                Eth::parse(&r.data).is_some_and(|e| e.ethertype == ETHERTYPE_RARP && e.src == n.mac)
+            })
+            .unwrap_or_else(|| panic!("no RARP from NIC {i}"));
+        assert_eq!(got.nic, i, "RARP from {} arrived on NIC {}", n.mac, got.nic);
+        assert_eq!(Eth::parse(&got.data).unwrap().dst, MacAddr::BROADCAST);
+    }
+    assert!(m.nic_counters(0).rx_frames >= 1);
+}
+
+/// Frames in a pcap file (classic libpcap format, as filter-dump writes).
+fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap_or_default();
+    let mut out = Vec::new();
+    if b.len() < 24 || b[..4] != [0xd4, 0xc3, 0xb2, 0xa1] {
+        return out;
+    }
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let caplen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        if at + caplen > b.len() {
+            break;
+        }
+        out.push(b[at..at + caplen].to_vec());
+        at += caplen;
+    }
+    out
+}
+
+#[test]
+fn sent_frames_reach_each_nic_and_show_in_its_pcap() {
+    let pcaps = std::env::temp_dir().join(format!("aggdom-pcap-test-{}", std::process::id()));
+    let nics = four_nics();
+    let m = Machine::builder()
+        .nics(nics.clone())
+        .pcap_dir(&pcaps)
+        .boot()
+        .unwrap();
+    let host = MacAddr::local(1);
+    for (i, n) in nics.iter().enumerate() {
+        m.send_frame(i, &frame::tagged(n.mac, host, 0x1000 + i as u64, 100))
+            .unwrap();
+        let ends = frame::Ipv4Ends {
+            src_mac: host,
+            dst_mac: n.mac,
+            src_ip: Ipv4Addr::new(10, 9, 0, 1),
+            dst_ip: Ipv4Addr::new(10, 9, 0, 2),
+        };
+        m.send_frame(i, &frame::udp(ends, 7, 9, b"discard me"))
+            .unwrap();
+        assert_eq!(m.nic_counters(i).tx_frames, 2);
+        assert_eq!(m.nic_counters(i).tx_bytes, 100 + 60);
+    }
+    assert!(
+        m.send_frame(nics.len(), &[0; 60]).is_err(),
+        "NIC past the end accepted"
+    );
+    // filter-dump writes synchronously as frames pass the netdev.
+    let deadline = Instant::now() + T;
+    for i in 0..nics.len() {
+        let path = m.pcap_path(i).unwrap();
+        loop {
+            let tags: Vec<u64> = pcap_frames(&path)
+                .iter()
+                .filter_map(|f| frame::tag_of(f))
+                .collect();
+            if tags.contains(&(0x1000 + i as u64)) {
+                assert_eq!(
+                    tags,
+                    [0x1000 + i as u64],
+                    "pcap of NIC {i} holds another NIC's frame"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tagged frame never reached {}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(m);
+    std::fs::remove_dir_all(&pcaps).unwrap();
+}
+
+#[test]
+fn qmp_commands_and_set_link() {
+    let mut m = Machine::builder().nics(four_nics()).boot().unwrap();
+    let status = m.qmp(r#"{"execute": "query-status"}"#).unwrap();
+    assert_eq!(status.get("status").and_then(Json::as_str), Some("running"));
+    m.set_link(1, false).unwrap();
+    m.set_link(1, true).unwrap();
+    assert!(m.set_link(9, false).is_err());
+    let e = m.qmp(r#"{"execute": "no-such-command"}"#).unwrap_err();
+    assert!(e.to_string().contains("no-such-command"), "{e}");
+    // The NICs carry the ids the harness gave them.
+    let f = m
+        .qmp(r#"{"execute": "query-rx-filter", "arguments": {"name": "nic0"}}"#)
+        .unwrap();
+    assert_eq!(
+        f.pointer(&["0", "main-mac"]).and_then(Json::as_str),
+        Some("52:54:00:b0:00:01")
+    );
+}
+
+#[test]
+fn machines_run_side_by_side_without_port_clashes() {
+    let handles: Vec<_> = (0..4)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let nics: Vec<Nic> = (0..4)
+                    .map(|i| Nic::new(NicKind::VirtioNet, MacAddr([0x52, 0x54, 0, 0xc0, k, i])))
+                    .collect();
+                let mut m = Machine::builder().nics(nics).boot().unwrap();
+                announce(&mut m);
+                // Every machine hears only its own NICs.
+                for i in 0..4u8 {
+                    let mac = MacAddr([0x52, 0x54, 0, 0xc0, k, i]);
+                    let r = m
+                        .recv_where(T, |r| Eth::parse(&r.data).is_some_and(|e| e.src == mac))
+                        .unwrap_or_else(|| panic!("machine {k}: nothing from {mac}"));
+                    assert_eq!(r.nic, usize::from(i));
+                }
+                let strangers = m.drain_all().into_iter().filter(|r| {
+                    Eth::parse(&r.data)
+                        .is_some_and(|e| e.ethertype == ETHERTYPE_RARP && e.src.0[4] != k)
+                });
+                assert_eq!(strangers.count(), 0, "machine {k} heard another machine");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn drop_kills_qemu_and_removes_its_temp_dir() {
+    let m = Machine::builder().nics(four_nics()).start().unwrap();
+    let (pid, dir) = (m.pid(), m.temp_dir().to_path_buf());
+    assert!(alive(pid) && dir.exists());
+    drop(m);
+    assert!(!alive(pid), "QEMU {pid} survived drop");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn qemu_dies_with_the_thread_that_started_it() {
+    // A Machine that is never dropped (as when a test process is killed):
+    // PR_SET_PDEATHSIG kills QEMU when the spawning thread ends.
+    let (pid, dir) = std::thread::spawn(|| {
+        let m = Machine::builder().start().unwrap();
+        let out = (m.pid(), m.temp_dir().to_path_buf());
+        std::mem::forget(m);
+        out
+    })
+    .join()
+    .unwrap();
+    let deadline = Instant::now() + T;
+    // Not our child to reap any more (its `Child` was forgotten), so look at
+    // its state: gone or a zombie both mean it died.
+    let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    };
+    while !dead() {
+        assert!(Instant::now() < deadline, "QEMU {pid} outlived its thread");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn exits_are_reported_with_status_and_console_tail() {
+    let mut m = Machine::builder().start().unwrap();
+    m.wait_prompt().unwrap();
+    m.send_line("shutdown").unwrap();
+    m.wait_exit(Duration::from_secs(30)).unwrap();
+    // Waiting on an exited machine fails at once with a useful message.
+    let e = m.wait_for("never", Duration::from_secs(30)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("QEMU exited") && msg.contains("aggdom 0.1.0 booting"),
+        "{msg}"
+    );
+    assert!(m.command("version").is_err());
+}
