@@ -1,2 +1,88 @@
+//! aggdom: a unikernel network driver domain that aggregates NICs.
+//!
+//! Boot order: clock, console, CPU tables, heap, ACPI, PCI, then the poll
+//! loop that serves the console (and, as the datapath lands, the NICs).
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+mod console;
+mod cpu;
+mod memory;
+mod nics;
+mod power;
+mod serial;
+mod shell;
+mod time;
+
+use boot::BootInfo;
+use core::panic::PanicInfo;
+
+#[unsafe(no_mangle)]
+pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
+    time::start();
+    console::init();
+    cpu::init_tables();
+    let cmdline = info.map_or("", BootInfo::cmdline);
+    println!(
+        "aggdom {} booting (PVH) cmdline=\"{cmdline}\"",
+        shell::VERSION
+    );
+    if info.is_none() {
+        println!("warning: no PVH start info (bad magic); no memory map or command line");
+    }
+    let Some(heap) = memory::init_heap(info) else {
+        panic!("no usable RAM above the kernel for a heap");
+    };
+    println!(
+        "memory: {} MiB usable, heap {} KiB at {:#x}",
+        heap.usable_ram >> 20,
+        heap.len >> 10,
+        heap.start
+    );
+    match time::calibrate() {
+        Some(hz) => println!("clock: TSC {} MHz", hz / 1_000_000),
+        None => println!(
+            "clock: no PIT, assuming TSC {} MHz",
+            time::tsc_hz() / 1_000_000
+        ),
+    }
+    if power::init(info.and_then(|i| i.rsdp)).is_none() {
+        println!("acpi: no power-off recipe; shutdown will try QEMU's fixed port");
+    }
+    let nic_count = nics::discover();
+    cpu::init_wakeups();
+    println!(
+        "aggdom ready: {nic_count} NICs, boot {} ms",
+        time::now_ns() / 1_000_000
+    );
+
+    let mut shell = shell::Shell::new();
+    shell.start();
+    loop {
+        let mut busy = false;
+        while let Some(byte) = console::read_byte() {
+            shell.feed(byte);
+            busy = true;
+        }
+        if !busy {
+            cpu::idle();
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    match info.location() {
+        Some(at) => console::print_fatal(format_args!(
+            "\nPANIC at {}:{}:{}: {}\n",
+            at.file(),
+            at.line(),
+            at.column(),
+            info.message()
+        )),
+        None => console::print_fatal(format_args!("\nPANIC: {}\n", info.message())),
+    }
+    power::exit_failure(power::Failure::Panic)
+}

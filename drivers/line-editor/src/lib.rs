@@ -34,6 +34,17 @@ pub struct LineEditor {
     after_cr: bool,
     /// The buffer holds a line already handed out; clear before reuse.
     handed_out: bool,
+    /// Inside a terminal escape sequence (arrow keys etc.), swallowed whole.
+    escape: Escape,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// After ESC.
+    Started,
+    /// After ESC [: parameters until a final byte 0x40..=0x7e (ECMA-48 5.4).
+    Csi,
 }
 
 impl Default for LineEditor {
@@ -50,6 +61,7 @@ impl LineEditor {
             overflowed: false,
             after_cr: false,
             handed_out: false,
+            escape: Escape::None,
         }
     }
 
@@ -65,7 +77,24 @@ impl LineEditor {
             self.len = 0;
         }
         let after_cr = core::mem::replace(&mut self.after_cr, byte == b'\r');
+        match (self.escape, byte) {
+            (Escape::Started, b'[') => {
+                self.escape = Escape::Csi;
+                return Input::Nothing;
+            }
+            (Escape::Started, 0x20..=0x7e) | (Escape::Csi, 0x40..=0x7e) => {
+                self.escape = Escape::None;
+                return Input::Nothing;
+            }
+            (Escape::Csi, 0x20..=0x3f) => return Input::Nothing,
+            // Control bytes (CR, Ctrl-C, ...) end a sequence and count as themselves.
+            _ => self.escape = Escape::None,
+        }
         match byte {
+            0x1b => {
+                self.escape = Escape::Started;
+                Input::Nothing
+            }
             b'\n' if after_cr => Input::Nothing,
             b'\r' | b'\n' => self.finish_line(),
             0x08 | 0x7f => {
@@ -146,6 +175,11 @@ mod tests {
             lines(b"ve\x01r\xffs\xc3\xa9ion\x1b\r"),
             [Some("version".into())]
         );
+    }
+
+    #[test]
+    fn arrow_keys_and_other_escape_sequences_are_swallowed() {
+        assert_eq!(lines(b"ni\x1b[Acs\x1b[1;5D\x1bO\r"), [Some("nics".into())]);
     }
 
     #[test]

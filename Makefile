@@ -1,0 +1,70 @@
+# aggdom: build, run and test. `make run` and `make test` work on a fresh
+# machine: they install QEMU and the Rust target when missing.
+SHELL := /bin/bash
+TARGET := x86_64-unknown-none
+KERNEL := target/$(TARGET)/release/aggdom
+KERNEL32 := target/$(TARGET)/release/aggdom32
+QEMU := qemu-system-x86_64
+CARGO_KERNEL := cargo build --release -p aggdom --target $(TARGET)
+
+# `make run`: 3 virtio-net + 1 e1000 uplinks, 2 virtio-net guest ports.
+# Every NIC's backend is a UDP socket pair on 127.0.0.1 (NIC i: QEMU listens
+# on RUN_PORT_BASE+2i and sends to RUN_PORT_BASE+2i+1), so nothing leaves the
+# machine and you can inject frames into any NIC from the host.
+RUN_PORT_BASE ?= 47000
+RUN_KINDS := virtio-net-pci virtio-net-pci virtio-net-pci e1000 virtio-net-pci virtio-net-pci
+RUN_APPEND ?=
+RUN_MEM ?= 128M
+
+.PHONY: all build run test test-host test-qemu bench sim deps fmt clean
+
+all: build
+
+# Installs what a fresh machine lacks: QEMU (Debian's qemu-system-x86),
+# objcopy, and the bare-metal Rust target (RUSTUP_AUTO_INSTALL=0 here, so
+# rust-toolchain.toml alone does not fetch it). Quiet when all is there.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+deps:
+	@if ! command -v $(QEMU) >/dev/null || ! command -v objcopy >/dev/null; then \
+	  echo "installing qemu-system-x86 and binutils (apt)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq qemu-system-x86 binutils >/dev/null; fi
+	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || \
+	  { echo "installing the $(TARGET) Rust target (rustup)"; rustup target add $(TARGET); }
+
+build: deps
+	$(CARGO_KERNEL)
+	objcopy -O elf32-i386 $(KERNEL) $(KERNEL32)
+
+run: build
+	@args=(); i=0; for kind in $(RUN_KINDS); do \
+	  lp=$$(( $(RUN_PORT_BASE) + 2*i )); rp=$$(( lp + 1 )); \
+	  args+=(-netdev dgram,id=n$$i,local.type=inet,local.host=127.0.0.1,local.port=$$lp,remote.type=inet,remote.host=127.0.0.1,remote.port=$$rp); \
+	  args+=(-device $$kind,netdev=n$$i,mac=52:54:00:00:00:0$$((i+1)),addr=0x$$(printf %x $$((3+i)))); \
+	  i=$$((i+1)); done; \
+	echo "aggdom: NICs 0-3 uplinks, 4-5 guest ports; NIC i listens on UDP 127.0.0.1:$$(( $(RUN_PORT_BASE) ))+2i. Ctrl-a x quits."; \
+	exec $(QEMU) -machine pc -nodefaults -display none -m $(RUN_MEM) \
+	  -chardev stdio,id=con,mux=on,signal=off -serial chardev:con -mon chardev=con,mode=readline \
+	  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -no-reboot \
+	  -kernel $(KERNEL) -append "$(RUN_APPEND)" "$${args[@]}"
+
+# Host unit tests of every pure crate, then the QEMU integration tests.
+test: build test-host test-qemu
+
+test-host: deps
+	cargo test --workspace --exclude aggdom-harness
+
+test-qemu: build
+	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo test -p aggdom-harness
+
+bench: build
+	cargo run --release -p aggdom-harness --bin bench-boot
+
+sim:
+	cargo run --release -p aggdom-sim
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean

@@ -1,0 +1,138 @@
+//! From the loader's 32-bit protected mode to `kernel_main` in long mode.
+//!
+//! PVH boot protocol (xen/include/public/arch-x86/hvm/start_info.h): paging
+//! off, flat 4 GiB segments, `%ebx` = physical address of `hvm_start_info`.
+//! We build page tables that identity-map the low 4 GiB with 2 MiB pages
+//! (RAM, the kernel at 4 MiB and the PCI hole where firmware puts BARs), load
+//! a 64-bit GDT, enable PAE + LME + PG and jump to 64-bit code.
+use crate::start_info::BootInfo;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+
+/// Boot stack size; the kernel runs on it for its whole life.
+pub const BOOT_STACK_BYTES: usize = 256 * 1024;
+
+core::arch::global_asm!(
+    r#"
+    .section .note.Xen, "a"
+    .p2align 2
+    .long 4                 /* namesz: "Xen\0" */
+    .long 8                 /* descsz */
+    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .p2align 2
+    .quad pvh_start
+    .p2align 2
+
+    .section .bss.boot, "aw", @nobits
+    .p2align 12
+boot_pml4:   .skip 4096
+boot_pdpt:   .skip 4096
+boot_pd:     .skip 4096 * 4
+boot_stack:  .skip {stack}
+boot_stack_top:
+
+    .section .rodata.boot, "a"
+    .p2align 3
+boot_gdt:
+    .quad 0                     /* null */
+    .quad 0x00af9a000000ffff    /* 0x08: 64-bit code, DPL 0 */
+    .quad 0x00cf92000000ffff    /* 0x10: data */
+boot_gdt_end:
+boot_gdt_ptr:
+    .word boot_gdt_end - boot_gdt - 1
+    .quad boot_gdt
+
+    .section .text.boot, "ax"
+    .code32
+    .global pvh_start
+pvh_start:
+    cli
+    cld
+    mov %ebx, %esi                   /* keep the start info pointer */
+
+    /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories. */
+    mov $boot_pdpt, %eax
+    or $0x3, %eax                    /* present | writable */
+    mov %eax, boot_pml4
+    mov $boot_pd, %eax
+    or $0x3, %eax
+    xor %ecx, %ecx
+1:  mov %eax, boot_pdpt(,%ecx,8)
+    add $4096, %eax
+    inc %ecx
+    cmp $4, %ecx
+    jb 1b
+
+    /* 2048 PD entries of 2 MiB: 0..4 GiB, identity. */
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax                   /* present | writable | 2 MiB page */
+    mov %eax, boot_pd(,%ecx,8)
+    movl $0, boot_pd+4(,%ecx,8)
+    inc %ecx
+    cmp $2048, %ecx
+    jb 2b
+
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov %cr4, %eax
+    or $0x20, %eax                   /* CR4.PAE */
+    mov %eax, %cr4
+    mov $0xc0000080, %ecx            /* IA32_EFER */
+    rdmsr
+    or $0x100, %eax                  /* EFER.LME */
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000001, %eax             /* CR0.PG | CR0.PE */
+    mov %eax, %cr0
+
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $3f
+
+    .code64
+3:  mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    xor %ax, %ax
+    mov %ax, %fs
+    mov %ax, %gs
+    mov $boot_stack_top, %rsp
+    xor %ebp, %ebp
+    mov %esi, %edi                   /* zero-extends: arg 0 = start info */
+    call {entry}
+4:  hlt
+    jmp 4b
+    "#,
+    stack = const BOOT_STACK_BYTES,
+    entry = sym boot_entry64,
+    options(att_syntax)
+);
+
+/// Holds the copied start info for the kernel's whole life.
+struct BootInfoCell(UnsafeCell<MaybeUninit<BootInfo>>);
+// SAFETY: written once on the single boot CPU before anything else runs,
+// read-only afterwards.
+unsafe impl Sync for BootInfoCell {}
+static BOOT_INFO: BootInfoCell = BootInfoCell(UnsafeCell::new(MaybeUninit::uninit()));
+
+unsafe extern "Rust" {
+    /// Defined by the kernel binary.
+    fn kernel_main(info: Option<&'static BootInfo>) -> !;
+}
+
+extern "C" fn boot_entry64(start_info_paddr: u64) -> ! {
+    // SAFETY: the low 4 GiB are identity mapped and the PVH loader passed the
+    // start info in %ebx; `read` checks the magic before trusting it.
+    let info = unsafe { BootInfo::read(start_info_paddr) };
+    let info = info.map(|info| {
+        // SAFETY: this is the only write, before any reader exists.
+        unsafe { (*BOOT_INFO.0.get()).write(info) };
+        // SAFETY: initialised just above; never written again.
+        unsafe { (*BOOT_INFO.0.get()).assume_init_ref() }
+    });
+    // SAFETY: `kernel_main` is the kernel's entry, called exactly once.
+    unsafe { kernel_main(info) }
+}

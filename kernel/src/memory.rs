@@ -1,0 +1,136 @@
+//! Physical memory: the heap (sized from the loader's memory map) and the
+//! identity mapping that makes physical == virtual for RAM and BARs.
+use boot::{BootInfo, MemoryType};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use linked_list_allocator::LockedHeap;
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use x86_64::instructions::port::Port;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// The boot page tables map this much, identity (boot/src/entry.rs).
+pub const IDENTITY_MAPPED_END: u64 = 4 << 30;
+
+unsafe extern "C" {
+    static __kernel_end: u8;
+}
+
+fn kernel_end() -> u64 {
+    // A linker-script symbol: only its address means anything.
+    core::ptr::addr_of!(__kernel_end) as u64
+}
+
+/// Where the heap went and how big it is.
+pub struct HeapInfo {
+    pub start: u64,
+    pub len: u64,
+    pub usable_ram: u64,
+}
+
+/// The largest RAM range above the kernel and below the mapped limit.
+fn choose_heap(info: Option<&BootInfo>) -> Option<(u64, u64, u64)> {
+    let floor = kernel_end();
+    let mut usable = 0;
+    let mut best: Option<(u64, u64)> = None;
+    if let Some(map) = info.map(BootInfo::memory_map).filter(|m| !m.is_empty()) {
+        for r in map.iter().filter(|r| r.kind == MemoryType::Ram) {
+            usable += r.len;
+            let start = r.start.max(floor);
+            let end = r.start.saturating_add(r.len).min(IDENTITY_MAPPED_END);
+            if end > start && best.is_none_or(|(s, e)| end - start > e - s) {
+                best = Some((start, end));
+            }
+        }
+    } else {
+        // No memory map (start info version 0): CMOS 0x34/0x35 hold RAM above
+        // 16 MiB in 64 KiB units, as SeaBIOS and Xen's hvmloader set them.
+        let above_16m = u64::from(cmos(0x34)) | (u64::from(cmos(0x35)) << 8);
+        let end = ((16 << 20) + (above_16m << 16)).min(IDENTITY_MAPPED_END);
+        usable = end;
+        if end > floor {
+            best = Some((floor, end));
+        }
+    }
+    best.map(|(s, e)| (s, e - s, usable))
+}
+
+fn cmos(register: u8) -> u8 {
+    // SAFETY: CMOS index/data ports; reading a register has no side effect
+    // (bit 7 of the index keeps NMIs disabled, as they already are).
+    unsafe {
+        Port::<u8>::new(0x70).write(0x80 | register);
+        Port::<u8>::new(0x71).read()
+    }
+}
+
+pub fn init_heap(info: Option<&BootInfo>) -> Option<HeapInfo> {
+    let (start, len, usable_ram) = choose_heap(info)?;
+    // SAFETY: [start, start+len) is RAM per the loader's map, above the
+    // kernel image, identity mapped, and handed to nothing else.
+    unsafe { HEAP.lock().init(start as *mut u8, len as usize) };
+    Some(HeapInfo {
+        start,
+        len,
+        usable_ram,
+    })
+}
+
+pub fn heap_used_free() -> (usize, usize) {
+    let heap = HEAP.lock();
+    (heap.used(), heap.free())
+}
+
+/// Reads physical memory through the identity mapping.
+pub struct IdentityMapped;
+
+impl acpi::PhysicalMemory for IdentityMapped {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        match addr.checked_add(buf.len() as u64) {
+            Some(end) if addr != 0 && end <= IDENTITY_MAPPED_END => {
+                // SAFETY: the range is inside the identity mapping; firmware
+                // tables are plain memory, read without side effects.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len())
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// DMA for the drivers: heap pages, physical == virtual.
+pub struct KernelHal;
+
+// SAFETY: allocations are page-aligned, zeroed and identity mapped, so the
+// physical address handed to a device is the address the CPU uses.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let layout =
+            Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA size fits a layout");
+        // SAFETY: the layout is non-zero sized (virtio asks for >= 1 page).
+        let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::alloc::handle_alloc_error(layout));
+        (ptr.as_ptr() as PhysAddr, ptr)
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        let layout =
+            Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA size fits a layout");
+        // SAFETY: the caller returns memory from `dma_alloc` with its size.
+        unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as *mut u8).expect("MMIO is never at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
