@@ -1,0 +1,201 @@
+//! What the engine tells the driver layer to do: plain values, no callbacks.
+
+use crate::types::{GuestId, IdentityId, MacAddr, UplinkId, MAX_IDENTITIES};
+
+/// Why a frame was dropped. Every drop is counted under its reason.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than its Ethernet, ARP or IP header.
+    Runt = 0,
+    /// A header is inconsistent (IP version, IHL, ARP hardware/protocol).
+    Malformed,
+    /// Not IPv4, IPv6 or ARP (guests send untagged IP only).
+    BadEthertype,
+    /// A guest frame whose source MAC (or ARP sender MAC) is not the guest's.
+    SpoofedMac,
+    /// A guest frame whose source IP (or ARP sender IP) is not the guest's.
+    SpoofedIp,
+    /// The IP is bound to no identity ([0029]): it may not use the network.
+    Denied,
+    /// Every uplink that could carry the frame has its link down.
+    NoLiveUplink,
+    /// The guest or uplink index names nothing.
+    UnknownPort,
+    /// Unicast to an identity this uplink does not hold (the switch has not
+    /// relearned yet, or flooded an unknown unicast).
+    NotHolder,
+    /// A broadcast or multicast copy on an uplink other than the one chosen
+    /// to receive broadcasts (the switch floods to every uplink).
+    DuplicateBroadcast,
+    /// No guest and not the own stack: nobody here has that address.
+    UnknownDestination,
+    /// A guest frame addressed to the guest itself.
+    Hairpin,
+}
+
+impl DropReason {
+    /// Number of reasons, for counter arrays.
+    pub const COUNT: usize = 12;
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Runt,
+        DropReason::Malformed,
+        DropReason::BadEthertype,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::Denied,
+        DropReason::NoLiveUplink,
+        DropReason::UnknownPort,
+        DropReason::NotHolder,
+        DropReason::DuplicateBroadcast,
+        DropReason::UnknownDestination,
+        DropReason::Hairpin,
+    ];
+
+    /// A short snake_case name, for consoles and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::Malformed => "malformed",
+            DropReason::BadEthertype => "bad_ethertype",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::Denied => "denied",
+            DropReason::NoLiveUplink => "no_live_uplink",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::NotHolder => "not_holder",
+            DropReason::DuplicateBroadcast => "duplicate_broadcast",
+            DropReason::UnknownDestination => "unknown_destination",
+            DropReason::Hairpin => "hairpin",
+        }
+    }
+}
+
+/// How the chosen uplink must present the frame's source (claim steps 8–10).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Steering {
+    /// Identity mode: the engine has already rewritten the frame's source MAC
+    /// (and ARP sender / NDP link-layer option) to `identity`, which the
+    /// uplink holds. Send the frame as it is.
+    Rewritten { identity: IdentityId, mac: MacAddr },
+    /// Literal mode, claim steps 8–10: write the uplink's MAC register to
+    /// `mac` (the guest's), send, wait for the send to complete, then write
+    /// `restore` (the identity the uplink holds) back.
+    WriteMacThenRestore { mac: MacAddr, restore: MacAddr },
+}
+
+/// What to do with a frame a guest sent (claim steps 7–10).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TxDecision {
+    /// Send through `uplink` with the given steering. When `flood_local` is
+    /// set the frame is broadcast/multicast: also give a copy (as it is now)
+    /// to every other guest and to the own stack.
+    Send {
+        uplink: UplinkId,
+        steering: Steering,
+        flood_local: bool,
+    },
+    /// The destination is another guest of this domain: hand it over
+    /// without touching an uplink (the bridge's job). The destination MAC has
+    /// been rewritten to the guest's if the frame was sent to an identity.
+    SwitchLocal { guest: GuestId },
+    /// The destination is the domain's own IP stack.
+    ToOwnStack,
+    /// Drop the frame; it was counted under `DropReason`.
+    Drop(DropReason),
+}
+
+/// What to do with a frame that arrived on an uplink.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RxDecision {
+    /// Deliver to this guest (identity mode: the destination MAC, and ARP
+    /// target MAC, have been rewritten to the guest's MAC).
+    ToGuest { guest: GuestId },
+    /// Deliver to the domain's own IP stack.
+    ToOwnStack,
+    /// A broadcast or multicast: deliver a copy to every guest with a
+    /// non-empty binding and to the own stack.
+    Flood,
+    /// Drop the frame; it was counted under `DropReason`.
+    Drop(DropReason),
+}
+
+/// One identity changing holder. The driver reprograms both uplinks' MAC
+/// register / receive filters to [`crate::Engine::held`] and sends a
+/// learning frame ([`crate::learning_frame`]) from `to` so the switch
+/// relearns `mac` at once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Move {
+    pub identity: IdentityId,
+    pub mac: MacAddr,
+    pub from: UplinkId,
+    pub to: UplinkId,
+}
+
+/// A short list of moves, returned by value (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Moves {
+    items: [Move; MAX_IDENTITIES],
+    len: u8,
+}
+
+impl Moves {
+    pub const NONE: Moves = Moves {
+        items: [Move {
+            identity: IdentityId(0),
+            mac: MacAddr([0; 6]),
+            from: UplinkId(0),
+            to: UplinkId(0),
+        }; MAX_IDENTITIES],
+        len: 0,
+    };
+
+    pub(crate) fn push(&mut self, m: Move) {
+        if (self.len as usize) < MAX_IDENTITIES {
+            self.items[self.len as usize] = m;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Move] {
+        &self.items[..self.len as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> core::slice::Iter<'_, Move> {
+        self.as_slice().iter()
+    }
+}
+
+impl Default for Moves {
+    fn default() -> Self {
+        Moves::NONE
+    }
+}
+
+impl core::fmt::Debug for Moves {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// What to do with a frame from the domain's own stack (claim steps 3–6).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OwnTxDecision {
+    /// Carry out `moves` first (claim step 5, the MAC swap; empty when the
+    /// least-loaded uplink already holds the source MAC, step 4), then send
+    /// the frame unchanged through `uplink` (step 6).
+    Send { uplink: UplinkId, moves: Moves },
+    /// The destination is a local guest.
+    SwitchLocal { guest: GuestId },
+    /// Drop the frame; it was counted under `DropReason`.
+    Drop(DropReason),
+}

@@ -1,0 +1,1247 @@
+//! The engine: state of uplinks, identities and guests, and every decision.
+
+use core::net::IpAddr;
+
+use crate::counters::{
+    DropCounters, EngineCounters, GuestCounters, IdentityCounters, UplinkCounters,
+};
+use crate::decision::{DropReason, Move, Moves, OwnTxDecision, RxDecision, Steering, TxDecision};
+use crate::error::Error;
+use crate::table::Table;
+use crate::types::{
+    ip_key, Config, GuestId, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig, UplinkId,
+    MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
+};
+use crate::wire::{self, Parsed, L3};
+
+const NS_PER_S: u128 = 1_000_000_000;
+/// `ip_owner` value meaning "the own stack".
+const OWN: u16 = u16::MAX;
+
+#[derive(Clone, Copy)]
+struct Uplink {
+    factory: u64,
+    cap_mbps: u32,
+    /// 2^24 / capacity: turns bytes into a capacity-relative score.
+    weight: u64,
+    slots: u8,
+    up: bool,
+    exclusive: bool,
+    held: IdentitySet,
+    tx_pending: u64,
+    rx_pending: u64,
+    /// EWMA rates in bytes per second.
+    tx_rate: u64,
+    rx_rate: u64,
+    /// `tx_rate` as bytes per nominal tick interval.
+    tx_base: u64,
+    counters: UplinkCounters,
+}
+
+impl Uplink {
+    const EMPTY: Uplink = Uplink {
+        factory: 0,
+        cap_mbps: 1,
+        weight: 0,
+        slots: 1,
+        up: false,
+        exclusive: false,
+        held: IdentitySet::EMPTY,
+        tx_pending: 0,
+        rx_pending: 0,
+        tx_rate: 0,
+        rx_rate: 0,
+        tx_base: 0,
+        counters: UplinkCounters::ZERO,
+    };
+
+    /// Claim step 3's "traffic", per frame: bytes expected in this tick
+    /// interval (rate × interval + already sent), relative to capacity.
+    #[inline]
+    fn score(&self) -> u64 {
+        (self.tx_base + self.tx_pending).saturating_mul(self.weight)
+    }
+
+    fn util_permille(&self, tx: u64, rx: u64) -> u64 {
+        // bytes/s × 8 = bit/s; ‰ of cap_mbps × 10^6 bit/s.
+        (tx.max(rx) as u128 * 8 / (self.cap_mbps as u128 * 1000)).min(u64::MAX as u128) as u64
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Identity {
+    mac: u64,
+    holder: UplinkId,
+    pinned: bool,
+    last_move: Option<u64>,
+    tx_pending: u64,
+    rx_pending: u64,
+    tx_rate: u64,
+    rx_rate: u64,
+    counters: IdentityCounters,
+}
+
+impl Identity {
+    const EMPTY: Identity = Identity {
+        mac: 0,
+        holder: UplinkId(0),
+        pinned: false,
+        last_move: None,
+        tx_pending: 0,
+        rx_pending: 0,
+        tx_rate: 0,
+        rx_rate: 0,
+        counters: IdentityCounters::ZERO,
+    };
+}
+
+#[derive(Clone, Copy)]
+struct Guest {
+    active: bool,
+    mac: u64,
+    n_ips: u8,
+    ips: [u128; MAX_IPS_PER_GUEST],
+    bindings: [IdentitySet; MAX_IPS_PER_GUEST],
+    /// Bound by the spreading rule of [0030] rather than by the operator.
+    auto: [bool; MAX_IPS_PER_GUEST],
+    counters: GuestCounters,
+}
+
+impl Guest {
+    const EMPTY: Guest = Guest {
+        active: false,
+        mac: 0,
+        n_ips: 0,
+        ips: [0; MAX_IPS_PER_GUEST],
+        bindings: [IdentitySet::EMPTY; MAX_IPS_PER_GUEST],
+        auto: [false; MAX_IPS_PER_GUEST],
+        counters: GuestCounters::ZERO,
+    };
+
+    #[inline]
+    fn slot_of(&self, ip: u128) -> Option<usize> {
+        let n = (self.n_ips as usize).min(MAX_IPS_PER_GUEST);
+        self.ips[..n].iter().position(|&x| x == ip)
+    }
+}
+
+/// A snapshot of one uplink's load, for consoles, exporters and simulators.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Load {
+    /// EWMA transmit rate, bytes per second.
+    pub tx_bytes_per_s: u64,
+    /// EWMA receive rate, bytes per second.
+    pub rx_bytes_per_s: u64,
+    /// The larger direction as ‰ of the uplink's capacity.
+    pub util_permille: u64,
+}
+
+/// The aggregation engine. See the crate docs for the contract.
+#[derive(Clone)]
+pub struct Engine {
+    cfg: Config,
+    n_uplinks: u8,
+    uplinks: [Uplink; MAX_UPLINKS],
+    identities: [Identity; MAX_IDENTITIES],
+    guests: [Guest; MAX_GUESTS],
+    guest_by_mac: Table<u64, { 2 * MAX_GUESTS }>,
+    /// guest index × 4 + IP slot, or [`OWN`].
+    ip_owner: Table<u128, { 2 * (MAX_GUESTS * MAX_IPS_PER_GUEST + MAX_OWN_IPS).next_power_of_two() }>,
+    own_identity: Option<IdentityId>,
+    own_ips: [u128; MAX_OWN_IPS],
+    n_own_ips: u8,
+    /// The live uplink that accepts broadcasts (the lowest-numbered one).
+    bcast_uplink: Option<UplinkId>,
+    last_tick: u64,
+    last_rebalance: u64,
+    counters: EngineCounters,
+}
+
+impl Engine {
+    /// An engine with no uplinks and no guests. `const`, so the kernel can
+    /// place it in a `static`; it is about 140 KiB.
+    pub const fn new(cfg: Config) -> Engine {
+        Engine {
+            cfg,
+            n_uplinks: 0,
+            uplinks: [Uplink::EMPTY; MAX_UPLINKS],
+            identities: [Identity::EMPTY; MAX_IDENTITIES],
+            guests: [Guest::EMPTY; MAX_GUESTS],
+            guest_by_mac: Table::new(),
+            ip_owner: Table::new(),
+            own_identity: None,
+            own_ips: [0; MAX_OWN_IPS],
+            n_own_ips: 0,
+            bcast_uplink: None,
+            last_tick: 0,
+            last_rebalance: 0,
+            counters: EngineCounters {
+                own_tx_frames: 0,
+                own_rx_frames: 0,
+                own_tx_swaps: 0,
+                own_tx_drops: DropCounters::ZERO,
+                rebalance_runs: 0,
+                rebalance_moves: 0,
+                failover_moves: 0,
+                stranded: 0,
+                rx_flooded: 0,
+            },
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.cfg.mode
+    }
+
+    // ------------------------------------------------------------------
+    // Setup and run-time changes
+    // ------------------------------------------------------------------
+
+    /// Add a NIC. It creates identity *k* = its factory MAC, held by it.
+    /// Guests bound automatically are spread again over the new set ([0030]).
+    pub fn add_uplink(&mut self, cfg: UplinkConfig) -> Result<UplinkId, Error> {
+        let n = self.n_uplinks as usize;
+        if n >= MAX_UPLINKS {
+            return Err(Error::TooManyUplinks);
+        }
+        let mac = cfg.mac.to_u64();
+        if mac == 0 || cfg.mac.is_multicast() {
+            return Err(Error::InvalidMac);
+        }
+        if self.identity_by_mac(mac).is_some() || self.guest_by_mac.get(mac).is_some() {
+            return Err(Error::DuplicateMac);
+        }
+        let cap = if cfg.capacity_mbps == 0 {
+            10_000
+        } else {
+            cfg.capacity_mbps
+        };
+        self.uplinks[n] = Uplink {
+            factory: mac,
+            cap_mbps: cap,
+            weight: (1u64 << 24) / cap as u64,
+            slots: cfg.filter_slots.max(1),
+            up: cfg.link_up,
+            held: IdentitySet::one(IdentityId(n as u8)),
+            ..Uplink::EMPTY
+        };
+        self.identities[n] = Identity {
+            mac,
+            holder: UplinkId(n as u8),
+            ..Identity::EMPTY
+        };
+        self.n_uplinks += 1;
+        self.recompute_bcast();
+        self.respread();
+        Ok(UplinkId(n as u8))
+    }
+
+    /// Add a guest with its MAC and IPs. Each IP is bound to one identity,
+    /// spread so each identity has about as many IPs bound ([0030]).
+    pub fn add_guest(&mut self, mac: MacAddr, ips: &[IpAddr]) -> Result<GuestId, Error> {
+        let m = mac.to_u64();
+        if m == 0 || mac.is_multicast() {
+            return Err(Error::InvalidMac);
+        }
+        if ips.len() > MAX_IPS_PER_GUEST {
+            return Err(Error::TooManyIps);
+        }
+        if self.guest_by_mac.get(m).is_some() || self.identity_by_mac(m).is_some() {
+            return Err(Error::DuplicateMac);
+        }
+        let mut keys = [0u128; MAX_IPS_PER_GUEST];
+        for (i, ip) in ips.iter().enumerate() {
+            let k = valid_ip(*ip)?;
+            if self.ip_owner.get(k).is_some() || keys[..i].contains(&k) {
+                return Err(Error::DuplicateIp);
+            }
+            keys[i] = k;
+        }
+        let Some(g) = self.guests.iter().position(|g| !g.active) else {
+            return Err(Error::TooManyGuests);
+        };
+        self.guests[g] = Guest {
+            active: true,
+            mac: m,
+            n_ips: ips.len() as u8,
+            ips: keys,
+            auto: [true; MAX_IPS_PER_GUEST],
+            ..Guest::EMPTY
+        };
+        self.guest_by_mac.insert(m, g as u16);
+        for (slot, &k) in keys[..ips.len()].iter().enumerate() {
+            self.ip_owner.insert(k, (g * MAX_IPS_PER_GUEST + slot) as u16);
+            let b = self.spread_pick();
+            self.guests[g].bindings[slot] = b;
+        }
+        Ok(GuestId(g as u16))
+    }
+
+    /// Remove a guest; its counters are discarded.
+    pub fn remove_guest(&mut self, guest: GuestId) -> Result<(), Error> {
+        let g = self.guest_index(guest).ok_or(Error::UnknownGuest)?;
+        let gu = self.guests[g];
+        self.guest_by_mac.remove(gu.mac);
+        for &k in &gu.ips[..gu.n_ips as usize] {
+            self.ip_owner.remove(k);
+        }
+        self.guests[g] = Guest::EMPTY;
+        Ok(())
+    }
+
+    /// Bind a guest IP to a set of identities ([0028]–[0029], [0052]): one
+    /// (default), several (more bandwidth) or none (`&[]`: denied).
+    pub fn bind(&mut self, ip: IpAddr, identities: &[IdentityId]) -> Result<(), Error> {
+        let (g, slot) = self.guest_ip(ip)?;
+        let mut set = IdentitySet::EMPTY;
+        for &id in identities {
+            if id.0 >= self.n_uplinks {
+                return Err(Error::UnknownIdentity);
+            }
+            set.insert(id);
+        }
+        self.guests[g].bindings[slot] = set;
+        self.guests[g].auto[slot] = false;
+        Ok(())
+    }
+
+    /// Give a guest IP back to the spreading rule of [0030].
+    pub fn bind_auto(&mut self, ip: IpAddr) -> Result<(), Error> {
+        let (g, slot) = self.guest_ip(ip)?;
+        self.guests[g].auto[slot] = true;
+        self.guests[g].bindings[slot] = IdentitySet::EMPTY;
+        let b = self.spread_pick();
+        self.guests[g].bindings[slot] = b;
+        Ok(())
+    }
+
+    /// The binding of a guest IP.
+    pub fn binding(&self, ip: IpAddr) -> Option<IdentitySet> {
+        let (g, slot) = self.guest_ip(ip).ok()?;
+        Some(self.guests[g].bindings[slot])
+    }
+
+    /// Spread every automatically bound IP evenly again over the identities
+    /// ([0030]). Called by [`Engine::add_uplink`]; explicit bindings stay.
+    pub fn respread(&mut self) {
+        for g in 0..MAX_GUESTS {
+            for s in 0..MAX_IPS_PER_GUEST {
+                if self.guests[g].active && self.guests[g].auto[s] {
+                    self.guests[g].bindings[s] = IdentitySet::EMPTY;
+                }
+            }
+        }
+        for g in 0..MAX_GUESTS {
+            let n = self.guests[g].n_ips as usize;
+            for s in 0..n {
+                if self.guests[g].active && self.guests[g].auto[s] {
+                    let b = self.spread_pick();
+                    self.guests[g].bindings[s] = b;
+                }
+            }
+        }
+    }
+
+    /// The identity with the fewest IPs bound, preferring identities that
+    /// are neither pinned nor on an exclusive uplink (those serve only the
+    /// guests the operator put there, [0051]).
+    fn spread_pick(&self) -> IdentitySet {
+        let n = self.n_uplinks as usize;
+        if n == 0 {
+            return IdentitySet::EMPTY;
+        }
+        let mut count = [0u32; MAX_IDENTITIES];
+        for g in self.guests.iter().filter(|g| g.active) {
+            for b in &g.bindings[..g.n_ips as usize] {
+                for id in b.iter() {
+                    count[id.0 as usize] += 1;
+                }
+            }
+        }
+        let reserved = |i: usize| {
+            let id = &self.identities[i];
+            id.pinned || self.uplinks[id.holder.0 as usize].exclusive
+        };
+        let open = (0..n).filter(|&i| !reserved(i));
+        let best = open
+            .min_by_key(|&i| (count[i], i))
+            .or_else(|| (0..n).min_by_key(|&i| (count[i], i)));
+        best.map_or(IdentitySet::EMPTY, |i| IdentitySet::one(IdentityId(i as u8)))
+    }
+
+    /// Pin an identity to its current uplink: no other uplink may take it,
+    /// so the guests bound to it use only that uplink ([0051]).
+    pub fn pin(&mut self, id: IdentityId) -> Result<(), Error> {
+        self.identity_mut(id)?.pinned = true;
+        Ok(())
+    }
+
+    pub fn unpin(&mut self, id: IdentityId) -> Result<(), Error> {
+        self.identity_mut(id)?.pinned = false;
+        Ok(())
+    }
+
+    /// Make an uplink exclusive: it never changes its MAC (never gives or
+    /// takes identities), so only the guests bound to its identity use it
+    /// ([0051]).
+    pub fn set_exclusive(&mut self, uplink: UplinkId, exclusive: bool) -> Result<(), Error> {
+        let u = self.uplink_index(uplink).ok_or(Error::UnknownUplink)?;
+        self.uplinks[u].exclusive = exclusive;
+        Ok(())
+    }
+
+    /// Declare the domain's own IP stack: it sends with `identity`'s MAC as
+    /// source and owns `ips`.
+    pub fn set_own_stack(&mut self, identity: IdentityId, ips: &[IpAddr]) -> Result<(), Error> {
+        if identity.0 >= self.n_uplinks {
+            return Err(Error::UnknownIdentity);
+        }
+        if ips.len() > MAX_OWN_IPS {
+            return Err(Error::TooManyIps);
+        }
+        let mut keys = [0u128; MAX_OWN_IPS];
+        for (i, ip) in ips.iter().enumerate() {
+            let k = valid_ip(*ip)?;
+            match self.ip_owner.get(k) {
+                Some(OWN) | None => {}
+                Some(_) => return Err(Error::DuplicateIp),
+            }
+            keys[i] = k;
+        }
+        for &k in &self.own_ips[..self.n_own_ips as usize] {
+            self.ip_owner.remove(k);
+        }
+        for &k in &keys[..ips.len()] {
+            self.ip_owner.insert(k, OWN);
+        }
+        self.own_ips = keys;
+        self.n_own_ips = ips.len() as u8;
+        self.own_identity = Some(identity);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Per-frame decisions
+    // ------------------------------------------------------------------
+
+    /// A frame from `guest` (claim steps 7–10, [0032]–[0033]). In identity
+    /// mode a `Send` comes with the frame's source MAC (and ARP sender / NDP
+    /// link-layer option) already rewritten; a `SwitchLocal` to a guest
+    /// reached at an identity comes with the destination rewritten.
+    pub fn guest_transmit(&mut self, now: u64, guest: GuestId, frame: &mut [u8]) -> TxDecision {
+        let _ = now;
+        let Some(g) = self.guest_index(guest) else {
+            return TxDecision::Drop(DropReason::UnknownPort);
+        };
+        match self.guest_tx_inner(g, frame) {
+            Ok(d) => d,
+            Err(r) => {
+                self.guests[g].counters.tx_drops.bump(r);
+                TxDecision::Drop(r)
+            }
+        }
+    }
+
+    #[inline]
+    fn guest_tx_inner(&mut self, g: usize, frame: &mut [u8]) -> Result<TxDecision, DropReason> {
+        let p = wire::parse(frame)?;
+        let gmac = self.guests[g].mac;
+        if p.src != gmac {
+            return Err(DropReason::SpoofedMac);
+        }
+        // Step 1: the source IP (or, for an ARP probe / IPv6 DAD from the
+        // unspecified address, the address being claimed) must be the guest's.
+        let src_ip = match p.l3 {
+            L3::Arp { sha, spa, tpa, .. } => {
+                if sha != gmac {
+                    return Err(DropReason::SpoofedMac);
+                }
+                if spa == 0xffff_0000_0000 {
+                    tpa // RFC 5227 2.1.1 probe
+                } else {
+                    spa
+                }
+            }
+            L3::Ip {
+                src, dad_target, ..
+            } => match (src, dad_target) {
+                (0, Some(t)) => t,
+                _ => src,
+            },
+            L3::Other(_) => return Err(DropReason::BadEthertype),
+        };
+        let Some(slot) = self.guests[g].slot_of(src_ip) else {
+            return Err(DropReason::SpoofedIp);
+        };
+        let len = frame.len() as u64;
+
+        // Step 2: local destinations never touch an uplink.
+        if p.dst == gmac {
+            return Err(DropReason::Hairpin);
+        }
+        let multicast = p.dst & (1 << 40) != 0;
+        if !multicast {
+            if let Some(d) = self.local_destination(&p, frame) {
+                let c = &mut self.guests[g].counters;
+                c.tx_local += 1;
+                if let TxDecision::SwitchLocal { guest } = d {
+                    let dc = &mut self.guests[guest.0 as usize].counters;
+                    dc.rx_frames += 1;
+                    dc.rx_bytes += len;
+                }
+                return Ok(d);
+            }
+        }
+
+        // Step 7: assign a NIC by the source IP's binding.
+        let binding = self.guests[g].bindings[slot];
+        if binding.is_empty() {
+            return Err(DropReason::Denied);
+        }
+        let (id, u) = self.least_loaded_holder(binding)?;
+
+        let idm = self.identities[id].mac;
+        let steering = match self.cfg.mode {
+            Mode::Identity => {
+                wire::set_src_mac(frame, idm);
+                match p.l3 {
+                    L3::Arp { .. } => wire::set_arp_sha(frame, idm),
+                    L3::Ip {
+                        nd_lladdr: Some(off),
+                        ..
+                    } => {
+                        if wire::parse_mac_at(frame, off) == Some(gmac) {
+                            wire::set_nd_lladdr(frame, off, idm);
+                        }
+                    }
+                    _ => {}
+                }
+                Steering::Rewritten {
+                    identity: IdentityId(id as u8),
+                    mac: MacAddr::from_u64(idm),
+                }
+            }
+            Mode::Literal => {
+                // Steps 8 and 10: two register writes per frame.
+                self.uplinks[u].counters.mac_writes += 2;
+                Steering::WriteMacThenRestore {
+                    mac: MacAddr::from_u64(gmac),
+                    restore: MacAddr::from_u64(self.uplink_mac_u64(u)),
+                }
+            }
+        };
+
+        let up = &mut self.uplinks[u];
+        up.tx_pending += len;
+        up.counters.tx_frames += 1;
+        up.counters.tx_bytes += len;
+        let ident = &mut self.identities[id];
+        ident.tx_pending += len;
+        ident.counters.tx_bytes += len;
+        let c = &mut self.guests[g].counters;
+        c.tx_frames += 1;
+        c.tx_bytes += len;
+        c.tx_frames_per_uplink[u] += 1;
+        Ok(TxDecision::Send {
+            uplink: UplinkId(u as u8),
+            steering,
+            flood_local: multicast,
+        })
+    }
+
+    /// Another guest or the own stack, for a unicast guest frame.
+    #[inline]
+    fn local_destination(&self, p: &Parsed, frame: &mut [u8]) -> Option<TxDecision> {
+        if let Some(d) = self.guest_by_mac.get(p.dst) {
+            return Some(TxDecision::SwitchLocal {
+                guest: GuestId(d),
+            });
+        }
+        self.identity_by_mac(p.dst)?;
+        // Sent to an identity: the outside's name for a local guest or for
+        // the own stack. Deliver here, with the real MAC put back.
+        match self.ip_owner.get(p.dst_ip()?)? {
+            OWN => Some(TxDecision::ToOwnStack),
+            v => {
+                let d = v as usize / MAX_IPS_PER_GUEST;
+                let dmac = self.guests[d].mac;
+                wire::set_dst_mac(frame, dmac);
+                if let L3::Arp { tha, .. } = p.l3 {
+                    if tha == p.dst {
+                        wire::set_arp_tha(frame, dmac);
+                    }
+                }
+                Some(TxDecision::SwitchLocal {
+                    guest: GuestId(d as u16),
+                })
+            }
+        }
+    }
+
+    /// [0032]: among the live uplinks holding an identity of `binding`, the
+    /// one with the least traffic. Returns (identity, uplink).
+    #[inline]
+    fn least_loaded_holder(&self, binding: IdentitySet) -> Result<(usize, usize), DropReason> {
+        let mut best: Option<(u64, usize, usize)> = None;
+        let mut bits = binding.0;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if i >= self.n_uplinks as usize {
+                continue;
+            }
+            let u = self.identities[i].holder.0 as usize;
+            let up = &self.uplinks[u];
+            if !up.up {
+                continue;
+            }
+            let s = up.score();
+            if best.is_none_or(|(bs, _, _)| s < bs) {
+                best = Some((s, i, u));
+            }
+        }
+        best.map(|(_, i, u)| (i, u))
+            .ok_or(DropReason::NoLiveUplink)
+    }
+
+    /// A frame that arrived on `uplink`. In identity mode a `ToGuest` comes
+    /// with the destination MAC (and ARP target MAC) rewritten to the guest's.
+    pub fn uplink_receive(&mut self, now: u64, uplink: UplinkId, frame: &mut [u8]) -> RxDecision {
+        let _ = now;
+        let Some(u) = self.uplink_index(uplink) else {
+            return RxDecision::Drop(DropReason::UnknownPort);
+        };
+        let len = frame.len() as u64;
+        {
+            let up = &mut self.uplinks[u];
+            up.rx_pending += len;
+            up.counters.rx_frames += 1;
+            up.counters.rx_bytes += len;
+        }
+        let d = match wire::parse(frame) {
+            Ok(p) => self.rx_inner(u, &p, frame, len),
+            Err(r) => RxDecision::Drop(r),
+        };
+        match d {
+            RxDecision::Drop(r) => self.uplinks[u].counters.rx_drops.bump(r),
+            RxDecision::ToOwnStack => self.counters.own_rx_frames += 1,
+            RxDecision::Flood => self.counters.rx_flooded += 1,
+            RxDecision::ToGuest { guest } => {
+                let c = &mut self.guests[guest.0 as usize].counters;
+                c.rx_frames += 1;
+                c.rx_bytes += len;
+            }
+        }
+        d
+    }
+
+    #[inline]
+    fn rx_inner(&mut self, u: usize, p: &Parsed, frame: &mut [u8], len: u64) -> RxDecision {
+        if p.dst & (1 << 40) != 0 {
+            // The switch floods broadcasts to every uplink: take one copy.
+            if self.bcast_uplink != Some(UplinkId(u as u8)) {
+                return RxDecision::Drop(DropReason::DuplicateBroadcast);
+            }
+            if let L3::Arp { tpa, .. } = p.l3 {
+                return match self.ip_owner.get(tpa) {
+                    Some(OWN) => RxDecision::ToOwnStack,
+                    Some(v) => self.to_guest_checked(v),
+                    None => RxDecision::Flood,
+                };
+            }
+            return RxDecision::Flood;
+        }
+        if let Some(i) = self.identity_by_mac(p.dst) {
+            if self.identities[i].holder.0 as usize != u {
+                return RxDecision::Drop(DropReason::NotHolder);
+            }
+            let ident = &mut self.identities[i];
+            ident.rx_pending += len;
+            ident.counters.rx_bytes += len;
+            let Some(owner) = p.dst_ip().and_then(|ip| self.ip_owner.get(ip)) else {
+                return RxDecision::Drop(DropReason::UnknownDestination);
+            };
+            if owner == OWN {
+                return RxDecision::ToOwnStack;
+            }
+            let d = self.to_guest_checked(owner);
+            if let RxDecision::ToGuest { guest } = d {
+                let gmac = self.guests[guest.0 as usize].mac;
+                wire::set_dst_mac(frame, gmac);
+                if let L3::Arp { tha, .. } = p.l3 {
+                    if tha == p.dst {
+                        wire::set_arp_tha(frame, gmac);
+                    }
+                }
+            }
+            return d;
+        }
+        if self.cfg.mode == Mode::Literal {
+            if let Some(g) = self.guest_by_mac.get(p.dst) {
+                let g = g as usize;
+                // A denied IP receives nothing either ([0029]).
+                if let Some(slot) = p.dst_ip().and_then(|ip| self.guests[g].slot_of(ip)) {
+                    if self.guests[g].bindings[slot].is_empty() {
+                        self.guests[g].counters.rx_drops.bump(DropReason::Denied);
+                        return RxDecision::Drop(DropReason::Denied);
+                    }
+                }
+                return RxDecision::ToGuest {
+                    guest: GuestId(g as u16),
+                };
+            }
+        }
+        RxDecision::Drop(DropReason::UnknownDestination)
+    }
+
+    fn to_guest_checked(&mut self, owner: u16) -> RxDecision {
+        let g = owner as usize / MAX_IPS_PER_GUEST;
+        let slot = owner as usize % MAX_IPS_PER_GUEST;
+        if self.guests[g].bindings[slot].is_empty() {
+            self.guests[g].counters.rx_drops.bump(DropReason::Denied);
+            return RxDecision::Drop(DropReason::Denied);
+        }
+        RxDecision::ToGuest {
+            guest: GuestId(g as u16),
+        }
+    }
+
+    /// A frame from the domain's own stack (claim steps 3–6). Its source
+    /// MAC must be an identity (normally the own stack's).
+    pub fn own_transmit(&mut self, now: u64, frame: &mut [u8]) -> OwnTxDecision {
+        match self.own_tx_inner(now, frame) {
+            Ok(d) => {
+                self.counters.own_tx_frames += 1;
+                d
+            }
+            Err(r) => {
+                self.counters.own_tx_drops.bump(r);
+                OwnTxDecision::Drop(r)
+            }
+        }
+    }
+
+    fn own_tx_inner(&mut self, now: u64, frame: &mut [u8]) -> Result<OwnTxDecision, DropReason> {
+        let p = wire::parse(frame)?;
+        let s = self.identity_by_mac(p.src).ok_or(DropReason::SpoofedMac)?;
+        if let Some(d) = self.guest_by_mac.get(p.dst) {
+            return Ok(OwnTxDecision::SwitchLocal { guest: GuestId(d) });
+        }
+        let h = self.identities[s].holder.0 as usize;
+        let s_movable = self.movable(s, now) && !self.uplinks[h].exclusive;
+        // Step 3: the least-loaded uplink that may send this frame: the
+        // holder of the source MAC, or one that can swap with it.
+        let mut best: Option<(u64, usize)> = None;
+        for u in 0..self.n_uplinks as usize {
+            let up = &self.uplinks[u];
+            if !up.up {
+                continue;
+            }
+            let ok = u == h || (s_movable && !up.exclusive && self.swap_partner(u, h, now).is_ok());
+            if ok && best.is_none_or(|(b, _)| up.score() < b) {
+                best = Some((up.score(), u));
+            }
+        }
+        let (_, a) = best.ok_or(DropReason::NoLiveUplink)?;
+        let mut moves = Moves::NONE;
+        if a != h {
+            // Step 5: swap the MACs of the holder and the assigned uplink.
+            let partner = self.swap_partner(a, h, now).ok().flatten();
+            self.move_identity(now, IdentityId(s as u8), a, &mut moves);
+            if let Some(y) = partner {
+                self.move_identity(now, y, h, &mut moves);
+            }
+            self.counters.own_tx_swaps += 1;
+        }
+        // Step 4/6: send through the assigned uplink, unchanged.
+        let len = frame.len() as u64;
+        let up = &mut self.uplinks[a];
+        up.tx_pending += len;
+        up.counters.tx_frames += 1;
+        up.counters.tx_bytes += len;
+        self.identities[s].tx_pending += len;
+        self.identities[s].counters.tx_bytes += len;
+        Ok(OwnTxDecision::Send {
+            uplink: UplinkId(a as u8),
+            moves,
+        })
+    }
+
+    /// For an own-stack swap onto `a` from holder `h`: the identity `a`
+    /// gives back (`Ok(Some)`), or `Ok(None)` when `a` can simply take one
+    /// more (it has a free slot and `h` is dead or would keep another).
+    fn swap_partner(&self, a: usize, h: usize, now: u64) -> Result<Option<IdentityId>, ()> {
+        let up = &self.uplinks[a];
+        let give = up.held.iter().find(|y| self.movable(y.0 as usize, now));
+        let free_slot = (up.held.len()) < up.slots as usize;
+        let h_up = self.uplinks[h].up;
+        match give {
+            Some(y) if h_up => Ok(Some(y)),
+            _ if free_slot && (!h_up || self.uplinks[h].held.len() > 1 || up.held.is_empty()) => {
+                Ok(None)
+            }
+            _ => Err(()),
+        }
+    }
+
+    fn movable(&self, i: usize, now: u64) -> bool {
+        let id = &self.identities[i];
+        !id.pinned
+            && id
+                .last_move
+                .is_none_or(|t| now.saturating_sub(t) >= self.cfg.min_dwell_ns)
+    }
+
+    fn move_identity(&mut self, now: u64, id: IdentityId, to: usize, moves: &mut Moves) {
+        let i = id.0 as usize;
+        let from = self.identities[i].holder.0 as usize;
+        if from == to {
+            return;
+        }
+        self.uplinks[from].held.remove(id);
+        self.uplinks[to].held.insert(id);
+        let (txr, rxr) = (self.identities[i].tx_rate, self.identities[i].rx_rate);
+        {
+            let f = &mut self.uplinks[from];
+            f.tx_rate = f.tx_rate.saturating_sub(txr);
+            f.rx_rate = f.rx_rate.saturating_sub(rxr);
+            f.counters.moves_out += 1;
+            f.counters.mac_writes += 1;
+        }
+        {
+            let t = &mut self.uplinks[to];
+            t.tx_rate = t.tx_rate.saturating_add(txr);
+            t.rx_rate = t.rx_rate.saturating_add(rxr);
+            t.counters.moves_in += 1;
+            t.counters.mac_writes += 1;
+        }
+        let interval = self.cfg.tick_interval_ns as u128;
+        for u in [from, to] {
+            let up = &mut self.uplinks[u];
+            up.tx_base = (up.tx_rate as u128 * interval / NS_PER_S) as u64;
+        }
+        let ident = &mut self.identities[i];
+        ident.holder = UplinkId(to as u8);
+        ident.last_move = Some(now);
+        ident.counters.moves += 1;
+        moves.push(Move {
+            identity: id,
+            mac: MacAddr::from_u64(ident.mac),
+            from: UplinkId(from as u8),
+            to: UplinkId(to as u8),
+        });
+    }
+
+    // ------------------------------------------------------------------
+    // Time: load and rebalance
+    // ------------------------------------------------------------------
+
+    /// Fold the bytes counted since the last tick into the rate EWMAs and,
+    /// at most every `rebalance_interval_ns`, rebalance ([0034]). Call every
+    /// `tick_interval_ns` or so. Returns the identity moves to carry out.
+    pub fn tick(&mut self, now: u64) -> Moves {
+        let dt = now.saturating_sub(self.last_tick);
+        if dt > 0 {
+            let tau = self.cfg.ewma_tau_ns as u128;
+            let interval = self.cfg.tick_interval_ns as u128;
+            let ewma = |rate: u64, pending: u64| -> u64 {
+                let dt = dt as u128;
+                let sample = pending as u128 * NS_PER_S / dt;
+                let r = (rate as u128 * tau + sample * dt) / (tau + dt).max(1);
+                r.min(u64::MAX as u128) as u64
+            };
+            for up in &mut self.uplinks[..self.n_uplinks as usize] {
+                up.tx_rate = ewma(up.tx_rate, up.tx_pending);
+                up.rx_rate = ewma(up.rx_rate, up.rx_pending);
+                up.tx_pending = 0;
+                up.rx_pending = 0;
+                up.tx_base = (up.tx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
+            }
+            for id in &mut self.identities[..self.n_uplinks as usize] {
+                id.tx_rate = ewma(id.tx_rate, id.tx_pending);
+                id.rx_rate = ewma(id.rx_rate, id.rx_pending);
+                id.tx_pending = 0;
+                id.rx_pending = 0;
+            }
+            self.last_tick = now;
+        }
+        if now.saturating_sub(self.last_rebalance) >= self.cfg.rebalance_interval_ns {
+            self.last_rebalance = now;
+            return self.rebalance(now);
+        }
+        Moves::NONE
+    }
+
+    /// [0034]: when the busiest uplink is overloaded, swap its identity with
+    /// the least-loaded uplink's (or, when it holds several, hand one over),
+    /// but only if that lowers the busier of the two by at least half the
+    /// hysteresis: swapping two equal loads would only move the problem.
+    fn rebalance(&mut self, now: u64) -> Moves {
+        self.counters.rebalance_runs += 1;
+        let mut moves = Moves::NONE;
+        let n = self.n_uplinks as usize;
+        let util = |e: &Engine, u: usize| {
+            let up = &e.uplinks[u];
+            up.util_permille(up.tx_rate, up.rx_rate)
+        };
+        let mut hot: Option<(u64, usize)> = None;
+        let mut cold: Option<(u64, usize)> = None;
+        for u in 0..n {
+            let up = &self.uplinks[u];
+            if !up.up || up.exclusive {
+                continue;
+            }
+            let x = util(self, u);
+            if hot.is_none_or(|(h, _)| x > h) {
+                hot = Some((x, u));
+            }
+            if cold.is_none_or(|(c, _)| x < c) {
+                cold = Some((x, u));
+            }
+        }
+        let (Some((hu, h)), Some((cu, c))) = (hot, cold) else {
+            return moves;
+        };
+        if h == c
+            || hu < self.cfg.overload_permille as u64
+            || hu - cu < self.cfg.hysteresis_permille as u64
+        {
+            return moves;
+        }
+        let (hup, cup) = (self.uplinks[h], self.uplinks[c]);
+        let mut best: Option<(u64, IdentityId, Option<IdentityId>)> = None;
+        for x in hup.held.iter().filter(|x| self.movable(x.0 as usize, now)) {
+            let xi = &self.identities[x.0 as usize];
+            let mut consider = |y: Option<IdentityId>| {
+                let (ytx, yrx) = y.map_or((0, 0), |y| {
+                    let yi = &self.identities[y.0 as usize];
+                    (yi.tx_rate, yi.rx_rate)
+                });
+                let h_tx = (hup.tx_rate.saturating_sub(xi.tx_rate)).saturating_add(ytx);
+                let h_rx = (hup.rx_rate.saturating_sub(xi.rx_rate)).saturating_add(yrx);
+                let c_tx = (cup.tx_rate.saturating_sub(ytx)).saturating_add(xi.tx_rate);
+                let c_rx = (cup.rx_rate.saturating_sub(yrx)).saturating_add(xi.rx_rate);
+                let after = hup
+                    .util_permille(h_tx, h_rx)
+                    .max(cup.util_permille(c_tx, c_rx));
+                let gain = hu.saturating_sub(after);
+                if gain * 2 >= self.cfg.hysteresis_permille as u64
+                    && best.is_none_or(|(g, _, _)| gain > g)
+                {
+                    best = Some((gain, x, y));
+                }
+            };
+            if hup.held.len() > 1 && cup.held.len() < cup.slots as usize {
+                consider(None);
+            }
+            for y in cup.held.iter().filter(|y| self.movable(y.0 as usize, now)) {
+                consider(Some(y));
+            }
+        }
+        if let Some((_, x, y)) = best {
+            self.move_identity(now, x, c, &mut moves);
+            if let Some(y) = y {
+                self.move_identity(now, y, h, &mut moves);
+            }
+            self.counters.rebalance_moves += moves.len() as u64;
+        }
+        moves
+    }
+
+    // ------------------------------------------------------------------
+    // Links
+    // ------------------------------------------------------------------
+
+    /// The link of `uplink` went down or came up. Down: its identities move
+    /// to live uplinks with free filter slots, least loaded first (pinned
+    /// identities and exclusive uplinks stay, [0051]). Up: identities left
+    /// on dead uplinks come here, then its own identity comes home, or it
+    /// takes one from an uplink holding several. Dwell time is ignored.
+    pub fn link_changed(&mut self, now: u64, uplink: UplinkId, up: bool) -> Moves {
+        let mut moves = Moves::NONE;
+        let Some(u) = self.uplink_index(uplink) else {
+            return moves;
+        };
+        if self.uplinks[u].up == up {
+            return moves;
+        }
+        self.uplinks[u].up = up;
+        self.recompute_bcast();
+        if !up {
+            self.uplinks[u].counters.link_downs += 1;
+            for x in self.uplinks[u].held.iter() {
+                let target = self.failover_target(x, u);
+                match target {
+                    Some(t) => self.move_identity(now, x, t, &mut moves),
+                    None => self.counters.stranded += 1,
+                }
+            }
+        } else if !self.uplinks[u].exclusive {
+            // Identities stranded on dead uplinks.
+            for i in 0..self.n_uplinks as usize {
+                let h = self.identities[i].holder.0 as usize;
+                let room = self.uplinks[u].held.len() < self.uplinks[u].slots as usize;
+                if room
+                    && !self.uplinks[h].up
+                    && !self.uplinks[h].exclusive
+                    && !self.identities[i].pinned
+                {
+                    self.move_identity(now, IdentityId(i as u8), u, &mut moves);
+                }
+            }
+            // Its own identity, if another uplink holds it beside others.
+            let home = u;
+            let h = self.identities[home].holder.0 as usize;
+            if h != u
+                && self.uplinks[h].held.len() > 1
+                && !self.uplinks[h].exclusive
+                && !self.identities[home].pinned
+                && self.uplinks[u].held.len() < self.uplinks[u].slots as usize
+            {
+                self.move_identity(now, IdentityId(home as u8), u, &mut moves);
+            }
+            // Otherwise any identity from the busiest uplink holding several.
+            if self.uplinks[u].held.is_empty() {
+                let donor = (0..self.n_uplinks as usize)
+                    .filter(|&d| {
+                        let du = &self.uplinks[d];
+                        d != u && !du.exclusive && du.held.len() > 1
+                    })
+                    .max_by_key(|&d| self.uplinks[d].tx_rate.max(self.uplinks[d].rx_rate));
+                if let Some(d) = donor {
+                    let x = self.uplinks[d]
+                        .held
+                        .iter()
+                        .find(|x| !self.identities[x.0 as usize].pinned);
+                    if let Some(x) = x {
+                        self.move_identity(now, x, u, &mut moves);
+                    }
+                }
+            }
+        }
+        self.counters.failover_moves += moves.len() as u64;
+        moves
+    }
+
+    fn failover_target(&self, x: IdentityId, from: usize) -> Option<usize> {
+        if self.identities[x.0 as usize].pinned || self.uplinks[from].exclusive {
+            return None;
+        }
+        (0..self.n_uplinks as usize)
+            .filter(|&t| {
+                let tu = &self.uplinks[t];
+                t != from && tu.up && !tu.exclusive && tu.held.len() < tu.slots as usize
+            })
+            .min_by_key(|&t| {
+                let tu = &self.uplinks[t];
+                (tu.util_permille(tu.tx_rate, tu.rx_rate), tu.held.len(), t)
+            })
+    }
+
+    fn recompute_bcast(&mut self) {
+        self.bcast_uplink = (0..self.n_uplinks as usize)
+            .find(|&u| self.uplinks[u].up)
+            .map(|u| UplinkId(u as u8));
+    }
+
+    // ------------------------------------------------------------------
+    // Queries and counters
+    // ------------------------------------------------------------------
+
+    pub fn uplink_count(&self) -> usize {
+        self.n_uplinks as usize
+    }
+
+    /// Identities exist one per uplink.
+    pub fn identity_count(&self) -> usize {
+        self.n_uplinks as usize
+    }
+
+    /// The guests currently attached.
+    pub fn guests(&self) -> impl Iterator<Item = GuestId> + '_ {
+        self.guests
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.active)
+            .map(|(i, _)| GuestId(i as u16))
+    }
+
+    pub fn guest_mac(&self, g: GuestId) -> Option<MacAddr> {
+        self.guest_index(g)
+            .map(|g| MacAddr::from_u64(self.guests[g].mac))
+    }
+
+    /// The guest that owns `ip`, if any.
+    pub fn guest_of_ip(&self, ip: IpAddr) -> Option<GuestId> {
+        self.guest_ip(ip)
+            .ok()
+            .map(|(g, _)| GuestId(g as u16))
+    }
+
+    /// Which uplink holds `id` (its MAC register / receive filter has it).
+    pub fn holder(&self, id: IdentityId) -> Option<UplinkId> {
+        (id.0 < self.n_uplinks).then(|| self.identities[id.0 as usize].holder)
+    }
+
+    pub fn identity_mac(&self, id: IdentityId) -> Option<MacAddr> {
+        (id.0 < self.n_uplinks).then(|| MacAddr::from_u64(self.identities[id.0 as usize].mac))
+    }
+
+    pub fn is_pinned(&self, id: IdentityId) -> bool {
+        id.0 < self.n_uplinks && self.identities[id.0 as usize].pinned
+    }
+
+    /// The identities `uplink` holds: program its receive filter to these.
+    pub fn held(&self, uplink: UplinkId) -> IdentitySet {
+        self.uplink_index(uplink)
+            .map_or(IdentitySet::EMPTY, |u| self.uplinks[u].held)
+    }
+
+    /// The MAC the uplink's primary MAC register holds: its lowest
+    /// identity, or its factory MAC if it holds none.
+    pub fn uplink_mac(&self, uplink: UplinkId) -> Option<MacAddr> {
+        self.uplink_index(uplink)
+            .map(|u| MacAddr::from_u64(self.uplink_mac_u64(u)))
+    }
+
+    fn uplink_mac_u64(&self, u: usize) -> u64 {
+        match self.uplinks[u].held.first() {
+            Some(i) => self.identities[i.0 as usize].mac,
+            None => self.uplinks[u].factory,
+        }
+    }
+
+    pub fn is_link_up(&self, uplink: UplinkId) -> bool {
+        self.uplink_index(uplink).is_some_and(|u| self.uplinks[u].up)
+    }
+
+    pub fn is_exclusive(&self, uplink: UplinkId) -> bool {
+        self.uplink_index(uplink)
+            .is_some_and(|u| self.uplinks[u].exclusive)
+    }
+
+    pub fn load(&self, uplink: UplinkId) -> Option<Load> {
+        let up = &self.uplinks[self.uplink_index(uplink)?];
+        Some(Load {
+            tx_bytes_per_s: up.tx_rate,
+            rx_bytes_per_s: up.rx_rate,
+            util_permille: up.util_permille(up.tx_rate, up.rx_rate),
+        })
+    }
+
+    pub fn uplink_counters(&self, uplink: UplinkId) -> Option<&UplinkCounters> {
+        Some(&self.uplinks[self.uplink_index(uplink)?].counters)
+    }
+
+    pub fn guest_counters(&self, guest: GuestId) -> Option<&GuestCounters> {
+        Some(&self.guests[self.guest_index(guest)?].counters)
+    }
+
+    pub fn identity_counters(&self, id: IdentityId) -> Option<&IdentityCounters> {
+        (id.0 < self.n_uplinks).then(|| &self.identities[id.0 as usize].counters)
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// Check the structural invariants: every identity is held by exactly
+    /// one uplink, within its filter slots; the lookup tables agree with the
+    /// guests. Tests and fuzzing call this after every step.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let n = self.n_uplinks as usize;
+        for i in 0..n {
+            let h = self.identities[i].holder.0 as usize;
+            if h >= n {
+                return Err("identity held by a nonexistent uplink");
+            }
+            let holders = (0..n)
+                .filter(|&u| self.uplinks[u].held.contains(IdentityId(i as u8)))
+                .count();
+            if holders != 1 || !self.uplinks[h].held.contains(IdentityId(i as u8)) {
+                return Err("identity not held by exactly one uplink");
+            }
+        }
+        for u in 0..n {
+            let held = self.uplinks[u].held;
+            if held.0 >> n != 0 {
+                return Err("uplink holds a nonexistent identity");
+            }
+            if held.len() > self.uplinks[u].slots as usize {
+                return Err("uplink holds more identities than filter slots");
+            }
+        }
+        let mut ips = 0;
+        let mut guests = 0;
+        for (gi, g) in self.guests.iter().enumerate().filter(|(_, g)| g.active) {
+            guests += 1;
+            if self.guest_by_mac.get(g.mac) != Some(gi as u16) {
+                return Err("guest MAC table out of step");
+            }
+            for s in 0..g.n_ips as usize {
+                ips += 1;
+                if self.ip_owner.get(g.ips[s]) != Some((gi * MAX_IPS_PER_GUEST + s) as u16) {
+                    return Err("IP table out of step");
+                }
+                if g.bindings[s].0 >> n != 0 {
+                    return Err("binding names a nonexistent identity");
+                }
+            }
+        }
+        if self.guest_by_mac.len() != guests || self.ip_owner.len() != ips + self.n_own_ips as usize
+        {
+            return Err("lookup tables hold stale entries");
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+
+    #[inline]
+    fn guest_index(&self, g: GuestId) -> Option<usize> {
+        let i = g.0 as usize;
+        (i < MAX_GUESTS && self.guests[i].active).then_some(i)
+    }
+
+    #[inline]
+    fn uplink_index(&self, u: UplinkId) -> Option<usize> {
+        (u.0 < self.n_uplinks).then_some(u.0 as usize)
+    }
+
+    #[inline]
+    fn identity_by_mac(&self, mac: u64) -> Option<usize> {
+        self.identities[..self.n_uplinks as usize]
+            .iter()
+            .position(|i| i.mac == mac)
+    }
+
+    fn identity_mut(&mut self, id: IdentityId) -> Result<&mut Identity, Error> {
+        if id.0 >= self.n_uplinks {
+            return Err(Error::UnknownIdentity);
+        }
+        Ok(&mut self.identities[id.0 as usize])
+    }
+
+    fn guest_ip(&self, ip: IpAddr) -> Result<(usize, usize), Error> {
+        match self.ip_owner.get(ip_key(ip)) {
+            Some(OWN) | None => Err(Error::UnknownIp),
+            Some(v) => Ok((v as usize / MAX_IPS_PER_GUEST, v as usize % MAX_IPS_PER_GUEST)),
+        }
+    }
+}
+
+fn valid_ip(ip: IpAddr) -> Result<u128, Error> {
+    let bad = match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    if bad {
+        Err(Error::InvalidIp)
+    } else {
+        Ok(ip_key(ip))
+    }
+}

@@ -1,0 +1,115 @@
+//! aggdom's aggregation engine: the method of patent CN101909054A as pure,
+//! allocation-free decisions.
+//!
+//! The engine owns the model of DESIGN.md, "The aggregation model": uplinks
+//! (NICs with a factory MAC, link state, receive-filter slots, capacity),
+//! identities (MACs the outside network associates with guests; identity
+//! *k* starts as uplink *k*'s factory MAC; every identity is held by exactly
+//! one uplink), guests (a MAC and up to four IPs, each IP bound to a set of
+//! identities), and counters. It never touches hardware, never reads a clock
+//! and never allocates: the datapath asks it what to do with each frame and
+//! carries out the answer, which is a plain value.
+//!
+//! # Using it
+//!
+//! ```
+//! use aggregation::*;
+//! use core::net::{IpAddr, Ipv4Addr};
+//!
+//! let mut e = Engine::new(Config::DEFAULT); // identity mode
+//! let nic0 = e.add_uplink(UplinkConfig::new(MacAddr([2, 0, 0, 0, 0, 1]))).unwrap();
+//! let _nic1 = e.add_uplink(UplinkConfig::new(MacAddr([2, 0, 0, 0, 0, 2]))).unwrap();
+//! let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+//! let vm = e.add_guest(MacAddr([0x52, 0x54, 0, 0, 0, 5]), &[ip]).unwrap();
+//! // [0052]: this guest may use both NICs.
+//! e.bind(ip, &[IdentityId(0), IdentityId(1)]).unwrap();
+//!
+//! let mut frame = [0u8; 64]; // an IPv4 frame from the guest, to the gateway
+//! frame[0..6].copy_from_slice(&[0x02, 0xaa, 0, 0, 0, 1]);
+//! frame[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 5]);
+//! frame[12..14].copy_from_slice(&[0x08, 0x00]);
+//! frame[14] = 0x45;
+//! frame[26..30].copy_from_slice(&[10, 0, 0, 5]);
+//! frame[30..34].copy_from_slice(&[10, 0, 0, 1]);
+//! match e.guest_transmit(0, vm, &mut frame) {
+//!     TxDecision::Send { uplink, steering: Steering::Rewritten { mac, .. }, .. } => {
+//!         // The source MAC is now the identity `uplink` holds.
+//!         assert_eq!(&frame[6..12], &mac.0);
+//!         let _ = uplink; // hand the frame to that NIC
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! let moves = e.tick(10_000_000); // every ~10 ms: load EWMA, rebalance
+//! assert!(moves.is_empty());
+//! let _ = e.link_changed(20_000_000, nic0, false); // failover moves
+//! ```
+//!
+//! # The contract
+//!
+//! - **Setup / control**: [`Engine::new`] (`const`), [`Engine::add_uplink`],
+//!   [`Engine::add_guest`] (IPs spread over identities, [0030]),
+//!   [`Engine::remove_guest`], [`Engine::bind`] (one, several, or no
+//!   identities: [0028]–[0029], [0052]), [`Engine::bind_auto`],
+//!   [`Engine::respread`], [`Engine::pin`] / [`Engine::unpin`] and
+//!   [`Engine::set_exclusive`] ([0051]), [`Engine::set_own_stack`]. They
+//!   return [`Error`] and change nothing on error.
+//! - **Guest frame** ([`Engine::guest_transmit`], claim steps 7–10):
+//!   validated (runt, malformed, ethertype, spoofed source MAC / IP), then
+//!   [`TxDecision::SwitchLocal`] / [`TxDecision::ToOwnStack`] for local
+//!   destinations, `Drop(Denied)` for an empty binding, else
+//!   [`TxDecision::Send`] through the least-loaded live uplink holding a
+//!   bound identity. Identity mode rewrites the frame in place (source MAC,
+//!   ARP sender MAC, NDP link-layer option with its checksum) and says
+//!   [`Steering::Rewritten`]; literal mode leaves the frame alone and says
+//!   [`Steering::WriteMacThenRestore`].
+//! - **Received frame** ([`Engine::uplink_receive`]): [`RxDecision::ToGuest`]
+//!   (identity mode: identity + destination IP → guest, destination MAC and
+//!   ARP target rewritten to the guest's), [`RxDecision::ToOwnStack`],
+//!   [`RxDecision::Flood`] for broadcasts (taken on one uplink only), or a
+//!   counted drop. ARP requests for a guest go to that guest; its reply goes
+//!   out through the least-loaded bound identity, so peers learn different
+//!   identities and receive load spreads too.
+//! - **Own-stack frame** ([`Engine::own_transmit`], claim steps 3–6): the
+//!   least-loaded uplink; if it does not hold the source MAC, the
+//!   [`OwnTxDecision::Send`] carries the swap as [`Moves`].
+//! - **Time** ([`Engine::tick`]): rate EWMAs from the bytes counted, and
+//!   at most every `rebalance_interval_ns` one rebalancing swap ([0034])
+//!   with hysteresis and a minimum dwell per identity.
+//! - **Links** ([`Engine::link_changed`]): failover and return, bounded by
+//!   filter slots, respecting pinned identities and exclusive uplinks.
+//! - **Moves**: for every [`Move`], reprogram the two uplinks' filters to
+//!   [`Engine::held`] (and, in literal mode, the MAC register to
+//!   [`Engine::uplink_mac`]), then send [`learning_frame`] from `to`.
+//! - **Counters**: [`Engine::uplink_counters`], [`Engine::guest_counters`],
+//!   [`Engine::identity_counters`], [`Engine::counters`], [`Engine::load`]:
+//!   plain `u64` fields.
+//!
+//! Decisions never panic on any frame bytes and never allocate (both are
+//! tested: fuzzing, property tests and a counting allocator).
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+mod counters;
+mod decision;
+mod engine;
+mod error;
+mod table;
+mod types;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod testkit;
+
+pub use counters::{DropCounters, EngineCounters, GuestCounters, IdentityCounters, UplinkCounters};
+pub use decision::{DropReason, Move, Moves, OwnTxDecision, RxDecision, Steering, TxDecision};
+pub use engine::{Engine, Load};
+pub use error::Error;
+pub use types::{
+    Config, GuestId, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig, UplinkId,
+    MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
+};
+pub use wire::learning_frame;
+
+#[cfg(test)]
+mod tests;

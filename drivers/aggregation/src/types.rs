@@ -1,0 +1,262 @@
+//! Small value types shared by the whole engine: addresses, ids, identity sets, config.
+
+use core::net::IpAddr;
+
+/// Most uplinks (and so identities) one engine manages. e1000 has 16
+/// receive-address slots (82540EM datasheet 13.4.26, RAL/RAH 0..15), which
+/// is also why an identity set fits a `u16`.
+pub const MAX_UPLINKS: usize = 16;
+/// Identities are created one per uplink (identity *k* starts as uplink *k*'s
+/// factory MAC, DESIGN.md "The aggregation model").
+pub const MAX_IDENTITIES: usize = MAX_UPLINKS;
+/// Most guests (vifs or guest ports) one engine serves.
+pub const MAX_GUESTS: usize = 128;
+/// Most IP addresses (v4 or v6) one guest may own, each with its own binding.
+pub const MAX_IPS_PER_GUEST: usize = 4;
+/// Most IP addresses of the domain's own stack.
+pub const MAX_OWN_IPS: usize = 4;
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// ff:ff:ff:ff:ff:ff.
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+
+    /// Group bit set (broadcast or multicast).
+    pub const fn is_multicast(&self) -> bool {
+        self.0[0] & 1 != 0
+    }
+
+    /// The address as the low 48 bits of a `u64`, the form the engine compares.
+    pub const fn to_u64(self) -> u64 {
+        let b = self.0;
+        ((b[0] as u64) << 40)
+            | ((b[1] as u64) << 32)
+            | ((b[2] as u64) << 24)
+            | ((b[3] as u64) << 16)
+            | ((b[4] as u64) << 8)
+            | (b[5] as u64)
+    }
+
+    /// Inverse of [`MacAddr::to_u64`] (the high 16 bits are ignored).
+    pub const fn from_u64(v: u64) -> MacAddr {
+        MacAddr([
+            (v >> 40) as u8,
+            (v >> 32) as u8,
+            (v >> 24) as u8,
+            (v >> 16) as u8,
+            (v >> 8) as u8,
+            v as u8,
+        ])
+    }
+}
+
+impl core::fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl core::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// IPv4 and IPv6 addresses in one comparable key: IPv4 as `::ffff:a.b.c.d`
+/// (RFC 4291 2.5.5.2), so one table holds both families.
+pub(crate) const fn ip_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => (0xffff_u128 << 32) | (u32::from_be_bytes(v4.octets()) as u128),
+        IpAddr::V6(v6) => u128::from_be_bytes(v6.octets()),
+    }
+}
+
+/// Index of an uplink (a NIC the domain owns), in the order it was added.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct UplinkId(pub u8);
+
+/// Index of an identity (a MAC the outside associates with guests). Identity
+/// *k* is created with uplink *k* and starts on it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct IdentityId(pub u8);
+
+/// Index of a guest (a Xen vif or a QEMU guest port).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct GuestId(pub u16);
+
+/// A set of identities: the binding of one guest IP ([0028]–[0030]), or the
+/// identities one uplink holds. Empty means "denied" for a binding ([0029]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct IdentitySet(pub u16);
+
+impl IdentitySet {
+    /// No identity: as a binding, the IP may not reach the network.
+    pub const EMPTY: IdentitySet = IdentitySet(0);
+
+    /// The set holding exactly `id`.
+    pub const fn one(id: IdentityId) -> IdentitySet {
+        IdentitySet(1 << (id.0 as u32 % MAX_IDENTITIES as u32))
+    }
+
+    /// The set of the given identities (ids past [`MAX_IDENTITIES`] are ignored).
+    pub fn of(ids: &[IdentityId]) -> IdentitySet {
+        let mut s = IdentitySet::EMPTY;
+        for &id in ids {
+            s.insert(id);
+        }
+        s
+    }
+
+    pub const fn contains(self, id: IdentityId) -> bool {
+        (id.0 as usize) < MAX_IDENTITIES && self.0 & (1 << id.0) != 0
+    }
+
+    pub fn insert(&mut self, id: IdentityId) {
+        if (id.0 as usize) < MAX_IDENTITIES {
+            self.0 |= 1 << id.0;
+        }
+    }
+
+    pub fn remove(&mut self, id: IdentityId) {
+        if (id.0 as usize) < MAX_IDENTITIES {
+            self.0 &= !(1 << id.0);
+        }
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The lowest identity in the set.
+    pub const fn first(self) -> Option<IdentityId> {
+        if self.0 == 0 {
+            None
+        } else {
+            Some(IdentityId(self.0.trailing_zeros() as u8))
+        }
+    }
+
+    /// The identities in ascending order.
+    pub fn iter(self) -> impl Iterator<Item = IdentityId> {
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros();
+            bits &= bits - 1;
+            Some(IdentityId(i as u8))
+        })
+    }
+}
+
+impl core::fmt::Debug for IdentitySet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_set().entries(self.iter().map(|i| i.0)).finish()
+    }
+}
+
+/// How a guest frame is steered onto the chosen uplink (DESIGN.md, "Two
+/// MAC-steering modes").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// The outside reaches a guest IP at the identity MAC of its binding.
+    /// Transmit rewrites the source MAC (and ARP sender / NDP link-layer
+    /// option) to the identity the chosen uplink holds; receive maps identity
+    /// + destination IP back to the guest. MAC registers change only when
+    ///   identities move; uplinks filter exactly.
+    Identity,
+    /// The claim word for word (steps 8–10): the frame keeps the guest's
+    /// source MAC; the driver writes the uplink's MAC register to it, sends,
+    /// and restores. Uplinks must accept guest MACs on receive.
+    Literal,
+}
+
+/// Tunables of the engine. Times are nanoseconds of the caller's clock.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    /// Time constant of the per-uplink and per-identity rate EWMA.
+    pub ewma_tau_ns: u64,
+    /// The nominal time between [`crate::Engine::tick`] calls; per-frame load
+    /// compares "expected bytes this interval" = rate × interval + bytes
+    /// already sent in it.
+    pub tick_interval_ns: u64,
+    /// How often a tick may consider a rebalancing move ([0034]).
+    pub rebalance_interval_ns: u64,
+    /// An uplink counts as overloaded at this utilisation (‰ of capacity,
+    /// the larger of its transmit and receive directions).
+    pub overload_permille: u32,
+    /// Hysteresis: move only if hottest minus coolest uplink is at least
+    /// this many ‰ apart, and the move lowers the hotter of the pair by at
+    /// least half of it.
+    pub hysteresis_permille: u32,
+    /// An identity that moved stays put at least this long (except when its
+    /// uplink's link goes down).
+    pub min_dwell_ns: u64,
+}
+
+impl Config {
+    /// Identity mode, 10 ms ticks, rebalance at most every second, 80 %
+    /// overload mark, 15 % hysteresis, 30 s dwell.
+    pub const DEFAULT: Config = Config {
+        mode: Mode::Identity,
+        ewma_tau_ns: 100_000_000,
+        tick_interval_ns: 10_000_000,
+        rebalance_interval_ns: 1_000_000_000,
+        overload_permille: 800,
+        hysteresis_permille: 150,
+        min_dwell_ns: 30_000_000_000,
+    };
+
+    /// [`Config::DEFAULT`] in the given mode.
+    pub const fn with_mode(mode: Mode) -> Config {
+        let mut c = Config::DEFAULT;
+        c.mode = mode;
+        c
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+/// Static facts about one uplink, given when it is added.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct UplinkConfig {
+    /// The NIC's factory MAC; becomes the identity created with this uplink.
+    pub mac: MacAddr,
+    /// Line rate in Mbit/s (0 = unknown, taken as 10 000).
+    pub capacity_mbps: u32,
+    /// Receive-filter slots: how many identities the NIC can hold at once
+    /// (e1000: 16; virtio-net with a MAC table: its size; at least 1).
+    pub filter_slots: u8,
+    /// Link state at start.
+    pub link_up: bool,
+}
+
+impl UplinkConfig {
+    /// A 10 Gbit/s uplink with 16 filter slots and link up.
+    pub const fn new(mac: MacAddr) -> UplinkConfig {
+        UplinkConfig {
+            mac,
+            capacity_mbps: 10_000,
+            filter_slots: 16,
+            link_up: true,
+        }
+    }
+}
