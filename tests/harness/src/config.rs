@@ -166,10 +166,15 @@ pub struct QemuConfig {
     pub elf: PathBuf,
     /// The kernel command line (`-append`); `None` passes none.
     pub cmdline: Option<String>,
+    /// The QEMU machine type (`pc`; `q35` also boots aggdom).
+    pub machine: String,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
     /// The NICs, in PCI order.
     pub nics: Vec<Nic>,
+    /// Place NIC `i` at PCI slot `3 + i` (`addr=`); if false, QEMU picks
+    /// the slots, as a command line written by someone else would.
+    pub fixed_pci_slots: bool,
     /// If set, NIC `i`'s traffic is dumped to `<dir>/nic<i>.pcap`.
     pub pcap_dir: Option<PathBuf>,
     /// Extra arguments appended to the QEMU command line.
@@ -190,8 +195,10 @@ impl Default for QemuConfig {
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
             elf: default_elf(),
             cmdline: None,
+            machine: "pc".to_string(),
             memory_mib: 128,
             nics: Vec::new(),
+            fixed_pci_slots: true,
             pcap_dir: None,
             extra_args: Vec::new(),
             // TCG on two busy cores: generous, and never asserted on.
@@ -218,7 +225,7 @@ impl QemuConfig {
     pub(crate) fn args(&self, run: &RunPaths) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-        push(&["-machine", "pc", "-nodefaults", "-display", "none"]);
+        push(&["-machine", &self.machine, "-nodefaults", "-display", "none"]);
         push(&["-m", &format!("{}M", self.memory_mib)]);
         // The harness is the server, so no byte of early boot output is lost
         // before it connects, and QEMU's writes are flow-controlled.
@@ -253,14 +260,16 @@ impl QemuConfig {
                     "dgram,id=n{i},local.type=inet,local.host=127.0.0.1,local.port={qemu_port},\
                      remote.type=inet,remote.host=127.0.0.1,remote.port={harness_port}"
                 ),
-                "-device",
-                &format!(
-                    "{},netdev=n{i},id=nic{i},mac={},addr=0x{:x}",
-                    nic.kind.qemu_device(),
-                    nic.mac,
-                    nic_slot(i)
-                ),
             ]);
+            let mut device = format!(
+                "{},netdev=n{i},id=nic{i},mac={}",
+                nic.kind.qemu_device(),
+                nic.mac
+            );
+            if self.fixed_pci_slots {
+                device.push_str(&format!(",addr=0x{:x}", nic_slot(i)));
+            }
+            push(&["-device", &device]);
             if let Some(dir) = &self.pcap_dir {
                 push(&[
                     "-object",
@@ -391,6 +400,27 @@ mod tests {
         assert_eq!(line, expected);
         // `-append` keeps the command line as one argument.
         assert!(cfg.args(&run).contains(&"a=b c".to_string()));
+    }
+
+    #[test]
+    fn other_machine_types_and_qemu_chosen_slots() {
+        let cfg = QemuConfig {
+            machine: "q35".into(),
+            fixed_pci_slots: false,
+            nics: vec![Nic::new(NicKind::E1000, MacAddr::qemu(9))],
+            ..QemuConfig::default()
+        };
+        let run = RunPaths {
+            serial_sock: "/s".into(),
+            qmp_sock: "/q".into(),
+            nic_ports: vec![(1, 2)],
+        };
+        let args = cfg.args(&run);
+        assert_eq!(args[..2], ["-machine", "q35"]);
+        assert!(
+            args.contains(&"e1000,netdev=n0,id=nic0,mac=52:54:00:00:00:09".to_string()),
+            "{args:?}"
+        );
     }
 
     #[test]

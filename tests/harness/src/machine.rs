@@ -51,6 +51,18 @@ impl MachineBuilder {
         self
     }
 
+    /// The QEMU machine type (default `pc`).
+    pub fn machine_type(mut self, machine: impl Into<String>) -> Self {
+        self.config.machine = machine.into();
+        self
+    }
+
+    /// Lets QEMU choose the NICs' PCI slots instead of `3 + i`.
+    pub fn auto_pci_slots(mut self) -> Self {
+        self.config.fixed_pci_slots = false;
+        self
+    }
+
     /// Adds a NIC; NIC `i` (in the order added) sits at PCI `00:0(3+i).0`.
     pub fn nic(mut self, kind: NicKind, mac: MacAddr) -> Self {
         self.config.nics.push(Nic::new(kind, mac));
