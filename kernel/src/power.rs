@@ -50,6 +50,12 @@ pub fn shutdown() -> ! {
         }
         Port::<u16>::new(0x604).write(0x2000);
     }
+    // QEMU acts on a power-off request asynchronously: give it a moment
+    // before saying it failed.
+    let asked = crate::time::now_ns();
+    while crate::time::now_ns() - asked < 500_000_000 {
+        core::hint::spin_loop();
+    }
     crate::println!("shutdown: ACPI power-off did not take effect; halting");
     halt_forever()
 }
