@@ -514,6 +514,17 @@ impl Machine {
         Ok(self.nics.send(nic, frame)?)
     }
 
+    /// Sends frames into NIC `nic`, in order.
+    pub fn send_frames<F: AsRef<[u8]>>(
+        &self,
+        nic: usize,
+        frames: impl IntoIterator<Item = F>,
+    ) -> Result<()> {
+        frames
+            .into_iter()
+            .try_for_each(|f| self.send_frame(nic, f.as_ref()))
+    }
+
     /// The next frame aggdom sent out of NIC `nic`, waiting up to `timeout`.
     /// Frames of other NICs stay queued.
     pub fn recv_frame(&self, nic: usize, timeout: Duration) -> Option<Vec<u8>> {

@@ -241,3 +241,25 @@ fn exits_are_reported_with_status_and_console_tail() {
     );
     assert!(m.command("version").is_err());
 }
+
+#[test]
+fn a_port_qemu_cannot_bind_is_recognised_and_retried() {
+    // An extra netdev on a port we hold makes every start lose the bind
+    // race; the harness must see that, retry, and then say so.
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let e = Machine::builder()
+        .arg("-netdev")
+        .arg(format!(
+            "dgram,id=busy,local.type=inet,local.host=127.0.0.1,local.port={port},\
+             remote.type=inet,remote.host=127.0.0.1,remote.port=9"
+        ))
+        .start()
+        .err()
+        .expect("QEMU started on a taken port");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("could not bind its UDP ports") && msg.contains("Address already in use"),
+        "{msg}"
+    );
+}
