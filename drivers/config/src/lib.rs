@@ -1,0 +1,35 @@
+//! aggdom's configuration, parsed from `key=value` words (the kernel command
+//! line; under Xen the same keys come from xenstore) and checked as a whole:
+//! either every item is valid and a [`Plan`] comes out, or the first bad item
+//! is named in a [`ConfigError`] and nothing is applied.
+//!
+//! | key | value | meaning |
+//! |---|---|---|
+//! | `mode` | `identity` \| `literal` | MAC steering mode (DESIGN.md) |
+//! | `uplinks` | `<nic>,<nic>,...` | NICs that are uplinks; identity *k* is uplink *k*'s factory MAC |
+//! | `guest` | `<nic>,<mac>,<ip>[+<ip>...]` | a guest port (repeatable): the NIC standing for the guest's vif, its MAC and IPs |
+//! | `bind` | `<ip>:<id>[+<id>...]` \| `<ip>:none` \| `<ip>:auto` | a guest IP's binding to identities (repeatable); unbound IPs are spread evenly |
+//! | `pin` | `<id>,...` | identities no other uplink may take ([0051]) |
+//! | `exclusive` | `<uplink>,...` | uplinks whose MAC never changes ([0051]) |
+//! | `capacity` | `<mbps>,...` | line rate per uplink, in uplink order (0 = unknown) |
+//! | `ip` | `<a.b.c.d>/<prefix>` | the domain's own IP (ARP, ping, `GET /metrics`) |
+//! | `gw` | `<a.b.c.d>` | the own stack's default gateway |
+//! | `own` | `<id>` | the identity the own stack starts on (default 0) |
+//! | `rebalance_ms`, `overload_pct`, `hysteresis_pct`, `dwell_s` | integers | rebalance tuning |
+//!
+//! `<nic>` is a NIC's index in PCI order (as `nics` lists them) or its PCI
+//! address (`00:04.0`). Words without `=` and keys of other programs are
+//! rejected: a typo must not silently leave a guest unbound.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod parse;
+mod plan;
+
+pub use parse::{parse, ConfigError};
+pub use plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan, Resolved, UplinkPlan};
+
+#[cfg(test)]
+mod tests;

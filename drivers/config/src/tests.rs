@@ -1,0 +1,207 @@
+use super::*;
+use aggregation::{MacAddr, Mode};
+use core::net::Ipv4Addr;
+use proptest::prelude::*;
+
+const NICS: [NicAddress; 6] = [
+    NicAddress {
+        bus: 0,
+        device: 3,
+        function: 0,
+    },
+    NicAddress {
+        bus: 0,
+        device: 4,
+        function: 0,
+    },
+    NicAddress {
+        bus: 0,
+        device: 5,
+        function: 0,
+    },
+    NicAddress {
+        bus: 0,
+        device: 6,
+        function: 0,
+    },
+    NicAddress {
+        bus: 0,
+        device: 7,
+        function: 0,
+    },
+    NicAddress {
+        bus: 0,
+        device: 8,
+        function: 0,
+    },
+];
+
+const MAKE_RUN: &str = "uplinks=0,1,2,3 guest=4,52:54:00:00:01:01,10.0.0.11 \
+    guest=00:08.0,52:54:00:00:01:02,10.0.0.12+10.0.0.13 bind=10.0.0.11:0+1 bind=10.0.0.13:none \
+    pin=2 exclusive=3 capacity=1000,1000,1000,100 ip=10.0.0.2/24 gw=10.0.0.1 mode=literal \
+    rebalance_ms=500 overload_pct=70 hysteresis_pct=10 dwell_s=5";
+
+#[test]
+fn a_full_configuration_parses_and_resolves() {
+    let plan = parse(MAKE_RUN).unwrap();
+    assert_eq!(plan.engine.mode, Mode::Literal);
+    assert_eq!(plan.engine.rebalance_interval_ns, 500_000_000);
+    assert_eq!(plan.engine.overload_permille, 700);
+    assert_eq!(plan.engine.hysteresis_permille, 100);
+    assert_eq!(plan.engine.min_dwell_ns, 5_000_000_000);
+    assert_eq!(plan.guests.len(), 2);
+    assert_eq!(plan.guests[1].mac, MacAddr([0x52, 0x54, 0, 0, 1, 2]));
+    assert_eq!(
+        plan.guests[1].ips,
+        [Ipv4Addr::new(10, 0, 0, 12), Ipv4Addr::new(10, 0, 0, 13)]
+    );
+    assert_eq!(
+        plan.bindings[0],
+        (Ipv4Addr::new(10, 0, 0, 11), Binding::Identities(vec![0, 1]))
+    );
+    assert_eq!(
+        plan.bindings[1],
+        (Ipv4Addr::new(10, 0, 0, 13), Binding::None)
+    );
+    assert_eq!(plan.pinned, [2]);
+    let own = plan.own.unwrap();
+    assert_eq!(
+        (own.ip, own.prefix, own.gateway),
+        (
+            Ipv4Addr::new(10, 0, 0, 2),
+            24,
+            Some(Ipv4Addr::new(10, 0, 0, 1))
+        )
+    );
+
+    let r = plan.resolve(&NICS).unwrap();
+    assert_eq!(r.guest_ports, [4, 5]);
+    let uplinks: Vec<_> = r
+        .uplinks
+        .iter()
+        .map(|u| (u.nic, u.exclusive, u.capacity_mbps))
+        .collect();
+    assert_eq!(
+        uplinks,
+        [
+            (0, false, 1000),
+            (1, false, 1000),
+            (2, false, 1000),
+            (3, true, 100)
+        ]
+    );
+}
+
+#[test]
+fn without_uplinks_every_non_guest_nic_is_an_uplink() {
+    let plan = parse("guest=1,52:54:00:00:01:01,10.0.0.11").unwrap();
+    let r = plan.resolve(&NICS).unwrap();
+    let nics: Vec<_> = r.uplinks.iter().map(|u| u.nic).collect();
+    assert_eq!(nics, [0, 2, 3, 4, 5]);
+    assert_eq!(parse("").unwrap().resolve(&NICS).unwrap().uplinks.len(), 6);
+}
+
+#[test]
+fn each_bad_item_is_named() {
+    let table: &[(&str, &str)] = &[
+        ("mode=fast", "mode=fast"),
+        ("nonsense", "nonsense"),
+        ("colour=blue", "colour=blue"),
+        ("mode=literal mode=identity", "mode=identity"),
+        ("guest=4,52:54:00:00:01:01", "guest=4,52:54:00:00:01:01"),
+        (
+            "guest=4,52:54:00:00:01,10.0.0.1",
+            "guest=4,52:54:00:00:01,10.0.0.1",
+        ),
+        (
+            "guest=4,01:54:00:00:01:01,10.0.0.1",
+            "guest=4,01:54:00:00:01:01,10.0.0.1",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.300",
+            "guest=4,52:54:00:00:01:01,10.0.0.300",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.1 guest=5,52:54:00:00:01:01,10.0.0.2",
+            "guest=5,52:54:00:00:01:01,10.0.0.2",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.1 guest=5,52:54:00:00:01:02,10.0.0.1",
+            "guest=5,52:54:00:00:01:02,10.0.0.1",
+        ),
+        (
+            "guest=00:1f.9,52:54:00:00:01:01,10.0.0.1",
+            "guest=00:1f.9,52:54:00:00:01:01,10.0.0.1",
+        ),
+        ("bind=10.0.0.9:0", "bind=10.0.0.9"),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.1 bind=10.0.0.1:0+0",
+            "bind=10.0.0.1:0+0",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.1 bind=10.0.0.1:x",
+            "bind=10.0.0.1:x",
+        ),
+        ("ip=10.0.0.2", "ip=10.0.0.2"),
+        ("ip=10.0.0.2/33", "ip=10.0.0.2/33"),
+        ("gw=10.0.0.1", "gw"),
+        ("overload_pct=101", "overload_pct=101"),
+        ("rebalance_ms=-1", "rebalance_ms=-1"),
+        ("uplinks=0,,1", "uplinks=0,,1"),
+    ];
+    for (line, item) in table {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.item, *item, "{line}: {err}");
+        assert!(!err.why.is_empty());
+    }
+}
+
+#[test]
+fn resolution_rejects_missing_and_doubly_used_nics() {
+    let table: &[(&str, &str)] = &[
+        ("uplinks=0,9", "uplinks"),
+        ("uplinks=0,00:09.0", "uplinks"),
+        ("uplinks=0,1 guest=1,52:54:00:00:01:01,10.0.0.1", "uplinks"),
+        ("uplinks=0,0", "uplinks"),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.1 guest=00:07.0,52:54:00:00:01:02,10.0.0.2",
+            "guest",
+        ),
+        (
+            "uplinks=0,1 guest=2,52:54:00:00:01:01,10.0.0.1 bind=10.0.0.1:2",
+            "bind",
+        ),
+        ("uplinks=0,1 pin=5", "pin"),
+        ("uplinks=0,1 exclusive=2", "exclusive"),
+        ("uplinks=0 capacity=1,2", "capacity"),
+        ("uplinks=0 ip=10.0.0.2/24 own=1", "own"),
+    ];
+    for (line, key) in table {
+        let err = parse(line).unwrap().resolve(&NICS).expect_err(line);
+        assert_eq!(err.item, *key, "{line}: {err}");
+    }
+    let all_guests: String = (0..6)
+        .map(|i| format!(" guest={i},52:54:00:00:01:0{i},10.0.0.{i}"))
+        .collect();
+    assert!(
+        parse(&all_guests).unwrap().resolve(&NICS).is_err(),
+        "no uplink left"
+    );
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+        if let Ok(plan) = parse(&s) {
+            let _ = plan.resolve(&NICS);
+        }
+    }
+
+    #[test]
+    fn config_like_words_never_panic(words in proptest::collection::vec(
+        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s)=[0-9a-f:.,+/x]{0,30}", 0..8)) {
+        if let Ok(plan) = parse(&words.join(" ")) {
+            let _ = plan.resolve(&NICS);
+        }
+    }
+}
