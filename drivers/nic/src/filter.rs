@@ -106,7 +106,10 @@ mod tests {
         f.set_entries(&[EXTRA], 1).unwrap();
         assert_eq!(f.set_entries(&[EXTRA, OTHER], 1), Err(NicError::FilterFull));
         assert_eq!(f.set_entries(&[MCAST], 4), Err(NicError::InvalidMac));
-        assert_eq!(f.set_entries(&[MacAddr::ZERO], 4), Err(NicError::InvalidMac));
+        assert_eq!(
+            f.set_entries(&[MacAddr::ZERO], 4),
+            Err(NicError::InvalidMac)
+        );
         assert_eq!(f.entries(), &[EXTRA]);
         let many = [EXTRA; RxFilter::MAX_ENTRIES + 1];
         assert_eq!(f.set_entries(&many, usize::MAX), Err(NicError::FilterFull));

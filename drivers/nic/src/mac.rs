@@ -174,8 +174,14 @@ mod tests {
     #[test]
     fn reads_addresses_out_of_frames() {
         let frame = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00];
-        assert_eq!(MacAddr::destination_of(&frame), Some(MacAddr([1, 2, 3, 4, 5, 6])));
-        assert_eq!(MacAddr::source_of(&frame), Some(MacAddr([7, 8, 9, 10, 11, 12])));
+        assert_eq!(
+            MacAddr::destination_of(&frame),
+            Some(MacAddr([1, 2, 3, 4, 5, 6]))
+        );
+        assert_eq!(
+            MacAddr::source_of(&frame),
+            Some(MacAddr([7, 8, 9, 10, 11, 12]))
+        );
         assert_eq!(MacAddr::source_of(&frame[..11]), None);
         assert_eq!(MacAddr::destination_of(&frame[..5]), None);
     }
