@@ -258,10 +258,8 @@ impl Machine {
             .stdin(Stdio::null())
             .stdout(File::create(dir.join("qemu.stdout"))?)
             .stderr(File::create(dir.join("qemu.stderr"))?);
-        crate::sys::kill_with_parent(&mut cmd);
         let spawned_at = Instant::now();
-        let mut child = cmd
-            .spawn()
+        let mut child = crate::sys::spawn_tied_to_process(cmd)
             .map_err(|e| Error::Spawn(format!("{}: {e}", config.qemu.display())))?;
         let stderr = || fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
         let failed = |child: &mut Child, status: Option<ExitStatus>| {

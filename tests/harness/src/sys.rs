@@ -4,15 +4,44 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::{mpsc, OnceLock};
+use std::thread;
 
-/// Makes the child get SIGKILL when the thread that spawned it dies, so a
-/// test process killed mid-run (or aborting) leaves no QEMU behind.
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns `cmd` so that the child gets SIGKILL when the test process dies,
+/// however it dies (panic=abort, SIGKILL, a CI timeout).
 ///
-/// Linux delivers the parent-death signal when the *spawning thread* exits:
-/// a `Machine` must be dropped on (or before the end of) the thread that
-/// started it, which is what a test does anyway.
-pub(crate) fn kill_with_parent(cmd: &mut Command) {
+/// Linux sends the parent-death signal when the *thread* that forked the
+/// child exits, not the process. So every child is forked by one spawner
+/// thread that lives as long as the process: a `Machine` may then be started
+/// on one thread and used or dropped on another.
+pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    kill_with_parent(&mut cmd);
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let spawned = thread::Builder::new()
+            .name("aggdom-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("aggdom-harness: cannot start the spawner thread: {e}");
+        }
+        tx
+    });
+    let gone = || io::Error::other("the harness's spawner thread is gone");
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner.send((cmd, reply_tx)).map_err(|_| gone())?;
+    reply_rx.recv().map_err(|_| gone())?
+}
+
+/// Makes the child get SIGKILL when the thread that spawned it dies.
+fn kill_with_parent(cmd: &mut Command) {
     // SAFETY: `die_with_parent` runs in the forked child before exec and
     // calls only async-signal-safe functions (prctl, getppid); it allocates
     // nothing and touches no lock.

@@ -197,30 +197,61 @@ fn drop_kills_qemu_and_removes_its_temp_dir() {
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
+/// Set in the re-executed test process of `qemu_dies_with_the_test_process`.
+const ORPHAN_ENV: &str = "AGGDOM_HARNESS_ORPHAN_CHILD";
+
 #[test]
-fn qemu_dies_with_the_thread_that_started_it() {
-    // A Machine that is never dropped (as when a test process is killed):
-    // PR_SET_PDEATHSIG kills QEMU when the spawning thread ends.
-    let (pid, dir) = std::thread::spawn(|| {
-        let m = Machine::builder().start().unwrap();
-        let out = (m.pid(), m.temp_dir().to_path_buf());
-        std::mem::forget(m);
-        out
-    })
-    .join()
-    .unwrap();
+fn qemu_dies_with_the_test_process() {
+    if std::env::var_os(ORPHAN_ENV).is_some() {
+        // The child: start a machine on a thread that then ends (the
+        // machine outlives it), report QEMU's pid, and wait to be killed.
+        let m = std::thread::spawn(|| Machine::builder().start().unwrap())
+            .join()
+            .unwrap();
+        println!("QEMU_PID={} DIR={}", m.pid(), m.temp_dir().display());
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "qemu_dies_with_the_test_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ORPHAN_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .find_map(|l| {
+            l.ok().and_then(|l| {
+                l.find("QEMU_PID=")
+                    .map(|at| l[at + "QEMU_PID=".len()..].to_string())
+            })
+        })
+        .expect("the child test process never reported QEMU's pid");
+    // (The test runner may print "test ... " on the same line first.)
+    let (pid, dir) = line.split_once(" DIR=").unwrap();
+    let pid: u32 = pid.parse().unwrap();
+    // The machine survived the end of the thread that started it...
+    assert!(
+        alive(pid),
+        "QEMU {pid} died with the thread that started it"
+    );
+    // ...and dies with the process, which gets no chance to clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
     let deadline = Instant::now() + T;
-    // Not our child to reap any more (its `Child` was forgotten), so look at
-    // its state: gone or a zombie both mean it died.
-    let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    };
-    while !dead() {
-        assert!(Instant::now() < deadline, "QEMU {pid} outlived its thread");
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU {pid} outlived the killed test process"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir_all(dir);
