@@ -8,7 +8,9 @@
 //! [`Machine::recv_any`]), QMP ([`Machine::set_link`], [`Machine::qmp`]) and
 //! the exit status ([`Machine::wait_exit`]). Dropping it kills QEMU and
 //! removes its temporary directory, also when a test panics; QEMU is started
-//! with `PR_SET_PDEATHSIG` so it dies with the test process too.
+//! with `PR_SET_PDEATHSIG` so it dies with the test process too. A `Machine`
+//! is `Send + Sync`: frames can be sent from one thread while another waits
+//! for them (`send_frame`/`recv_*` take `&self`).
 //!
 //! [`frame`] builds and parses the Ethernet/ARP/IPv4/UDP/ICMP frames tests
 //! send and expect; [`switch`] is a host-side learning switch for tests that
@@ -24,7 +26,7 @@
 //! assert_eq!(m.command("version").unwrap(), "aggdom 0.1.0");
 //! ```
 
-#![deny(unsafe_code)] // allowed only in `machine::spawn` (pre_exec, kill)
+#![deny(unsafe_code)] // allowed only in `sys` (pre_exec, prctl, kill, setsockopt)
 #![deny(missing_docs)]
 
 mod config;
@@ -45,4 +47,5 @@ pub use config::{
 pub use error::{Error, Result};
 pub use machine::{debug_exit_value, Machine, MachineBuilder};
 pub use net::{NicCounters, Received};
+pub use regex_lite;
 pub use serial::{parse_reply, Pattern};

@@ -680,6 +680,12 @@ mod tests {
     }
 
     #[test]
+    fn machines_can_be_shared_between_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<Machine>();
+    }
+
+    #[test]
     fn missing_elf_is_a_clear_error() {
         let e = Machine::builder()
             .elf("/nonexistent/aggdom")
