@@ -1,0 +1,429 @@
+//! The datapath proper: sources polled in batches, engine decisions carried
+//! out on NICs, identity moves turned into MAC register / filter writes.
+use crate::frame_queue::FrameQueue;
+use crate::guest_port::{GuestPort, PortError};
+use aggregation::{
+    learning_frame, Engine, GuestId, Mode, Move, Moves, OwnTxDecision, RxDecision, Steering,
+    TxDecision, UplinkConfig, UplinkId,
+};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::net::IpAddr;
+use nic::{MacAddr, Nic, NicError, MAX_FRAME_LEN};
+
+/// Frames taken from one source in one poll: bounds the time one busy
+/// source can hold the loop.
+const BATCH: usize = 32;
+/// Link state is read this often (DESIGN.md: failover within ~100 ms).
+const LINK_CHECK_NS: u64 = 10_000_000;
+
+/// What went wrong while adding a NIC or guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    Engine(aggregation::Error),
+    Nic(NicError),
+}
+
+/// Work the datapath could not do, by cause. Frame drops the engine decides
+/// are counted by the engine, per guest/uplink and reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatapathCounters {
+    /// A frame for an uplink found its transmit ring full.
+    pub uplink_tx_full: u64,
+    /// A frame for a guest found no receive buffer (or the port down).
+    pub guest_port_full: u64,
+    /// A frame for the own stack found its queue full.
+    pub own_queue_full: u64,
+    /// MAC register / filter programming the NIC refused.
+    pub program_errors: u64,
+    /// Learning frames sent after identity moves.
+    pub learning_frames: u64,
+    /// Identity moves carried out (rebalance, failover, own-stack swaps).
+    pub moves: u64,
+    /// Literal mode: MAC register writes around guest frames (write + restore).
+    pub literal_mac_writes: u64,
+}
+
+pub struct Datapath {
+    engine: Engine,
+    /// Indexed by `UplinkId`; `None` only while that uplink is being polled.
+    uplinks: Vec<Option<Box<dyn Nic>>>,
+    /// Indexed by `GuestId`; `None` for removed guests and while polled.
+    ports: Vec<Option<Box<dyn GuestPort>>>,
+    /// Frames for the domain's own IP stack.
+    own_rx: FrameQueue,
+    /// Frames from the domain's own IP stack.
+    own_tx: FrameQueue,
+    counters: DatapathCounters,
+    next_tick: u64,
+    next_link_check: u64,
+}
+
+fn to_nic(m: aggregation::MacAddr) -> MacAddr {
+    MacAddr(m.0)
+}
+
+fn to_engine(m: MacAddr) -> aggregation::MacAddr {
+    aggregation::MacAddr(m.0)
+}
+
+impl Datapath {
+    /// An empty datapath; `own_queue` frames of room each way for the own stack.
+    pub fn new(config: aggregation::Config, own_queue: usize) -> Self {
+        Self {
+            engine: Engine::new(config),
+            uplinks: Vec::new(),
+            ports: Vec::new(),
+            own_rx: FrameQueue::new(own_queue),
+            own_tx: FrameQueue::new(own_queue),
+            counters: DatapathCounters::default(),
+            next_tick: 0,
+            next_link_check: 0,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// For control-plane changes (bind, pin, ...). Changes that move
+    /// identities return `Moves`: hand them to [`Datapath::apply_moves`].
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn counters(&self) -> &DatapathCounters {
+        &self.counters
+    }
+
+    pub fn uplink(&mut self, u: UplinkId) -> Option<&mut (dyn Nic + 'static)> {
+        self.uplinks.get_mut(usize::from(u.0))?.as_deref_mut()
+    }
+
+    pub fn uplink_count(&self) -> usize {
+        self.uplinks.len()
+    }
+
+    /// Adds an uplink; its factory MAC becomes a new identity. Program it
+    /// with [`Datapath::program_all`] once every uplink is added.
+    pub fn add_uplink(
+        &mut self,
+        mut nic: Box<dyn Nic>,
+        capacity_mbps: u32,
+        exclusive: bool,
+    ) -> Result<UplinkId, SetupError> {
+        let mut cfg = UplinkConfig::new(to_engine(nic.permanent_mac()));
+        cfg.capacity_mbps = capacity_mbps;
+        // The primary MAC register plus the extra filter entries.
+        cfg.filter_slots = u8::try_from(nic.filter_slots() + 1).unwrap_or(u8::MAX);
+        cfg.link_up = nic.link_up();
+        let id = self.engine.add_uplink(cfg).map_err(SetupError::Engine)?;
+        if exclusive {
+            self.engine
+                .set_exclusive(id, true)
+                .map_err(SetupError::Engine)?;
+        }
+        debug_assert_eq!(usize::from(id.0), self.uplinks.len());
+        self.uplinks.push(Some(nic));
+        Ok(id)
+    }
+
+    /// Adds a guest behind `port`, with its MAC and IPs (spread over the
+    /// identities, [0030]).
+    pub fn add_guest(
+        &mut self,
+        port: Box<dyn GuestPort>,
+        mac: MacAddr,
+        ips: &[IpAddr],
+    ) -> Result<GuestId, SetupError> {
+        let id = self
+            .engine
+            .add_guest(to_engine(mac), ips)
+            .map_err(SetupError::Engine)?;
+        let at = usize::from(id.0);
+        if self.ports.len() <= at {
+            self.ports.resize_with(at + 1, || None);
+        }
+        self.ports[at] = Some(port);
+        if self.engine.mode() == Mode::Literal {
+            // Literal mode: uplinks accept guest MACs (DESIGN.md).
+            self.program_all();
+        }
+        Ok(id)
+    }
+
+    /// Removes a guest (its vif went away) and returns its port.
+    pub fn remove_guest(&mut self, id: GuestId) -> Option<Box<dyn GuestPort>> {
+        self.engine.remove_guest(id).ok()?;
+        self.ports.get_mut(usize::from(id.0))?.take()
+    }
+
+    /// Writes every uplink's MAC register and filter from the engine's state.
+    pub fn program_all(&mut self) {
+        for u in 0..self.uplinks.len() {
+            self.program_uplink(UplinkId(u as u8));
+        }
+    }
+
+    /// Makes one uplink's MAC register and receive filter match the
+    /// identities it holds (and, in literal mode, the guests' MACs).
+    fn program_uplink(&mut self, u: UplinkId) {
+        let Some(primary) = self.engine.uplink_mac(u).map(to_nic) else {
+            return;
+        };
+        let mut wanted: Vec<MacAddr> = self
+            .engine
+            .held(u)
+            .iter()
+            .filter_map(|id| self.engine.identity_mac(id).map(to_nic))
+            .filter(|m| *m != primary)
+            .collect();
+        let literal = self.engine.mode() == Mode::Literal;
+        if literal {
+            for g in self.engine.guests() {
+                if let Some(m) = self.engine.guest_mac(g).map(to_nic) {
+                    wanted.push(m);
+                }
+            }
+        }
+        let Some(Some(nic)) = self.uplinks.get_mut(usize::from(u.0)) else {
+            return;
+        };
+        let promiscuous = wanted.len() > nic.filter_slots();
+        let mut ok = true;
+        if nic.mac() != primary {
+            ok &= nic.set_mac(primary).is_ok();
+        }
+        if promiscuous {
+            ok &= nic.set_promiscuous(true).is_ok();
+        } else {
+            if nic.filter() != wanted.as_slice() {
+                ok &= nic.set_filter(&wanted).is_ok();
+            }
+            if nic.promiscuous() {
+                ok &= nic.set_promiscuous(false).is_ok();
+            }
+        }
+        if !ok {
+            self.counters.program_errors += 1;
+        }
+    }
+
+    /// Carries out identity moves: reprogram both uplinks, then a learning
+    /// frame from the new holder so the switch relearns the MAC.
+    pub fn apply_moves(&mut self, moves: &Moves) {
+        for m in moves.iter() {
+            self.apply_move(m);
+        }
+    }
+
+    fn apply_move(&mut self, m: &Move) {
+        self.counters.moves += 1;
+        self.program_uplink(m.from);
+        self.program_uplink(m.to);
+        let mut frame = [0u8; 64];
+        let len = learning_frame(m.mac, &mut frame);
+        if let Some(Some(nic)) = self.uplinks.get_mut(usize::from(m.to.0)) {
+            if nic.transmit(&[&frame[..len]]) == 1 {
+                self.counters.learning_frames += 1;
+            } else {
+                self.counters.uplink_tx_full += 1;
+            }
+        }
+    }
+
+    /// Frames waiting for the own IP stack.
+    pub fn own_rx(&mut self) -> &mut FrameQueue {
+        &mut self.own_rx
+    }
+
+    /// Where the own IP stack puts frames to send.
+    pub fn own_tx(&mut self) -> &mut FrameQueue {
+        &mut self.own_tx
+    }
+
+    /// One round: own-stack frames, a batch from every guest port and
+    /// uplink, link checks and the engine's tick. Returns the frames moved
+    /// (0: the caller may idle).
+    pub fn poll(&mut self, now: u64) -> usize {
+        let mut work = self.poll_own_tx(now);
+        for g in 0..self.ports.len() {
+            work += self.poll_guest(now, g);
+        }
+        for u in 0..self.uplinks.len() {
+            work += self.poll_uplink(now, u);
+        }
+        self.flush_all();
+        if now >= self.next_link_check {
+            self.next_link_check = now + LINK_CHECK_NS;
+            self.check_links(now);
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + self.engine.config().tick_interval_ns;
+            let moves = self.engine.tick(now);
+            self.apply_moves(&moves);
+        }
+        work
+    }
+
+    fn flush_all(&mut self) {
+        for nic in self.uplinks.iter_mut().flatten() {
+            nic.flush_tx();
+        }
+        for port in self.ports.iter_mut().flatten() {
+            port.flush();
+        }
+    }
+
+    fn check_links(&mut self, now: u64) {
+        for u in 0..self.uplinks.len() {
+            let id = UplinkId(u as u8);
+            let Some(Some(nic)) = self.uplinks.get_mut(u) else {
+                continue;
+            };
+            let up = nic.link_up();
+            if up != self.engine.is_link_up(id) {
+                let moves = self.engine.link_changed(now, id, up);
+                self.apply_moves(&moves);
+            }
+        }
+    }
+
+    fn poll_own_tx(&mut self, now: u64) -> usize {
+        let mut done = 0;
+        while done < BATCH {
+            let mut frame = [0u8; MAX_FRAME_LEN];
+            let Some(len) = self.own_tx.pop(|f| {
+                frame[..f.len()].copy_from_slice(f);
+                f.len()
+            }) else {
+                break;
+            };
+            done += 1;
+            match self.engine.own_transmit(now, &mut frame[..len]) {
+                OwnTxDecision::Send { uplink, moves } => {
+                    // Claim step 5: the swap happens before the send.
+                    self.apply_moves(&moves);
+                    self.send_on_uplink(uplink, None, &frame[..len]);
+                }
+                OwnTxDecision::SwitchLocal { guest } => self.deliver_to_guest(guest, &frame[..len]),
+                OwnTxDecision::Drop(_) => {}
+            }
+        }
+        done
+    }
+
+    fn poll_guest(&mut self, now: u64, g: usize) -> usize {
+        let Some(mut port) = self.ports.get_mut(g).and_then(Option::take) else {
+            return 0;
+        };
+        let guest = GuestId(g as u16);
+        let n = port.receive(BATCH, &mut |frame| self.guest_frame(now, guest, frame));
+        self.ports[g] = Some(port);
+        n
+    }
+
+    /// Claim steps 7-10 for one guest frame.
+    fn guest_frame(&mut self, now: u64, guest: GuestId, frame: &[u8]) {
+        let len = frame.len().min(MAX_FRAME_LEN);
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        buf[..len].copy_from_slice(&frame[..len]);
+        let frame = &mut buf[..len];
+        match self.engine.guest_transmit(now, guest, frame) {
+            TxDecision::Send {
+                uplink,
+                steering,
+                flood_local,
+            } => {
+                if flood_local {
+                    self.flood(Some(guest), frame);
+                }
+                self.send_on_uplink(uplink, Some(steering), frame);
+            }
+            TxDecision::SwitchLocal { guest: to } => self.deliver_to_guest(to, frame),
+            TxDecision::ToOwnStack => self.to_own_stack(frame),
+            TxDecision::Drop(_) => {}
+        }
+    }
+
+    fn poll_uplink(&mut self, now: u64, u: usize) -> usize {
+        let Some(mut nic) = self.uplinks.get_mut(u).and_then(Option::take) else {
+            return 0;
+        };
+        let uplink = UplinkId(u as u8);
+        let n = nic.receive(BATCH, &mut |frame| self.uplink_frame(now, uplink, frame));
+        self.uplinks[u] = Some(nic);
+        n
+    }
+
+    fn uplink_frame(&mut self, now: u64, uplink: UplinkId, frame: &[u8]) {
+        let len = frame.len().min(MAX_FRAME_LEN);
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        buf[..len].copy_from_slice(&frame[..len]);
+        let frame = &mut buf[..len];
+        match self.engine.uplink_receive(now, uplink, frame) {
+            RxDecision::ToGuest { guest } => self.deliver_to_guest(guest, frame),
+            RxDecision::ToOwnStack => self.to_own_stack(frame),
+            RxDecision::Flood => self.flood(None, frame),
+            RxDecision::Drop(_) => {}
+        }
+    }
+
+    /// A broadcast to every guest but `except`, and to the own stack.
+    fn flood(&mut self, except: Option<GuestId>, frame: &[u8]) {
+        for g in 0..self.ports.len() {
+            if except.is_some_and(|e| usize::from(e.0) == g) {
+                continue;
+            }
+            if self.ports[g].is_some() {
+                self.deliver_to_guest(GuestId(g as u16), frame);
+            }
+        }
+        self.to_own_stack(frame);
+    }
+
+    fn deliver_to_guest(&mut self, guest: GuestId, frame: &[u8]) {
+        let delivered = match self.ports.get_mut(usize::from(guest.0)) {
+            Some(Some(port)) => port.deliver(frame),
+            // The guest being polled (a hairpin) or gone.
+            _ => Err(PortError::Down),
+        };
+        if delivered.is_err() {
+            self.counters.guest_port_full += 1;
+        }
+    }
+
+    fn to_own_stack(&mut self, frame: &[u8]) {
+        if !self.own_rx.push(frame) {
+            self.counters.own_queue_full += 1;
+        }
+    }
+
+    /// Sends on an uplink. Literal mode (claim steps 8-10): the MAC register
+    /// takes the frame's source MAC, the frame leaves, the register is
+    /// restored.
+    fn send_on_uplink(&mut self, uplink: UplinkId, steering: Option<Steering>, frame: &[u8]) {
+        let Some(Some(nic)) = self.uplinks.get_mut(usize::from(uplink.0)) else {
+            self.counters.uplink_tx_full += 1;
+            return;
+        };
+        let queued = match steering {
+            Some(Steering::WriteMacThenRestore { mac, restore }) => {
+                let write = nic.set_mac(to_nic(mac));
+                let queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+                // The restore must come after the frame has left: flush now.
+                nic.flush_tx();
+                let restored = nic.set_mac(to_nic(restore));
+                self.counters.literal_mac_writes += 2;
+                if write.is_err() || restored.is_err() {
+                    self.counters.program_errors += 1;
+                }
+                queued
+            }
+            _ => nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame)),
+        };
+        if queued.is_err() {
+            self.counters.uplink_tx_full += 1;
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Host tests of the datapath on fake NICs: frames in, decisions carried
+//! out, frames and MAC programming observed on the other side.
+use crate::{Datapath, GuestPort, NicPort};
+use aggregation::{Config, IdentityId, Mode, UplinkId};
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::net::{IpAddr, Ipv4Addr};
+use nic::{Counters, FakeNic, MacAddr, NicControl, NicDatapath, NicError};
+
+/// The far side of a fake NIC, kept by the test while the datapath owns the NIC.
+#[derive(Default)]
+struct Wire {
+    inbound: Vec<Vec<u8>>,
+    outbound: Vec<Vec<u8>>,
+    link: Option<bool>,
+}
+
+/// A `FakeNic` whose wire the test holds.
+struct TestNic {
+    nic: FakeNic,
+    wire: Rc<RefCell<Wire>>,
+}
+
+fn test_nic(mac: [u8; 6]) -> (Box<TestNic>, Rc<RefCell<Wire>>) {
+    let wire = Rc::new(RefCell::new(Wire::default()));
+    (
+        Box::new(TestNic {
+            nic: FakeNic::new(MacAddr(mac)),
+            wire: wire.clone(),
+        }),
+        wire,
+    )
+}
+
+impl NicDatapath for TestNic {
+    fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+        for f in core::mem::take(&mut self.wire.borrow_mut().inbound) {
+            self.nic.inject(&f);
+        }
+        self.nic.receive(budget, sink)
+    }
+    fn queue_tx(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), NicError> {
+        self.nic.queue_tx(len, fill)
+    }
+    fn flush_tx(&mut self) {
+        self.nic.flush_tx();
+        self.wire.borrow_mut().outbound.extend(self.nic.take_sent());
+    }
+    fn tx_space(&mut self) -> usize {
+        self.nic.tx_space()
+    }
+}
+
+impl NicControl for TestNic {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    fn permanent_mac(&self) -> MacAddr {
+        self.nic.permanent_mac()
+    }
+    fn mac(&self) -> MacAddr {
+        self.nic.mac()
+    }
+    fn set_mac(&mut self, mac: MacAddr) -> Result<(), NicError> {
+        self.nic.set_mac(mac)
+    }
+    fn filter_slots(&self) -> usize {
+        self.nic.filter_slots()
+    }
+    fn filter(&self) -> &[MacAddr] {
+        self.nic.filter()
+    }
+    fn set_filter(&mut self, macs: &[MacAddr]) -> Result<(), NicError> {
+        self.nic.set_filter(macs)
+    }
+    fn promiscuous(&self) -> bool {
+        self.nic.promiscuous()
+    }
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), NicError> {
+        self.nic.set_promiscuous(on)
+    }
+    fn all_multicast(&self) -> bool {
+        self.nic.all_multicast()
+    }
+    fn set_all_multicast(&mut self, on: bool) -> Result<(), NicError> {
+        self.nic.set_all_multicast(on)
+    }
+    fn link_up(&mut self) -> bool {
+        if let Some(up) = self.wire.borrow_mut().link.take() {
+            self.nic.set_link(up);
+        }
+        self.nic.link_up()
+    }
+    fn counters(&mut self) -> Counters {
+        self.nic.counters()
+    }
+    fn reset(&mut self) -> Result<(), NicError> {
+        self.nic.reset()
+    }
+}
+
+const GW: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const UPLINK_MACS: [[u8; 6]; 3] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]];
+const GUEST_MACS: [[u8; 6]; 2] = [[0x52, 0x54, 0, 0, 1, 1], [0x52, 0x54, 0, 0, 1, 2]];
+const GUEST_IPS: [[u8; 4]; 2] = [[10, 0, 0, 11], [10, 0, 0, 12]];
+
+/// An IPv4/UDP frame of `len` bytes.
+fn ipv4(dst: [u8; 6], src: [u8; 6], src_ip: [u8; 4], dst_ip: [u8; 4], len: usize) -> Vec<u8> {
+    let mut f = alloc::vec![0u8; len.max(60)];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    let total = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&src_ip);
+    f[30..34].copy_from_slice(&dst_ip);
+    f
+}
+
+struct Rig {
+    dp: Datapath,
+    uplinks: Vec<Rc<RefCell<Wire>>>,
+    guests: Vec<Rc<RefCell<Wire>>>,
+}
+
+fn rig(mode: Mode, uplinks: usize) -> Rig {
+    let mut dp = Datapath::new(Config::with_mode(mode), 16);
+    let mut up_wires = Vec::new();
+    for mac in &UPLINK_MACS[..uplinks] {
+        let (nic, wire) = test_nic(*mac);
+        dp.add_uplink(nic, 1000, false).unwrap();
+        up_wires.push(wire);
+    }
+    let mut guest_wires = Vec::new();
+    for (mac, ip) in GUEST_MACS.iter().zip(GUEST_IPS) {
+        let (nic, wire) = test_nic([0x0e, 0, 0, 0, 9, mac[5]]);
+        let port: Box<dyn GuestPort> = Box::new(NicPort::new(nic as Box<dyn nic::Nic>).unwrap());
+        dp.add_guest(port, MacAddr(*mac), &[IpAddr::V4(Ipv4Addr::from(ip))])
+            .unwrap();
+        guest_wires.push(wire);
+    }
+    dp.program_all();
+    Rig {
+        dp,
+        uplinks: up_wires,
+        guests: guest_wires,
+    }
+}
+
+fn sent(w: &Rc<RefCell<Wire>>) -> Vec<Vec<u8>> {
+    core::mem::take(&mut w.borrow_mut().outbound)
+}
+
+#[test]
+fn identity_mode_sends_a_guest_frame_with_its_bound_identity_as_source() {
+    let mut r = rig(Mode::Identity, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(1)])
+        .unwrap();
+    let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 100);
+    r.guests[0].borrow_mut().inbound.push(f.clone());
+    r.dp.poll(1);
+    assert!(
+        sent(&r.uplinks[0]).is_empty(),
+        "uplink 0 holds an identity guest 0 is not bound to"
+    );
+    let out = sent(&r.uplinks[1]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        &out[0][6..12],
+        &UPLINK_MACS[1],
+        "source rewritten to identity 1"
+    );
+    assert_eq!(&out[0][12..], &f[12..], "payload untouched");
+}
+
+#[test]
+fn identity_mode_receive_rewrites_the_destination_back_to_the_guest() {
+    let mut r = rig(Mode::Identity, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[1])), &[IdentityId(0)])
+        .unwrap();
+    let f = ipv4(UPLINK_MACS[0], GW, [8, 8, 8, 8], GUEST_IPS[1], 80);
+    r.uplinks[0].borrow_mut().inbound.push(f);
+    r.dp.poll(1);
+    let got = sent(&r.guests[1]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0][0..6], &GUEST_MACS[1]);
+    assert!(sent(&r.guests[0]).is_empty());
+}
+
+#[test]
+fn literal_mode_writes_the_guest_mac_for_the_send_and_restores_it() {
+    let mut r = rig(Mode::Literal, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
+        .unwrap();
+    let before = r.dp.uplink(UplinkId(0)).unwrap().counters().mac_writes;
+    r.guests[0]
+        .borrow_mut()
+        .inbound
+        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.dp.poll(1);
+    let out = sent(&r.uplinks[0]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        &out[0][6..12],
+        &GUEST_MACS[0],
+        "literal mode keeps the guest's source MAC"
+    );
+    let nic = r.dp.uplink(UplinkId(0)).unwrap();
+    assert_eq!(nic.mac(), MacAddr(UPLINK_MACS[0]), "register restored");
+    assert_eq!(
+        nic.counters().mac_writes - before,
+        2,
+        "one write, one restore"
+    );
+    assert!(
+        nic.filter().contains(&MacAddr(GUEST_MACS[0])),
+        "replies to the guest MAC are accepted"
+    );
+    assert_eq!(r.dp.counters().literal_mac_writes, 2);
+}
+
+#[test]
+fn a_denied_guest_gets_nothing_out() {
+    let mut r = rig(Mode::Identity, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[])
+        .unwrap();
+    r.guests[0]
+        .borrow_mut()
+        .inbound
+        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.dp.poll(1);
+    assert!(sent(&r.uplinks[0]).is_empty() && sent(&r.uplinks[1]).is_empty());
+}
+
+#[test]
+fn guest_to_guest_frames_are_switched_locally() {
+    let mut r = rig(Mode::Identity, 2);
+    let f = ipv4(GUEST_MACS[1], GUEST_MACS[0], GUEST_IPS[0], GUEST_IPS[1], 60);
+    r.guests[0].borrow_mut().inbound.push(f.clone());
+    r.dp.poll(1);
+    assert_eq!(sent(&r.guests[1]), [f]);
+    assert!(sent(&r.uplinks[0]).is_empty() && sent(&r.uplinks[1]).is_empty());
+}
+
+#[test]
+fn link_failure_moves_the_identity_and_a_learning_frame_announces_it() {
+    let mut r = rig(Mode::Identity, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
+        .unwrap();
+    r.uplinks[0].borrow_mut().link = Some(false);
+    r.dp.poll(1);
+    let learning = sent(&r.uplinks[1]);
+    assert!(
+        learning
+            .iter()
+            .any(|f| f[0..6] == [0xff; 6] && f[6..12] == UPLINK_MACS[0]),
+        "uplink 1 announces identity 0: {learning:?}"
+    );
+    let nic1 = r.dp.uplink(UplinkId(1)).unwrap();
+    let accepts = |m: [u8; 6]| nic1.mac() == MacAddr(m) || nic1.filter().contains(&MacAddr(m));
+    assert!(
+        accepts(UPLINK_MACS[0]) && accepts(UPLINK_MACS[1]),
+        "uplink 1 holds both identities"
+    );
+    assert!(!nic1.promiscuous());
+    // Guest 0's traffic resumes through uplink 1.
+    r.guests[0]
+        .borrow_mut()
+        .inbound
+        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.dp.poll(2);
+    let out = sent(&r.uplinks[1]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][6..12], &UPLINK_MACS[0]);
+    assert_eq!(r.dp.counters().moves, 1);
+}
+
+#[test]
+fn frames_for_the_own_stack_queue_and_its_replies_leave_through_an_uplink() {
+    let mut r = rig(Mode::Identity, 2);
+    let own = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    r.dp.engine_mut()
+        .set_own_stack(IdentityId(0), &[own])
+        .unwrap();
+    r.uplinks[0].borrow_mut().inbound.push(ipv4(
+        UPLINK_MACS[0],
+        GW,
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        60,
+    ));
+    r.dp.poll(1);
+    assert_eq!(r.dp.own_rx().len(), 1);
+    let reply = ipv4(GW, UPLINK_MACS[0], [10, 0, 0, 2], [10, 0, 0, 1], 60);
+    assert!(r.dp.own_tx().push(&reply));
+    r.dp.poll(2);
+    let out: usize = r.uplinks.iter().map(|w| sent(w).len()).sum();
+    assert!(out >= 1, "the own stack's frame left through an uplink");
+}
+
+#[test]
+fn a_backlog_larger_than_one_batch_drains_over_polls() {
+    let mut r = rig(Mode::Identity, 1);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
+        .unwrap();
+    for _ in 0..40 {
+        let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60);
+        r.guests[0].borrow_mut().inbound.push(f);
+    }
+    // More than one batch: every frame still leaves, over several polls.
+    for _ in 0..3 {
+        r.dp.poll(1);
+    }
+    assert_eq!(sent(&r.uplinks[0]).len(), 40);
+    assert_eq!(r.dp.counters().uplink_tx_full, 0);
+}
