@@ -212,8 +212,6 @@ impl Default for QemuConfig {
 /// Where one run's sockets live and which UDP ports its NICs use.
 #[derive(Clone, Debug)]
 pub(crate) struct RunPaths {
-    /// The harness listens here; QEMU's serial chardev connects to it.
-    pub serial_sock: PathBuf,
     /// QEMU's QMP server socket.
     pub qmp_sock: PathBuf,
     /// Per NIC: (QEMU's local UDP port, the harness's UDP port).
@@ -227,14 +225,11 @@ impl QemuConfig {
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         push(&["-machine", &self.machine, "-nodefaults", "-display", "none"]);
         push(&["-m", &format!("{}M", self.memory_mib)]);
-        // The harness is the server, so no byte of early boot output is lost
-        // before it connects, and QEMU's writes are flow-controlled.
+        // COM1 on QEMU's stdin/stdout pipes (see `serial` for why not a
+        // socket); signal=off: a 0x03 byte is input, not SIGINT.
         push(&[
             "-chardev",
-            &format!(
-                "socket,id=ser0,path={},server=off",
-                run.serial_sock.display()
-            ),
+            "stdio,id=ser0,signal=off",
             "-serial",
             "chardev:ser0",
         ]);
@@ -371,14 +366,13 @@ mod tests {
             ..QemuConfig::default()
         };
         let run = RunPaths {
-            serial_sock: "/t/serial.sock".into(),
             qmp_sock: "/t/qmp.sock".into(),
             nic_ports: vec![(1001, 2001), (1002, 2002), (1003, 2003)],
         };
         let line = cfg.args(&run).join(" ");
         let expected = [
             "-machine pc -nodefaults -display none -m 64M",
-            "-chardev socket,id=ser0,path=/t/serial.sock,server=off -serial chardev:ser0",
+            "-chardev stdio,id=ser0,signal=off -serial chardev:ser0",
             "-qmp unix:/t/qmp.sock,server=on,wait=off",
             "-device isa-debug-exit,iobase=0xf4,iosize=0x04 -no-reboot",
             "-kernel /k/aggdom -append a=b c",
@@ -411,7 +405,6 @@ mod tests {
             ..QemuConfig::default()
         };
         let run = RunPaths {
-            serial_sock: "/s".into(),
             qmp_sock: "/q".into(),
             nic_ports: vec![(1, 2)],
         };

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -217,7 +217,6 @@ impl Machine {
         for _ in 0..START_ATTEMPTS {
             let qemu_ports = crate::ports::free_udp_ports(config.nics.len())?;
             let run = RunPaths {
-                serial_sock: dir.join("serial.sock"),
                 qmp_sock: dir.join("qmp.sock"),
                 nic_ports: qemu_ports
                     .iter()
@@ -248,67 +247,38 @@ impl Machine {
     }
 
     fn spawn(config: &QemuConfig, dir: &Path, run: &RunPaths) -> Result<Started> {
-        for p in [&run.serial_sock, &run.qmp_sock] {
-            let _ = fs::remove_file(p);
-        }
-        let listener = UnixListener::bind(&run.serial_sock)?;
-        listener.set_nonblocking(true)?;
+        let _ = fs::remove_file(&run.qmp_sock);
         let mut cmd = Command::new(&config.qemu);
         cmd.args(config.args(run))
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("qemu.stdout"))?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(File::create(dir.join("qemu.stderr"))?);
         let spawned_at = Instant::now();
         let mut child = crate::sys::spawn_tied_to_process(cmd)
             .map_err(|e| Error::Spawn(format!("{}: {e}", config.qemu.display())))?;
-        let stderr = || fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
-        let failed = |child: &mut Child, status: Option<ExitStatus>| {
-            let status = status.or_else(|| stop_child(child));
-            let err = stderr();
-            if crate::ports::is_bind_failure(&err) {
-                Ok(Started::PortTaken(err))
-            } else {
-                let status = status.map(|s| s.to_string()).unwrap_or_default();
-                Err(Error::Spawn(format!(
-                    "QEMU exited at start ({status}):\n{err}"
-                )))
-            }
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            stop_child(&mut child);
+            return Err(Error::Spawn("no stdio pipes".into()));
         };
-
-        // QEMU connects its serial chardev to us early in its start-up.
-        let deadline = spawned_at + config.boot_timeout;
-        let stream: UnixStream = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        return failed(&mut child, Some(status));
-                    }
-                    if Instant::now() >= deadline {
-                        stop_child(&mut child);
-                        return Err(Error::Spawn(format!(
-                            "QEMU never connected its serial port:\n{}",
-                            stderr()
-                        )));
-                    }
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => {
-                    stop_child(&mut child);
-                    return Err(e.into());
-                }
-            }
-        };
-        stream.set_nonblocking(false)?;
         let echo = std::env::var_os("AGGDOM_SERIAL").is_some_and(|v| !v.is_empty() && v != "0");
-        let serial = Serial::start(stream, echo)?;
-        // The netdevs bind after the chardev connects: a port lost to another
-        // process shows as QEMU exiting before the kernel says anything.
-        if !serial.wait_any_output(deadline.saturating_duration_since(Instant::now()))
-            && serial.is_closed()
-        {
+        let serial = Serial::start(
+            File::from(OwnedFd::from(stdout)),
+            File::from(OwnedFd::from(stdin)),
+            echo,
+        )?;
+
+        // A UDP port lost to another process shows as QEMU exiting before
+        // the kernel says anything.
+        if !serial.wait_any_output(config.boot_timeout) && serial.is_closed() {
             let status = child.wait().ok();
-            return failed(&mut child, status);
+            let err = fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
+            if crate::ports::is_bind_failure(&err) {
+                return Ok(Started::PortTaken(err));
+            }
+            let status = status.map(|s| s.to_string()).unwrap_or_default();
+            return Err(Error::Spawn(format!(
+                "QEMU exited at start ({status}):\n{err}"
+            )));
         }
         Ok(Started::Running(child, serial, spawned_at))
     }

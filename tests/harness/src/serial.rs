@@ -1,9 +1,16 @@
 //! The serial console: a background reader collects every byte QEMU's COM1
 //! sends, and the test waits for patterns in it, expect-style, from a cursor
 //! that advances past each match.
+//!
+//! COM1 is QEMU's stdio chardev on a pair of pipes. Not a Unix socket: the
+//! kernel writes one byte per THR write, a Unix stream socket accounts each
+//! 1-byte write as a whole skb, so a few hundred unread bytes fill it; QEMU's
+//! UART then holds THRE clear and a kernel that stops waiting for THRE loses
+//! bytes. A pipe merges small writes (64 KiB) and QEMU's stdout write blocks
+//! rather than drops.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -158,18 +165,23 @@ pub(crate) enum Wait {
 /// One serial console connection.
 pub(crate) struct Serial {
     shared: Shared,
-    writer: UnixStream,
+    /// Non-blocking, so a kernel that stops reading cannot hang a test.
+    writer: File,
     /// Byte offset into the decoded text up to which output is consumed.
     cursor: usize,
-    reader: Option<JoinHandle<()>>,
+    /// Ends by itself at EOF, when QEMU exits; never joined, so dropping a
+    /// `Serial` cannot hang.
+    _reader: JoinHandle<()>,
 }
 
 impl Serial {
-    /// Starts the reader thread on `stream`; with `echo`, every byte is also
-    /// copied to the test's stderr (set `AGGDOM_SERIAL=1` to watch a boot).
-    pub(crate) fn start(stream: UnixStream, echo: bool) -> io::Result<Serial> {
+    /// Starts the reader thread on `output` (QEMU's COM1 output) and writes
+    /// input to `input`; with `echo`, every byte is also copied to the test's
+    /// stderr (set `AGGDOM_SERIAL=1` to watch a boot).
+    pub(crate) fn start(output: File, input: File, echo: bool) -> io::Result<Serial> {
+        crate::sys::set_nonblocking(&input)?;
         let shared: Shared = Arc::new((Mutex::new(Buffer::default()), Condvar::new()));
-        let mut rx = stream.try_clone()?;
+        let mut rx = output;
         let sh = shared.clone();
         let reader = thread::Builder::new()
             .name("aggdom-serial".into())
@@ -194,9 +206,9 @@ impl Serial {
             })?;
         Ok(Serial {
             shared,
-            writer: stream,
+            writer: input,
             cursor: 0,
-            reader: Some(reader),
+            _reader: reader,
         })
     }
 
@@ -250,10 +262,24 @@ impl Serial {
 
     /// Writes bytes to the console (flow-controlled by QEMU's UART).
     pub(crate) fn write(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        self.writer
-            .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        self.writer.write_all(bytes)?;
-        self.writer.flush()
+        let deadline = Instant::now() + timeout;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.writer.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The pipe is full: the kernel is not reading its UART.
+                    if Instant::now() >= deadline {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Everything received, decoded.
@@ -301,15 +327,6 @@ impl Serial {
                 .wait_timeout(buf, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-        }
-    }
-}
-
-impl Drop for Serial {
-    fn drop(&mut self) {
-        let _ = self.writer.shutdown(std::net::Shutdown::Both);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
         }
     }
 }
@@ -422,6 +439,7 @@ pub fn parse_reply(raw: &str, command: &str, prompt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
 
     const P: &str = "aggdom> ";
 
@@ -506,8 +524,11 @@ mod tests {
 
     #[test]
     fn wait_for_consumes_through_the_match() {
+        // Stand-ins for QEMU's stdout and stdin pipes.
         let (a, mut b) = UnixStream::pair().unwrap();
-        let mut s = Serial::start(a, false).unwrap();
+        let (c, mut d) = UnixStream::pair().unwrap();
+        let file = |s: UnixStream| File::from(std::os::fd::OwnedFd::from(s));
+        let mut s = Serial::start(file(a), file(c), false).unwrap();
         b.write_all(b"boot\r\naggdom> version\r\naggdom 0.1.0\r\naggdom> ")
             .unwrap();
         let t = Duration::from_secs(5);
@@ -525,7 +546,7 @@ mod tests {
         // Bytes written by the harness reach the other end.
         s.write(b"help\r", t).unwrap();
         let mut got = [0u8; 5];
-        b.read_exact(&mut got).unwrap();
+        d.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"help\r");
         drop(b);
         assert!(matches!(s.wait_for(&"never".into(), t), Wait::Closed));

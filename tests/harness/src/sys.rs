@@ -102,3 +102,15 @@ pub(crate) fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) {
         );
     }
 }
+
+/// Puts `fd` in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on an fd the caller keeps open for the call.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
