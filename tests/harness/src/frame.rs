@@ -16,6 +16,8 @@ pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ETHERTYPE_TEST: u16 = 0x88b5;
 /// IP protocol ICMP.
 pub const IPPROTO_ICMP: u8 = 1;
+/// IP protocol TCP.
+pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol UDP.
 pub const IPPROTO_UDP: u8 = 17;
 /// Shortest Ethernet frame without FCS.
@@ -162,18 +164,81 @@ pub fn udp(ends: Ipv4Ends, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<
     u.extend_from_slice(&len.to_be_bytes());
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(payload);
-    let mut pseudo = Vec::with_capacity(12 + u.len());
-    pseudo.extend_from_slice(&ends.src_ip.octets());
-    pseudo.extend_from_slice(&ends.dst_ip.octets());
-    pseudo.extend_from_slice(&[0, IPPROTO_UDP]);
-    pseudo.extend_from_slice(&len.to_be_bytes());
-    pseudo.extend_from_slice(&u);
-    let c = match checksum(&pseudo) {
+    let c = match l4_checksum(&ends, IPPROTO_UDP, &u) {
         0 => 0xffff, // 0 means "no checksum" in UDP
         c => c,
     };
     u[6..8].copy_from_slice(&c.to_be_bytes());
     let ip = ipv4_packet(ends.src_ip, ends.dst_ip, IPPROTO_UDP, &u);
+    ethernet(ends.dst_mac, ends.src_mac, ETHERTYPE_IPV4, &ip)
+}
+
+/// TCP header flags.
+pub mod tcp_flags {
+    /// No more data from sender.
+    pub const FIN: u8 = 0x01;
+    /// Synchronise sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// Reset the connection.
+    pub const RST: u8 = 0x04;
+    /// Push.
+    pub const PSH: u8 = 0x08;
+    /// Acknowledgment field significant.
+    pub const ACK: u8 = 0x10;
+}
+
+/// One TCP segment's header fields (options: none, or an MSS on SYN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpFields {
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Flags ([`tcp_flags`]).
+    pub flags: u8,
+    /// Receive window.
+    pub window: u16,
+    /// MSS option to add (SYN segments).
+    pub mss: Option<u16>,
+}
+
+fn l4_checksum(ends: &Ipv4Ends, protocol: u8, segment: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(12 + segment.len());
+    pseudo.extend_from_slice(&ends.src_ip.octets());
+    pseudo.extend_from_slice(&ends.dst_ip.octets());
+    pseudo.extend_from_slice(&[0, protocol]);
+    pseudo.extend_from_slice(&(segment.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(segment);
+    checksum(&pseudo)
+}
+
+/// A TCP segment in an IPv4 frame, with the checksum filled in.
+pub fn tcp(ends: Ipv4Ends, f: TcpFields, payload: &[u8]) -> Vec<u8> {
+    let opts: Vec<u8> = match f.mss {
+        Some(mss) => {
+            let m = mss.to_be_bytes();
+            vec![2, 4, m[0], m[1]]
+        }
+        None => Vec::new(),
+    };
+    let header_len = 20 + opts.len();
+    let mut t = Vec::with_capacity(header_len + payload.len());
+    t.extend_from_slice(&f.src_port.to_be_bytes());
+    t.extend_from_slice(&f.dst_port.to_be_bytes());
+    t.extend_from_slice(&f.seq.to_be_bytes());
+    t.extend_from_slice(&f.ack.to_be_bytes());
+    t.extend_from_slice(&[((header_len / 4) as u8) << 4, f.flags]);
+    t.extend_from_slice(&f.window.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    t.extend_from_slice(&opts);
+    t.extend_from_slice(payload);
+    let c = l4_checksum(&ends, IPPROTO_TCP, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let ip = ipv4_packet(ends.src_ip, ends.dst_ip, IPPROTO_TCP, &t);
     ethernet(ends.dst_mac, ends.src_mac, ETHERTYPE_IPV4, &ip)
 }
 
@@ -318,6 +383,23 @@ impl<'a> Ipv4<'a> {
             .flatten()
     }
 
+    /// The TCP segment inside, if this is one and its checksum verifies.
+    pub fn tcp(&self) -> Option<Tcp<'a>> {
+        if self.protocol != IPPROTO_TCP {
+            return None;
+        }
+        let ends = Ipv4Ends {
+            src_mac: MacAddr::default(),
+            dst_mac: MacAddr::default(),
+            src_ip: self.src,
+            dst_ip: self.dst,
+        };
+        if l4_checksum(&ends, IPPROTO_TCP, self.payload) != 0 {
+            return None;
+        }
+        Tcp::parse(self.payload)
+    }
+
     /// The ICMP message inside, if this is one.
     pub fn icmp(&self) -> Option<Icmp<'a>> {
         (self.protocol == IPPROTO_ICMP)
@@ -346,6 +428,49 @@ impl<'a> Udp<'a> {
             dst_port: u16_at(p, 2)?,
             payload: p.get(8..len)?,
         })
+    }
+}
+
+/// A TCP segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tcp<'a> {
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Flags ([`tcp_flags`]).
+    pub flags: u8,
+    /// Receive window.
+    pub window: u16,
+    /// The data after the header and options.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Tcp<'a> {
+    /// Parses a TCP header (checksum not verified; see [`Ipv4::tcp`]).
+    pub fn parse(p: &'a [u8]) -> Option<Tcp<'a>> {
+        let data_off = usize::from(*p.get(12)? >> 4) * 4;
+        if data_off < 20 {
+            return None;
+        }
+        Some(Tcp {
+            src_port: u16_at(p, 0)?,
+            dst_port: u16_at(p, 2)?,
+            seq: u32::from_be_bytes(p.get(4..8)?.try_into().ok()?),
+            ack: u32::from_be_bytes(p.get(8..12)?.try_into().ok()?),
+            flags: *p.get(13)?,
+            window: u16_at(p, 14)?,
+            payload: p.get(data_off..)?,
+        })
+    }
+
+    /// Are all of `flags` set?
+    pub fn has(&self, flags: u8) -> bool {
+        self.flags & flags == flags
     }
 }
 
@@ -464,6 +589,49 @@ mod tests {
         let eth = Eth::parse(&reply).unwrap();
         assert_eq!(eth.dst, A);
         assert_eq!(eth.ipv4().unwrap().icmp().unwrap().ty, 0);
+    }
+
+    #[test]
+    fn tcp_round_trip_with_valid_checksum() {
+        use tcp_flags::*;
+        let syn = TcpFields {
+            src_port: 40000,
+            dst_port: 80,
+            seq: 1000,
+            ack: 0,
+            flags: SYN,
+            window: 8192,
+            mss: Some(1460),
+        };
+        let f = tcp(ends(), syn, b"");
+        let ip = Eth::parse(&f).unwrap().ipv4().unwrap();
+        let t = ip.tcp().unwrap();
+        assert_eq!(
+            (t.src_port, t.dst_port, t.seq, t.ack, t.window),
+            (40000, 80, 1000, 0, 8192)
+        );
+        assert!(t.has(SYN) && !t.has(ACK));
+        assert!(t.payload.is_empty(), "the MSS option is not payload");
+        let data = TcpFields {
+            flags: PSH | ACK,
+            ack: 77,
+            mss: None,
+            ..syn
+        };
+        let f = tcp(ends(), data, b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut corrupt = f.clone();
+        let ip = Eth::parse(&f).unwrap().ipv4().unwrap();
+        assert_eq!(ip.tcp().unwrap().payload, b"GET /metrics HTTP/1.0\r\n\r\n");
+        *corrupt.last_mut().unwrap() ^= 0x20;
+        assert!(
+            Eth::parse(&corrupt)
+                .unwrap()
+                .ipv4()
+                .unwrap()
+                .tcp()
+                .is_none(),
+            "bad checksum accepted"
+        );
     }
 
     #[test]

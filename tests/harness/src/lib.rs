@@ -12,8 +12,8 @@
 //! is `Send + Sync`: frames can be sent from one thread while another waits
 //! for them (`send_frame`/`recv_*` take `&self`).
 //!
-//! [`frame`] builds and parses the Ethernet/ARP/IPv4/UDP/ICMP frames tests
-//! send and expect; [`switch`] is a host-side learning switch for tests that
+//! [`frame`] builds and parses the Ethernet/ARP/IPv4/UDP/TCP/ICMP frames
+//! tests send and expect; [`pcap`] reads the per-NIC captures; [`switch`] is a host-side learning switch for tests that
 //! put the harness between aggdom's uplinks and remote hosts.
 //!
 //! ```no_run
@@ -35,6 +35,7 @@ pub mod frame;
 pub mod json;
 mod machine;
 mod net;
+pub mod pcap;
 mod ports;
 mod qmp;
 mod serial;

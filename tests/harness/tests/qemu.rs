@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aggdom_harness::frame::{self, Eth};
 use aggdom_harness::json::Json;
-use aggdom_harness::{MacAddr, Machine, Nic, NicKind};
+use aggdom_harness::{pcap, MacAddr, Machine, Nic, NicKind};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -59,26 +59,6 @@ fn frames_leave_through_the_right_nic_socket() {
     assert!(m.nic_counters(0).rx_frames >= 1);
 }
 
-/// Frames in a pcap file (classic libpcap format, as filter-dump writes).
-fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    if b.len() < 24 || b[..4] != [0xd4, 0xc3, 0xb2, 0xa1] {
-        return out;
-    }
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let caplen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16;
-        if at + caplen > b.len() {
-            break;
-        }
-        out.push(b[at..at + caplen].to_vec());
-        at += caplen;
-    }
-    out
-}
-
 #[test]
 fn sent_frames_reach_each_nic_and_show_in_its_pcap() {
     let pcaps = std::env::temp_dir().join(format!("aggdom-pcap-test-{}", std::process::id()));
@@ -112,9 +92,10 @@ fn sent_frames_reach_each_nic_and_show_in_its_pcap() {
     for i in 0..nics.len() {
         let path = m.pcap_path(i).unwrap();
         loop {
-            let tags: Vec<u64> = pcap_frames(&path)
+            let tags: Vec<u64> = pcap::read(&path)
+                .unwrap_or_default()
                 .iter()
-                .filter_map(|f| frame::tag_of(f))
+                .filter_map(|c| frame::tag_of(&c.data))
                 .collect();
             if tags.contains(&(0x1000 + i as u64)) {
                 assert_eq!(
