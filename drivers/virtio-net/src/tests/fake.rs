@@ -1,0 +1,435 @@
+//! An emulated virtio-net device behind a `Transport`: split virtqueues
+//! read and written in the driver's memory (physical == virtual through the
+//! test `Hal`), control commands handled as QEMU handles them, and QEMU's
+//! receive filter.
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cell::RefCell;
+use std::ptr::NonNull;
+use std::rc::Rc;
+
+use nic::MacAddr;
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::ctrl;
+use crate::features;
+
+/// DMA from the host heap, page aligned, physical == virtual.
+pub struct TestHal;
+
+fn layout(pages: usize) -> Layout {
+    Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).unwrap()
+}
+
+// SAFETY: allocations are zeroed, page aligned, exclusive until freed, and
+// their "physical" address is their address, which the fake device uses.
+unsafe impl Hal for TestHal {
+    fn dma_alloc(pages: usize, _: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc_zeroed(layout(pages)) };
+        let p = NonNull::new(p).expect("test allocation");
+        (p.as_ptr() as PhysAddr, p)
+    }
+
+    unsafe fn dma_dealloc(_: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: the caller passes back what `dma_alloc` returned.
+        unsafe { dealloc(vaddr.as_ptr(), layout(pages)) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _: usize) -> NonNull<u8> {
+        NonNull::new(paddr as *mut u8).unwrap()
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _: BufferDirection) -> PhysAddr {
+        buffer.as_ptr().cast::<u8>() as PhysAddr
+    }
+
+    unsafe fn unshare(_: PhysAddr, _: NonNull<[u8]>, _: BufferDirection) {}
+}
+
+pub const FACTORY: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+
+/// What QEMU's virtio-net-pci offers that matters here, plus two it offers
+/// that the driver must decline.
+pub const OFFERED: u64 = features::MAC
+    | features::STATUS
+    | features::CTRL_VQ
+    | features::CTRL_RX
+    | features::CTRL_MAC_ADDR
+    | features::MRG_RXBUF
+    | features::VERSION_1
+    | (1 << 29); // EVENT_IDX
+
+/// The buffers of a descriptor chain: (address, length, device-writable).
+type Chain = Vec<(u64, u32, bool)>;
+
+const DESC_F_NEXT: u16 = 1;
+const DESC_F_WRITE: u16 = 2;
+
+#[derive(Clone, Copy, Default)]
+struct Queue {
+    size: u16,
+    desc: u64,
+    avail: u64,
+    used: u64,
+    enabled: bool,
+    last_avail: u16,
+}
+
+pub struct Device {
+    pub offered: u64,
+    pub accepted: u64,
+    pub status: DeviceStatus,
+    /// FEATURES_OK never sticks (a device refusing the features).
+    pub refuse_features: bool,
+    /// Status never reads back as reset.
+    pub reset_sticks: bool,
+    pub max_queue: [u32; 3],
+    queues: [Queue; 3],
+    pub link: bool,
+    pub mac: MacAddr,
+    pub promisc: bool,
+    pub allmulti: bool,
+    pub table: Vec<MacAddr>,
+    /// Every control command: header and data.
+    pub ctrl_log: Vec<(u8, u8, Vec<u8>)>,
+    /// The ack the device writes; `None` never answers.
+    pub ctrl_ack: Option<u8>,
+    /// The transmitter holds frames until `kick`.
+    pub tx_stalled: bool,
+    pub sent: Vec<Vec<u8>>,
+    /// Frames that found no receive buffer.
+    pub missed: usize,
+    pub notifies: [usize; 3],
+}
+
+/// The emulated device; clones share it, so a test keeps one handle while
+/// the driver owns another.
+#[derive(Clone)]
+pub struct FakeVirtioNet(pub Rc<RefCell<Device>>);
+
+/// Raw memory access in the driver's queues and buffers.
+///
+/// # Safety
+/// `addr` is inside a live test-`Hal` allocation the driver handed to the
+/// device (physical == virtual) and the driver is not accessing it now.
+unsafe fn rd<T: Copy>(addr: u64) -> T {
+    // SAFETY: the caller's contract.
+    unsafe { (addr as *const T).read_unaligned() }
+}
+
+/// # Safety
+/// As for [`rd`].
+unsafe fn wr<T: Copy>(addr: u64, v: T) {
+    // SAFETY: the caller's contract.
+    unsafe { (addr as *mut T).write_unaligned(v) }
+}
+
+impl FakeVirtioNet {
+    pub fn new() -> Self {
+        Self(Rc::new(RefCell::new(Device {
+            offered: OFFERED,
+            accepted: 0,
+            status: DeviceStatus::empty(),
+            refuse_features: false,
+            reset_sticks: false,
+            max_queue: [256, 256, 64],
+            queues: [Queue::default(); 3],
+            link: true,
+            mac: FACTORY,
+            promisc: true,
+            allmulti: false,
+            table: Vec::new(),
+            ctrl_log: Vec::new(),
+            ctrl_ack: Some(ctrl::ACK_OK),
+            tx_stalled: false,
+            sent: Vec::new(),
+            missed: 0,
+            notifies: [0; 3],
+        })))
+    }
+
+    pub fn with(&self, f: impl FnOnce(&mut Device)) -> &Self {
+        f(&mut self.0.borrow_mut());
+        self
+    }
+
+    pub fn take_sent(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.0.borrow_mut().sent)
+    }
+
+    /// The next available chain of queue `q`: its head and buffers.
+    fn pop_avail(&self, q: usize) -> Option<(u16, Chain)> {
+        let mut d = self.0.borrow_mut();
+        let queue = &mut d.queues[q];
+        if !queue.enabled {
+            return None;
+        }
+        // SAFETY: the avail ring and descriptor table are the driver's queue
+        // memory, given to the device by `queue_set`.
+        unsafe {
+            let avail_idx: u16 = rd(queue.avail + 2);
+            if avail_idx == queue.last_avail {
+                return None;
+            }
+            let slot = u64::from(queue.last_avail % queue.size);
+            let head: u16 = rd(queue.avail + 4 + 2 * slot);
+            queue.last_avail = queue.last_avail.wrapping_add(1);
+            let mut chain = Vec::new();
+            let mut i = head;
+            loop {
+                let desc = queue.desc + 16 * u64::from(i);
+                let addr: u64 = rd(desc);
+                let len: u32 = rd(desc + 8);
+                let flags: u16 = rd(desc + 12);
+                chain.push((addr, len, flags & DESC_F_WRITE != 0));
+                if flags & DESC_F_NEXT == 0 {
+                    break;
+                }
+                i = rd(desc + 14);
+            }
+            Some((head, chain))
+        }
+    }
+
+    fn push_used(&self, q: usize, id: u16, len: u32) {
+        let d = self.0.borrow();
+        let queue = &d.queues[q];
+        // SAFETY: the used ring is the driver's queue memory for the device.
+        unsafe {
+            let idx: u16 = rd(queue.used + 2);
+            let slot = u64::from(idx % queue.size);
+            wr(queue.used + 4 + 8 * slot, u32::from(id));
+            wr(queue.used + 8 + 8 * slot, len);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            wr(queue.used + 2, idx.wrapping_add(1));
+        }
+    }
+
+    /// Writes `id`/`len` into the used ring without any chain behind it: a
+    /// device breaking the protocol.
+    pub fn push_bogus_used(&self, q: usize, id: u16, len: u32) {
+        self.push_used(q, id, len);
+    }
+
+    /// QEMU's receive_filter (hw/net/virtio-net.c), without VLANs.
+    fn accepts(&self, dst: MacAddr) -> bool {
+        let d = self.0.borrow();
+        if d.promisc || dst.is_broadcast() {
+            return true;
+        }
+        if dst.is_multicast() {
+            return d.allmulti;
+        }
+        dst == d.mac || d.table.contains(&dst)
+    }
+
+    /// A frame from the wire: filtered, then written after a zeroed
+    /// 12-byte header into the next receive buffer. Returns whether it was
+    /// accepted into a buffer.
+    pub fn deliver(&self, frame: &[u8]) -> bool {
+        if !self.0.borrow().link || !self.accepts(MacAddr::destination_of(frame).unwrap()) {
+            return false;
+        }
+        let mut bytes = vec![0u8; 12];
+        bytes.extend_from_slice(frame);
+        self.deliver_raw(&bytes, bytes.len() as u32)
+    }
+
+    /// Writes `bytes` into the next receive buffer and reports `used_len`.
+    pub fn deliver_raw(&self, bytes: &[u8], used_len: u32) -> bool {
+        let Some((head, chain)) = self.pop_avail(0) else {
+            self.0.borrow_mut().missed += 1;
+            return false;
+        };
+        let (addr, len, writable) = chain[0];
+        assert!(
+            writable && chain.len() == 1,
+            "one writable buffer per frame"
+        );
+        assert!(bytes.len() <= len as usize);
+        // SAFETY: the buffer is the driver's, handed over in this chain.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
+        self.push_used(0, head, used_len);
+        true
+    }
+
+    /// Sends every frame the driver has made available.
+    pub fn kick(&self) {
+        while let Some((head, chain)) = self.pop_avail(1) {
+            assert_eq!(chain.len(), 1, "header and frame in one buffer");
+            let (addr, len, writable) = chain[0];
+            assert!(!writable);
+            // SAFETY: as in `deliver_raw`.
+            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) };
+            assert!(bytes[..12].iter().all(|&b| b == 0), "zeroed virtio_net_hdr");
+            self.0.borrow_mut().sent.push(bytes[12..].to_vec());
+            self.push_used(1, head, 0);
+        }
+    }
+
+    fn handle_ctrl(&self) {
+        while let Some((head, chain)) = self.pop_avail(2) {
+            let ack = self.0.borrow().ctrl_ack;
+            let Some(ack) = ack else {
+                return; // never answers
+            };
+            let (readable, writable): (Vec<_>, Vec<_>) = chain.iter().partition(|(_, _, w)| !w);
+            // SAFETY: as in `deliver_raw`.
+            let read = |(addr, len, _): &(u64, u32, bool)| unsafe {
+                std::slice::from_raw_parts(*addr as *const u8, *len as usize).to_vec()
+            };
+            let hdr = read(readable[0]);
+            assert_eq!(hdr.len(), 2, "header in a descriptor of its own");
+            let data: Vec<u8> = readable[1..].iter().flat_map(|p| read(p)).collect();
+            {
+                let mut d = self.0.borrow_mut();
+                d.ctrl_log.push((hdr[0], hdr[1], data.clone()));
+                if ack == ctrl::ACK_OK {
+                    match (hdr[0], hdr[1]) {
+                        (ctrl::CLASS_RX, ctrl::RX_PROMISC) => d.promisc = data[0] != 0,
+                        (ctrl::CLASS_RX, ctrl::RX_ALLMULTI) => d.allmulti = data[0] != 0,
+                        (ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET) => {
+                            d.mac = MacAddr::from_bytes(&data).unwrap()
+                        }
+                        (ctrl::CLASS_MAC, ctrl::MAC_TABLE_SET) => {
+                            let n = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+                            d.table = data[4..4 + 6 * n]
+                                .chunks(6)
+                                .map(|c| MacAddr::from_bytes(c).unwrap())
+                                .collect();
+                        }
+                        _ => panic!("unknown control command {hdr:?}"),
+                    }
+                }
+            }
+            let (ack_addr, ack_len, _) = *writable[0];
+            assert_eq!(ack_len, 1);
+            // SAFETY: as in `deliver_raw`.
+            unsafe { wr(ack_addr, ack) };
+            self.push_used(2, head, 1);
+        }
+    }
+
+    fn device_reset(&self) {
+        let mut d = self.0.borrow_mut();
+        d.queues = [Queue::default(); 3];
+        d.mac = FACTORY;
+        d.promisc = true;
+        d.allmulti = false;
+        d.table.clear();
+        d.accepted = 0;
+    }
+}
+
+impl Transport for FakeVirtioNet {
+    fn device_type(&self) -> DeviceType {
+        DeviceType::Network
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        self.0.borrow().offered
+    }
+
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.0.borrow_mut().accepted = driver_features;
+    }
+
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.0.borrow().max_queue[usize::from(queue)]
+    }
+
+    fn notify(&mut self, queue: u16) {
+        self.0.borrow_mut().notifies[usize::from(queue)] += 1;
+        match queue {
+            1 if !self.0.borrow().tx_stalled => self.kick(),
+            2 => self.handle_ctrl(),
+            _ => {}
+        }
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        let d = self.0.borrow();
+        if d.reset_sticks {
+            DeviceStatus::DRIVER
+        } else {
+            d.status
+        }
+    }
+
+    fn set_status(&mut self, status: DeviceStatus) {
+        if status.is_empty() {
+            self.device_reset();
+        }
+        let mut d = self.0.borrow_mut();
+        d.status = if d.refuse_features {
+            status - DeviceStatus::FEATURES_OK
+        } else {
+            status
+        };
+    }
+
+    fn set_guest_page_size(&mut self, _: u32) {}
+
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        desc: PhysAddr,
+        avail: PhysAddr,
+        used: PhysAddr,
+    ) {
+        self.0.borrow_mut().queues[usize::from(queue)] = Queue {
+            size: size as u16,
+            desc,
+            avail,
+            used,
+            enabled: true,
+            last_avail: 0,
+        };
+    }
+
+    fn queue_unset(&mut self, queue: u16) {
+        self.0.borrow_mut().queues[usize::from(queue)] = Queue::default();
+    }
+
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.0.borrow().queues[usize::from(queue)].enabled
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        InterruptStatus::empty()
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        0
+    }
+
+    fn read_config_space<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        let d = self.0.borrow();
+        let mut config = [0u8; 12];
+        config[..6].copy_from_slice(&d.mac.0);
+        config[6..8].copy_from_slice(&u16::from(d.link).to_le_bytes());
+        let bytes = config
+            .get(offset..offset + size_of::<T>())
+            .ok_or(virtio_drivers::Error::ConfigSpaceTooSmall)?;
+        T::read_from_bytes(bytes).map_err(|_| virtio_drivers::Error::IoError)
+    }
+
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        _: usize,
+        _: T,
+    ) -> virtio_drivers::Result<()> {
+        Ok(())
+    }
+}
