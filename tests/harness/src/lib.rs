@@ -13,7 +13,8 @@
 //! for them (`send_frame`/`recv_*` take `&self`).
 //!
 //! [`frame`] builds and parses the Ethernet/ARP/IPv4/UDP/TCP/ICMP frames
-//! tests send and expect; [`pcap`] reads the per-NIC captures; [`switch`] is a host-side learning switch for tests that
+//! tests send and expect; [`tcp`] is a one-request TCP client over raw
+//! frames (for aggdom's own IP stack); [`pcap`] reads the per-NIC captures; [`switch`] is a host-side learning switch for tests that
 //! put the harness between aggdom's uplinks and remote hosts.
 //!
 //! ```no_run
@@ -41,6 +42,7 @@ mod qmp;
 mod serial;
 pub mod switch;
 mod sys;
+pub mod tcp;
 
 pub use config::{
     default_elf, nic_pci_addr, workspace_root, MacAddr, Nic, NicKind, QemuConfig, DEFAULT_PROMPT,

@@ -514,6 +514,11 @@ impl Machine {
         self.nics.recv_where(timeout, pred)
     }
 
+    /// NIC `nic` as a [`crate::tcp::Link`], for [`crate::tcp::request`].
+    pub fn link(&self, nic: usize) -> crate::tcp::NicLink<'_> {
+        crate::tcp::NicLink { machine: self, nic }
+    }
+
     /// Removes and returns the frames queued from NIC `nic`.
     pub fn drain(&self, nic: usize) -> Vec<Vec<u8>> {
         self.nics

@@ -1,0 +1,332 @@
+//! A minimal TCP client over raw frames, for tests that talk to aggdom's own
+//! IP stack through a NIC (e.g. `GET /metrics`): one connection, one request,
+//! read until the server closes. It answers ARP for its own address, acks
+//! in-order data, retransmits its SYN and request until acknowledged, and
+//! ignores everything else (other frames stay queued for the test).
+
+use std::time::{Duration, Instant};
+
+use crate::frame::{self, tcp_flags::*, Eth, Ipv4Ends, TcpFields, ARP_REQUEST};
+use crate::{Error, Machine, Result};
+
+/// Where frames go and come from: a NIC of a machine, or a fake in tests.
+pub trait Link {
+    /// Sends one frame.
+    fn send(&self, frame: &[u8]) -> Result<()>;
+    /// Takes the earliest frame for which `pred` holds, waiting up to
+    /// `timeout`; others stay queued.
+    fn recv_matching(
+        &self,
+        timeout: Duration,
+        pred: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Option<Vec<u8>>;
+}
+
+/// NIC `nic` of a machine as a [`Link`].
+pub struct NicLink<'a> {
+    /// The machine.
+    pub machine: &'a Machine,
+    /// The NIC index.
+    pub nic: usize,
+}
+
+impl Link for NicLink<'_> {
+    fn send(&self, frame: &[u8]) -> Result<()> {
+        self.machine.send_frame(self.nic, frame)
+    }
+
+    fn recv_matching(
+        &self,
+        timeout: Duration,
+        pred: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        self.machine
+            .recv_where(timeout, |r| r.nic == self.nic && pred(&r.data))
+            .map(|r| r.data)
+    }
+}
+
+/// Retransmission interval for the SYN and the request.
+const RTO: Duration = Duration::from_millis(500);
+/// Our receive window and MSS.
+const WINDOW: u16 = 65535;
+const MSS: u16 = 1460;
+
+/// Opens a TCP connection from `ends.src_ip:src_port` (the test host, MAC
+/// `ends.src_mac`) to `ends.dst_ip:dst_port` (reached at `ends.dst_mac`),
+/// sends `request`, and returns every byte the server sent until it closed
+/// the connection. Fails on RST or after `timeout` overall.
+pub fn request(
+    link: &dyn Link,
+    ends: Ipv4Ends,
+    src_port: u16,
+    dst_port: u16,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let iss: u32 = 0x1000_0000 ^ u32::from(src_port) << 8;
+    let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+        let mss = (flags & SYN != 0).then_some(MSS);
+        frame::tcp(
+            ends,
+            TcpFields {
+                src_port,
+                dst_port,
+                seq,
+                ack,
+                flags,
+                window: WINDOW,
+                mss,
+            },
+            payload,
+        )
+    };
+    // Frames of this connection, and ARP requests for our address.
+    let mut ours = |f: &[u8]| {
+        let Some(eth) = Eth::parse(f) else {
+            return false;
+        };
+        if let Some(arp) = eth.arp() {
+            return arp.op == ARP_REQUEST && arp.target_ip == ends.src_ip;
+        }
+        eth.ipv4()
+            .filter(|ip| ip.src == ends.dst_ip && ip.dst == ends.src_ip)
+            .and_then(|ip| ip.tcp())
+            .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
+    };
+    let timed_out = |what: &str| Error::Timeout {
+        what: format!("TCP {what} from {}:{dst_port}", ends.dst_ip),
+        context: String::new(),
+    };
+
+    // Handshake. The request rides on the ACK (seq iss+1) and is resent
+    // until the server acknowledges it.
+    let (mut state, mut next_send) = (State::SynSent, Instant::now());
+    let mut rcv_nxt = 0u32;
+    let snd_fin = iss.wrapping_add(1).wrapping_add(request.len() as u32);
+    let mut response = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out(state.waiting_for()));
+        }
+        if now >= next_send {
+            match state {
+                State::SynSent => link.send(&seg(iss, 0, SYN, b""))?,
+                State::RequestSent => {
+                    link.send(&seg(iss.wrapping_add(1), rcv_nxt, PSH | ACK, request))?
+                }
+                State::Receiving | State::Closing => {}
+            }
+            next_send = now + RTO;
+        }
+        let wait = next_send
+            .min(deadline)
+            .saturating_duration_since(Instant::now());
+        let Some(f) = link.recv_matching(wait, &mut ours) else {
+            continue;
+        };
+        let eth = Eth::parse(&f).expect("matched frames parse");
+        if let Some(arp) = eth.arp() {
+            link.send(&frame::arp_reply(
+                ends.src_mac,
+                ends.src_ip,
+                arp.sender_mac,
+                arp.sender_ip,
+            ))?;
+            continue;
+        }
+        let ip = eth.ipv4().expect("matched frames parse");
+        let t = ip.tcp().expect("matched frames parse");
+        if t.has(RST) {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "TCP reset by the server",
+            )));
+        }
+        if state == State::SynSent {
+            if t.has(SYN | ACK) && t.ack == iss.wrapping_add(1) {
+                rcv_nxt = t.seq.wrapping_add(1);
+                state = State::RequestSent;
+                next_send = Instant::now(); // send the request now
+            }
+            continue;
+        }
+        if state == State::RequestSent && t.has(ACK) && seq_ge(t.ack, snd_fin) {
+            state = State::Receiving;
+        }
+        // In-order data (and FIN) only; anything else gets a duplicate ack.
+        if t.seq == rcv_nxt {
+            response.extend_from_slice(t.payload);
+            rcv_nxt = rcv_nxt.wrapping_add(t.payload.len() as u32);
+            if t.has(FIN) {
+                rcv_nxt = rcv_nxt.wrapping_add(1);
+                link.send(&seg(snd_fin, rcv_nxt, FIN | ACK, b""))?;
+                state = State::Closing;
+            }
+        }
+        if state != State::Closing {
+            if !t.payload.is_empty() || t.has(FIN) {
+                link.send(&seg(snd_fin, rcv_nxt, ACK, b""))?;
+            }
+            continue;
+        }
+        // The server closed and we sent our FIN; its final ACK is not
+        // waited for (nothing the test needs depends on it).
+        return Ok(response);
+    }
+}
+
+/// `a >= b` in sequence space.
+fn seq_ge(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b) < 1 << 31
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    SynSent,
+    RequestSent,
+    Receiving,
+    Closing,
+}
+
+impl State {
+    fn waiting_for(self) -> &'static str {
+        match self {
+            State::SynSent => "SYN-ACK",
+            State::RequestSent => "ack of the request",
+            State::Receiving | State::Closing => "end of the response",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Ipv4, Tcp};
+    use crate::MacAddr;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::net::Ipv4Addr;
+
+    /// A scripted server behind a fake link: ARPs for the client first,
+    /// drops the first SYN (to exercise retransmission), answers the request
+    /// in two segments plus FIN, the second segment first (out of order).
+    struct FakeServer {
+        inbox: RefCell<VecDeque<Vec<u8>>>,
+        ends: Ipv4Ends, // server -> client
+        syns: RefCell<u32>,
+        got_request: RefCell<Vec<u8>>,
+        arp_answered: RefCell<bool>,
+        closed: RefCell<bool>,
+    }
+
+    const ISS: u32 = 0xfffffff0; // wraps during the exchange
+
+    impl FakeServer {
+        fn reply(&self, seq: u32, ack: u32, flags: u8, payload: &[u8]) {
+            let f = TcpFields {
+                src_port: 80,
+                dst_port: 40000,
+                seq,
+                ack,
+                flags,
+                window: 1000,
+                mss: None,
+            };
+            self.inbox
+                .borrow_mut()
+                .push_back(frame::tcp(self.ends, f, payload));
+        }
+    }
+
+    impl Link for FakeServer {
+        fn send(&self, f: &[u8]) -> Result<()> {
+            let eth = Eth::parse(f).unwrap();
+            if let Some(arp) = eth.arp() {
+                assert_eq!(arp.sender_ip, self.ends.dst_ip);
+                *self.arp_answered.borrow_mut() = true;
+                return Ok(());
+            }
+            let ip: Ipv4 = eth.ipv4().unwrap();
+            let t: Tcp = ip.tcp().expect("client sent a bad TCP checksum");
+            if t.has(SYN) {
+                *self.syns.borrow_mut() += 1;
+                // ARP for the client before answering, and lose the first SYN.
+                if *self.syns.borrow() == 1 {
+                    let arp =
+                        frame::arp_request(self.ends.src_mac, self.ends.src_ip, self.ends.dst_ip);
+                    self.inbox.borrow_mut().push_back(arp);
+                    return Ok(());
+                }
+                self.reply(ISS, t.seq.wrapping_add(1), SYN | ACK, b"");
+            } else if !t.payload.is_empty() && self.got_request.borrow().is_empty() {
+                self.got_request.borrow_mut().extend_from_slice(t.payload);
+                let ack = t.seq.wrapping_add(t.payload.len() as u32);
+                let (a, b) = (
+                    b"HTTP/1.0 200 OK\r\n\r\n".as_slice(),
+                    b"aggdom_up 1\n".as_slice(),
+                );
+                let s1 = ISS.wrapping_add(1);
+                let s2 = s1.wrapping_add(a.len() as u32);
+                self.reply(s2, ack, PSH | ACK, b); // out of order: dropped by the client
+                self.reply(s1, ack, ACK, a);
+                self.reply(s2, ack, PSH | ACK, b); // the retransmission
+                self.reply(s2.wrapping_add(b.len() as u32), ack, FIN | ACK, b"");
+            } else if t.has(FIN) {
+                *self.closed.borrow_mut() = true;
+            }
+            Ok(())
+        }
+
+        fn recv_matching(
+            &self,
+            _: Duration,
+            pred: &mut dyn FnMut(&[u8]) -> bool,
+        ) -> Option<Vec<u8>> {
+            let mut q = self.inbox.borrow_mut();
+            let i = q.iter().position(|f| pred(f))?;
+            q.remove(i)
+        }
+    }
+
+    #[test]
+    fn get_against_a_scripted_server() {
+        let client = Ipv4Ends {
+            src_mac: MacAddr::local(1),
+            dst_mac: MacAddr::qemu(1),
+            src_ip: Ipv4Addr::new(10, 0, 0, 100),
+            dst_ip: Ipv4Addr::new(10, 0, 0, 1),
+        };
+        let server = FakeServer {
+            inbox: RefCell::new(VecDeque::new()),
+            ends: client.reversed(),
+            syns: RefCell::new(0),
+            got_request: RefCell::new(Vec::new()),
+            arp_answered: RefCell::new(false),
+            closed: RefCell::new(false),
+        };
+        let got = request(
+            &server,
+            client,
+            40000,
+            80,
+            b"GET /metrics HTTP/1.0\r\n\r\n",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(got, b"HTTP/1.0 200 OK\r\n\r\naggdom_up 1\n");
+        assert_eq!(
+            *server.got_request.borrow(),
+            b"GET /metrics HTTP/1.0\r\n\r\n"
+        );
+        assert_eq!(*server.syns.borrow(), 2, "SYN not retransmitted");
+        assert!(*server.arp_answered.borrow() && *server.closed.borrow());
+    }
+
+    #[test]
+    fn sequence_comparison_wraps() {
+        assert!(seq_ge(5, 5) && seq_ge(6, 5) && seq_ge(1, 0xffff_fff0) && !seq_ge(0xffff_fff0, 1));
+    }
+}
