@@ -7,6 +7,7 @@ use aggregation::{
     TxDecision, UplinkConfig, UplinkId,
 };
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 use nic::{MacAddr, Nic, NicError, MAX_FRAME_LEN};
@@ -44,12 +45,22 @@ pub struct DatapathCounters {
     pub literal_mac_writes: u64,
 }
 
+/// A guest as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestInfo {
+    pub name: String,
+    pub mac: MacAddr,
+    pub ips: Vec<IpAddr>,
+}
+
 pub struct Datapath {
     engine: Engine,
     /// Indexed by `UplinkId`; `None` only while that uplink is being polled.
     uplinks: Vec<Option<Box<dyn Nic>>>,
     /// Indexed by `GuestId`; `None` for removed guests and while polled.
     ports: Vec<Option<Box<dyn GuestPort>>>,
+    /// Indexed by `GuestId`: who the guest is, for the console and metrics.
+    guests: Vec<Option<GuestInfo>>,
     /// Frames for the domain's own IP stack.
     own_rx: FrameQueue,
     /// Frames from the domain's own IP stack.
@@ -74,6 +85,7 @@ impl Datapath {
             engine: Engine::new(config),
             uplinks: Vec::new(),
             ports: Vec::new(),
+            guests: Vec::new(),
             own_rx: FrameQueue::new(own_queue),
             own_tx: FrameQueue::new(own_queue),
             counters: DatapathCounters::default(),
@@ -132,6 +144,7 @@ impl Datapath {
     /// identities, [0030]).
     pub fn add_guest(
         &mut self,
+        name: &str,
         port: Box<dyn GuestPort>,
         mac: MacAddr,
         ips: &[IpAddr],
@@ -144,7 +157,15 @@ impl Datapath {
         if self.ports.len() <= at {
             self.ports.resize_with(at + 1, || None);
         }
+        if self.guests.len() <= at {
+            self.guests.resize_with(at + 1, || None);
+        }
         self.ports[at] = Some(port);
+        self.guests[at] = Some(GuestInfo {
+            name: name.into(),
+            mac,
+            ips: ips.to_vec(),
+        });
         if self.engine.mode() == Mode::Literal {
             // Literal mode: uplinks accept guest MACs (DESIGN.md).
             self.program_all();
@@ -155,7 +176,9 @@ impl Datapath {
     /// Removes a guest (its vif went away) and returns its port.
     pub fn remove_guest(&mut self, id: GuestId) -> Option<Box<dyn GuestPort>> {
         self.engine.remove_guest(id).ok()?;
-        self.ports.get_mut(usize::from(id.0))?.take()
+        let at = usize::from(id.0);
+        self.guests.get_mut(at)?.take();
+        self.ports.get_mut(at)?.take()
     }
 
     /// Writes every uplink's MAC register and filter from the engine's state.
@@ -230,6 +253,24 @@ impl Datapath {
                 self.counters.uplink_tx_full += 1;
             }
         }
+    }
+
+    /// The guests present, with their ids.
+    pub fn guests(&self) -> impl Iterator<Item = (GuestId, &GuestInfo)> {
+        self.guests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| Some((GuestId(i as u16), g.as_ref()?)))
+    }
+
+    /// The NIC behind a guest port, when the port is a NIC (QEMU).
+    pub fn guest_nic(&mut self, g: GuestId) -> Option<&mut dyn Nic> {
+        self.ports.get_mut(usize::from(g.0))?.as_deref_mut()?.nic()
+    }
+
+    /// Both own-stack queues at once: (to the stack, from the stack).
+    pub fn own_queues(&mut self) -> (&mut FrameQueue, &mut FrameQueue) {
+        (&mut self.own_rx, &mut self.own_tx)
     }
 
     /// Frames waiting for the own IP stack.

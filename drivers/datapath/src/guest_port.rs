@@ -23,12 +23,17 @@ pub trait GuestPort {
 
     /// Hands queued frames to the guest (one notification).
     fn flush(&mut self);
+
+    /// The NIC behind the port, if it is one (for `nic <n>` and counters).
+    fn nic(&mut self) -> Option<&mut dyn Nic> {
+        None
+    }
 }
 
 /// A NIC used as a guest port (QEMU): promiscuous, since a guest sends to
 /// any destination MAC (the gateway's, another guest's, an identity's).
 pub struct NicPort<N: Nic + ?Sized> {
-    pub nic: alloc::boxed::Box<N>,
+    nic: alloc::boxed::Box<N>,
 }
 
 impl<N: Nic + ?Sized> NicPort<N> {
@@ -38,7 +43,13 @@ impl<N: Nic + ?Sized> NicPort<N> {
     }
 }
 
-impl<N: Nic + ?Sized> GuestPort for NicPort<N> {
+impl NicPort<dyn Nic> {
+    fn nic_mut(&mut self) -> &mut dyn Nic {
+        &mut *self.nic
+    }
+}
+
+impl GuestPort for NicPort<dyn Nic> {
     fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
         self.nic.receive(budget, sink)
     }
@@ -54,5 +65,9 @@ impl<N: Nic + ?Sized> GuestPort for NicPort<N> {
 
     fn flush(&mut self) {
         self.nic.flush_tx();
+    }
+
+    fn nic(&mut self) -> Option<&mut dyn Nic> {
+        Some(self.nic_mut())
     }
 }

@@ -22,7 +22,7 @@ mod datapath;
 mod frame_queue;
 mod guest_port;
 
-pub use datapath::{Datapath, DatapathCounters, SetupError};
+pub use datapath::{Datapath, DatapathCounters, GuestInfo, SetupError};
 pub use frame_queue::FrameQueue;
 pub use guest_port::{GuestPort, NicPort, PortError};
 

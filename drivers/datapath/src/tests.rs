@@ -140,7 +140,7 @@ fn rig(mode: Mode, uplinks: usize) -> Rig {
     for (mac, ip) in GUEST_MACS.iter().zip(GUEST_IPS) {
         let (nic, wire) = test_nic([0x0e, 0, 0, 0, 9, mac[5]]);
         let port: Box<dyn GuestPort> = Box::new(NicPort::new(nic as Box<dyn nic::Nic>).unwrap());
-        dp.add_guest(port, MacAddr(*mac), &[IpAddr::V4(Ipv4Addr::from(ip))])
+        dp.add_guest("g", port, MacAddr(*mac), &[IpAddr::V4(Ipv4Addr::from(ip))])
             .unwrap();
         guest_wires.push(wire);
     }

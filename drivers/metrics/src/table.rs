@@ -1,0 +1,132 @@
+//! The console's `stats`: the same snapshot as `/metrics`, as three tables.
+use crate::snapshot::{nonzero_drops, Snapshot};
+use aggregation::Mode;
+use alloc::string::String;
+use core::fmt::Write;
+
+fn join<T: core::fmt::Display>(items: &[T], sep: &str) -> String {
+    let mut s = String::new();
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            s.push_str(sep);
+        }
+        let _ = write!(s, "{x}");
+    }
+    s
+}
+
+pub fn render_tables(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let mode = match s.mode {
+        Mode::Identity => "identity",
+        Mode::Literal => "literal",
+    };
+    let _ = writeln!(
+        o,
+        "mode {mode}, uptime {}.{:03} s",
+        s.uptime_ms / 1000,
+        s.uptime_ms % 1000
+    );
+    let _ = writeln!(
+        o,
+        "uplink kind        mac               link ids      tx_frames   tx_bytes    rx_frames   rx_bytes    tx_B/s     rx_B/s     mac_writes moves_in moves_out"
+    );
+    for u in &s.uplinks {
+        let ids = join(&u.identities, ",");
+        let (tx_rate, rx_rate) = u
+            .load
+            .map_or((0, 0), |l| (l.tx_bytes_per_s, l.rx_bytes_per_s));
+        let _ =
+            writeln!(
+            o,
+            "{:<6} {:<11} {} {:<4} {:<8} {:<11} {:<11} {:<11} {:<11} {:<10} {:<10} {:<10} {:<8} {}",
+            u.index,
+            u.nic_kind,
+            u.mac,
+            if u.link_up { "up" } else { "down" },
+            if u.exclusive { alloc::format!("{ids}x") } else { ids },
+            u.engine.tx_frames,
+            u.engine.tx_bytes,
+            u.engine.rx_frames,
+            u.engine.rx_bytes,
+            tx_rate,
+            rx_rate,
+            u.nic.mac_writes,
+            u.engine.moves_in,
+            u.engine.moves_out,
+        );
+    }
+    let _ = writeln!(o, "guest  name        mac               tx_frames   tx_bytes    rx_frames   rx_bytes    local    per-uplink tx     drops");
+    for g in &s.guests {
+        let per_uplink: alloc::vec::Vec<u64> = s
+            .uplinks
+            .iter()
+            .map(|u| {
+                g.counters
+                    .tx_frames_per_uplink
+                    .get(u.index)
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut drops = String::new();
+        for (name, n) in nonzero_drops(&g.counters.tx_drops) {
+            let _ = write!(drops, "{name}={n} ");
+        }
+        let _ = writeln!(
+            o,
+            "{:<6} {:<11} {} {:<11} {:<11} {:<11} {:<11} {:<8} {:<17} {}",
+            g.index,
+            g.name,
+            g.mac,
+            g.counters.tx_frames,
+            g.counters.tx_bytes,
+            g.counters.rx_frames,
+            g.counters.rx_bytes,
+            g.counters.tx_local,
+            join(&per_uplink, "/"),
+            if drops.is_empty() {
+                "-"
+            } else {
+                drops.trim_end()
+            },
+        );
+    }
+    let _ = writeln!(
+        o,
+        "identity mac               holder pinned moves tx_bytes    rx_bytes"
+    );
+    for i in &s.identities {
+        let holder = i
+            .holder
+            .map_or(String::from("-"), |h| alloc::format!("{h}"));
+        let _ = writeln!(
+            o,
+            "{:<8} {} {:<6} {:<6} {:<5} {:<11} {}",
+            i.index,
+            i.mac,
+            holder,
+            if i.pinned { "yes" } else { "no" },
+            i.moves,
+            i.tx_bytes,
+            i.rx_bytes
+        );
+    }
+    let d = &s.datapath;
+    let e = &s.engine;
+    let _ = writeln!(
+        o,
+        "own tx {} rx {} swaps {}; rebalance runs {} moves {}; failover moves {}; learning frames {}; lost: uplink full {}, guest full {}, own queue full {}",
+        e.own_tx_frames,
+        e.own_rx_frames,
+        e.own_tx_swaps,
+        e.rebalance_runs,
+        e.rebalance_moves,
+        e.failover_moves,
+        d.learning_frames,
+        d.uplink_tx_full,
+        d.guest_port_full,
+        d.own_queue_full
+    );
+    o
+}

@@ -1,0 +1,131 @@
+use crate::*;
+use aggregation::{Config, IdentityId, Mode};
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::net::{IpAddr, Ipv4Addr};
+use datapath::{Datapath, GuestPort, NicPort};
+use nic::{FakeNic, MacAddr, Nic};
+
+fn datapath() -> Datapath {
+    let mut dp = Datapath::new(Config::with_mode(Mode::Identity), 4);
+    for i in 1..=2u8 {
+        dp.add_uplink(
+            Box::new(FakeNic::new(MacAddr([2, 0, 0, 0, 0, i]))),
+            1000,
+            i == 2,
+        )
+        .unwrap();
+    }
+    let port: Box<dyn GuestPort> = Box::new(
+        NicPort::new(Box::new(FakeNic::new(MacAddr([0x0e, 0, 0, 0, 0, 9]))) as Box<dyn Nic>)
+            .unwrap(),
+    );
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11));
+    dp.add_guest("vm1", port, MacAddr([0x52, 0x54, 0, 0, 1, 1]), &[ip])
+        .unwrap();
+    dp.engine_mut().bind(ip, &[IdentityId(0)]).unwrap();
+    dp.engine_mut().pin(IdentityId(1)).unwrap();
+    dp.program_all();
+    dp
+}
+
+/// Every sample line's metric name has HELP and TYPE lines before it, and
+/// counters end in `_total`.
+#[test]
+fn prometheus_text_follows_the_exposition_conventions() {
+    let mut dp = datapath();
+    let text = render_prometheus(&Snapshot::take(&mut dp, 1234));
+    let mut helped = alloc::vec::Vec::new();
+    let mut typed: alloc::vec::Vec<(String, String)> = alloc::vec::Vec::new();
+    let mut samples = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.push(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split(' ');
+            typed.push((w.next().unwrap().into(), w.next().unwrap().into()));
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(name.starts_with("aggdom_"), "{line}");
+            assert!(helped.iter().any(|h| h == name), "no HELP for {name}");
+            let (_, kind) = typed
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no TYPE for {name}"));
+            assert_eq!(
+                kind == "counter",
+                name.ends_with("_total"),
+                "{name} is a {kind}"
+            );
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+            samples += 1;
+        }
+    }
+    assert_eq!(helped.len(), typed.len());
+    assert!(samples > 50);
+    assert!(text.contains("aggdom_identity_pinned{identity=\"1\",mac=\"02:00:00:00:00:02\"} 1"));
+    assert!(text.contains("aggdom_identity_holder{identity=\"0\",mac=\"02:00:00:00:00:01\"} 0"));
+    assert!(text.contains("aggdom_uptime_seconds 1"));
+}
+
+#[test]
+fn stats_and_metrics_show_the_same_counts() {
+    let mut dp = datapath();
+    // One 60-byte IPv4 frame from the guest, bound to identity 0 (uplink 0).
+    let mut f = [0u8; 60];
+    f[0..6].copy_from_slice(&[2, 0xaa, 0, 0, 0, 1]);
+    f[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 1, 1]);
+    f[12..14].copy_from_slice(&[8, 0]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[26..30].copy_from_slice(&[10, 0, 0, 11]);
+    f[30..34].copy_from_slice(&[8, 8, 8, 8]);
+    assert_eq!(Snapshot::take(&mut dp, 0).guests[0].counters.tx_frames, 0);
+    // The engine's decision is what counts the frame, as in the datapath.
+    let d = dp
+        .engine_mut()
+        .guest_transmit(1, aggregation::GuestId(0), &mut f);
+    assert!(matches!(d, aggregation::TxDecision::Send { .. }));
+    let snap = Snapshot::take(&mut dp, 5000);
+    let tables = render_tables(&snap);
+    let prom = render_prometheus(&snap);
+    assert!(
+        prom.contains("aggdom_guest_tx_frames_total{guest=\"0\",mac=\"52:54:00:00:01:01\"} 1"),
+        "{prom}"
+    );
+    assert!(prom.contains("aggdom_uplink_tx_frames_total{uplink=\"0\"} 1"));
+    let guest_row = tables
+        .lines()
+        .find(|l| l.starts_with("0      vm1"))
+        .expect(&tables);
+    let cols: alloc::vec::Vec<&str> = guest_row.split_whitespace().collect();
+    assert_eq!(cols[3], "1", "tx_frames column: {guest_row}");
+    assert_eq!(cols[4], "60", "tx_bytes column: {guest_row}");
+}
+
+#[test]
+fn http_serves_metrics_and_refuses_the_rest() {
+    let body = || String::from("aggdom_x 1\n");
+    assert_eq!(
+        http_response(b"GET /metrics HTTP/1.1\r\nHost: x\r\n", body),
+        None,
+        "incomplete head"
+    );
+    let ok = http_response(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", body).unwrap();
+    assert!(ok.starts_with("HTTP/1.0 200 OK\r\n") && ok.ends_with("\r\n\r\naggdom_x 1\n"));
+    assert!(ok.contains("Content-Length: 11\r\n"));
+    assert!(http_response(b"GET / HTTP/1.0\n\n", body)
+        .unwrap()
+        .starts_with("HTTP/1.0 404"));
+    assert!(http_response(b"POST /metrics HTTP/1.0\r\n\r\n", body)
+        .unwrap()
+        .starts_with("HTTP/1.0 405"));
+    let huge = alloc::vec![b'a'; MAX_REQUEST];
+    assert!(http_response(&huge, body)
+        .unwrap()
+        .starts_with("HTTP/1.0 431"));
+    assert!(http_response(b"\xff\xfe\r\n\r\n", body)
+        .unwrap()
+        .starts_with("HTTP/1.0 405"));
+}
