@@ -58,7 +58,7 @@ test-qemu: build
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo test -p aggdom-harness
 
 bench: build
-	cargo run --release -p aggdom-harness --bin bench-boot
+	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-boot
 
 sim:
 	cargo run --release -p aggdom-sim

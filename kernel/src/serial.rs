@@ -47,13 +47,20 @@ impl Uart {
     }
 
     pub fn write_byte(&mut self, byte: u8) {
-        // A bounded wait: a missing UART reads LSR as 0xff (THR "empty"),
-        // a wedged one must not hang the kernel.
-        for _ in 0..100_000 {
-            // SAFETY: reading LSR has no side effect on transmit.
-            if unsafe { self.port(LSR).read() } & LSR_THR_EMPTY != 0 {
+        // Wait for the holding register: QEMU keeps it full while the host
+        // side of the console is slow, and writing anyway loses a byte. The
+        // wait is bounded (~10 ms of TSC at GHz rates) so a wedged console
+        // slows the kernel down but never hangs it; a missing UART reads LSR
+        // as 0xff ("empty") and costs nothing.
+        // SAFETY: RDTSC has no side effects.
+        let start = unsafe { core::arch::x86_64::_rdtsc() };
+        // SAFETY: reading LSR has no side effect on transmit.
+        while unsafe { self.port(LSR).read() } & LSR_THR_EMPTY == 0 {
+            // SAFETY: as above.
+            if unsafe { core::arch::x86_64::_rdtsc() }.wrapping_sub(start) > 1 << 25 {
                 break;
             }
+            core::hint::spin_loop();
         }
         // SAFETY: THR write, owned port.
         unsafe { self.port(DATA).write(byte) };
