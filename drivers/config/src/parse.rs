@@ -1,12 +1,13 @@
 //! From `key=value` words to a [`Plan`], one word at a time, then checks
 //! across words. The first bad word stops everything.
 use crate::plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan};
-use aggregation::{MacAddr, Mode};
+use aggregation::Mode;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use alloc::{format, vec};
 use core::fmt;
 use core::net::Ipv4Addr;
+use nic::MacAddr;
 
 /// The configuration item that is wrong, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(item: &str, why: String) -> Self {
+    pub fn new(item: &str, why: String) -> Self {
         Self {
             item: item.to_string(),
             why,

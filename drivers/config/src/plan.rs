@@ -1,11 +1,11 @@
 //! What a parsed configuration asks for, and its resolution against the NICs
 //! actually found.
 use crate::parse::ConfigError;
-use aggregation::MacAddr;
 use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
+use nic::MacAddr;
 
 /// A PCI address, `bb:dd.f`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 use super::*;
-use aggregation::{MacAddr, Mode};
+use aggregation::Mode;
 use core::net::Ipv4Addr;
+use nic::MacAddr;
 use proptest::prelude::*;
 
 const NICS: [NicAddress; 6] = [

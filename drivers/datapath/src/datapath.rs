@@ -25,6 +25,15 @@ pub enum SetupError {
     Nic(NicError),
 }
 
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SetupError::Engine(e) => write!(f, "{e}"),
+            SetupError::Nic(e) => write!(f, "NIC: {e}"),
+        }
+    }
+}
+
 /// Work the datapath could not do, by cause. Frame drops the engine decides
 /// are counted by the engine, per guest/uplink and reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -21,10 +21,12 @@ extern crate alloc;
 mod datapath;
 mod frame_queue;
 mod guest_port;
+mod setup;
 
 pub use datapath::{Datapath, DatapathCounters, GuestInfo, SetupError};
 pub use frame_queue::FrameQueue;
 pub use guest_port::{GuestPort, NicPort, PortError};
+pub use setup::{build, Built, Role, OWN_QUEUE_FRAMES};
 
 #[cfg(test)]
 mod tests;

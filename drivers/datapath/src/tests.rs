@@ -325,3 +325,63 @@ fn a_backlog_larger_than_one_batch_drains_over_polls() {
     assert_eq!(sent(&r.uplinks[0]).len(), 40);
     assert_eq!(r.dp.counters().uplink_tx_full, 0);
 }
+
+mod setup {
+    use super::*;
+    use crate::{build, Role};
+    use aggdom_config::{parse, NicAddress};
+
+    fn nics(n: usize) -> (Vec<Box<dyn nic::Nic>>, Vec<NicAddress>) {
+        let nics = (0..n).map(|i| {
+            Box::new(FakeNic::new(MacAddr([2, 0, 0, 0, 0, i as u8 + 1]))) as Box<dyn nic::Nic>
+        });
+        let addrs = (0..n).map(|i| NicAddress {
+            bus: 0,
+            device: 3 + i as u8,
+            function: 0,
+        });
+        (nics.collect(), addrs.collect())
+    }
+
+    #[test]
+    fn a_plan_becomes_uplinks_guests_and_bindings() {
+        let plan = parse("uplinks=0,1 guest=2,52:54:00:00:01:01,10.0.0.11 bind=10.0.0.11:1 pin=1")
+            .unwrap();
+        let (n, a) = nics(4);
+        let built = build(&plan, n, &a).ok().expect("plan is valid");
+        let roles: Vec<&str> = built
+            .roles
+            .iter()
+            .map(|r| match r {
+                Role::Uplink(_) => "uplink",
+                Role::Guest(_) => "guest",
+                Role::Spare(_) => "spare",
+            })
+            .collect();
+        assert_eq!(roles, ["uplink", "uplink", "guest", "spare"]);
+        let e = built.datapath.engine();
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11));
+        assert_eq!(
+            e.binding(ip).unwrap().iter().collect::<Vec<_>>(),
+            [IdentityId(1)]
+        );
+        assert!(e.is_pinned(IdentityId(1)));
+    }
+
+    #[test]
+    fn a_plan_the_engine_refuses_returns_every_nic_untouched() {
+        // Identity 5 does not exist with two uplinks: found when resolving.
+        let plan =
+            parse("uplinks=0,1 guest=2,52:54:00:00:01:01,10.0.0.11 bind=10.0.0.11:5").unwrap();
+        let (n, a) = nics(3);
+        let Err((err, back)) = build(&plan, n, &a) else {
+            panic!("must fail")
+        };
+        assert_eq!(err.item, "bind");
+        assert_eq!(back.len(), 3);
+        for (i, nic) in back.iter().enumerate() {
+            assert_eq!(nic.mac(), MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
+            assert!(!nic.promiscuous(), "guest port NIC was not touched");
+        }
+    }
+}

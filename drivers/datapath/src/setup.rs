@@ -1,0 +1,126 @@
+//! Building a datapath from a configuration plan: all or nothing.
+//!
+//! The plan is first carried out on fake copies of the NICs (same factory
+//! MACs and filter slots), so any error is found before a real NIC is
+//! touched and every real NIC comes back to the caller unchanged.
+use crate::{Datapath, GuestPort, NicPort};
+use aggdom_config::{Binding, ConfigError, NicAddress, Plan};
+use aggregation::{GuestId, IdentityId, UplinkId};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec::Vec;
+use core::net::IpAddr;
+use nic::{FakeNic, Nic};
+
+/// Frames of room each way between the datapath and the own IP stack.
+pub const OWN_QUEUE_FRAMES: usize = 64;
+
+/// What each NIC became.
+pub enum Role {
+    Uplink(UplinkId),
+    Guest(GuestId),
+    /// Named by no configuration item: left idle.
+    Spare(Box<dyn Nic>),
+}
+
+pub struct Built {
+    pub datapath: Datapath,
+    /// One per NIC, in the order given.
+    pub roles: Vec<Role>,
+}
+
+/// Builds the datapath `plan` describes from `nics` (the usable NICs, in
+/// PCI order, at `addresses`). On error the NICs are returned untouched.
+pub fn build(
+    plan: &Plan,
+    nics: Vec<Box<dyn Nic>>,
+    addresses: &[NicAddress],
+) -> Result<Built, (ConfigError, Vec<Box<dyn Nic>>)> {
+    let fakes: Vec<Box<dyn Nic>> = nics
+        .iter()
+        .map(|n| {
+            let mut fake = FakeNic::new(n.permanent_mac()).with_filter_slots(n.filter_slots());
+            fake.set_link(true);
+            Box::new(fake) as Box<dyn Nic>
+        })
+        .collect();
+    if let Err(e) = configure(plan, fakes, addresses) {
+        return Err((e, nics));
+    }
+    configure(plan, nics, addresses).map_err(|e| (e, Vec::new()))
+}
+
+fn engine_error(item: &str, e: impl core::fmt::Display) -> ConfigError {
+    ConfigError::new(item, format!("{e}"))
+}
+
+fn configure(
+    plan: &Plan,
+    nics: Vec<Box<dyn Nic>>,
+    addresses: &[NicAddress],
+) -> Result<Built, ConfigError> {
+    let resolved = plan.resolve(addresses)?;
+    let mut slots: Vec<Option<Box<dyn Nic>>> = nics.into_iter().map(Some).collect();
+    let mut roles: Vec<Option<Role>> = slots.iter().map(|_| None).collect();
+    let mut dp = Datapath::new(plan.engine, OWN_QUEUE_FRAMES);
+    for u in &resolved.uplinks {
+        let nic = slots[u.nic]
+            .take()
+            .ok_or_else(|| ConfigError::new("uplinks", "NIC used twice".into()))?;
+        let id = dp
+            .add_uplink(nic, u.capacity_mbps, u.exclusive)
+            .map_err(|e| engine_error("uplinks", e))?;
+        roles[u.nic] = Some(Role::Uplink(id));
+    }
+    for (k, (g, &at)) in plan.guests.iter().zip(&resolved.guest_ports).enumerate() {
+        let nic = slots[at]
+            .take()
+            .ok_or_else(|| ConfigError::new("guest", "NIC used twice".into()))?;
+        let port: Box<dyn GuestPort> =
+            Box::new(NicPort::new(nic).map_err(|e| engine_error("guest", e))?);
+        let ips: Vec<IpAddr> = g.ips.iter().map(|ip| IpAddr::V4(*ip)).collect();
+        let id = dp
+            .add_guest(&format!("guest{k}"), port, g.mac, &ips)
+            .map_err(|e| engine_error("guest", e))?;
+        roles[at] = Some(Role::Guest(id));
+    }
+    for (ip, binding) in &plan.bindings {
+        let item = format!("bind={ip}");
+        let ip = IpAddr::V4(*ip);
+        let engine = dp.engine_mut();
+        match binding {
+            Binding::Identities(ids) => {
+                let ids: Vec<IdentityId> = ids.iter().map(|&i| IdentityId(i as u8)).collect();
+                engine.bind(ip, &ids)
+            }
+            Binding::None => engine.bind(ip, &[]),
+            Binding::Auto => engine.bind_auto(ip),
+        }
+        .map_err(|e| engine_error(&item, e))?;
+    }
+    for &id in &plan.pinned {
+        dp.engine_mut()
+            .pin(IdentityId(id as u8))
+            .map_err(|e| engine_error("pin", e))?;
+    }
+    if let Some(own) = &plan.own {
+        dp.engine_mut()
+            .set_own_stack(IdentityId(own.identity as u8), &[IpAddr::V4(own.ip)])
+            .map_err(|e| engine_error("ip", e))?;
+    }
+    dp.program_all();
+    let roles = roles
+        .into_iter()
+        .zip(slots)
+        .map(|(role, spare)| match (role, spare) {
+            (Some(role), _) => role,
+            (None, Some(nic)) => Role::Spare(nic),
+            // Every NIC taken has a role; kept total for the type checker.
+            (None, None) => Role::Spare(Box::new(FakeNic::new(nic::MacAddr([2, 0, 0, 0, 0, 0])))),
+        })
+        .collect();
+    Ok(Built {
+        datapath: dp,
+        roles,
+    })
+}
