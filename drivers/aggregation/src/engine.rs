@@ -33,8 +33,15 @@ struct Uplink {
     /// EWMA rates in bytes per second.
     tx_rate: u64,
     rx_rate: u64,
-    /// `tx_rate` as bytes per nominal tick interval.
+    /// `tx_rate` and `rx_rate` as bytes per nominal tick interval.
     tx_base: u64,
+    rx_base: u64,
+    /// ARP replies that named an identity of this uplink lately (halved
+    /// every tick), each counted as 1/64 of a tick's capacity: peers that
+    /// resolve in the same instant then spread instead of herding onto
+    /// whichever uplink looked idlest.
+    promises: u64,
+    promise_bytes: u64,
     counters: UplinkCounters,
 }
 
@@ -52,6 +59,9 @@ impl Uplink {
         tx_rate: 0,
         rx_rate: 0,
         tx_base: 0,
+        rx_base: 0,
+        promises: 0,
+        promise_bytes: 0,
         counters: UplinkCounters::ZERO,
     };
 
@@ -60,6 +70,14 @@ impl Uplink {
     #[inline]
     fn score(&self) -> u64 {
         (self.tx_base + self.tx_pending).saturating_mul(self.weight)
+    }
+
+    /// The same in the receive direction: an ARP reply names the identity
+    /// the peer will send to, so it is chosen by receive load.
+    #[inline]
+    fn rx_score(&self) -> u64 {
+        (self.rx_base + self.rx_pending + self.promises * self.promise_bytes)
+            .saturating_mul(self.weight)
     }
 
     fn util_permille(&self, tx: u64, rx: u64) -> u64 {
@@ -78,6 +96,11 @@ struct Identity {
     rx_pending: u64,
     tx_rate: u64,
     rx_rate: u64,
+    /// Transmit bytes that could use no other identity (the sender's IP is
+    /// bound to this one alone, or it is the own stack's): the load that
+    /// moves only when the identity moves.
+    fixed_tx_pending: u64,
+    fixed_tx_rate: u64,
     counters: IdentityCounters,
 }
 
@@ -91,6 +114,8 @@ impl Identity {
         rx_pending: 0,
         tx_rate: 0,
         rx_rate: 0,
+        fixed_tx_pending: 0,
+        fixed_tx_rate: 0,
         counters: IdentityCounters::ZERO,
     };
 }
@@ -224,6 +249,9 @@ impl Engine {
             factory: mac,
             cap_mbps: cap,
             weight: (1u64 << 24) / cap as u64,
+            promise_bytes: (cap as u128 * 125_000 * self.cfg.tick_interval_ns as u128
+                / NS_PER_S
+                / 64) as u64,
             slots: cfg.filter_slots.max(1),
             up: cfg.link_up,
             held: IdentitySet::one(IdentityId(n as u8)),
@@ -502,7 +530,13 @@ impl Engine {
         if binding.is_empty() {
             return Err(DropReason::Denied);
         }
-        let (id, u) = self.least_loaded_holder(binding)?;
+        // An ARP reply tells a peer where to send: pick by receive load, so
+        // peers of a guest bound to several identities spread over them.
+        let by_rx = matches!(p.l3, L3::Arp { oper: 2, .. });
+        let (id, u) = self.least_loaded_holder(binding, by_rx)?;
+        if by_rx {
+            self.uplinks[u].promises += 1;
+        }
 
         let idm = self.identities[id].mac;
         let steering = match self.cfg.mode {
@@ -541,6 +575,9 @@ impl Engine {
         up.counters.tx_bytes += len;
         let ident = &mut self.identities[id];
         ident.tx_pending += len;
+        if binding.0 & (binding.0 - 1) == 0 {
+            ident.fixed_tx_pending += len;
+        }
         ident.counters.tx_bytes += len;
         let c = &mut self.guests[g].counters;
         c.tx_frames += 1;
@@ -585,7 +622,11 @@ impl Engine {
     /// [0032]: among the live uplinks holding an identity of `binding`, the
     /// one with the least traffic. Returns (identity, uplink).
     #[inline]
-    fn least_loaded_holder(&self, binding: IdentitySet) -> Result<(usize, usize), DropReason> {
+    fn least_loaded_holder(
+        &self,
+        binding: IdentitySet,
+        by_rx: bool,
+    ) -> Result<(usize, usize), DropReason> {
         let mut best: Option<(u64, usize, usize)> = None;
         let mut bits = binding.0;
         while bits != 0 {
@@ -599,7 +640,7 @@ impl Engine {
             if !up.up {
                 continue;
             }
-            let s = up.score();
+            let s = if by_rx { up.rx_score() } else { up.score() };
             if best.is_none_or(|(bs, _, _)| s < bs) {
                 best = Some((s, i, u));
             }
@@ -764,6 +805,7 @@ impl Engine {
         up.counters.tx_frames += 1;
         up.counters.tx_bytes += len;
         self.identities[s].tx_pending += len;
+        self.identities[s].fixed_tx_pending += len;
         self.identities[s].counters.tx_bytes += len;
         Ok(OwnTxDecision::Send {
             uplink: UplinkId(a as u8),
@@ -823,6 +865,7 @@ impl Engine {
         for u in [from, to] {
             let up = &mut self.uplinks[u];
             up.tx_base = (up.tx_rate as u128 * interval / NS_PER_S) as u64;
+            up.rx_base = (up.rx_rate as u128 * interval / NS_PER_S) as u64;
         }
         let ident = &mut self.identities[i];
         ident.holder = UplinkId(to as u8);
@@ -859,13 +902,17 @@ impl Engine {
                 up.rx_rate = ewma(up.rx_rate, up.rx_pending);
                 up.tx_pending = 0;
                 up.rx_pending = 0;
+                up.promises /= 2;
                 up.tx_base = (up.tx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
+                up.rx_base = (up.rx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
             }
             for id in &mut self.identities[..self.n_uplinks as usize] {
                 id.tx_rate = ewma(id.tx_rate, id.tx_pending);
                 id.rx_rate = ewma(id.rx_rate, id.rx_pending);
+                id.fixed_tx_rate = ewma(id.fixed_tx_rate, id.fixed_tx_pending);
                 id.tx_pending = 0;
                 id.rx_pending = 0;
+                id.fixed_tx_pending = 0;
             }
             self.last_tick = now;
         }
@@ -876,18 +923,32 @@ impl Engine {
         Moves::NONE
     }
 
+    /// The load an uplink carries because of the identities it holds and
+    /// that would follow them if they moved: (transmit that could use no
+    /// other identity, all receive), bytes/s. Traffic of IPs bound to
+    /// several identities is left out: it already goes, frame by frame, to
+    /// the least-loaded of its uplinks and fills whatever room a move makes.
+    fn fixed_load(&self, u: usize) -> (u64, u64) {
+        self.uplinks[u].held.iter().fold((0u64, 0u64), |(t, r), i| {
+            let id = &self.identities[i.0 as usize];
+            (t.saturating_add(id.fixed_tx_rate), r.saturating_add(id.rx_rate))
+        })
+    }
+
+    fn fixed_util(&self, u: usize) -> u64 {
+        let (t, r) = self.fixed_load(u);
+        self.uplinks[u].util_permille(t, r)
+    }
+
     /// [0034]: when the busiest uplink is overloaded, swap its identity with
     /// the least-loaded uplink's (or, when it holds several, hand one over),
     /// but only if that lowers the busier of the two by at least half the
     /// hysteresis: swapping two equal loads would only move the problem.
+    /// Loads here are [`Engine::fixed_load`]s.
     fn rebalance(&mut self, now: u64) -> Moves {
         self.counters.rebalance_runs += 1;
         let mut moves = Moves::NONE;
         let n = self.n_uplinks as usize;
-        let util = |e: &Engine, u: usize| {
-            let up = &e.uplinks[u];
-            up.util_permille(up.tx_rate, up.rx_rate)
-        };
         let mut hot: Option<(u64, usize)> = None;
         let mut cold: Option<(u64, usize)> = None;
         for u in 0..n {
@@ -895,7 +956,7 @@ impl Engine {
             if !up.up || up.exclusive {
                 continue;
             }
-            let x = util(self, u);
+            let x = self.fixed_util(u);
             if hot.is_none_or(|(h, _)| x > h) {
                 hot = Some((x, u));
             }
@@ -913,22 +974,25 @@ impl Engine {
             return moves;
         }
         let (hup, cup) = (self.uplinks[h], self.uplinks[c]);
+        let (h_tx, h_rx) = self.fixed_load(h);
+        let (c_tx, c_rx) = self.fixed_load(c);
         let mut best: Option<(u64, IdentityId, Option<IdentityId>)> = None;
         for x in hup.held.iter().filter(|x| self.movable(x.0 as usize, now)) {
             let xi = &self.identities[x.0 as usize];
             let mut consider = |y: Option<IdentityId>| {
                 let (ytx, yrx) = y.map_or((0, 0), |y| {
                     let yi = &self.identities[y.0 as usize];
-                    (yi.tx_rate, yi.rx_rate)
+                    (yi.fixed_tx_rate, yi.rx_rate)
                 });
-                let h_tx = (hup.tx_rate.saturating_sub(xi.tx_rate)).saturating_add(ytx);
-                let h_rx = (hup.rx_rate.saturating_sub(xi.rx_rate)).saturating_add(yrx);
-                let c_tx = (cup.tx_rate.saturating_sub(ytx)).saturating_add(xi.tx_rate);
-                let c_rx = (cup.rx_rate.saturating_sub(yrx)).saturating_add(xi.rx_rate);
-                let after = hup
-                    .util_permille(h_tx, h_rx)
-                    .max(cup.util_permille(c_tx, c_rx));
-                let gain = hu.saturating_sub(after);
+                let after_h = hup.util_permille(
+                    h_tx.saturating_sub(xi.fixed_tx_rate).saturating_add(ytx),
+                    h_rx.saturating_sub(xi.rx_rate).saturating_add(yrx),
+                );
+                let after_c = cup.util_permille(
+                    c_tx.saturating_sub(ytx).saturating_add(xi.fixed_tx_rate),
+                    c_rx.saturating_sub(yrx).saturating_add(xi.rx_rate),
+                );
+                let gain = hu.saturating_sub(after_h.max(after_c));
                 if gain * 2 >= self.cfg.hysteresis_permille as u64
                     && best.is_none_or(|(g, _, _)| gain > g)
                 {
@@ -1011,7 +1075,7 @@ impl Engine {
                         let du = &self.uplinks[d];
                         d != u && !du.exclusive && du.held.len() > 1
                     })
-                    .max_by_key(|&d| self.uplinks[d].tx_rate.max(self.uplinks[d].rx_rate));
+                    .max_by_key(|&d| self.fixed_util(d));
                 if let Some(d) = donor {
                     let x = self.uplinks[d]
                         .held
@@ -1036,10 +1100,7 @@ impl Engine {
                 let tu = &self.uplinks[t];
                 t != from && tu.up && !tu.exclusive && tu.held.len() < tu.slots as usize
             })
-            .min_by_key(|&t| {
-                let tu = &self.uplinks[t];
-                (tu.util_permille(tu.tx_rate, tu.rx_rate), tu.held.len(), t)
-            })
+            .min_by_key(|&t| (self.fixed_util(t), self.uplinks[t].held.len(), t))
     }
 
     fn recompute_bcast(&mut self) {
