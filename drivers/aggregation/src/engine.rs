@@ -171,7 +171,8 @@ pub struct Engine {
     guests: [Guest; MAX_GUESTS],
     guest_by_mac: Table<u64, { 2 * MAX_GUESTS }>,
     /// guest index × 4 + IP slot, or [`OWN`].
-    ip_owner: Table<u128, { 2 * (MAX_GUESTS * MAX_IPS_PER_GUEST + MAX_OWN_IPS).next_power_of_two() }>,
+    ip_owner:
+        Table<u128, { 2 * (MAX_GUESTS * MAX_IPS_PER_GUEST + MAX_OWN_IPS).next_power_of_two() }>,
     own_identity: Option<IdentityId>,
     own_ips: [u128; MAX_OWN_IPS],
     n_own_ips: u8,
@@ -302,7 +303,8 @@ impl Engine {
         };
         self.guest_by_mac.insert(m, g as u16);
         for (slot, &k) in keys[..ips.len()].iter().enumerate() {
-            self.ip_owner.insert(k, (g * MAX_IPS_PER_GUEST + slot) as u16);
+            self.ip_owner
+                .insert(k, (g * MAX_IPS_PER_GUEST + slot) as u16);
             let b = self.spread_pick();
             self.guests[g].bindings[slot] = b;
         }
@@ -398,7 +400,9 @@ impl Engine {
         let best = open
             .min_by_key(|&i| (count[i], i))
             .or_else(|| (0..n).min_by_key(|&i| (count[i], i)));
-        best.map_or(IdentitySet::EMPTY, |i| IdentitySet::one(IdentityId(i as u8)))
+        best.map_or(IdentitySet::EMPTY, |i| {
+            IdentitySet::one(IdentityId(i as u8))
+        })
     }
 
     /// Pin an identity to its current uplink: no other uplink may take it,
@@ -594,9 +598,7 @@ impl Engine {
     #[inline]
     fn local_destination(&self, p: &Parsed, frame: &mut [u8]) -> Option<TxDecision> {
         if let Some(d) = self.guest_by_mac.get(p.dst) {
-            return Some(TxDecision::SwitchLocal {
-                guest: GuestId(d),
-            });
+            return Some(TxDecision::SwitchLocal { guest: GuestId(d) });
         }
         self.identity_by_mac(p.dst)?;
         // Sent to an identity: the outside's name for a local guest or for
@@ -645,8 +647,7 @@ impl Engine {
                 best = Some((s, i, u));
             }
         }
-        best.map(|(_, i, u)| (i, u))
-            .ok_or(DropReason::NoLiveUplink)
+        best.map(|(_, i, u)| (i, u)).ok_or(DropReason::NoLiveUplink)
     }
 
     /// A frame that arrived on `uplink`. In identity mode a `ToGuest` comes
@@ -903,8 +904,10 @@ impl Engine {
                 up.tx_pending = 0;
                 up.rx_pending = 0;
                 up.promises /= 2;
-                up.tx_base = (up.tx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
-                up.rx_base = (up.rx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
+                up.tx_base =
+                    (up.tx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
+                up.rx_base =
+                    (up.rx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
             }
             for id in &mut self.identities[..self.n_uplinks as usize] {
                 id.tx_rate = ewma(id.tx_rate, id.tx_pending);
@@ -931,7 +934,10 @@ impl Engine {
     fn fixed_load(&self, u: usize) -> (u64, u64) {
         self.uplinks[u].held.iter().fold((0u64, 0u64), |(t, r), i| {
             let id = &self.identities[i.0 as usize];
-            (t.saturating_add(id.fixed_tx_rate), r.saturating_add(id.rx_rate))
+            (
+                t.saturating_add(id.fixed_tx_rate),
+                r.saturating_add(id.rx_rate),
+            )
         })
     }
 
@@ -1138,9 +1144,7 @@ impl Engine {
 
     /// The guest that owns `ip`, if any.
     pub fn guest_of_ip(&self, ip: IpAddr) -> Option<GuestId> {
-        self.guest_ip(ip)
-            .ok()
-            .map(|(g, _)| GuestId(g as u16))
+        self.guest_ip(ip).ok().map(|(g, _)| GuestId(g as u16))
     }
 
     /// Which uplink holds `id` (its MAC register / receive filter has it).
@@ -1177,7 +1181,8 @@ impl Engine {
     }
 
     pub fn is_link_up(&self, uplink: UplinkId) -> bool {
-        self.uplink_index(uplink).is_some_and(|u| self.uplinks[u].up)
+        self.uplink_index(uplink)
+            .is_some_and(|u| self.uplinks[u].up)
     }
 
     pub fn is_exclusive(&self, uplink: UplinkId) -> bool {
@@ -1290,8 +1295,48 @@ impl Engine {
     fn guest_ip(&self, ip: IpAddr) -> Result<(usize, usize), Error> {
         match self.ip_owner.get(ip_key(ip)) {
             Some(OWN) | None => Err(Error::UnknownIp),
-            Some(v) => Ok((v as usize / MAX_IPS_PER_GUEST, v as usize % MAX_IPS_PER_GUEST)),
+            Some(v) => Ok((
+                v as usize / MAX_IPS_PER_GUEST,
+                v as usize % MAX_IPS_PER_GUEST,
+            )),
         }
+    }
+}
+
+/// Operator moves (the console's `swap` and `rebalance`).
+impl Engine {
+    /// Swaps the uplinks of identities `a` and `b` ([0034] by hand). Pinned
+    /// identities and exclusive uplinks refuse, as for automatic moves; the
+    /// dwell time does not apply (the operator asked).
+    pub fn swap(&mut self, now: u64, a: IdentityId, b: IdentityId) -> Result<Moves, Error> {
+        let n = self.n_uplinks as usize;
+        let (ia, ib) = (a.0 as usize, b.0 as usize);
+        if ia >= n || ib >= n {
+            return Err(Error::UnknownIdentity);
+        }
+        let (ha, hb) = (
+            self.identities[ia].holder.0 as usize,
+            self.identities[ib].holder.0 as usize,
+        );
+        if self.identities[ia].pinned || self.identities[ib].pinned {
+            return Err(Error::Pinned);
+        }
+        if self.uplinks[ha].exclusive || self.uplinks[hb].exclusive {
+            return Err(Error::Exclusive);
+        }
+        let mut moves = Moves::NONE;
+        if ha != hb {
+            self.move_identity(now, a, hb, &mut moves);
+            self.move_identity(now, b, ha, &mut moves);
+        }
+        Ok(moves)
+    }
+
+    /// Runs the rebalance check of [`Engine::tick`] now, whatever the
+    /// interval; hysteresis and dwell still apply.
+    pub fn rebalance_now(&mut self, now: u64) -> Moves {
+        self.last_rebalance = now;
+        self.rebalance(now)
     }
 }
 

@@ -97,7 +97,10 @@ fn claim_steps_1_2_own_and_guest_frames_take_different_paths() {
     // ...a frame from the own stack (source = an identity) by load (step 3).
     let mut f = vec![0u8; 60];
     testkit::ipv4(&mut f, GW, nic(1), OWN_IP, GW_IP);
-    assert!(matches!(e.own_transmit(0, &mut f), OwnTxDecision::Send { .. }));
+    assert!(matches!(
+        e.own_transmit(0, &mut f),
+        OwnTxDecision::Send { .. }
+    ));
     // A guest frame handed to the own path has no identity source: refused.
     let mut g = guest_frame(1, 60);
     assert_eq!(
@@ -121,8 +124,14 @@ fn claim_steps_3_to_6_own_frame_takes_least_loaded_nic_swapping_macs() {
     assert_eq!(uplink, UplinkId(2));
     let m = moves.as_slice();
     assert_eq!(m.len(), 2);
-    assert_eq!((m[0].identity, m[0].from, m[0].to), (IdentityId(0), UplinkId(0), UplinkId(2)));
-    assert_eq!((m[1].identity, m[1].from, m[1].to), (IdentityId(2), UplinkId(2), UplinkId(0)));
+    assert_eq!(
+        (m[0].identity, m[0].from, m[0].to),
+        (IdentityId(0), UplinkId(0), UplinkId(2))
+    );
+    assert_eq!(
+        (m[1].identity, m[1].from, m[1].to),
+        (IdentityId(2), UplinkId(2), UplinkId(0))
+    );
     // Step 6: the assigned NIC now holds the frame's source MAC.
     assert_eq!(e.holder(IdentityId(0)), Some(UplinkId(2)));
     assert_eq!(&f[6..12], &nic(1).0, "own frames are sent unchanged");
@@ -230,7 +239,10 @@ fn claim_step_11_decisions_leave_consistent_state() {
         e.check_invariants().unwrap();
     }
     let c = e.guest_counters(GuestId(0)).unwrap();
-    assert_eq!((c.tx_frames, c.tx_bytes, c.tx_frames_per_uplink[0]), (1, 1500, 1));
+    assert_eq!(
+        (c.tx_frames, c.tx_bytes, c.tx_frames_per_uplink[0]),
+        (1, 1500, 1)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -274,7 +286,10 @@ fn example_0050_equal_nics_do_not_flap() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let mut now = 0;
     let moves = drive(&mut e, &mut now, &[(1, 950), (2, 50)], 5);
-    assert!(moves.is_empty(), "swapping equal NICs helps nobody: {moves:?}");
+    assert!(
+        moves.is_empty(),
+        "swapping equal NICs helps nobody: {moves:?}"
+    );
 }
 
 #[test]
@@ -299,7 +314,10 @@ fn example_0051_vm3_limited_to_nic3() {
     drive(&mut e, &mut now, &[], 1);
     drive(&mut e, &mut now, &[(1, 1500)], 1);
     let c = e.guest_counters(GuestId(0)).unwrap();
-    assert!(c.tx_frames_per_uplink[0] > 0 && c.tx_frames_per_uplink[2] > 0, "{c:?}");
+    assert!(
+        c.tx_frames_per_uplink[0] > 0 && c.tx_frames_per_uplink[2] > 0,
+        "{c:?}"
+    );
 }
 
 #[test]
@@ -315,7 +333,10 @@ fn example_0051_nic3_exclusive() {
     drive(&mut e, &mut now, &[(1, 900), (2, 900), (3, 10)], 5);
     assert_eq!(e.held(UplinkId(2)), IdentitySet::one(IdentityId(2)));
     for g in 0..2u16 {
-        assert_eq!(e.guest_counters(GuestId(g)).unwrap().tx_frames_per_uplink[2], 0);
+        assert_eq!(
+            e.guest_counters(GuestId(g)).unwrap().tx_frames_per_uplink[2],
+            0
+        );
     }
     // Auto-spread avoids it too.
     e.add_guest(vm(9), &[ipa(9)]).unwrap();
@@ -350,48 +371,90 @@ fn guest_transmit_drops_with_reasons() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
         ("runt", guest_frame(1, 60)[..13].to_vec(), DropReason::Runt),
-        ("truncated ip", guest_frame(1, 60)[..30].to_vec(), DropReason::Runt),
-        ("spoofed mac", {
-            let mut f = guest_frame(1, 60);
-            f[6..12].copy_from_slice(&vm(2).0);
-            f
-        }, DropReason::SpoofedMac),
-        ("spoofed ip", {
-            let mut f = guest_frame(1, 60);
-            f[26..30].copy_from_slice(&ip(2));
-            f
-        }, DropReason::SpoofedIp),
-        ("vlan tag", {
-            let mut f = guest_frame(1, 60);
-            f[12..14].copy_from_slice(&[0x81, 0x00]);
-            f
-        }, DropReason::BadEthertype),
-        ("arp sender spoofed", {
-            let mut f = vec![0u8; 60];
-            testkit::arp(&mut f, 1, MacAddr::BROADCAST, vm(1), ip(1), MacAddr::default(), GW_IP);
-            f[22..28].copy_from_slice(&vm(2).0);
-            f
-        }, DropReason::SpoofedMac),
-        ("to itself", {
-            let mut f = guest_frame(1, 60);
-            f[0..6].copy_from_slice(&vm(1).0);
-            f
-        }, DropReason::Hairpin),
+        (
+            "truncated ip",
+            guest_frame(1, 60)[..30].to_vec(),
+            DropReason::Runt,
+        ),
+        (
+            "spoofed mac",
+            {
+                let mut f = guest_frame(1, 60);
+                f[6..12].copy_from_slice(&vm(2).0);
+                f
+            },
+            DropReason::SpoofedMac,
+        ),
+        (
+            "spoofed ip",
+            {
+                let mut f = guest_frame(1, 60);
+                f[26..30].copy_from_slice(&ip(2));
+                f
+            },
+            DropReason::SpoofedIp,
+        ),
+        (
+            "vlan tag",
+            {
+                let mut f = guest_frame(1, 60);
+                f[12..14].copy_from_slice(&[0x81, 0x00]);
+                f
+            },
+            DropReason::BadEthertype,
+        ),
+        (
+            "arp sender spoofed",
+            {
+                let mut f = vec![0u8; 60];
+                testkit::arp(
+                    &mut f,
+                    1,
+                    MacAddr::BROADCAST,
+                    vm(1),
+                    ip(1),
+                    MacAddr::default(),
+                    GW_IP,
+                );
+                f[22..28].copy_from_slice(&vm(2).0);
+                f
+            },
+            DropReason::SpoofedMac,
+        ),
+        (
+            "to itself",
+            {
+                let mut f = guest_frame(1, 60);
+                f[0..6].copy_from_slice(&vm(1).0);
+                f
+            },
+            DropReason::Hairpin,
+        ),
     ];
     for (name, mut f, want) in cases {
-        assert_eq!(e.guest_transmit(0, GuestId(0), &mut f), TxDecision::Drop(want), "{name}");
+        assert_eq!(
+            e.guest_transmit(0, GuestId(0), &mut f),
+            TxDecision::Drop(want),
+            "{name}"
+        );
     }
     let c = e.guest_counters(GuestId(0)).unwrap();
     assert_eq!(c.tx_drops.total(), 7);
     assert_eq!(c.tx_drops.get(DropReason::Runt), 2);
-    assert_eq!(e.guest_transmit(0, GuestId(77), &mut guest_frame(1, 60)), TxDecision::Drop(DropReason::UnknownPort));
+    assert_eq!(
+        e.guest_transmit(0, GuestId(77), &mut guest_frame(1, 60)),
+        TxDecision::Drop(DropReason::UnknownPort)
+    );
 }
 
 #[test]
 fn denied_ip_is_dropped_but_may_switch_locally() {
     let mut e = example(Mode::Identity, [1000; 3]);
     e.bind(ipa(1), &[]).unwrap();
-    assert_eq!(send(&mut e, 0, 1, 100), TxDecision::Drop(DropReason::Denied));
+    assert_eq!(
+        send(&mut e, 0, 1, 100),
+        TxDecision::Drop(DropReason::Denied)
+    );
     let mut f = vec![0u8; 60];
     testkit::ipv4(&mut f, vm(2), vm(1), ip(1), ip(2));
     assert_eq!(
@@ -421,7 +484,10 @@ fn local_switching_by_guest_mac_or_identity_plus_ip() {
     assert_eq!(&f[0..6], &vm(2).0);
     // To the own stack.
     testkit::ipv4(&mut f, nic(1), vm(1), ip(1), OWN_IP);
-    assert_eq!(e.guest_transmit(0, GuestId(0), &mut f), TxDecision::ToOwnStack);
+    assert_eq!(
+        e.guest_transmit(0, GuestId(0), &mut f),
+        TxDecision::ToOwnStack
+    );
     assert_eq!(e.guest_counters(GuestId(0)).unwrap().tx_local, 2);
     assert_eq!(e.guest_counters(GuestId(1)).unwrap().rx_frames, 1);
 }
@@ -430,9 +496,27 @@ fn local_switching_by_guest_mac_or_identity_plus_ip() {
 fn arp_from_guest_gets_identity_as_sender_and_floods_locally() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let mut f = vec![0u8; 60];
-    testkit::arp(&mut f, 1, MacAddr::BROADCAST, vm(2), ip(2), MacAddr::default(), GW_IP);
+    testkit::arp(
+        &mut f,
+        1,
+        MacAddr::BROADCAST,
+        vm(2),
+        ip(2),
+        MacAddr::default(),
+        GW_IP,
+    );
     let d = e.guest_transmit(0, GuestId(1), &mut f);
-    assert!(matches!(d, TxDecision::Send { uplink: UplinkId(1), flood_local: true, .. }), "{d:?}");
+    assert!(
+        matches!(
+            d,
+            TxDecision::Send {
+                uplink: UplinkId(1),
+                flood_local: true,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
     assert_eq!(&f[6..12], &nic(2).0);
     assert_eq!(&f[22..28], &nic(2).0);
 }
@@ -440,7 +524,8 @@ fn arp_from_guest_gets_identity_as_sender_and_floods_locally() {
 #[test]
 fn arp_reply_of_multi_bound_guest_names_least_loaded_identity() {
     let mut e = example(Mode::Identity, [1000; 3]);
-    e.bind(ipa(1), &[IdentityId(0), IdentityId(1), IdentityId(2)]).unwrap();
+    e.bind(ipa(1), &[IdentityId(0), IdentityId(1), IdentityId(2)])
+        .unwrap();
     // NIC1 and NIC2 are busy receiving (NIC3 busy sending, which an ARP
     // reply does not care about: it steers what peers send to us).
     let mut now = 0;
@@ -471,11 +556,22 @@ fn arp_reply_of_multi_bound_guest_names_least_loaded_identity() {
 fn ipv6_neighbour_advertisement_option_is_rewritten() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let v6 = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    e.add_guest(vm(7), &[IpAddr::V6(Ipv6Addr::from(v6))]).unwrap();
+    e.add_guest(vm(7), &[IpAddr::V6(Ipv6Addr::from(v6))])
+        .unwrap();
     let g = e.guest_of_ip(IpAddr::V6(Ipv6Addr::from(v6))).unwrap();
     let mut f = vec![0u8; 86];
-    testkit::ipv6_na(&mut f, GW, vm(7), v6, [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    let TxDecision::Send { steering: Steering::Rewritten { mac, .. }, .. } = e.guest_transmit(0, g, &mut f) else {
+    testkit::ipv6_na(
+        &mut f,
+        GW,
+        vm(7),
+        v6,
+        [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    );
+    let TxDecision::Send {
+        steering: Steering::Rewritten { mac, .. },
+        ..
+    } = e.guest_transmit(0, g, &mut f)
+    else {
         panic!()
     };
     assert_eq!(&f[80..86], &mac.0);
@@ -486,10 +582,32 @@ fn ipv6_neighbour_advertisement_option_is_rewritten() {
 fn arp_probe_and_dad_use_the_claimed_address() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let mut f = vec![0u8; 60];
-    testkit::arp(&mut f, 1, MacAddr::BROADCAST, vm(3), [0; 4], MacAddr::default(), ip(3));
-    assert_eq!(sent_on(e.guest_transmit(0, GuestId(2), &mut f)), UplinkId(2));
-    testkit::arp(&mut f, 1, MacAddr::BROADCAST, vm(3), [0; 4], MacAddr::default(), ip(1));
-    assert_eq!(e.guest_transmit(0, GuestId(2), &mut f), TxDecision::Drop(DropReason::SpoofedIp));
+    testkit::arp(
+        &mut f,
+        1,
+        MacAddr::BROADCAST,
+        vm(3),
+        [0; 4],
+        MacAddr::default(),
+        ip(3),
+    );
+    assert_eq!(
+        sent_on(e.guest_transmit(0, GuestId(2), &mut f)),
+        UplinkId(2)
+    );
+    testkit::arp(
+        &mut f,
+        1,
+        MacAddr::BROADCAST,
+        vm(3),
+        [0; 4],
+        MacAddr::default(),
+        ip(1),
+    );
+    assert_eq!(
+        e.guest_transmit(0, GuestId(2), &mut f),
+        TxDecision::Drop(DropReason::SpoofedIp)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -513,23 +631,109 @@ fn receive_table() {
     };
     let arp_req = |tpa: [u8; 4]| {
         let mut f = vec![0u8; 60];
-        testkit::arp(&mut f, 1, MacAddr::BROADCAST, GW, GW_IP, MacAddr::default(), tpa);
+        testkit::arp(
+            &mut f,
+            1,
+            MacAddr::BROADCAST,
+            GW,
+            GW_IP,
+            MacAddr::default(),
+            tpa,
+        );
         f
     };
     let cases = vec![
-        Case { name: "identity + ip → guest", uplink: 1, frame: v4(nic(2), ip(2)), want: RxDecision::ToGuest { guest: GuestId(1) }, dst_after: Some(vm(2)) },
-        Case { name: "any identity the guest is reached at", uplink: 0, frame: v4(nic(1), ip(2)), want: RxDecision::ToGuest { guest: GuestId(1) }, dst_after: Some(vm(2)) },
-        Case { name: "identity not held here", uplink: 0, frame: v4(nic(2), ip(2)), want: RxDecision::Drop(DropReason::NotHolder), dst_after: None },
-        Case { name: "own stack", uplink: 0, frame: v4(nic(1), OWN_IP), want: RxDecision::ToOwnStack, dst_after: None },
-        Case { name: "unknown ip", uplink: 0, frame: v4(nic(1), [192, 168, 1, 99]), want: RxDecision::Drop(DropReason::UnknownDestination), dst_after: None },
-        Case { name: "guest mac in identity mode", uplink: 0, frame: v4(vm(1), ip(1)), want: RxDecision::Drop(DropReason::UnknownDestination), dst_after: None },
-        Case { name: "arp request for guest", uplink: 0, frame: arp_req(ip(3)), want: RxDecision::ToGuest { guest: GuestId(2) }, dst_after: Some(MacAddr::BROADCAST) },
-        Case { name: "arp request for own ip", uplink: 0, frame: arp_req(OWN_IP), want: RxDecision::ToOwnStack, dst_after: None },
-        Case { name: "gratuitous arp", uplink: 0, frame: arp_req(GW_IP), want: RxDecision::Flood, dst_after: None },
-        Case { name: "broadcast copy on another uplink", uplink: 1, frame: arp_req(ip(3)), want: RxDecision::Drop(DropReason::DuplicateBroadcast), dst_after: None },
-        Case { name: "ipv4 broadcast", uplink: 0, frame: v4(MacAddr::BROADCAST, [255; 4]), want: RxDecision::Flood, dst_after: None },
-        Case { name: "runt", uplink: 0, frame: vec![0; 10], want: RxDecision::Drop(DropReason::Runt), dst_after: None },
-        Case { name: "unknown uplink", uplink: 9, frame: v4(nic(1), ip(1)), want: RxDecision::Drop(DropReason::UnknownPort), dst_after: None },
+        Case {
+            name: "identity + ip → guest",
+            uplink: 1,
+            frame: v4(nic(2), ip(2)),
+            want: RxDecision::ToGuest { guest: GuestId(1) },
+            dst_after: Some(vm(2)),
+        },
+        Case {
+            name: "any identity the guest is reached at",
+            uplink: 0,
+            frame: v4(nic(1), ip(2)),
+            want: RxDecision::ToGuest { guest: GuestId(1) },
+            dst_after: Some(vm(2)),
+        },
+        Case {
+            name: "identity not held here",
+            uplink: 0,
+            frame: v4(nic(2), ip(2)),
+            want: RxDecision::Drop(DropReason::NotHolder),
+            dst_after: None,
+        },
+        Case {
+            name: "own stack",
+            uplink: 0,
+            frame: v4(nic(1), OWN_IP),
+            want: RxDecision::ToOwnStack,
+            dst_after: None,
+        },
+        Case {
+            name: "unknown ip",
+            uplink: 0,
+            frame: v4(nic(1), [192, 168, 1, 99]),
+            want: RxDecision::Drop(DropReason::UnknownDestination),
+            dst_after: None,
+        },
+        Case {
+            name: "guest mac in identity mode",
+            uplink: 0,
+            frame: v4(vm(1), ip(1)),
+            want: RxDecision::Drop(DropReason::UnknownDestination),
+            dst_after: None,
+        },
+        Case {
+            name: "arp request for guest",
+            uplink: 0,
+            frame: arp_req(ip(3)),
+            want: RxDecision::ToGuest { guest: GuestId(2) },
+            dst_after: Some(MacAddr::BROADCAST),
+        },
+        Case {
+            name: "arp request for own ip",
+            uplink: 0,
+            frame: arp_req(OWN_IP),
+            want: RxDecision::ToOwnStack,
+            dst_after: None,
+        },
+        Case {
+            name: "gratuitous arp",
+            uplink: 0,
+            frame: arp_req(GW_IP),
+            want: RxDecision::Flood,
+            dst_after: None,
+        },
+        Case {
+            name: "broadcast copy on another uplink",
+            uplink: 1,
+            frame: arp_req(ip(3)),
+            want: RxDecision::Drop(DropReason::DuplicateBroadcast),
+            dst_after: None,
+        },
+        Case {
+            name: "ipv4 broadcast",
+            uplink: 0,
+            frame: v4(MacAddr::BROADCAST, [255; 4]),
+            want: RxDecision::Flood,
+            dst_after: None,
+        },
+        Case {
+            name: "runt",
+            uplink: 0,
+            frame: vec![0; 10],
+            want: RxDecision::Drop(DropReason::Runt),
+            dst_after: None,
+        },
+        Case {
+            name: "unknown uplink",
+            uplink: 9,
+            frame: v4(nic(1), ip(1)),
+            want: RxDecision::Drop(DropReason::UnknownPort),
+            dst_after: None,
+        },
     ];
     for mut c in cases {
         let d = e.uplink_receive(0, UplinkId(c.uplink), &mut c.frame);
@@ -539,7 +743,13 @@ fn receive_table() {
         }
     }
     assert_eq!(e.guest_counters(GuestId(1)).unwrap().rx_frames, 2);
-    assert_eq!(e.uplink_counters(UplinkId(0)).unwrap().rx_drops.get(DropReason::NotHolder), 1);
+    assert_eq!(
+        e.uplink_counters(UplinkId(0))
+            .unwrap()
+            .rx_drops
+            .get(DropReason::NotHolder),
+        1
+    );
 }
 
 #[test]
@@ -547,7 +757,10 @@ fn arp_reply_to_identity_has_target_rewritten() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let mut f = vec![0u8; 60];
     testkit::arp(&mut f, 2, nic(1), GW, GW_IP, nic(1), ip(1));
-    assert_eq!(e.uplink_receive(0, UplinkId(0), &mut f), RxDecision::ToGuest { guest: GuestId(0) });
+    assert_eq!(
+        e.uplink_receive(0, UplinkId(0), &mut f),
+        RxDecision::ToGuest { guest: GuestId(0) }
+    );
     assert_eq!(&f[0..6], &vm(1).0);
     assert_eq!(&f[32..38], &vm(1).0);
 }
@@ -557,10 +770,16 @@ fn literal_mode_receives_at_guest_mac() {
     let mut e = example(Mode::Literal, [1000; 3]);
     let mut f = vec![0u8; 60];
     testkit::ipv4(&mut f, vm(2), GW, GW_IP, ip(2));
-    assert_eq!(e.uplink_receive(0, UplinkId(0), &mut f), RxDecision::ToGuest { guest: GuestId(1) });
+    assert_eq!(
+        e.uplink_receive(0, UplinkId(0), &mut f),
+        RxDecision::ToGuest { guest: GuestId(1) }
+    );
     assert_eq!(&f[0..6], &vm(2).0);
     e.bind(ipa(2), &[]).unwrap();
-    assert_eq!(e.uplink_receive(0, UplinkId(0), &mut f), RxDecision::Drop(DropReason::Denied));
+    assert_eq!(
+        e.uplink_receive(0, UplinkId(0), &mut f),
+        RxDecision::Drop(DropReason::Denied)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -575,7 +794,10 @@ fn failover_moves_identities_and_they_come_home() {
     let down = e.link_changed(now, UplinkId(1), false);
     assert_eq!(down.len(), 1);
     let m = down.as_slice()[0];
-    assert_eq!((m.identity, m.from, m.mac), (IdentityId(1), UplinkId(1), nic(2)));
+    assert_eq!(
+        (m.identity, m.from, m.mac),
+        (IdentityId(1), UplinkId(1), nic(2))
+    );
     assert_ne!(m.to, UplinkId(1));
     assert_eq!(e.held(m.to).len(), 2);
     // VM2 keeps sending, through the new holder, with its identity.
@@ -609,7 +831,15 @@ fn broadcast_uplink_moves_when_first_dies() {
     let mut e = example(Mode::Identity, [1000; 3]);
     e.link_changed(0, UplinkId(0), false);
     let mut f = vec![0u8; 60];
-    testkit::arp(&mut f, 1, MacAddr::BROADCAST, GW, GW_IP, MacAddr::default(), GW_IP);
+    testkit::arp(
+        &mut f,
+        1,
+        MacAddr::BROADCAST,
+        GW,
+        GW_IP,
+        MacAddr::default(),
+        GW_IP,
+    );
     assert_eq!(e.uplink_receive(0, UplinkId(1), &mut f), RxDecision::Flood);
 }
 
@@ -637,7 +867,9 @@ fn auto_spread_keeps_counts_even() {
     assert!(e.binding(ipa(1)).unwrap().is_empty());
     e.add_uplink(UplinkConfig::new(nic(1))).unwrap();
     e.add_uplink(UplinkConfig::new(nic(2))).unwrap();
-    let b: Vec<_> = (1..=4).map(|g| e.binding(ipa(g)).unwrap().first().unwrap().0).collect();
+    let b: Vec<_> = (1..=4)
+        .map(|g| e.binding(ipa(g)).unwrap().first().unwrap().0)
+        .collect();
     assert_eq!(b, [0, 1, 0, 1]);
 }
 
@@ -647,15 +879,24 @@ fn control_errors() {
     assert_eq!(e.add_guest(vm(1), &[ipa(50)]), Err(Error::DuplicateMac));
     assert_eq!(e.add_guest(nic(1), &[ipa(50)]), Err(Error::DuplicateMac));
     assert_eq!(e.add_guest(vm(50), &[ipa(1)]), Err(Error::DuplicateIp));
-    assert_eq!(e.add_guest(MacAddr([1, 0, 0, 0, 0, 1]), &[]), Err(Error::InvalidMac));
+    assert_eq!(
+        e.add_guest(MacAddr([1, 0, 0, 0, 0, 1]), &[]),
+        Err(Error::InvalidMac)
+    );
     assert_eq!(
         e.add_guest(vm(50), &[IpAddr::V4(Ipv4Addr::UNSPECIFIED)]),
         Err(Error::InvalidIp)
     );
     assert_eq!(e.bind(ipa(99), &[]), Err(Error::UnknownIp));
-    assert_eq!(e.bind(ipa(1), &[IdentityId(7)]), Err(Error::UnknownIdentity));
+    assert_eq!(
+        e.bind(ipa(1), &[IdentityId(7)]),
+        Err(Error::UnknownIdentity)
+    );
     assert_eq!(e.pin(IdentityId(9)), Err(Error::UnknownIdentity));
-    assert_eq!(e.set_exclusive(UplinkId(9), true), Err(Error::UnknownUplink));
+    assert_eq!(
+        e.set_exclusive(UplinkId(9), true),
+        Err(Error::UnknownUplink)
+    );
     let g = e.add_guest(vm(50), &[ipa(50)]).unwrap();
     e.remove_guest(g).unwrap();
     assert_eq!(e.remove_guest(g), Err(Error::UnknownGuest));
@@ -671,10 +912,7 @@ fn guests_fill_to_capacity_and_free_slots_reuse() {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 1, (g >> 8) as u8, g as u8 + 1));
         e.add_guest(mac, &[ip]).unwrap();
     }
-    assert_eq!(
-        e.add_guest(vm(1), &[ipa(1)]),
-        Err(Error::TooManyGuests)
-    );
+    assert_eq!(e.add_guest(vm(1), &[ipa(1)]), Err(Error::TooManyGuests));
     e.remove_guest(GuestId(5)).unwrap();
     assert_eq!(e.add_guest(vm(1), &[ipa(1)]), Ok(GuestId(5)));
     e.check_invariants().unwrap();
@@ -742,5 +980,53 @@ mod props {
                 }
             }
         }
+    }
+}
+
+mod operator_moves {
+    use crate::*;
+
+    fn engine() -> Engine {
+        let mut e = Engine::new(Config::DEFAULT);
+        for i in 1..=3u8 {
+            e.add_uplink(UplinkConfig::new(MacAddr([2, 0, 0, 0, 0, i])))
+                .unwrap();
+        }
+        e
+    }
+
+    #[test]
+    fn swap_exchanges_holders_and_reports_both_moves() {
+        let mut e = engine();
+        let moves = e.swap(5, IdentityId(0), IdentityId(2)).unwrap();
+        assert_eq!(moves.len(), 2);
+        assert_eq!(e.holder(IdentityId(0)), Some(UplinkId(2)));
+        assert_eq!(e.holder(IdentityId(2)), Some(UplinkId(0)));
+        e.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn swap_refuses_pinned_identities_exclusive_uplinks_and_unknown_ids() {
+        let mut e = engine();
+        e.pin(IdentityId(1)).unwrap();
+        assert_eq!(e.swap(5, IdentityId(0), IdentityId(1)), Err(Error::Pinned));
+        e.set_exclusive(UplinkId(2), true).unwrap();
+        assert_eq!(
+            e.swap(5, IdentityId(0), IdentityId(2)),
+            Err(Error::Exclusive)
+        );
+        assert_eq!(
+            e.swap(5, IdentityId(0), IdentityId(9)),
+            Err(Error::UnknownIdentity)
+        );
+        assert_eq!(e.holder(IdentityId(0)), Some(UplinkId(0)), "nothing moved");
+        e.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn rebalance_now_on_idle_uplinks_moves_nothing() {
+        let mut e = engine();
+        assert!(e.rebalance_now(1).is_empty());
+        assert_eq!(e.counters().rebalance_runs, 1);
     }
 }
