@@ -15,8 +15,10 @@ pub trait NicDatapath {
 
     /// Queues one frame of `len` bytes, written by `fill` straight into the
     /// driver's transmit buffer (`fill` gets exactly `len` bytes, of
-    /// unspecified content). The device does not see it until
-    /// [`NicDatapath::flush_tx`].
+    /// unspecified content). The frame is sent in order with the others;
+    /// it is only sure to reach the device at [`NicDatapath::flush_tx`]
+    /// (e1000 waits for the doorbell; a virtio device may pick it up
+    /// earlier if it is already busy sending).
     ///
     /// Errors: [`NicError::TxFull`] (not taken; retry later) and
     /// [`NicError::FrameLength`] (taken, dropped and counted; `fill` is not
@@ -63,8 +65,12 @@ pub trait NicControl {
     /// (the value last written to the MAC register).
     fn mac(&self) -> MacAddr;
 
-    /// Writes the primary MAC register. Frames to the old MAC are no longer
-    /// accepted (unless it is also a filter entry). Counts in `mac_writes`.
+    /// Writes the primary MAC register: the address the device's receive
+    /// filter matches. Frames to the old MAC are no longer accepted (unless
+    /// it is also a filter entry). It does not touch the source MAC of sent
+    /// frames, which is whatever the frame carries. Synchronous: done when
+    /// it returns (e1000: three register writes; virtio-net: one control
+    /// command round trip). Counts in `mac_writes`.
     fn set_mac(&mut self, mac: MacAddr) -> Result<(), NicError>;
 
     /// How many extra unicast addresses [`NicControl::set_filter`] takes
