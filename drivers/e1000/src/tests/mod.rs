@@ -421,3 +421,9 @@ fn dropping_the_driver_stops_dma() {
     assert_eq!(dev.reg(RCTL) & RCTL_EN, 0);
     assert_eq!(dev.reg(TCTL) & TCTL_EN, 0);
 }
+
+#[test]
+fn the_driver_can_live_in_a_static_mutex() {
+    fn assert_send<T: Send>() {}
+    assert_send::<E1000<TestHal, crate::Mmio>>();
+}

@@ -339,3 +339,9 @@ fn reset_restores_bring_up_state_and_keeps_counters() {
     let c = nic.counters();
     assert_eq!((c.rx_frames, c.mac_writes), (2, 1));
 }
+
+#[test]
+fn the_driver_can_live_in_a_static_mutex() {
+    fn assert_send<T: Send>() {}
+    assert_send::<VirtioNetNic<TestHal, virtio_drivers::transport::pci::PciTransport>>();
+}
