@@ -10,7 +10,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
 /// Boot stack size; the kernel runs on it for its whole life.
-pub const BOOT_STACK_BYTES: usize = 256 * 1024;
+pub const BOOT_STACK_BYTES: usize = 1024 * 1024;
 
 core::arch::global_asm!(
     r#"
@@ -29,6 +29,8 @@ core::arch::global_asm!(
 boot_pml4:   .skip 4096
 boot_pdpt:   .skip 4096
 boot_pd:     .skip 4096 * 4
+    .global boot_stack_bottom
+boot_stack_bottom:
 boot_stack:  .skip {stack}
 boot_stack_top:
 
@@ -135,4 +137,27 @@ extern "C" fn boot_entry64(start_info_paddr: u64) -> ! {
     });
     // SAFETY: `kernel_main` is the kernel's entry, called exactly once.
     unsafe { kernel_main(info) }
+}
+
+unsafe extern "C" {
+    static mut boot_stack_bottom: [u64; 8];
+}
+
+/// Written at the lowest words of the boot stack: a stack that grew past
+/// its end overwrote them. There is no guard page (the boot map uses 2 MiB
+/// pages), so this is how an overflow gets noticed.
+const STACK_CANARY: u64 = 0x5afe_57ac_cafe_f00d;
+
+/// Arms the stack canary; call once, early.
+pub fn arm_stack_canary() {
+    // SAFETY: the lowest 64 bytes of the boot stack; the stack pointer is
+    // far above them this early, and nothing else names this memory.
+    unsafe { core::ptr::addr_of_mut!(boot_stack_bottom).write_volatile([STACK_CANARY; 8]) };
+}
+
+/// `false` once the stack has grown into its last 64 bytes.
+pub fn stack_intact() -> bool {
+    // SAFETY: a read of the words `arm_stack_canary` wrote.
+    let words = unsafe { core::ptr::addr_of!(boot_stack_bottom).read_volatile() };
+    words.iter().all(|&w| w == STACK_CANARY)
 }

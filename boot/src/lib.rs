@@ -7,6 +7,8 @@
 #![no_std]
 
 mod entry;
+
+pub use entry::{arm_stack_canary, stack_intact};
 mod start_info;
 
 pub use start_info::{BootInfo, MemoryRegion, MemoryType, START_INFO_MAGIC};

@@ -9,8 +9,10 @@ extern crate alloc;
 
 mod console;
 mod cpu;
+mod domain;
 mod memory;
 mod nics;
+mod ownstack;
 mod power;
 mod serial;
 mod shell;
@@ -22,6 +24,7 @@ use core::panic::PanicInfo;
 #[unsafe(no_mangle)]
 pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
     time::start();
+    boot::arm_stack_canary();
     console::init();
     cpu::init_tables();
     let cmdline = info.map_or("", BootInfo::cmdline);
@@ -51,22 +54,30 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
     if power::init(info.and_then(|i| i.rsdp)).is_none() {
         println!("acpi: no power-off recipe; shutdown will try QEMU's fixed port");
     }
-    let nic_count = nics::discover();
+    let found = nics::discover();
+    let mut domain = domain::Domain::start(found, cmdline);
     cpu::init_wakeups();
     println!(
-        "aggdom ready: {nic_count} NICs, boot {} ms",
+        "aggdom ready: {} NICs, boot {} ms",
+        domain.nics.len(),
         time::now_ns() / 1_000_000
     );
 
     let mut shell = shell::Shell::new();
     shell.start();
     loop {
-        let mut busy = false;
+        if !boot::stack_intact() {
+            panic!("kernel stack overflow (canary at the stack's end overwritten)");
+        }
+        let now = time::now_ns();
+        let mut busy = domain.poll(now) > 0;
         while let Some(byte) = console::read_byte() {
-            shell.feed(byte);
+            shell.feed(&mut domain, byte);
             busy = true;
         }
+        shell.tick(&mut domain, now);
         if !busy {
+            // Nothing moved: sleep until the next timer tick (1 ms) or byte.
             cpu::idle();
         }
     }

@@ -1,16 +1,23 @@
 //! The console shell: one command per line, one reply, then the prompt.
-use crate::nics::{self, PciAddr};
-use crate::{console, memory, power, println, time};
+use crate::domain::{pci_text, Domain};
+use crate::{console, memory, power, print, println, time};
+use aggregation::{IdentityId, Mode, UplinkId};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::IpAddr;
 use line_editor::{Input, LineEditor, MAX_LINE};
 
 pub const PROMPT: &str = "aggdom> ";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+type Run = fn(&mut Domain, &[&str]) -> Result<(), String>;
+
 struct Command {
     name: &'static str,
     args: &'static str,
     help: &'static str,
-    run: fn(&[&str]) -> Result<(), &'static str>,
+    run: Run,
 }
 
 const COMMANDS: &[Command] = &[
@@ -29,8 +36,80 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "nics",
         args: "",
-        help: "list the NICs found: PCI address, id, kind, MAC, link",
+        help: "every NIC: PCI address, id, kind, MAC, link, role, counters",
         run: nics,
+    },
+    Command {
+        name: "nic",
+        args: "<n>",
+        help: "one NIC: MAC, filter, promiscuous, link, counters",
+        run: nic,
+    },
+    Command {
+        name: "guests",
+        args: "",
+        help: "guests: port, MAC, IPs",
+        run: guests,
+    },
+    Command {
+        name: "bindings",
+        args: "",
+        help: "each guest IP's identities, and who holds each identity",
+        run: bindings,
+    },
+    Command {
+        name: "bind",
+        args: "<ip> <id>[,<id>...]|none|auto",
+        help: "bind a guest IP to identities",
+        run: bind,
+    },
+    Command {
+        name: "pin",
+        args: "<identity>",
+        help: "keep an identity on its uplink",
+        run: pin,
+    },
+    Command {
+        name: "unpin",
+        args: "<identity>",
+        help: "let an identity move again",
+        run: unpin,
+    },
+    Command {
+        name: "exclusive",
+        args: "<uplink> on|off",
+        help: "an exclusive uplink never changes its MAC",
+        run: exclusive,
+    },
+    Command {
+        name: "swap",
+        args: "<identity> <identity>",
+        help: "swap two identities' uplinks",
+        run: swap,
+    },
+    Command {
+        name: "rebalance",
+        args: "",
+        help: "run a rebalance check now",
+        run: rebalance,
+    },
+    Command {
+        name: "mode",
+        args: "",
+        help: "the MAC steering mode",
+        run: mode,
+    },
+    Command {
+        name: "stats",
+        args: "",
+        help: "counters per uplink, guest and identity",
+        run: stats,
+    },
+    Command {
+        name: "watch",
+        args: "",
+        help: "stats every second until a key is pressed",
+        run: watch,
     },
     Command {
         name: "mem",
@@ -60,141 +139,466 @@ const COMMANDS: &[Command] = &[
 
 pub struct Shell {
     editor: LineEditor,
+    /// While watching: when the next stats print is due.
+    watch_next: Option<u64>,
 }
 
 impl Shell {
     pub const fn new() -> Self {
         Self {
             editor: LineEditor::new(),
+            watch_next: None,
         }
     }
 
     pub fn start(&self) {
-        crate::print!("{PROMPT}");
+        print!("{PROMPT}");
     }
 
     /// Feeds one input byte; runs a command when a line completes.
-    pub fn feed(&mut self, byte: u8) {
+    pub fn feed(&mut self, domain: &mut Domain, byte: u8) {
+        if self.watch_next.take().is_some() {
+            println!("(watch stopped)");
+            print!("{PROMPT}");
+            return;
+        }
         match self.editor.push(byte) {
             Input::Nothing => {}
             Input::Echo(bytes) => console::write_bytes(bytes),
             Input::EchoChar(c) => console::write_bytes(&[c]),
             Input::Line(line) => {
                 println!();
-                run_line(line);
-                crate::print!("{PROMPT}");
+                let watching = run_line(domain, line);
+                if watching {
+                    self.watch_next = Some(time::now_ns());
+                } else {
+                    print!("{PROMPT}");
+                }
             }
             Input::TooLong => {
                 println!();
-                println!("error: line too long (at most {} characters)", MAX_LINE);
-                crate::print!("{PROMPT}");
+                println!("error: line too long (at most {MAX_LINE} characters)");
+                print!("{PROMPT}");
             }
             Input::Cancelled => {
                 println!("^C");
-                crate::print!("{PROMPT}");
+                print!("{PROMPT}");
+            }
+        }
+    }
+
+    /// Called from the poll loop: prints `watch` output when due.
+    pub fn tick(&mut self, domain: &mut Domain, now: u64) {
+        if let Some(due) = self.watch_next {
+            if now >= due {
+                let _ = stats(domain, &[]);
+                println!("(press any key to stop)");
+                self.watch_next = Some(now + 1_000_000_000);
             }
         }
     }
 }
 
-fn run_line(line: &str) {
-    let mut words = [""; 8];
-    let mut count = 0;
-    for word in line.split_ascii_whitespace() {
-        if count == words.len() {
-            println!("error: too many arguments");
-            return;
-        }
-        words[count] = word;
-        count += 1;
+/// Runs one line; `true` when it started `watch`.
+fn run_line(domain: &mut Domain, line: &str) -> bool {
+    let words: Vec<&str> = line.split_ascii_whitespace().take(9).collect();
+    if words.len() > 8 {
+        println!("error: too many arguments");
+        return false;
     }
-    let Some((&name, args)) = words[..count].split_first() else {
-        return;
+    let Some((&name, args)) = words.split_first() else {
+        return false;
     };
     match COMMANDS.iter().find(|c| c.name == name) {
-        Some(cmd) => {
-            if let Err(msg) = (cmd.run)(args) {
-                println!("error: {msg} (usage: {} {})", cmd.name, cmd.args);
+        Some(cmd) => match (cmd.run)(domain, args) {
+            Ok(()) => cmd.name == "watch",
+            Err(msg) => {
+                if cmd.args.is_empty() {
+                    println!("error: {msg}");
+                } else {
+                    println!("error: {msg} (usage: {} {})", cmd.name, cmd.args);
+                }
+                false
             }
+        },
+        None => {
+            println!("error: unknown command '{name}' (try 'help')");
+            false
         }
-        None => println!("error: unknown command '{name}' (try 'help')"),
     }
 }
 
-fn no_args(args: &[&str]) -> Result<(), &'static str> {
+fn no_args(args: &[&str]) -> Result<(), String> {
     if args.is_empty() {
         Ok(())
     } else {
-        Err("takes no arguments")
+        Err("takes no arguments".into())
     }
 }
 
-fn help(args: &[&str]) -> Result<(), &'static str> {
+fn datapath(domain: &mut Domain) -> Result<&mut datapath::Datapath, String> {
+    domain
+        .dp
+        .as_mut()
+        .ok_or_else(|| String::from("no datapath: the configuration was rejected at boot"))
+}
+
+fn parse_number(s: &str, what: &str) -> Result<u8, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not a {what} number"))
+}
+
+fn help(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     for c in COMMANDS {
         let usage = if c.args.is_empty() {
             c.name.into()
         } else {
-            alloc::format!("{} {}", c.name, c.args)
+            format!("{} {}", c.name, c.args)
         };
-        println!("  {usage:<28} {}", c.help);
+        println!("  {usage:<38} {}", c.help);
     }
     Ok(())
 }
 
-fn version(args: &[&str]) -> Result<(), &'static str> {
+fn version(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     println!("aggdom {VERSION}");
     Ok(())
 }
 
-fn nics(args: &[&str]) -> Result<(), &'static str> {
+fn nics(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     println!(
-        "{:<3} {:<8} {:<10} {:<11} {:<18} link",
-        "#", "pci", "id", "kind", "mac"
+        "{:<3} {:<8} {:<10} {:<11} {:<18} {:<5} {:<9} {:<10} {:<10} {:<8} {:<10} {:<10} {:<6} {}",
+        "#",
+        "pci",
+        "id",
+        "kind",
+        "mac",
+        "link",
+        "role",
+        "rx_frames",
+        "tx_frames",
+        "rx_drops",
+        "rx_bytes",
+        "tx_bytes",
+        "promisc",
+        "mac_writes"
     );
-    nics::with_functions(|functions| {
-        let usable = functions
-            .iter()
-            .filter_map(|f| Some((f, f.nic.as_ref()?)))
-            .filter(|(_, n)| n.problem.is_none());
-        for (index, (f, nic)) in usable.enumerate() {
-            let mac = nic.mac.map(|m| alloc::format!("{m}")).unwrap_or_default();
-            println!(
-                "{index:<3} {:<8} {:04x}:{:04x}  {:<11} {mac:<18} {}",
-                alloc::format!("{}", PciAddr(f.at)),
-                f.vendor_id,
-                f.device_id,
-                nic.kind.name(),
-                if nic.link_up { "up" } else { "down" }
-            );
-        }
-    });
+    for i in 0..domain.nics.len() {
+        let (at, vendor, device, kind) = {
+            let s = &domain.nics[i];
+            (s.at, s.vendor_id, s.device_id, s.kind)
+        };
+        let role = domain.role_name(i);
+        let Some(nic) = domain.nic_mut(i) else {
+            continue;
+        };
+        let c = nic.counters();
+        println!(
+            "{i:<3} {:<8} {vendor:04x}:{device:04x}  {:<11} {:<18} {:<5} {role:<9} {:<10} {:<10} {:<8} {:<10} {:<10} {:<6} {}",
+            pci_text(at),
+            kind.name(),
+            format!("{}", nic.mac()),
+            if nic.link_up() { "up" } else { "down" },
+            c.rx_frames,
+            c.tx_frames,
+            c.rx_drops,
+            c.rx_bytes,
+            c.tx_bytes,
+            if nic.promiscuous() { "on" } else { "off" },
+            c.mac_writes,
+        );
+    }
     Ok(())
 }
 
-fn mem(args: &[&str]) -> Result<(), &'static str> {
+fn nic(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    let [n] = args else {
+        return Err("expects one NIC number".into());
+    };
+    let i = usize::from(parse_number(n, "NIC")?);
+    let role = domain.role_name(i);
+    let (at, kind) = domain
+        .nics
+        .get(i)
+        .map(|s| (s.at, s.kind))
+        .ok_or_else(|| format!("no NIC {i}"))?;
+    let nic = domain.nic_mut(i).ok_or_else(|| format!("no NIC {i}"))?;
+    let c = nic.counters();
+    println!("nic {i}: {} {} ({role})", pci_text(at), kind.name());
+    println!("  mac {} (factory {})", nic.mac(), nic.permanent_mac());
+    let filter: Vec<String> = nic.filter().iter().map(|m| format!("{m}")).collect();
+    println!(
+        "  filter {}/{} slots: {}",
+        filter.len(),
+        nic.filter_slots(),
+        if filter.is_empty() {
+            "-".into()
+        } else {
+            filter.join(" ")
+        }
+    );
+    println!(
+        "  promiscuous {}, all-multicast {}",
+        on_off(nic.promiscuous()),
+        on_off(nic.all_multicast())
+    );
+    println!("  link {}", if nic.link_up() { "up" } else { "down" });
+    println!(
+        "  rx frames {} bytes {} drops {} missed {} errors {}",
+        c.rx_frames, c.rx_bytes, c.rx_drops, c.rx_missed, c.rx_errors
+    );
+    println!(
+        "  tx frames {} bytes {} drops {} errors {}",
+        c.tx_frames, c.tx_bytes, c.tx_drops, c.tx_errors
+    );
+    println!(
+        "  mac writes {} filter writes {} link changes {}",
+        c.mac_writes, c.filter_writes, c.link_changes
+    );
+    Ok(())
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn guests(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    let ports: Vec<(u16, usize)> = domain
+        .nics
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match n.role {
+            datapath::Role::Guest(g) => Some((g.0, i)),
+            _ => None,
+        })
+        .collect();
+    let dp = datapath(domain)?;
+    println!(
+        "{:<6} {:<10} {:<6} {:<18} ips",
+        "guest", "name", "nic", "mac"
+    );
+    for (g, info) in dp.guests() {
+        let nic = ports
+            .iter()
+            .find(|(id, _)| *id == g.0)
+            .map_or(String::from("-"), |(_, i)| format!("{i}"));
+        let ips: Vec<String> = info.ips.iter().map(|ip| format!("{ip}")).collect();
+        println!(
+            "{:<6} {:<10} {nic:<6} {:<18} {}",
+            g.0,
+            info.name,
+            format!("{}", info.mac),
+            ips.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn identity_list(set: aggregation::IdentitySet) -> String {
+    let ids: Vec<String> = set.iter().map(|i| format!("{}", i.0)).collect();
+    if ids.is_empty() {
+        String::from("none (denied)")
+    } else {
+        ids.join(",")
+    }
+}
+
+fn bindings(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    let dp = datapath(domain)?;
+    println!("{:<16} {:<8} identities", "ip", "guest");
+    for (g, info) in dp.guests() {
+        for ip in &info.ips {
+            let set = dp.engine().binding(*ip).unwrap_or_default();
+            println!("{:<16} {:<8} {}", format!("{ip}"), g.0, identity_list(set));
+        }
+    }
+    let e = dp.engine();
+    println!("{:<9} {:<18} {:<7} pinned", "identity", "mac", "holder");
+    for i in 0..e.identity_count() {
+        let id = IdentityId(i as u8);
+        let holder = e
+            .holder(id)
+            .map_or(String::from("-"), |u| format!("{}", u.0));
+        let mac = e.identity_mac(id).map_or(String::new(), |m| format!("{m}"));
+        println!(
+            "{i:<9} {mac:<18} {holder:<7} {}",
+            if e.is_pinned(id) { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse().map_err(|_| format!("'{s}' is not an IP address"))
+}
+
+fn bind(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    let [ip, ids] = args else {
+        return Err("expects an IP and identities".into());
+    };
+    let ip = parse_ip(ip)?;
+    let dp = datapath(domain)?;
+    let result = match *ids {
+        "none" => dp.engine_mut().bind(ip, &[]),
+        "auto" => dp.engine_mut().bind_auto(ip),
+        list => {
+            let ids = list
+                .split(',')
+                .map(|s| parse_number(s, "identity").map(IdentityId))
+                .collect::<Result<Vec<_>, _>>()?;
+            dp.engine_mut().bind(ip, &ids)
+        }
+    };
+    result.map_err(|e| format!("{e}"))?;
+    println!(
+        "{ip} bound to {}",
+        identity_list(dp.engine().binding(ip).unwrap_or_default())
+    );
+    Ok(())
+}
+
+fn pin(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    let [id] = args else {
+        return Err("expects one identity".into());
+    };
+    let id = IdentityId(parse_number(id, "identity")?);
+    datapath(domain)?
+        .engine_mut()
+        .pin(id)
+        .map_err(|e| format!("{e}"))?;
+    println!("identity {} pinned", id.0);
+    Ok(())
+}
+
+fn unpin(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    let [id] = args else {
+        return Err("expects one identity".into());
+    };
+    let id = IdentityId(parse_number(id, "identity")?);
+    datapath(domain)?
+        .engine_mut()
+        .unpin(id)
+        .map_err(|e| format!("{e}"))?;
+    println!("identity {} unpinned", id.0);
+    Ok(())
+}
+
+fn exclusive(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    let [u, state] = args else {
+        return Err("expects an uplink and on|off".into());
+    };
+    let u = UplinkId(parse_number(u, "uplink")?);
+    let on = match *state {
+        "on" => true,
+        "off" => false,
+        _ => return Err(format!("'{state}' is not on|off")),
+    };
+    datapath(domain)?
+        .engine_mut()
+        .set_exclusive(u, on)
+        .map_err(|e| format!("{e}"))?;
+    println!("uplink {} exclusive {}", u.0, on_off(on));
+    Ok(())
+}
+
+fn swap(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    let [a, b] = args else {
+        return Err("expects two identities".into());
+    };
+    let (a, b) = (
+        IdentityId(parse_number(a, "identity")?),
+        IdentityId(parse_number(b, "identity")?),
+    );
+    let dp = datapath(domain)?;
+    let moves = dp
+        .engine_mut()
+        .swap(time::now_ns(), a, b)
+        .map_err(|e| format!("{e}"))?;
+    dp.apply_moves(&moves);
+    for m in moves.iter() {
+        println!(
+            "identity {} ({}) moved uplink {} -> {}",
+            m.identity.0, m.mac, m.from.0, m.to.0
+        );
+    }
+    Ok(())
+}
+
+fn rebalance(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    let dp = datapath(domain)?;
+    let moves = dp.engine_mut().rebalance_now(time::now_ns());
+    dp.apply_moves(&moves);
+    if moves.is_empty() {
+        println!("balanced: no move needed");
+    }
+    for m in moves.iter() {
+        println!(
+            "identity {} ({}) moved uplink {} -> {}",
+            m.identity.0, m.mac, m.from.0, m.to.0
+        );
+    }
+    Ok(())
+}
+
+fn mode(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    let dp = datapath(domain)?;
+    println!(
+        "mode {}",
+        match dp.engine().mode() {
+            Mode::Identity => "identity",
+            Mode::Literal => "literal",
+        }
+    );
+    Ok(())
+}
+
+fn stats(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    let uptime_ms = time::now_ns() / 1_000_000;
+    let dp = datapath(domain)?;
+    let snap = aggdom_metrics::Snapshot::take(dp, uptime_ms);
+    print!("{}", aggdom_metrics::render_tables(&snap));
+    Ok(())
+}
+
+fn watch(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    datapath(domain)?;
+    Ok(())
+}
+
+fn mem(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     let (used, free) = memory::heap_used_free();
     println!("heap used {used} bytes, free {free} bytes");
     Ok(())
 }
 
-fn uptime(args: &[&str]) -> Result<(), &'static str> {
+fn uptime(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     let ms = time::now_ns() / 1_000_000;
     println!("uptime {}.{:03} s", ms / 1000, ms % 1000);
     Ok(())
 }
 
-fn shutdown(args: &[&str]) -> Result<(), &'static str> {
+fn shutdown(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     println!("shutting down");
     power::shutdown()
 }
 
-fn fault(args: &[&str]) -> Result<(), &'static str> {
+fn fault(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     match args {
         ["int3"] => x86_64::instructions::interrupts::int3(),
         ["pagefault"] => {
@@ -204,7 +608,7 @@ fn fault(args: &[&str]) -> Result<(), &'static str> {
             println!("read {v:#x}: no fault?");
         }
         ["panic"] => panic!("deliberate panic from the console"),
-        _ => return Err("expects one of int3, pagefault, panic"),
+        _ => return Err("expects one of int3, pagefault, panic".into()),
     }
     Ok(())
 }

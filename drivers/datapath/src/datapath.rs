@@ -63,7 +63,9 @@ pub struct GuestInfo {
 }
 
 pub struct Datapath {
-    engine: Engine,
+    /// Boxed: the engine's tables are ~100 KiB, too much to move around on
+    /// a kernel stack.
+    engine: Box<Engine>,
     /// Indexed by `UplinkId`; `None` only while that uplink is being polled.
     uplinks: Vec<Option<Box<dyn Nic>>>,
     /// Indexed by `GuestId`; `None` for removed guests and while polled.
@@ -91,7 +93,7 @@ impl Datapath {
     /// An empty datapath; `own_queue` frames of room each way for the own stack.
     pub fn new(config: aggregation::Config, own_queue: usize) -> Self {
         Self {
-            engine: Engine::new(config),
+            engine: Box::new(Engine::new(config)),
             uplinks: Vec::new(),
             ports: Vec::new(),
             guests: Vec::new(),

@@ -30,8 +30,30 @@ const RX_QUEUE: u16 = 0;
 const TX_QUEUE: u16 = 1;
 const CTRL_QUEUE: u16 = 2;
 
-/// How many status reads a bounded wait (reset, control command) may take.
-const SPIN_LIMIT: u32 = 1_000_000;
+/// How long a bounded wait (reset, control command) may take, in TSC
+/// cycles: ~1.6 s at 2.6 GHz. It is a time, not a count of reads, because
+/// QEMU answers control commands from its I/O thread (ioeventfd), which on a
+/// busy 2-core host under TCG can lag the notify by many milliseconds.
+const WAIT_CYCLES: u64 = 1 << 32;
+
+fn tsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Polls `done` until it holds or `WAIT_CYCLES` have passed.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let start = tsc();
+    loop {
+        if done() {
+            return true;
+        }
+        if tsc().wrapping_sub(start) > WAIT_CYCLES {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+}
 
 const RX_BUFS_OFFSET: usize = 0;
 const TX_BUFS_OFFSET: usize = QUEUE_LEN * BUF_LEN;
@@ -153,7 +175,7 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
 
     fn reset_device(transport: &mut T) -> Result<(), VirtioNetError> {
         transport.set_status(DeviceStatus::empty());
-        if (0..SPIN_LIMIT).any(|_| transport.get_status() == DeviceStatus::empty()) {
+        if wait_until(|| transport.get_status() == DeviceStatus::empty()) {
             Ok(())
         } else {
             Err(VirtioNetError::ResetTimeout)
@@ -318,7 +340,7 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
         let token =
             unsafe { queue.add(inputs, &mut [&mut ack[..1]]) }.map_err(|_| NicError::Timeout)?;
         transport.notify(CTRL_QUEUE);
-        if !(0..SPIN_LIMIT).any(|_| queue.peek_used() == Some(token)) {
+        if !wait_until(|| queue.peek_used() == Some(token)) {
             self.ctrl_broken = true;
             return Err(NicError::Timeout);
         }

@@ -1,0 +1,178 @@
+//! The running domain: the NICs found, the datapath built from the
+//! configuration, and the own IP stack; polled from the main loop.
+use crate::nics::{FoundNic, PciAddr};
+use crate::ownstack::OwnStack;
+use crate::{println, time};
+use aggdom_config::NicAddress;
+use alloc::string::String;
+use alloc::vec::Vec;
+use datapath::{Datapath, Role};
+use nic::Nic;
+use pci::{DeviceFunction, NicKind};
+
+/// A usable NIC and what it serves as.
+pub struct NicSlot {
+    pub at: DeviceFunction,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    pub kind: NicKind,
+    pub role: Role,
+}
+
+pub struct Domain {
+    /// Usable NICs in PCI order: `nics` and `nic <n>` number them so.
+    pub nics: Vec<NicSlot>,
+    /// `None` when the configuration was rejected.
+    pub dp: Option<Datapath>,
+    pub own: Option<OwnStack>,
+}
+
+impl Domain {
+    /// Builds the datapath from `cmdline`; a bad configuration is reported
+    /// and leaves every NIC idle (the console still works).
+    pub fn start(found: Vec<FoundNic>, cmdline: &str) -> Domain {
+        let mut meta = Vec::new();
+        let mut drivers = Vec::new();
+        for f in found {
+            if let Ok(nic) = f.driver {
+                meta.push((f.at, f.vendor_id, f.device_id, f.kind));
+                drivers.push(nic);
+            }
+        }
+        let addresses: Vec<NicAddress> = meta
+            .iter()
+            .map(|(at, ..)| NicAddress {
+                bus: at.bus,
+                device: at.device,
+                function: at.function,
+            })
+            .collect();
+        let slots = |roles: Vec<Role>| -> Vec<NicSlot> {
+            meta.iter()
+                .zip(roles)
+                .map(|(&(at, vendor_id, device_id, kind), role)| NicSlot {
+                    at,
+                    vendor_id,
+                    device_id,
+                    kind,
+                    role,
+                })
+                .collect()
+        };
+        let plan = match aggdom_config::parse(cmdline) {
+            Ok(plan) => plan,
+            Err(e) => {
+                println!("config: {e}; datapath not started");
+                return Domain {
+                    nics: slots(drivers.into_iter().map(Role::Spare).collect()),
+                    dp: None,
+                    own: None,
+                };
+            }
+        };
+        match datapath::build(&plan, drivers, &addresses) {
+            Ok(built) => {
+                let mut dp = built.datapath;
+                let own = plan.own.map(|o| {
+                    let mac = dp
+                        .engine()
+                        .identity_mac(aggregation::IdentityId(o.identity as u8))
+                        .map_or([2, 0, 0, 0, 0, 1], |m| m.0);
+                    let now = time::now_ns();
+                    OwnStack::new(
+                        &mut dp,
+                        mac,
+                        o.ip,
+                        o.prefix,
+                        o.gateway,
+                        now / 1_000_000,
+                        now,
+                    )
+                });
+                let domain = Domain {
+                    nics: slots(built.roles),
+                    dp: Some(dp),
+                    own,
+                };
+                domain.print_roles();
+                domain
+            }
+            Err((e, back)) => {
+                println!("config: {e}; datapath not started");
+                let roles = if back.len() == meta.len() {
+                    back.into_iter().map(Role::Spare).collect()
+                } else {
+                    Vec::new()
+                };
+                Domain {
+                    nics: slots(roles),
+                    dp: None,
+                    own: None,
+                }
+            }
+        }
+    }
+
+    fn print_roles(&self) {
+        let mut uplinks = String::new();
+        let mut guests = String::new();
+        for (i, n) in self.nics.iter().enumerate() {
+            match n.role {
+                Role::Uplink(u) => uplinks += &alloc::format!(" {i}(uplink {})", u.0),
+                Role::Guest(g) => guests += &alloc::format!(" {i}(guest {})", g.0),
+                Role::Spare(_) => {}
+            }
+        }
+        let mode = self.dp.as_ref().map_or("-", |dp| match dp.engine().mode() {
+            aggregation::Mode::Identity => "identity",
+            aggregation::Mode::Literal => "literal",
+        });
+        println!(
+            "datapath: mode {mode}; uplinks:{uplinks}; guest ports:{}",
+            if guests.is_empty() { " none" } else { &guests }
+        );
+        if let Some(own) = &self.own {
+            println!(
+                "own stack: {} at {}, HTTP /metrics on port {}",
+                own.ip,
+                nic::MacAddr(own.mac.0),
+                crate::ownstack::HTTP_PORT
+            );
+        }
+    }
+
+    /// The NIC numbered `index` by `nics`, whatever its role.
+    pub fn nic_mut(&mut self, index: usize) -> Option<&mut dyn Nic> {
+        let slot = self.nics.get_mut(index)?;
+        match &mut slot.role {
+            Role::Spare(nic) => Some(&mut **nic),
+            Role::Uplink(u) => self.dp.as_mut()?.uplink(*u).map(|n| n as &mut dyn Nic),
+            Role::Guest(g) => self.dp.as_mut()?.guest_nic(*g),
+        }
+    }
+
+    pub fn role_name(&self, index: usize) -> String {
+        match self.nics.get(index).map(|n| &n.role) {
+            Some(Role::Uplink(u)) => alloc::format!("uplink {}", u.0),
+            Some(Role::Guest(g)) => alloc::format!("guest {}", g.0),
+            Some(Role::Spare(_)) => String::from("spare"),
+            None => String::new(),
+        }
+    }
+
+    /// One round of the datapath and the own stack; returns frames moved.
+    pub fn poll(&mut self, now_ns: u64) -> usize {
+        let Some(dp) = self.dp.as_mut() else { return 0 };
+        let mut work = dp.poll(now_ns);
+        if let Some(own) = self.own.as_mut() {
+            let before = dp.own_queues().1.len();
+            own.poll(dp, now_ns / 1_000_000);
+            work += dp.own_queues().1.len().saturating_sub(before);
+        }
+        work
+    }
+}
+
+pub fn pci_text(at: DeviceFunction) -> String {
+    alloc::format!("{}", PciAddr(at))
+}
