@@ -24,7 +24,10 @@ pub enum CopyDir<'a> {
 
 impl Default for CopyDir<'_> {
     fn default() -> Self {
-        Self::FromForeign { src: GrantAddr::default(), dst: &mut [] }
+        Self::FromForeign {
+            src: GrantAddr::default(),
+            dst: &mut [],
+        }
     }
 }
 
@@ -40,19 +43,28 @@ pub struct GrantCopy<'a> {
 
 impl Default for GrantCopy<'_> {
     fn default() -> Self {
-        Self { dir: CopyDir::default(), status: GrantStatus::GeneralError }
+        Self {
+            dir: CopyDir::default(),
+            status: GrantStatus::GeneralError,
+        }
     }
 }
 
 impl<'a> GrantCopy<'a> {
     /// Copy `dst.len()` bytes from a foreign grant into `dst`.
     pub fn from_foreign(src: GrantAddr, dst: &'a mut [u8]) -> Self {
-        Self { dir: CopyDir::FromForeign { src, dst }, status: GrantStatus::GeneralError }
+        Self {
+            dir: CopyDir::FromForeign { src, dst },
+            status: GrantStatus::GeneralError,
+        }
     }
 
     /// Copy `src` into a foreign grant.
     pub fn to_foreign(src: &'a [u8], dst: GrantAddr) -> Self {
-        Self { dir: CopyDir::ToForeign { src, dst }, status: GrantStatus::GeneralError }
+        Self {
+            dir: CopyDir::ToForeign { src, dst },
+            status: GrantStatus::GeneralError,
+        }
     }
 
     /// Bytes this operation copies.

@@ -58,8 +58,13 @@ struct Grant {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PortState {
-    Unbound { remote: DomId },
-    Interdomain { remote: DomId, remote_port: EvtchnPort },
+    Unbound {
+        remote: DomId,
+    },
+    Interdomain {
+        remote: DomId,
+        remote_port: EvtchnPort,
+    },
 }
 
 struct Port {
@@ -76,8 +81,7 @@ struct Domain {
 
 /// A mapped grant, as the fake's [`GrantOps::map_grant`] returns it.
 pub struct FakeMapping {
-    owner: DomId,
-    gref: GrantRef,
+    handle: u64,
     page: Arc<FakePage>,
 }
 
@@ -105,13 +109,23 @@ pub struct FakeHypervisor {
     domains: BTreeMap<DomId, Domain>,
     store: Store,
     stats: FakeStats,
+    /// Live mappings by handle: which grant each maps.
+    maps: BTreeMap<u64, (DomId, GrantRef)>,
+    next_handle: u64,
 }
 
 impl FakeHypervisor {
     /// A fake Xen in which the backend is domain `me`; domain 0 (the
     /// toolstack) and `me` exist, with their xenstore homes.
     pub fn new(me: DomId) -> Self {
-        let mut hv = Self { me, domains: BTreeMap::new(), store: Store::new(), stats: FakeStats::default() };
+        let mut hv = Self {
+            me,
+            domains: BTreeMap::new(),
+            store: Store::new(),
+            stats: FakeStats::default(),
+            maps: BTreeMap::new(),
+            next_handle: 1,
+        };
         hv.add_domain(0);
         hv.add_domain(me);
         hv
@@ -119,8 +133,13 @@ impl FakeHypervisor {
 
     /// Creates domain `id` (a guest) and its `/local/domain/<id>` node.
     pub fn add_domain(&mut self, id: DomId) {
-        self.domains.entry(id).or_insert_with(|| Domain { next_gref: 8, ..Domain::default() });
-        let _ = self.store.mkdir(0, Transaction::NONE, &format!("/local/domain/{id}"));
+        self.domains.entry(id).or_insert_with(|| Domain {
+            next_gref: 8,
+            ..Domain::default()
+        });
+        let _ = self
+            .store
+            .mkdir(0, Transaction::NONE, &format!("/local/domain/{id}"));
     }
 
     /// Destroys domain `id`: its grants vanish (pages stay alive only in
@@ -140,7 +159,9 @@ impl FakeHypervisor {
             }
         }
         self.store.drop_connection(id);
-        let _ = self.store.rm(0, Transaction::NONE, &format!("/local/domain/{id}"));
+        let _ = self
+            .store
+            .rm(0, Transaction::NONE, &format!("/local/domain/{id}"));
     }
 
     /// Models the backend domain restarting in place (same domain id, as
@@ -149,7 +170,11 @@ impl FakeHypervisor {
     /// transactions are forgotten. Xenstore contents and other domains stay.
     pub fn restart_self(&mut self) {
         let me = self.me;
-        let ports: Vec<EvtchnPort> = self.domains.get(&me).map(|d| d.ports.keys().copied().collect()).unwrap_or_default();
+        let ports: Vec<EvtchnPort> = self
+            .domains
+            .get(&me)
+            .map(|d| d.ports.keys().copied().collect())
+            .unwrap_or_default();
         for p in ports {
             let _ = self.close_as(me, p);
         }
@@ -160,6 +185,7 @@ impl FakeHypervisor {
                 }
             }
         }
+        self.maps.clear();
         self.stats.live_maps = 0;
         self.store.drop_connection(me);
     }
@@ -177,11 +203,25 @@ impl FakeHypervisor {
     }
 
     /// `owner` grants `page` (possibly already granted elsewhere) to `grantee`.
-    pub fn grant_existing(&mut self, owner: DomId, grantee: DomId, page: Arc<FakePage>, readonly: bool) -> Option<GrantRef> {
+    pub fn grant_existing(
+        &mut self,
+        owner: DomId,
+        grantee: DomId,
+        page: Arc<FakePage>,
+        readonly: bool,
+    ) -> Option<GrantRef> {
         let d = self.domains.get_mut(&owner)?;
         let gref = d.next_gref;
         d.next_gref = d.next_gref.checked_add(1)?;
-        d.grants.insert(gref, Grant { page, grantee, readonly, maps: 0 });
+        d.grants.insert(
+            gref,
+            Grant {
+                page,
+                grantee,
+                readonly,
+                maps: 0,
+            },
+        );
         Some(gref)
     }
 
@@ -193,7 +233,9 @@ impl FakeHypervisor {
     /// `owner` ends a grant (`gnttab_end_foreign_access`). False if it was
     /// still mapped (Xen refuses then) or does not exist.
     pub fn revoke_grant(&mut self, owner: DomId, gref: GrantRef) -> bool {
-        let Some(d) = self.domains.get_mut(&owner) else { return false };
+        let Some(d) = self.domains.get_mut(&owner) else {
+            return false;
+        };
         match d.grants.get(&gref) {
             Some(g) if g.maps == 0 => {
                 d.grants.remove(&gref);
@@ -211,13 +253,26 @@ impl FakeHypervisor {
             return Err(XenError::Srch);
         }
         let d = self.domains.get_mut(&dom).ok_or(XenError::Srch)?;
-        let port = (1..).find(|p| !d.ports.contains_key(p)).ok_or(XenError::NoSpc)?;
-        d.ports.insert(port, Port { state: PortState::Unbound { remote }, pending: false });
+        let port = (1..)
+            .find(|p| !d.ports.contains_key(p))
+            .ok_or(XenError::NoSpc)?;
+        d.ports.insert(
+            port,
+            Port {
+                state: PortState::Unbound { remote },
+                pending: false,
+            },
+        );
         Ok(port)
     }
 
     /// `dom` binds to `remote`'s unbound `remote_port`.
-    pub fn bind_interdomain_as(&mut self, dom: DomId, remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
+    pub fn bind_interdomain_as(
+        &mut self,
+        dom: DomId,
+        remote: DomId,
+        remote_port: EvtchnPort,
+    ) -> Result<EvtchnPort, XenError> {
         let ok = self
             .domains
             .get(&remote)
@@ -231,21 +286,46 @@ impl FakeHypervisor {
         let local = self.alloc_unbound_as(dom, remote)?;
         let d = self.domains.get_mut(&dom).ok_or(XenError::Srch)?;
         if let Some(p) = d.ports.get_mut(&local) {
-            p.state = PortState::Interdomain { remote, remote_port };
+            p.state = PortState::Interdomain {
+                remote,
+                remote_port,
+            };
             // Xen marks the new local port pending on bind.
             p.pending = true;
         }
-        if let Some(p) = self.domains.get_mut(&remote).and_then(|d| d.ports.get_mut(&remote_port)) {
-            p.state = PortState::Interdomain { remote: dom, remote_port: local };
+        if let Some(p) = self
+            .domains
+            .get_mut(&remote)
+            .and_then(|d| d.ports.get_mut(&remote_port))
+        {
+            p.state = PortState::Interdomain {
+                remote: dom,
+                remote_port: local,
+            };
         }
         Ok(local)
     }
 
     /// `dom` notifies through `port`.
     pub fn send_as(&mut self, dom: DomId, port: EvtchnPort) -> Result<(), XenError> {
-        let state = self.domains.get(&dom).ok_or(XenError::Srch)?.ports.get(&port).ok_or(XenError::Inval)?.state;
-        if let PortState::Interdomain { remote, remote_port } = state {
-            if let Some(p) = self.domains.get_mut(&remote).and_then(|d| d.ports.get_mut(&remote_port)) {
+        let state = self
+            .domains
+            .get(&dom)
+            .ok_or(XenError::Srch)?
+            .ports
+            .get(&port)
+            .ok_or(XenError::Inval)?
+            .state;
+        if let PortState::Interdomain {
+            remote,
+            remote_port,
+        } = state
+        {
+            if let Some(p) = self
+                .domains
+                .get_mut(&remote)
+                .and_then(|d| d.ports.get_mut(&remote_port))
+            {
                 p.pending = true;
             }
         }
@@ -254,7 +334,11 @@ impl FakeHypervisor {
 
     /// Tests and clears `dom`'s pending bit for `port`.
     pub fn take_pending_as(&mut self, dom: DomId, port: EvtchnPort) -> bool {
-        match self.domains.get_mut(&dom).and_then(|d| d.ports.get_mut(&port)) {
+        match self
+            .domains
+            .get_mut(&dom)
+            .and_then(|d| d.ports.get_mut(&port))
+        {
             Some(p) => core::mem::replace(&mut p.pending, false),
             None => false,
         }
@@ -262,9 +346,23 @@ impl FakeHypervisor {
 
     /// `dom` closes `port`; the other end becomes unbound (waiting for `dom`).
     pub fn close_as(&mut self, dom: DomId, port: EvtchnPort) -> Result<(), XenError> {
-        let p = self.domains.get_mut(&dom).ok_or(XenError::Srch)?.ports.remove(&port).ok_or(XenError::Inval)?;
-        if let PortState::Interdomain { remote, remote_port } = p.state {
-            if let Some(rp) = self.domains.get_mut(&remote).and_then(|d| d.ports.get_mut(&remote_port)) {
+        let p = self
+            .domains
+            .get_mut(&dom)
+            .ok_or(XenError::Srch)?
+            .ports
+            .remove(&port)
+            .ok_or(XenError::Inval)?;
+        if let PortState::Interdomain {
+            remote,
+            remote_port,
+        } = p.state
+        {
+            if let Some(rp) = self
+                .domains
+                .get_mut(&remote)
+                .and_then(|d| d.ports.get_mut(&remote_port))
+            {
                 rp.state = PortState::Unbound { remote: dom };
             }
         }
@@ -276,7 +374,9 @@ impl FakeHypervisor {
         self.domains
             .get(&dom)
             .and_then(|d| d.ports.get(&port))
-            .is_some_and(|p| matches!(p.state, PortState::Interdomain { remote: r, .. } if r == remote))
+            .is_some_and(
+                |p| matches!(p.state, PortState::Interdomain { remote: r, .. } if r == remote),
+            )
     }
 
     /// Ports `dom` holds open.
@@ -288,7 +388,8 @@ impl FakeHypervisor {
 
     /// `dom` writes a node (domain 0 may write anywhere).
     pub fn xs_write_as(&mut self, dom: DomId, path: &str, value: &str) -> Result<(), XenError> {
-        self.store.write(dom, Transaction::NONE, path, value.as_bytes())
+        self.store
+            .write(dom, Transaction::NONE, path, value.as_bytes())
     }
 
     /// `dom` removes a node and its subtree.
@@ -308,7 +409,9 @@ impl FakeHypervisor {
 
     /// A node's value as text, without permission checks (for assertions).
     pub fn xs_get(&self, path: &str) -> Option<String> {
-        self.store.peek(path).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.store
+            .peek(path)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The next `n` transaction commits fail with `EAGAIN`.
@@ -316,7 +419,12 @@ impl FakeHypervisor {
         self.store.fail_commits = n;
     }
 
-    fn check_foreign(&self, domid: DomId, gref: GrantRef, write: bool) -> Result<&Grant, GrantStatus> {
+    fn check_foreign(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        write: bool,
+    ) -> Result<&Grant, GrantStatus> {
         let d = self.domains.get(&domid).ok_or(GrantStatus::BadDomain)?;
         let g = d.grants.get(&gref).ok_or(GrantStatus::BadGntref)?;
         if g.grantee != self.me {
@@ -361,24 +469,45 @@ impl GrantOps for FakeHypervisor {
         }
     }
 
-    fn map_grant(&mut self, domid: DomId, gref: GrantRef, access: MapAccess) -> Result<FakeMapping, GrantStatus> {
-        let page = self.check_foreign(domid, gref, access == MapAccess::ReadWrite)?.page.clone();
-        if let Some(g) = self.domains.get_mut(&domid).and_then(|d| d.grants.get_mut(&gref)) {
+    fn map_grant(
+        &mut self,
+        domid: DomId,
+        gref: GrantRef,
+        access: MapAccess,
+    ) -> Result<FakeMapping, GrantStatus> {
+        let page = self
+            .check_foreign(domid, gref, access == MapAccess::ReadWrite)?
+            .page
+            .clone();
+        if let Some(g) = self
+            .domains
+            .get_mut(&domid)
+            .and_then(|d| d.grants.get_mut(&gref))
+        {
             g.maps += 1;
         }
-        self.stats.live_maps += 1;
-        Ok(FakeMapping { owner: domid, gref, page })
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        self.maps.insert(handle, (domid, gref));
+        self.stats.live_maps = self.maps.len() as u64;
+        Ok(FakeMapping { handle, page })
     }
 
+    /// Works even after the granting domain died (Xen keeps a dying
+    /// domain's mapped pages until they are unmapped).
     fn unmap_grant(&mut self, page: FakeMapping) -> Result<(), GrantStatus> {
-        let g = self
-            .domains
-            .get_mut(&page.owner)
-            .and_then(|d| d.grants.get_mut(&page.gref))
-            .filter(|g| g.maps > 0)
+        let (owner, gref) = self
+            .maps
+            .remove(&page.handle)
             .ok_or(GrantStatus::BadHandle)?;
-        g.maps -= 1;
-        self.stats.live_maps = self.stats.live_maps.saturating_sub(1);
+        if let Some(g) = self
+            .domains
+            .get_mut(&owner)
+            .and_then(|d| d.grants.get_mut(&gref))
+        {
+            g.maps = g.maps.saturating_sub(1);
+        }
+        self.stats.live_maps = self.maps.len() as u64;
         Ok(())
     }
 }
@@ -388,7 +517,11 @@ impl EventChannels for FakeHypervisor {
         self.alloc_unbound_as(self.me, remote)
     }
 
-    fn bind_interdomain(&mut self, remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
+    fn bind_interdomain(
+        &mut self,
+        remote: DomId,
+        remote_port: EvtchnPort,
+    ) -> Result<EvtchnPort, XenError> {
         self.bind_interdomain_as(self.me, remote, remote_port)
     }
 

@@ -22,12 +22,17 @@ impl Default for FakePage {
 impl FakePage {
     /// A zeroed page.
     pub fn new() -> Self {
-        Self { bytes: (0..PAGE_SIZE).map(|_| AtomicU8::new(0)).collect() }
+        Self {
+            bytes: (0..PAGE_SIZE).map(|_| AtomicU8::new(0)).collect(),
+        }
     }
 
     /// A copy of the whole page.
     pub fn snapshot(&self) -> Vec<u8> {
-        self.bytes.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+        self.bytes
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Sets every byte to `value` (e.g. a marker to detect leaks).

@@ -46,7 +46,8 @@ fn is_below(path: &str, ancestor: &str) -> bool {
     if ancestor == "/" {
         return path.starts_with('/');
     }
-    path == ancestor || (path.starts_with(ancestor) && path.as_bytes().get(ancestor.len()) == Some(&b'/'))
+    path == ancestor
+        || (path.starts_with(ancestor) && path.as_bytes().get(ancestor.len()) == Some(&b'/'))
 }
 
 fn parent(path: &str) -> Option<&str> {
@@ -74,8 +75,14 @@ impl Store {
 
     /// Absolute, validated form of `path` as `dom` wrote it.
     pub(crate) fn normalize(dom: DomId, path: &str) -> Result<String, XenError> {
-        let abs = if path.starts_with('/') { path.to_string() } else { format!("{}/{}", home(dom), path) };
-        let valid_chars = abs.bytes().all(|c| c.is_ascii_alphanumeric() || b"/_-@".contains(&c));
+        let abs = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("{}/{}", home(dom), path)
+        };
+        let valid_chars = abs
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"/_-@".contains(&c));
         if abs.len() > PATH_MAX
             || !valid_chars
             || abs.contains("//")
@@ -121,19 +128,33 @@ impl Store {
             } else {
                 continue;
             };
-            self.queues
-                .entry(w.dom)
-                .or_default()
-                .push_back(WatchEvent { path: event_path.to_string(), token: w.token.clone() });
+            self.queues.entry(w.dom).or_default().push_back(WatchEvent {
+                path: event_path.to_string(),
+                token: w.token.clone(),
+            });
         }
     }
 
-    pub(crate) fn read(&mut self, dom: DomId, t: Transaction, path: &str) -> Result<Vec<u8>, XenError> {
+    pub(crate) fn read(
+        &mut self,
+        dom: DomId,
+        t: Transaction,
+        path: &str,
+    ) -> Result<Vec<u8>, XenError> {
         let p = Self::normalize(dom, path)?;
-        self.tree_for(dom, t)?.get(&p).cloned().ok_or(XenError::NoEnt)
+        self.tree_for(dom, t)?
+            .get(&p)
+            .cloned()
+            .ok_or(XenError::NoEnt)
     }
 
-    pub(crate) fn write(&mut self, dom: DomId, t: Transaction, path: &str, value: &[u8]) -> Result<(), XenError> {
+    pub(crate) fn write(
+        &mut self,
+        dom: DomId,
+        t: Transaction,
+        path: &str,
+        value: &[u8],
+    ) -> Result<(), XenError> {
         let p = Self::normalize(dom, path)?;
         if !Self::may_write(dom, &p) {
             return Err(XenError::Acces);
@@ -166,14 +187,23 @@ impl Store {
         if !tree.contains_key(&p) {
             // As xenstored: removing a missing node is fine if its parent exists.
             let parent_exists = parent(&p).is_some_and(|q| tree.contains_key(q));
-            return if parent_exists { Ok(()) } else { Err(XenError::NoEnt) };
+            return if parent_exists {
+                Ok(())
+            } else {
+                Err(XenError::NoEnt)
+            };
         }
         tree.retain(|k, _| !is_below(k, &p));
         self.changed(t, &p, true);
         Ok(())
     }
 
-    pub(crate) fn directory(&mut self, dom: DomId, t: Transaction, path: &str) -> Result<Vec<String>, XenError> {
+    pub(crate) fn directory(
+        &mut self,
+        dom: DomId,
+        t: Transaction,
+        path: &str,
+    ) -> Result<Vec<String>, XenError> {
         let p = Self::normalize(dom, path)?;
         let tree = self.tree_for(dom, t)?;
         if !tree.contains_key(&p) {
@@ -191,19 +221,39 @@ impl Store {
     }
 
     pub(crate) fn watch(&mut self, dom: DomId, path: &str, token: &str) -> Result<(), XenError> {
-        let p = if path.starts_with('@') { path.to_string() } else { Self::normalize(dom, path)? };
-        if self.watches.iter().any(|w| w.dom == dom && w.path == p && w.token == token) {
+        let p = if path.starts_with('@') {
+            path.to_string()
+        } else {
+            Self::normalize(dom, path)?
+        };
+        if self
+            .watches
+            .iter()
+            .any(|w| w.dom == dom && w.path == p && w.token == token)
+        {
             return Err(XenError::Exist);
         }
-        self.watches.push(Watch { dom, path: p.clone(), token: token.to_string() });
-        self.queues.entry(dom).or_default().push_back(WatchEvent { path: p, token: token.to_string() });
+        self.watches.push(Watch {
+            dom,
+            path: p.clone(),
+            token: token.to_string(),
+        });
+        self.queues.entry(dom).or_default().push_back(WatchEvent {
+            path: p,
+            token: token.to_string(),
+        });
         Ok(())
     }
 
     pub(crate) fn unwatch(&mut self, dom: DomId, path: &str, token: &str) -> Result<(), XenError> {
-        let p = if path.starts_with('@') { path.to_string() } else { Self::normalize(dom, path)? };
+        let p = if path.starts_with('@') {
+            path.to_string()
+        } else {
+            Self::normalize(dom, path)?
+        };
         let before = self.watches.len();
-        self.watches.retain(|w| !(w.dom == dom && w.path == p && w.token == token));
+        self.watches
+            .retain(|w| !(w.dom == dom && w.path == p && w.token == token));
         if self.watches.len() == before {
             return Err(XenError::NoEnt);
         }
@@ -217,11 +267,24 @@ impl Store {
     pub(crate) fn transaction_start(&mut self, dom: DomId) -> Transaction {
         let id = self.next_tx;
         self.next_tx = self.next_tx.wrapping_add(1).max(1);
-        self.txs.insert(id, Tx { owner: dom, tree: self.tree.clone(), base: self.generation, changes: Vec::new() });
+        self.txs.insert(
+            id,
+            Tx {
+                owner: dom,
+                tree: self.tree.clone(),
+                base: self.generation,
+                changes: Vec::new(),
+            },
+        );
         Transaction(id)
     }
 
-    pub(crate) fn transaction_end(&mut self, dom: DomId, t: Transaction, commit: bool) -> Result<(), XenError> {
+    pub(crate) fn transaction_end(
+        &mut self,
+        dom: DomId,
+        t: Transaction,
+        commit: bool,
+    ) -> Result<(), XenError> {
         let tx = match self.txs.remove(&t.0) {
             Some(tx) if tx.owner == dom => tx,
             Some(tx) => {
@@ -280,7 +343,10 @@ mod tests {
 
     #[test]
     fn normalize_rejects_bad_paths() {
-        assert_eq!(Store::normalize(3, "device/vif").unwrap(), "/local/domain/3/device/vif");
+        assert_eq!(
+            Store::normalize(3, "device/vif").unwrap(),
+            "/local/domain/3/device/vif"
+        );
         for bad in ["/a//b", "/a/", "/a b", "/a\0"] {
             assert_eq!(Store::normalize(3, bad), Err(XenError::Inval), "{bad}");
         }

@@ -1,0 +1,49 @@
+//! What can go wrong at netback's API.
+use core::fmt;
+
+/// Why [`crate::Vif::deliver_rx`] did not deliver a frame. Each case is
+/// also counted in the vif's [`crate::VifCounters`]; the caller drops the
+/// frame (there is no queue to retry from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxError {
+    /// The vif is not connected (yet, or any more).
+    NotConnected,
+    /// The guest has not posted enough receive buffers: it is slow or
+    /// stopped. Try later frames as they come.
+    Full,
+    /// The frame is too short, too long, or needs several buffers from a
+    /// guest that takes only one per frame.
+    BadLength,
+    /// The guest's buffer grants were bad; the guest was told (error
+    /// responses) and the frame is gone.
+    GuestFault,
+}
+
+impl fmt::Display for RxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::NotConnected => "vif not connected",
+            Self::Full => "guest receive ring full",
+            Self::BadLength => "frame length not deliverable",
+            Self::GuestFault => "guest receive buffer grant failed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Why a connection attempt to a frontend failed (counted as
+/// `connect_failures`; the vif's backend state goes to Closing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectError {
+    /// A required frontend key is missing or not a number.
+    BadKey(&'static str),
+    /// The frontend asked for something aggdom does not do (page flipping,
+    /// several queues, split event channels, multi-page rings).
+    Unsupported(&'static str),
+    /// Mapping a ring grant failed.
+    MapFailed,
+    /// The ring's indices were already impossible.
+    BadRing,
+    /// Binding the frontend's event channel failed.
+    BindFailed,
+}

@@ -1,0 +1,400 @@
+//! A netfront simulator over [`FakeHypervisor`], for tests of netback and of
+//! the crates that use it, and the fuzz entry point. It plays the toolstack
+//! (creating and removing vifs as xl does) and the guest's netfront: rings
+//! initialised as `SHARED_RING_INIT` does, keys written as Linux netfront
+//! writes them, frames sent in slots of a chosen size, receive buffers
+//! posted. Raw methods let a test be a malicious frontend.
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use hypervisor::{
+    DomId, EvtchnPort, FakeHypervisor, FakePage, GrantRef, SharedPage, XenbusState, PAGE_SIZE,
+};
+
+use crate::ring::RING_HEADER;
+use crate::wire::{
+    RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_MORE_DATA, NETTXF_MORE_DATA, RX_SLOT,
+    TX_SLOT,
+};
+
+const REQ_PROD: usize = 0;
+const REQ_EVENT: usize = 4;
+const RSP_PROD: usize = 8;
+const RSP_EVENT: usize = 12;
+const RING: u32 = 256;
+
+/// The toolstack's side of `xl create` with `vif=['backend=<backend>,mac=…,ip=…']`:
+/// the backend and frontend directories (written by domain 0), and the
+/// frontend domain. Returns that vif's frontend, still Initialising.
+pub fn create_vif(
+    hv: &mut FakeHypervisor,
+    backend: DomId,
+    fe: DomId,
+    handle: u32,
+    mac: &str,
+    ip: &str,
+) -> FakeFrontend {
+    hv.add_domain(fe);
+    let be_path = format!("/local/domain/{backend}/backend/vif/{fe}/{handle}");
+    let fe_path = format!("/local/domain/{fe}/device/vif/{handle}");
+    for (k, v) in [
+        ("frontend", fe_path.as_str()),
+        ("frontend-id", &format!("{fe}")),
+        ("online", "1"),
+        ("handle", &format!("{handle}")),
+        ("mac", mac),
+        ("ip", ip),
+        ("type", "vif"),
+        ("state", "1"),
+    ] {
+        hv.xs_write_as(0, &format!("{be_path}/{k}"), v)
+            .expect("toolstack writes");
+    }
+    for (k, v) in [
+        ("backend", be_path.as_str()),
+        ("backend-id", &format!("{backend}")),
+        ("handle", &format!("{handle}")),
+        ("mac", mac),
+        ("state", "1"),
+    ] {
+        hv.xs_write_as(0, &format!("{fe_path}/{k}"), v)
+            .expect("toolstack writes");
+    }
+    FakeFrontend::new(fe, handle, backend, fe_path, be_path)
+}
+
+/// The toolstack removes a vif (after both ends reached Closed).
+pub fn remove_vif(hv: &mut FakeHypervisor, f: &FakeFrontend) {
+    let _ = hv.xs_rm_as(0, &f.backend_path);
+    let _ = hv.xs_rm_as(0, &f.path);
+}
+
+/// One granted ring page and the frontend's private indices for it.
+struct FrontRing {
+    gref: GrantRef,
+    page: Arc<FakePage>,
+    req_prod_pvt: u32,
+    rsp_cons: u32,
+}
+
+impl FrontRing {
+    fn new(hv: &mut FakeHypervisor, fe: DomId, backend: DomId) -> Self {
+        let gref = hv
+            .grant_page(fe, backend, false)
+            .expect("frontend domain exists");
+        let page = hv.granted_page(fe, gref).expect("just granted");
+        // SHARED_RING_INIT: indices 0, event indices 1.
+        page.store_u32(REQ_EVENT, 1);
+        page.store_u32(RSP_EVENT, 1);
+        Self {
+            gref,
+            page,
+            req_prod_pvt: 0,
+            rsp_cons: 0,
+        }
+    }
+
+    fn put(&mut self, slot: usize, bytes: &[u8]) {
+        let off = RING_HEADER + (self.req_prod_pvt % RING) as usize * slot;
+        self.page.write(off, bytes);
+        self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        self.page.store_u32(REQ_PROD, self.req_prod_pvt);
+    }
+
+    /// Responses published and not yet read, as raw slots; asks to be
+    /// notified of the next one, as netfront does.
+    fn take_responses(&mut self, slot: usize) -> Vec<[u8; TX_SLOT]> {
+        let prod = self.page.load_u32(RSP_PROD);
+        let mut out = Vec::new();
+        while self.rsp_cons != prod && out.len() < RING as usize {
+            let mut b = [0u8; TX_SLOT];
+            self.page.read(
+                RING_HEADER + (self.rsp_cons % RING) as usize * slot,
+                &mut b[..slot],
+            );
+            out.push(b);
+            self.rsp_cons = self.rsp_cons.wrapping_add(1);
+        }
+        self.page
+            .store_u32(RSP_EVENT, self.rsp_cons.wrapping_add(1));
+        out
+    }
+}
+
+/// A guest's netfront for one vif. See the module documentation.
+pub struct FakeFrontend {
+    pub domid: DomId,
+    pub handle: u32,
+    pub backend: DomId,
+    /// `/local/domain/<domid>/device/vif/<handle>`.
+    pub path: String,
+    /// `/local/domain/<backend>/backend/vif/<domid>/<handle>`.
+    pub backend_path: String,
+    tx: Option<FrontRing>,
+    rx: Option<FrontRing>,
+    pub port: Option<EvtchnPort>,
+    next_id: u16,
+    /// Posted receive buffers by request id.
+    rx_bufs: BTreeMap<u16, (GrantRef, Arc<FakePage>)>,
+    /// Byte every transmit data page is filled with before the frame is
+    /// written into it (to see what a backend copies beyond the frame).
+    pub tx_fill: u8,
+    /// Frames sent with this flag (e.g. `NETTXF_CSUM_BLANK`).
+    pub tx_flags: u16,
+}
+
+impl FakeFrontend {
+    pub fn new(
+        domid: DomId,
+        handle: u32,
+        backend: DomId,
+        path: String,
+        backend_path: String,
+    ) -> Self {
+        Self {
+            domid,
+            handle,
+            backend,
+            path,
+            backend_path,
+            tx: None,
+            rx: None,
+            port: None,
+            next_id: 0,
+            rx_bufs: BTreeMap::new(),
+            tx_fill: 0,
+            tx_flags: 0,
+        }
+    }
+
+    fn write(&self, hv: &mut FakeHypervisor, key: &str, value: &str) {
+        let _ = hv.xs_write_as(self.domid, &format!("{}/{}", self.path, key), value);
+    }
+
+    /// Writes the frontend's `state` node.
+    pub fn set_state(&self, hv: &mut FakeHypervisor, s: XenbusState) {
+        self.write(hv, "state", s.as_str());
+    }
+
+    /// Writes any key of the frontend's directory (malicious values too).
+    pub fn write_key(&self, hv: &mut FakeHypervisor, key: &str, value: &str) {
+        self.write(hv, key, value);
+    }
+
+    /// The backend's `state` node.
+    pub fn backend_state(&self, hv: &FakeHypervisor) -> XenbusState {
+        hv.xs_get(&format!("{}/state", self.backend_path))
+            .and_then(|s| s.parse().ok())
+            .map_or(XenbusState::Unknown, XenbusState::from_raw)
+    }
+
+    /// Fresh rings and event channel, and their keys, as netfront's
+    /// `talk_to_netback` writes them (the state is left alone).
+    pub fn setup(&mut self, hv: &mut FakeHypervisor) {
+        if let Some(p) = self.port.take() {
+            let _ = hv.close_as(self.domid, p);
+        }
+        let tx = FrontRing::new(hv, self.domid, self.backend);
+        let rx = FrontRing::new(hv, self.domid, self.backend);
+        let port = hv.alloc_unbound_as(self.domid, self.backend).expect("port");
+        self.write(hv, "tx-ring-ref", &format!("{}", tx.gref));
+        self.write(hv, "rx-ring-ref", &format!("{}", rx.gref));
+        self.write(hv, "event-channel", &format!("{port}"));
+        self.write(hv, "request-rx-copy", "1");
+        self.write(hv, "feature-rx-notify", "1");
+        self.write(hv, "feature-sg", "1");
+        self.tx = Some(tx);
+        self.rx = Some(rx);
+        self.port = Some(port);
+        self.rx_bufs.clear();
+    }
+
+    /// `setup` then Connected, as Linux netfront does on the backend's InitWait.
+    pub fn connect(&mut self, hv: &mut FakeHypervisor) {
+        self.setup(hv);
+        self.set_state(hv, XenbusState::Connected);
+    }
+
+    /// Grant refs of the TX and RX ring pages.
+    pub fn ring_refs(&self) -> Option<(GrantRef, GrantRef)> {
+        Some((self.tx.as_ref()?.gref, self.rx.as_ref()?.gref))
+    }
+
+    /// Whether the backend notified us since the last call.
+    pub fn take_notification(&self, hv: &mut FakeHypervisor) -> bool {
+        self.port.is_some_and(|p| hv.take_pending_as(self.domid, p))
+    }
+
+    fn id(&mut self) -> u16 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Queues a frame in slots of at most `slot_len` bytes, each in its own
+    /// granted page at `offset`, and publishes it. Returns the request ids.
+    pub fn send(
+        &mut self,
+        hv: &mut FakeHypervisor,
+        frame: &[u8],
+        slot_len: usize,
+        offset: u16,
+    ) -> Vec<u16> {
+        let slot_len = slot_len.clamp(1, PAGE_SIZE - usize::from(offset).min(PAGE_SIZE - 1));
+        let chunks: Vec<&[u8]> = if frame.is_empty() {
+            vec![&[][..]]
+        } else {
+            frame.chunks(slot_len).collect()
+        };
+        let mut ids = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let gref = hv
+                .grant_page(self.domid, self.backend, true)
+                .expect("grant");
+            let page = hv.granted_page(self.domid, gref).expect("granted");
+            page.fill(self.tx_fill);
+            page.write(offset.into(), chunk);
+            let more = if i + 1 < chunks.len() {
+                NETTXF_MORE_DATA
+            } else {
+                0
+            };
+            let flags = more | if i == 0 { self.tx_flags } else { 0 };
+            let size = if i == 0 {
+                frame.len() as u16
+            } else {
+                chunk.len() as u16
+            };
+            let id = self.id();
+            ids.push(id);
+            self.push_tx_slot(
+                &TxRequest {
+                    gref,
+                    offset,
+                    flags,
+                    id,
+                    size,
+                }
+                .encode(),
+            );
+        }
+        self.publish_tx();
+        ids
+    }
+
+    /// Writes a raw TX slot at the private producer (not yet published).
+    pub fn push_tx_slot(&mut self, slot: &[u8; TX_SLOT]) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.put(TX_SLOT, slot);
+        }
+    }
+
+    /// Publishes the TX slots written so far.
+    pub fn publish_tx(&self) {
+        if let Some(tx) = &self.tx {
+            tx.publish();
+        }
+    }
+
+    /// Writes any value into the TX ring's `req_prod`.
+    pub fn set_tx_req_prod(&self, v: u32) {
+        if let Some(tx) = &self.tx {
+            tx.page.store_u32(REQ_PROD, v);
+        }
+    }
+
+    /// Writes any value into the RX ring's `req_prod`.
+    pub fn set_rx_req_prod(&self, v: u32) {
+        if let Some(rx) = &self.rx {
+            rx.page.store_u32(REQ_PROD, v);
+        }
+    }
+
+    /// The TX ring's published `req_prod` as this frontend tracks it.
+    pub fn tx_req_prod(&self) -> u32 {
+        self.tx.as_ref().map_or(0, |t| t.req_prod_pvt)
+    }
+
+    /// TX responses published since the last call.
+    pub fn tx_responses(&mut self) -> Vec<TxResponse> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Vec::new();
+        };
+        tx.take_responses(TX_SLOT)
+            .iter()
+            .map(|b| TxResponse::parse(&[b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    /// Posts `n` receive buffers (fresh pages granted writable) and
+    /// publishes them. Returns their grant refs.
+    pub fn post_rx(&mut self, hv: &mut FakeHypervisor, n: usize) -> Vec<GrantRef> {
+        let mut grefs = Vec::new();
+        for _ in 0..n {
+            let gref = hv
+                .grant_page(self.domid, self.backend, false)
+                .expect("grant");
+            let page = hv.granted_page(self.domid, gref).expect("granted");
+            let id = self.id();
+            self.rx_bufs.insert(id, (gref, page));
+            self.push_rx_slot(&RxRequest { id, gref }.encode());
+            grefs.push(gref);
+        }
+        self.publish_rx();
+        grefs
+    }
+
+    /// Writes a raw RX slot at the private producer (not yet published).
+    pub fn push_rx_slot(&mut self, slot: &[u8; RX_SLOT]) {
+        if let Some(rx) = self.rx.as_mut() {
+            rx.put(RX_SLOT, slot);
+        }
+    }
+
+    pub fn publish_rx(&self) {
+        if let Some(rx) = &self.rx {
+            rx.publish();
+        }
+    }
+
+    /// Pages of every receive buffer posted since the last `setup`.
+    pub fn rx_pages(&self) -> Vec<Arc<FakePage>> {
+        self.rx_bufs.values().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Frames the backend delivered since the last call, reassembled from
+    /// their slots: `Ok(bytes)` or `Err(status)` for an error response.
+    pub fn rx_frames(&mut self) -> Vec<Result<Vec<u8>, i16>> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Vec::new();
+        };
+        let mut frames = Vec::new();
+        let mut cur: Option<Result<Vec<u8>, i16>> = None;
+        for b in rx.take_responses(RX_SLOT) {
+            let r = RxResponse::parse(&[b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let acc = cur.get_or_insert(Ok(Vec::new()));
+            if r.status < 0 {
+                *acc = Err(r.status);
+            } else if let (Ok(bytes), Some((_, page))) = (acc.as_mut(), self.rx_bufs.get(&r.id)) {
+                let start = usize::from(r.offset).min(PAGE_SIZE);
+                let len = (r.status as usize).min(PAGE_SIZE - start);
+                let mut chunk = vec![0u8; len];
+                page.read(start, &mut chunk);
+                bytes.extend_from_slice(&chunk);
+            }
+            if r.flags & NETRXF_MORE_DATA == 0 {
+                frames.extend(cur.take());
+            }
+        }
+        frames.extend(cur);
+        frames
+    }
+}
+
+pub mod fuzz;
