@@ -25,6 +25,11 @@ pub struct Domain {
     /// `None` when the configuration was rejected.
     pub dp: Option<Datapath>,
     pub own: Option<OwnStack>,
+    /// Bare NIC→NIC forwarding between spare NICs (`forward`), the
+    /// baseline the aggregation cost is measured against.
+    pub forwards: Vec<(usize, usize)>,
+    /// Frames moved by `forward`.
+    pub forwarded: u64,
 }
 
 impl Domain {
@@ -67,6 +72,8 @@ impl Domain {
                     nics: slots(drivers.into_iter().map(Role::Spare).collect()),
                     dp: None,
                     own: None,
+                    forwards: Vec::new(),
+                    forwarded: 0,
                 };
             }
         };
@@ -93,6 +100,8 @@ impl Domain {
                     nics: slots(built.roles),
                     dp: Some(dp),
                     own,
+                    forwards: Vec::new(),
+                    forwarded: 0,
                 };
                 domain.print_roles();
                 domain
@@ -108,6 +117,8 @@ impl Domain {
                     nics: slots(roles),
                     dp: None,
                     own: None,
+                    forwards: Vec::new(),
+                    forwarded: 0,
                 }
             }
         }
@@ -160,10 +171,61 @@ impl Domain {
         }
     }
 
+    /// Two distinct spare NICs at once.
+    fn spare_pair(&mut self, a: usize, b: usize) -> Option<(&mut dyn Nic, &mut dyn Nic)> {
+        if a == b || a.max(b) >= self.nics.len() {
+            return None;
+        }
+        let (lo, hi) = self.nics.split_at_mut(a.max(b));
+        let (x, y) = (&mut lo[a.min(b)].role, &mut hi[0].role);
+        let (Role::Spare(x), Role::Spare(y)) = (x, y) else {
+            return None;
+        };
+        Some(if a < b {
+            (&mut **x, &mut **y)
+        } else {
+            (&mut **y, &mut **x)
+        })
+    }
+
+    /// Starts bare forwarding of every frame from spare NIC `from` to spare
+    /// NIC `to` (promiscuous on `from`).
+    pub fn start_forward(&mut self, from: usize, to: usize) -> Result<(), String> {
+        let (a, _) = self
+            .spare_pair(from, to)
+            .ok_or("both NICs must exist, differ and be spare (in no role)")?;
+        a.set_promiscuous(true).map_err(|e| alloc::format!("{e}"))?;
+        self.forwards.push((from, to));
+        Ok(())
+    }
+
+    fn poll_forwards(&mut self) -> usize {
+        let mut moved = 0;
+        for i in 0..self.forwards.len() {
+            let (from, to) = self.forwards[i];
+            let Some((a, b)) = self.spare_pair(from, to) else {
+                continue;
+            };
+            moved += a.receive(32, &mut |frame| {
+                let _ = b.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+            });
+            b.flush_tx();
+        }
+        self.forwarded += moved as u64;
+        moved
+    }
+
     /// One round of the datapath and the own stack; returns frames moved.
     pub fn poll(&mut self, now_ns: u64) -> usize {
-        let Some(dp) = self.dp.as_mut() else { return 0 };
-        let mut work = dp.poll(now_ns);
+        let forwarded = if self.forwards.is_empty() {
+            0
+        } else {
+            self.poll_forwards()
+        };
+        let Some(dp) = self.dp.as_mut() else {
+            return forwarded;
+        };
+        let mut work = forwarded + dp.poll(now_ns);
         if let Some(own) = self.own.as_mut() {
             let before = dp.own_queues().1.len();
             own.poll(dp, now_ns / 1_000_000);

@@ -41,9 +41,15 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "nic",
-        args: "<n>",
-        help: "one NIC: MAC, filter, promiscuous, link, counters",
+        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | reset]",
+        help: "one NIC: show it, or drive it directly (tests, diagnosis)",
         run: nic,
+    },
+    Command {
+        name: "forward",
+        args: "<from> <to> | off",
+        help: "bare NIC-to-NIC forwarding between spare NICs",
+        run: forward,
     },
     Command {
         name: "guests",
@@ -314,11 +320,18 @@ fn nics(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+fn parse_mac(s: &str) -> Result<nic::MacAddr, String> {
+    s.parse().map_err(|_| format!("'{s}' is not a MAC address"))
+}
+
 fn nic(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
-    let [n] = args else {
-        return Err("expects one NIC number".into());
+    let Some((n, action)) = args.split_first() else {
+        return Err("expects a NIC number".into());
     };
     let i = usize::from(parse_number(n, "NIC")?);
+    if !action.is_empty() {
+        return nic_action(domain, i, action);
+    }
     let role = domain.role_name(i);
     let (at, kind) = domain
         .nics
@@ -358,6 +371,111 @@ fn nic(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         "  mac writes {} filter writes {} link changes {}",
         c.mac_writes, c.filter_writes, c.link_changes
     );
+    Ok(())
+}
+
+/// `nic <n> <action>`: direct control of one NIC.
+fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), String> {
+    let nic = domain.nic_mut(i).ok_or_else(|| format!("no NIC {i}"))?;
+    let err = |e: nic::NicError| format!("{e}");
+    match action {
+        ["mac", mac] => {
+            let mac = parse_mac(mac)?;
+            nic.set_mac(mac).map_err(err)?;
+            println!("nic {i} mac {mac}");
+        }
+        ["filter", "none"] => {
+            nic.set_filter(&[]).map_err(err)?;
+            println!("nic {i} filter cleared");
+        }
+        ["filter", list] => {
+            let macs = list
+                .split(',')
+                .map(parse_mac)
+                .collect::<Result<Vec<_>, _>>()?;
+            nic.set_filter(&macs).map_err(err)?;
+            println!("nic {i} filter {} entries", macs.len());
+        }
+        ["promisc", state] => {
+            let on = match *state {
+                "on" => true,
+                "off" => false,
+                _ => return Err(format!("'{state}' is not on|off")),
+            };
+            nic.set_promiscuous(on).map_err(err)?;
+            println!("nic {i} promiscuous {}", on_off(on));
+        }
+        ["send", dst, len, rest @ ..] => {
+            let dst = parse_mac(dst)?;
+            let len: usize = len
+                .parse()
+                .map_err(|_| format!("'{len}' is not a length"))?;
+            if !(nic::MIN_FRAME_LEN..=nic::MAX_FRAME_LEN).contains(&len) {
+                return Err(format!(
+                    "length must be {}..={}",
+                    nic::MIN_FRAME_LEN,
+                    nic::MAX_FRAME_LEN
+                ));
+            }
+            let count: usize = match rest {
+                [] => 1,
+                [c] => c.parse().map_err(|_| format!("'{c}' is not a count"))?,
+                _ => return Err("too many arguments".into()),
+            };
+            let src = nic.mac();
+            let mut sent = 0;
+            for k in 0..count {
+                // A test frame: ethertype 0x88b5 (IEEE local experimental),
+                // the sequence number in the first payload bytes.
+                let queued = nic.queue_tx(len, &mut |buf| {
+                    buf.fill(0);
+                    buf[..6].copy_from_slice(&dst.0);
+                    buf[6..12].copy_from_slice(&src.0);
+                    buf[12..14].copy_from_slice(&[0x88, 0xb5]);
+                    if len >= 18 {
+                        buf[14..18].copy_from_slice(&(k as u32).to_be_bytes());
+                    }
+                });
+                if queued.is_err() {
+                    nic.flush_tx();
+                    if nic.queue_tx(len, &mut |buf| buf.fill(0)).is_err() {
+                        break;
+                    }
+                }
+                sent += 1;
+            }
+            nic.flush_tx();
+            println!("nic {i} sent {sent} frames");
+        }
+        ["reset"] => {
+            nic.reset().map_err(err)?;
+            println!("nic {i} reset");
+        }
+        _ => return Err("unknown NIC action".into()),
+    }
+    Ok(())
+}
+
+fn forward(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    match args {
+        ["off"] => {
+            domain.forwards.clear();
+            println!("forwarding off ({} frames forwarded)", domain.forwarded);
+        }
+        [from, to] => {
+            let (from, to) = (
+                usize::from(parse_number(from, "NIC")?),
+                usize::from(parse_number(to, "NIC")?),
+            );
+            domain.start_forward(from, to)?;
+            println!("forwarding nic {from} -> nic {to}");
+        }
+        [] => println!(
+            "forwarded {} frames; pairs {:?}",
+            domain.forwarded, domain.forwards
+        ),
+        _ => return Err("expects <from> <to> or off".into()),
+    }
     Ok(())
 }
 
