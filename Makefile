@@ -13,7 +13,9 @@ CARGO_KERNEL := cargo build --release -p aggdom --target $(TARGET)
 # machine and you can inject frames into any NIC from the host.
 RUN_PORT_BASE ?= 47000
 RUN_KINDS := virtio-net-pci virtio-net-pci virtio-net-pci e1000 virtio-net-pci virtio-net-pci
-RUN_APPEND ?=
+# The default configuration: NICs 0-3 uplinks, NIC 4 and 5 guest ports for
+# two guests, the domain's own IP 10.0.0.2 (ping it, GET /metrics).
+RUN_APPEND ?= uplinks=0,1,2,3 guest=4,52:54:00:00:01:01,10.0.0.11 guest=5,52:54:00:00:01:02,10.0.0.12 ip=10.0.0.2/24
 RUN_MEM ?= 128M
 
 .PHONY: all build run test test-host test-qemu bench sim deps fmt clean
