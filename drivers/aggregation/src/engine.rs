@@ -17,6 +17,8 @@ use crate::wire::{self, Parsed, L3};
 const NS_PER_S: u128 = 1_000_000_000;
 /// `ip_owner` value meaning "the own stack".
 const OWN: u16 = u16::MAX;
+/// `macs` values with this bit name an identity, without it a guest.
+const IDENTITY_TAG: u16 = 0x8000;
 
 #[derive(Clone, Copy)]
 struct Uplink {
@@ -67,14 +69,14 @@ impl Uplink {
 
     /// Claim step 3's "traffic", per frame: bytes expected in this tick
     /// interval (rate × interval + already sent), relative to capacity.
-    #[inline]
+    #[inline(always)]
     fn score(&self) -> u64 {
         (self.tx_base + self.tx_pending).saturating_mul(self.weight)
     }
 
     /// The same in the receive direction: an ARP reply names the identity
     /// the peer will send to, so it is chosen by receive load.
-    #[inline]
+    #[inline(always)]
     fn rx_score(&self) -> u64 {
         (self.rx_base + self.rx_pending + self.promises * self.promise_bytes)
             .saturating_mul(self.weight)
@@ -143,7 +145,7 @@ impl Guest {
         counters: GuestCounters::ZERO,
     };
 
-    #[inline]
+    #[inline(always)]
     fn slot_of(&self, ip: u128) -> Option<usize> {
         let n = (self.n_ips as usize).min(MAX_IPS_PER_GUEST);
         self.ips[..n].iter().position(|&x| x == ip)
@@ -169,7 +171,9 @@ pub struct Engine {
     uplinks: [Uplink; MAX_UPLINKS],
     identities: [Identity; MAX_IDENTITIES],
     guests: [Guest; MAX_GUESTS],
-    guest_by_mac: Table<u64, { 2 * MAX_GUESTS }>,
+    /// Guest MACs (value: guest index) and identity MACs (value:
+    /// [`IDENTITY_TAG`] | identity index): one probe answers "whose MAC?".
+    macs: Table<u64, { 2 * (MAX_GUESTS + MAX_IDENTITIES).next_power_of_two() }>,
     /// guest index × 4 + IP slot, or [`OWN`].
     ip_owner:
         Table<u128, { 2 * (MAX_GUESTS * MAX_IPS_PER_GUEST + MAX_OWN_IPS).next_power_of_two() }>,
@@ -193,7 +197,7 @@ impl Engine {
             uplinks: [Uplink::EMPTY; MAX_UPLINKS],
             identities: [Identity::EMPTY; MAX_IDENTITIES],
             guests: [Guest::EMPTY; MAX_GUESTS],
-            guest_by_mac: Table::new(),
+            macs: Table::new(),
             ip_owner: Table::new(),
             own_identity: None,
             own_ips: [0; MAX_OWN_IPS],
@@ -238,7 +242,7 @@ impl Engine {
         if mac == 0 || cfg.mac.is_multicast() {
             return Err(Error::InvalidMac);
         }
-        if self.identity_by_mac(mac).is_some() || self.guest_by_mac.get(mac).is_some() {
+        if self.macs.get(mac).is_some() {
             return Err(Error::DuplicateMac);
         }
         let cap = if cfg.capacity_mbps == 0 {
@@ -258,6 +262,7 @@ impl Engine {
             held: IdentitySet::one(IdentityId(n as u8)),
             ..Uplink::EMPTY
         };
+        self.macs.insert(mac, IDENTITY_TAG | n as u16);
         self.identities[n] = Identity {
             mac,
             holder: UplinkId(n as u8),
@@ -279,7 +284,7 @@ impl Engine {
         if ips.len() > MAX_IPS_PER_GUEST {
             return Err(Error::TooManyIps);
         }
-        if self.guest_by_mac.get(m).is_some() || self.identity_by_mac(m).is_some() {
+        if self.macs.get(m).is_some() {
             return Err(Error::DuplicateMac);
         }
         let mut keys = [0u128; MAX_IPS_PER_GUEST];
@@ -301,7 +306,7 @@ impl Engine {
             auto: [true; MAX_IPS_PER_GUEST],
             ..Guest::EMPTY
         };
-        self.guest_by_mac.insert(m, g as u16);
+        self.macs.insert(m, g as u16);
         for (slot, &k) in keys[..ips.len()].iter().enumerate() {
             self.ip_owner
                 .insert(k, (g * MAX_IPS_PER_GUEST + slot) as u16);
@@ -315,7 +320,7 @@ impl Engine {
     pub fn remove_guest(&mut self, guest: GuestId) -> Result<(), Error> {
         let g = self.guest_index(guest).ok_or(Error::UnknownGuest)?;
         let gu = self.guests[g];
-        self.guest_by_mac.remove(gu.mac);
+        self.macs.remove(gu.mac);
         for &k in &gu.ips[..gu.n_ips as usize] {
             self.ip_owner.remove(k);
         }
@@ -478,7 +483,7 @@ impl Engine {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn guest_tx_inner(&mut self, g: usize, frame: &mut [u8]) -> Result<TxDecision, DropReason> {
         let p = wire::parse(frame)?;
         let gmac = self.guests[g].mac;
@@ -551,10 +556,8 @@ impl Engine {
                     L3::Ip {
                         nd_lladdr: Some(off),
                         ..
-                    } => {
-                        if wire::parse_mac_at(frame, off) == Some(gmac) {
-                            wire::set_nd_lladdr(frame, off, idm);
-                        }
+                    } if wire::parse_mac_at(frame, off) == Some(gmac) => {
+                        wire::set_nd_lladdr(frame, off, idm);
                     }
                     _ => {}
                 }
@@ -595,12 +598,14 @@ impl Engine {
     }
 
     /// Another guest or the own stack, for a unicast guest frame.
-    #[inline]
+    #[inline(always)]
     fn local_destination(&self, p: &Parsed, frame: &mut [u8]) -> Option<TxDecision> {
-        if let Some(d) = self.guest_by_mac.get(p.dst) {
-            return Some(TxDecision::SwitchLocal { guest: GuestId(d) });
+        let owner = self.macs.get(p.dst)?;
+        if owner & IDENTITY_TAG == 0 {
+            return Some(TxDecision::SwitchLocal {
+                guest: GuestId(owner),
+            });
         }
-        self.identity_by_mac(p.dst)?;
         // Sent to an identity: the outside's name for a local guest or for
         // the own stack. Deliver here, with the real MAC put back.
         match self.ip_owner.get(p.dst_ip()?)? {
@@ -623,7 +628,7 @@ impl Engine {
 
     /// [0032]: among the live uplinks holding an identity of `binding`, the
     /// one with the least traffic. Returns (identity, uplink).
-    #[inline]
+    #[inline(always)]
     fn least_loaded_holder(
         &self,
         binding: IdentitySet,
@@ -681,7 +686,7 @@ impl Engine {
         d
     }
 
-    #[inline]
+    #[inline(always)]
     fn rx_inner(&mut self, u: usize, p: &Parsed, frame: &mut [u8], len: u64) -> RxDecision {
         if p.dst & (1 << 40) != 0 {
             // The switch floods broadcasts to every uplink: take one copy.
@@ -691,13 +696,15 @@ impl Engine {
             if let L3::Arp { tpa, .. } = p.l3 {
                 return match self.ip_owner.get(tpa) {
                     Some(OWN) => RxDecision::ToOwnStack,
-                    Some(v) => self.to_guest_checked(v),
+                    Some(v) => self.guest_for_owner(v),
                     None => RxDecision::Flood,
                 };
             }
             return RxDecision::Flood;
         }
-        if let Some(i) = self.identity_by_mac(p.dst) {
+        let owner = self.macs.get(p.dst);
+        if let Some(i) = owner.filter(|o| o & IDENTITY_TAG != 0) {
+            let i = (i & !IDENTITY_TAG) as usize;
             if self.identities[i].holder.0 as usize != u {
                 return RxDecision::Drop(DropReason::NotHolder);
             }
@@ -710,7 +717,7 @@ impl Engine {
             if owner == OWN {
                 return RxDecision::ToOwnStack;
             }
-            let d = self.to_guest_checked(owner);
+            let d = self.guest_for_owner(owner);
             if let RxDecision::ToGuest { guest } = d {
                 let gmac = self.guests[guest.0 as usize].mac;
                 wire::set_dst_mac(frame, gmac);
@@ -723,7 +730,7 @@ impl Engine {
             return d;
         }
         if self.cfg.mode == Mode::Literal {
-            if let Some(g) = self.guest_by_mac.get(p.dst) {
+            if let Some(g) = owner {
                 let g = g as usize;
                 // A denied IP receives nothing either ([0029]).
                 if let Some(slot) = p.dst_ip().and_then(|ip| self.guests[g].slot_of(ip)) {
@@ -740,7 +747,8 @@ impl Engine {
         RxDecision::Drop(DropReason::UnknownDestination)
     }
 
-    fn to_guest_checked(&mut self, owner: u16) -> RxDecision {
+    #[inline(always)]
+    fn guest_for_owner(&mut self, owner: u16) -> RxDecision {
         let g = owner as usize / MAX_IPS_PER_GUEST;
         let slot = owner as usize % MAX_IPS_PER_GUEST;
         if self.guests[g].bindings[slot].is_empty() {
@@ -770,7 +778,7 @@ impl Engine {
     fn own_tx_inner(&mut self, now: u64, frame: &mut [u8]) -> Result<OwnTxDecision, DropReason> {
         let p = wire::parse(frame)?;
         let s = self.identity_by_mac(p.src).ok_or(DropReason::SpoofedMac)?;
-        if let Some(d) = self.guest_by_mac.get(p.dst) {
+        if let Some(d) = self.guest_by_mac(p.dst) {
             return Ok(OwnTxDecision::SwitchLocal { guest: GuestId(d) });
         }
         let h = self.identities[s].holder.0 as usize;
@@ -1245,7 +1253,7 @@ impl Engine {
         let mut guests = 0;
         for (gi, g) in self.guests.iter().enumerate().filter(|(_, g)| g.active) {
             guests += 1;
-            if self.guest_by_mac.get(g.mac) != Some(gi as u16) {
+            if self.macs.get(g.mac) != Some(gi as u16) {
                 return Err("guest MAC table out of step");
             }
             for s in 0..g.n_ips as usize {
@@ -1258,8 +1266,12 @@ impl Engine {
                 }
             }
         }
-        if self.guest_by_mac.len() != guests || self.ip_owner.len() != ips + self.n_own_ips as usize
-        {
+        for (i, id) in self.identities[..n].iter().enumerate() {
+            if self.macs.get(id.mac) != Some(IDENTITY_TAG | i as u16) {
+                return Err("identity MAC table out of step");
+            }
+        }
+        if self.macs.len() != guests + n || self.ip_owner.len() != ips + self.n_own_ips as usize {
             return Err("lookup tables hold stale entries");
         }
         Ok(())
@@ -1267,22 +1279,28 @@ impl Engine {
 
     // ------------------------------------------------------------------
 
-    #[inline]
+    #[inline(always)]
     fn guest_index(&self, g: GuestId) -> Option<usize> {
         let i = g.0 as usize;
         (i < MAX_GUESTS && self.guests[i].active).then_some(i)
     }
 
-    #[inline]
+    #[inline(always)]
     fn uplink_index(&self, u: UplinkId) -> Option<usize> {
         (u.0 < self.n_uplinks).then_some(u.0 as usize)
     }
 
-    #[inline]
+    #[inline(always)]
     fn identity_by_mac(&self, mac: u64) -> Option<usize> {
-        self.identities[..self.n_uplinks as usize]
-            .iter()
-            .position(|i| i.mac == mac)
+        match self.macs.get(mac) {
+            Some(v) if v & IDENTITY_TAG != 0 => Some((v & !IDENTITY_TAG) as usize),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn guest_by_mac(&self, mac: u64) -> Option<u16> {
+        self.macs.get(mac).filter(|v| v & IDENTITY_TAG == 0)
     }
 
     fn identity_mut(&mut self, id: IdentityId) -> Result<&mut Identity, Error> {

@@ -43,14 +43,14 @@ impl<K: Key, const N: usize> Table<K, N> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot(k: K) -> usize {
         // Fibonacci hashing: the multiply spreads the address bits that vary
         // (the low bytes of MACs and IPs) over the top bits we keep.
         (k.hash64().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (N - 1)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, k: K) -> Option<u16> {
         if k == K::EMPTY {
             return None;

@@ -95,19 +95,54 @@ pub enum Op {
     /// A structured guest frame: `kind` picks the shape, `spoof` bit 0 uses
     /// another guest's source MAC, bit 1 another guest's source IP, bit 2
     /// truncates to `cut` bytes.
-    GuestTx { guest: u8, kind: u8, other: u8, spoof: u8, cut: u8 },
+    GuestTx {
+        guest: u8,
+        kind: u8,
+        other: u8,
+        spoof: u8,
+        cut: u8,
+    },
     /// A structured frame from the wire.
-    UplinkRx { uplink: u8, kind: u8, guest: u8, identity: u8 },
-    OwnTx { to_guest: bool },
-    Tick { ms: u16 },
-    Link { uplink: u8, up: bool },
-    Bind { guest: u8, set: u16 },
-    BindAuto { guest: u8 },
-    Pin { identity: u8, on: bool },
-    Exclusive { uplink: u8, on: bool },
+    UplinkRx {
+        uplink: u8,
+        kind: u8,
+        guest: u8,
+        identity: u8,
+    },
+    OwnTx {
+        to_guest: bool,
+    },
+    Tick {
+        ms: u16,
+    },
+    Link {
+        uplink: u8,
+        up: bool,
+    },
+    Bind {
+        guest: u8,
+        set: u16,
+    },
+    BindAuto {
+        guest: u8,
+    },
+    Pin {
+        identity: u8,
+        on: bool,
+    },
+    Exclusive {
+        uplink: u8,
+        on: bool,
+    },
     /// Raw bytes from the fuzzer: transmitted by a guest or received.
-    RawTx { guest: u8, len: u8 },
-    RawRx { uplink: u8, len: u8 },
+    RawTx {
+        guest: u8,
+        len: u8,
+    },
+    RawRx {
+        uplink: u8,
+        len: u8,
+    },
 }
 
 /// An engine with four uplinks (filter slots 1, 2, 16, 4), six guests (guest
@@ -178,16 +213,20 @@ impl Harness {
         let e = &self.engine;
         let mut pinned_before = [None; MAX_UPLINKS];
         let mut excl_before = [None; MAX_UPLINKS];
-        for i in 0..e.identity_count() {
+        for (i, before) in pinned_before
+            .iter_mut()
+            .enumerate()
+            .take(e.identity_count())
+        {
             let id = IdentityId(i as u8);
             if e.is_pinned(id) {
-                pinned_before[i] = e.holder(id);
+                *before = e.holder(id);
             }
         }
-        for u in 0..e.uplink_count() {
+        for (u, before) in excl_before.iter_mut().enumerate().take(e.uplink_count()) {
             let up = UplinkId(u as u8);
             if e.is_exclusive(up) {
-                excl_before[u] = Some((e.held(up), e.uplink_mac(up)));
+                *before = Some((e.held(up), e.uplink_mac(up)));
             }
         }
         let mut moves = Moves::NONE;
@@ -209,7 +248,9 @@ impl Harness {
                 let id0 = self.engine.identity_mac(IdentityId(0)).unwrap_or_default();
                 let dst = if to_guest { guest_mac(1) } else { PEER_MAC };
                 let n = ipv4(&mut self.buf, dst, id0, OWN_IP, PEER_IP);
-                let d = self.engine.own_transmit(self.now, &mut self.buf[..n.max(60)]);
+                let d = self
+                    .engine
+                    .own_transmit(self.now, &mut self.buf[..n.max(60)]);
                 if let OwnTxDecision::Send { uplink, moves: m } = d {
                     moves = m;
                     if !self.engine.is_link_up(uplink) {
@@ -225,11 +266,9 @@ impl Harness {
                 moves = self.engine.tick(self.now);
             }
             Op::Link { uplink, up } => {
-                moves = self.engine.link_changed(
-                    self.now,
-                    UplinkId(uplink % HARNESS_UPLINKS),
-                    up,
-                );
+                moves = self
+                    .engine
+                    .link_changed(self.now, UplinkId(uplink % HARNESS_UPLINKS), up);
             }
             Op::Bind { guest, set } => {
                 let ip = IpAddr::V4(Ipv4Addr::from(guest_ip(guest % HARNESS_GUESTS)));
@@ -241,7 +280,9 @@ impl Harness {
                         n += 1;
                     }
                 }
-                self.engine.bind(ip, &ids[..n]).map_err(|_| "bind refused")?;
+                self.engine
+                    .bind(ip, &ids[..n])
+                    .map_err(|_| "bind refused")?;
             }
             Op::BindAuto { guest } => {
                 let ip = IpAddr::V4(Ipv4Addr::from(guest_ip(guest % HARNESS_GUESTS)));
@@ -309,7 +350,14 @@ impl Harness {
         Ok(())
     }
 
-    fn guest_tx(&mut self, guest: u8, kind: u8, other: u8, spoof: u8, cut: u8) -> Result<(), &'static str> {
+    fn guest_tx(
+        &mut self,
+        guest: u8,
+        kind: u8,
+        other: u8,
+        spoof: u8,
+        cut: u8,
+    ) -> Result<(), &'static str> {
         let gi = guest % HARNESS_GUESTS;
         let oi = other % HARNESS_GUESTS;
         let g = GuestId(gi as u16);
@@ -331,7 +379,15 @@ impl Harness {
         let b = &mut self.buf;
         let n = match kind % 7 {
             0 => ipv4(b, PEER_MAC, src, sip, PEER_IP),
-            1 => arp(b, 1, MacAddr::BROADCAST, src, sip, MacAddr::default(), PEER_IP),
+            1 => arp(
+                b,
+                1,
+                MacAddr::BROADCAST,
+                src,
+                sip,
+                MacAddr::default(),
+                PEER_IP,
+            ),
             2 => arp(b, 2, PEER_MAC, src, sip, PEER_MAC, PEER_IP),
             3 => ipv4(b, guest_mac(oi), src, sip, guest_ip(oi)),
             4 => ipv4(b, id, src, sip, guest_ip(oi)),
@@ -340,11 +396,29 @@ impl Harness {
                 if gi != 0 || spoof & 2 != 0 {
                     v6[15] = 0x99;
                 }
-                ipv6_na(b, PEER_MAC, src, v6, [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+                ipv6_na(
+                    b,
+                    PEER_MAC,
+                    src,
+                    v6,
+                    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                )
             }
-            _ => arp(b, 1, MacAddr::BROADCAST, src, [0; 4], MacAddr::default(), sip),
+            _ => arp(
+                b,
+                1,
+                MacAddr::BROADCAST,
+                src,
+                [0; 4],
+                MacAddr::default(),
+                sip,
+            ),
         };
-        let n = if spoof & 4 != 0 { (cut as usize).min(n) } else { n.max(60) };
+        let n = if spoof & 4 != 0 {
+            (cut as usize).min(n)
+        } else {
+            n.max(60)
+        };
         let d = self.engine.guest_transmit(self.now, g, &mut self.buf[..n]);
         if spoofed && !matches!(d, TxDecision::Drop(_)) {
             return Err("a spoofed frame was not dropped");
@@ -354,10 +428,19 @@ impl Harness {
 
     /// The transmit properties: a denied IP never gets an uplink, no frame
     /// leaves with another guest's source, literal mode always restores.
-    fn check_tx(&self, g: GuestId, d: TxDecision, n: usize, kind: Option<u8>) -> Result<(), &'static str> {
+    fn check_tx(
+        &self,
+        g: GuestId,
+        d: TxDecision,
+        n: usize,
+        kind: Option<u8>,
+    ) -> Result<(), &'static str> {
         let e = &self.engine;
         let gmac = e.guest_mac(g).ok_or("harness guest vanished")?;
-        let TxDecision::Send { uplink, steering, .. } = d else {
+        let TxDecision::Send {
+            uplink, steering, ..
+        } = d
+        else {
             return Ok(());
         };
         if !e.is_link_up(uplink) {
@@ -367,8 +450,18 @@ impl Harness {
         let p = crate::wire::parse(frame).map_err(|_| "sent a frame that does not parse")?;
         // The IP the binding was taken from.
         let ip = match p.l3 {
-            crate::wire::L3::Arp { spa, tpa, .. } => if spa == 0xffff_0000_0000 { tpa } else { spa },
-            crate::wire::L3::Ip { src: 0, dad_target: Some(t), .. } => t,
+            crate::wire::L3::Arp { spa, tpa, .. } => {
+                if spa == 0xffff_0000_0000 {
+                    tpa
+                } else {
+                    spa
+                }
+            }
+            crate::wire::L3::Ip {
+                src: 0,
+                dad_target: Some(t),
+                ..
+            } => t,
             crate::wire::L3::Ip { src, .. } => src,
             crate::wire::L3::Other(_) => return Err("sent a non-IP frame"),
         };
@@ -418,7 +511,13 @@ impl Harness {
         Ok(())
     }
 
-    fn uplink_rx(&mut self, uplink: u8, kind: u8, guest: u8, identity: u8) -> Result<(), &'static str> {
+    fn uplink_rx(
+        &mut self,
+        uplink: u8,
+        kind: u8,
+        guest: u8,
+        identity: u8,
+    ) -> Result<(), &'static str> {
         let gi = guest % HARNESS_GUESTS;
         let id = self
             .engine
@@ -427,15 +526,25 @@ impl Harness {
         let b = &mut self.buf;
         let n = match kind % 5 {
             0 => ipv4(b, id, PEER_MAC, PEER_IP, guest_ip(gi)),
-            1 => arp(b, 1, MacAddr::BROADCAST, PEER_MAC, PEER_IP, MacAddr::default(), guest_ip(gi)),
+            1 => arp(
+                b,
+                1,
+                MacAddr::BROADCAST,
+                PEER_MAC,
+                PEER_IP,
+                MacAddr::default(),
+                guest_ip(gi),
+            ),
             2 => arp(b, 2, id, PEER_MAC, PEER_IP, id, guest_ip(gi)),
             3 => ipv4(b, guest_mac(gi), PEER_MAC, PEER_IP, guest_ip(gi)),
             _ => ipv4(b, id, PEER_MAC, PEER_IP, OWN_IP),
         };
         let n = n.max(60);
-        let d = self
-            .engine
-            .uplink_receive(self.now, UplinkId(uplink % HARNESS_UPLINKS), &mut self.buf[..n]);
+        let d = self.engine.uplink_receive(
+            self.now,
+            UplinkId(uplink % HARNESS_UPLINKS),
+            &mut self.buf[..n],
+        );
         self.check_rx(d, n)
     }
 
@@ -467,9 +576,12 @@ impl Harness {
     }
 }
 
+/// One decoded operation, the bytes after it, and its raw frame if any.
+pub type Decoded<'a> = (Op, &'a [u8], Option<&'a [u8]>);
+
 /// Decode one operation from the front of `data`: returns it, the rest,
 /// and for raw-frame operations the frame bytes.
-pub fn decode(data: &[u8]) -> Option<(Op, &[u8], Option<&[u8]>)> {
+pub fn decode(data: &[u8]) -> Option<Decoded<'_>> {
     let (&code, rest) = data.split_first()?;
     let arg = |i: usize| rest.get(i).copied().unwrap_or(0);
     let used = |k: usize| rest.get(k.min(rest.len())..).unwrap_or(&[]);
@@ -496,7 +608,13 @@ pub fn decode(data: &[u8]) -> Option<(Op, &[u8], Option<&[u8]>)> {
             used(4),
             None,
         ),
-        2 => (Op::OwnTx { to_guest: code & 0x10 != 0 }, used(0), None),
+        2 => (
+            Op::OwnTx {
+                to_guest: code & 0x10 != 0,
+            },
+            used(0),
+            None,
+        ),
         3 => (
             Op::Tick {
                 ms: u16::from_le_bytes([arg(0), arg(1)]),
@@ -504,7 +622,14 @@ pub fn decode(data: &[u8]) -> Option<(Op, &[u8], Option<&[u8]>)> {
             used(2),
             None,
         ),
-        4 => (Op::Link { uplink: arg(0), up: code & 0x10 != 0 }, used(1), None),
+        4 => (
+            Op::Link {
+                uplink: arg(0),
+                up: code & 0x10 != 0,
+            },
+            used(1),
+            None,
+        ),
         5 => (
             Op::Bind {
                 guest: arg(0),
@@ -514,8 +639,22 @@ pub fn decode(data: &[u8]) -> Option<(Op, &[u8], Option<&[u8]>)> {
             None,
         ),
         6 => (Op::BindAuto { guest: arg(0) }, used(1), None),
-        7 => (Op::Pin { identity: arg(0), on: code & 0x10 != 0 }, used(1), None),
-        8 => (Op::Exclusive { uplink: arg(0), on: code & 0x10 != 0 }, used(1), None),
+        7 => (
+            Op::Pin {
+                identity: arg(0),
+                on: code & 0x10 != 0,
+            },
+            used(1),
+            None,
+        ),
+        8 => (
+            Op::Exclusive {
+                uplink: arg(0),
+                on: code & 0x10 != 0,
+            },
+            used(1),
+            None,
+        ),
         c => {
             let body = used(2);
             let n = (arg(1) as usize).min(body.len());
@@ -523,7 +662,10 @@ pub fn decode(data: &[u8]) -> Option<(Op, &[u8], Option<&[u8]>)> {
             let op = if c == 9 {
                 Op::RawTx { guest: arg(0), len }
             } else {
-                Op::RawRx { uplink: arg(0), len }
+                Op::RawRx {
+                    uplink: arg(0),
+                    len,
+                }
             };
             (op, &body[n..], Some(&body[..n]))
         }

@@ -20,9 +20,7 @@ pub const ETHERTYPE_LOOPBACK: u16 = 0x9000;
 
 const ARP_LEN: usize = 28;
 const ARP_SHA: usize = ETH_HEADER_LEN + 8;
-const ARP_SPA: usize = ETH_HEADER_LEN + 14;
 const ARP_THA: usize = ETH_HEADER_LEN + 18;
-const ARP_TPA: usize = ETH_HEADER_LEN + 24;
 const IPV6_LEN: usize = 40;
 const ICMPV6: usize = ETH_HEADER_LEN + IPV6_LEN;
 
@@ -100,12 +98,6 @@ fn u16_at(b: &[u8], off: usize) -> Option<u16> {
 }
 
 #[inline]
-fn v4_at(b: &[u8], off: usize) -> Option<u128> {
-    let s = b.get(off..off + 4)?;
-    Some((0xffff_u128 << 32) | u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as u128)
-}
-
-#[inline]
 fn v6_at(b: &[u8], off: usize) -> Option<u128> {
     let s: [u8; 16] = b.get(off..off + 16)?.try_into().ok()?;
     Some(u128::from_be_bytes(s))
@@ -122,58 +114,60 @@ pub fn dst_mac(frame: &[u8]) -> Option<u64> {
 
 /// Parse an Ethernet II frame. Runt: shorter than a header the ethertype
 /// promises. Malformed: a header whose fixed fields are wrong.
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
-    let (Some(dst), Some(src), Some(ethertype)) =
-        (mac_at(frame, 0), mac_at(frame, 6), u16_at(frame, 12))
-    else {
+    let Some((eth, l3)) = frame.split_first_chunk::<ETH_HEADER_LEN>() else {
         return Err(DropReason::Runt);
     };
-    let l3 = match ethertype {
-        ETHERTYPE_ARP => {
-            if frame.len() < ETH_HEADER_LEN + ARP_LEN {
-                return Err(DropReason::Runt);
-            }
-            let h = &frame[ETH_HEADER_LEN..];
-            // htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4 (RFC 826).
-            if h[0..2] != [0, 1] || h[2..4] != [0x08, 0x00] || h[4] != 6 || h[5] != 4 {
-                return Err(DropReason::Malformed);
-            }
-            L3::Arp {
-                oper: u16::from_be_bytes([h[6], h[7]]),
-                sha: mac_at(frame, ARP_SHA).ok_or(DropReason::Runt)?,
-                spa: v4_at(frame, ARP_SPA).ok_or(DropReason::Runt)?,
-                tha: mac_at(frame, ARP_THA).ok_or(DropReason::Runt)?,
-                tpa: v4_at(frame, ARP_TPA).ok_or(DropReason::Runt)?,
-            }
-        }
+    let dst = mac6([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
+    let src = mac6([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
+    let l3 = match u16::from_be_bytes([eth[12], eth[13]]) {
         ETHERTYPE_IPV4 => {
-            let vihl = *frame.get(ETH_HEADER_LEN).ok_or(DropReason::Runt)?;
-            let ihl = (vihl & 0x0f) as usize * 4;
-            if frame.len() < ETH_HEADER_LEN + 20 {
+            let Some(h) = l3.first_chunk::<20>() else {
                 return Err(DropReason::Runt);
-            }
-            if vihl >> 4 != 4 || ihl < 20 {
+            };
+            let ihl = (h[0] & 0x0f) as usize * 4;
+            if h[0] >> 4 != 4 || ihl < 20 {
                 return Err(DropReason::Malformed);
             }
-            if frame.len() < ETH_HEADER_LEN + ihl {
+            if l3.len() < ihl {
                 return Err(DropReason::Runt);
             }
             L3::Ip {
-                src: v4_at(frame, ETH_HEADER_LEN + 12).ok_or(DropReason::Runt)?,
-                dst: v4_at(frame, ETH_HEADER_LEN + 16).ok_or(DropReason::Runt)?,
+                src: v4([h[12], h[13], h[14], h[15]]),
+                dst: v4([h[16], h[17], h[18], h[19]]),
                 nd_lladdr: None,
                 dad_target: None,
             }
         }
-        ETHERTYPE_IPV6 => {
-            if frame.len() < ETH_HEADER_LEN + IPV6_LEN {
+        ETHERTYPE_ARP => {
+            let Some(h) = l3.first_chunk::<ARP_LEN>() else {
                 return Err(DropReason::Runt);
-            }
-            if frame[ETH_HEADER_LEN] >> 4 != 6 {
+            };
+            // htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4 (RFC 826).
+            if h[0..6] != [0, 1, 0x08, 0x00, 6, 4] {
                 return Err(DropReason::Malformed);
             }
-            let src = v6_at(frame, ETH_HEADER_LEN + 8).ok_or(DropReason::Runt)?;
-            let dst = v6_at(frame, ETH_HEADER_LEN + 24).ok_or(DropReason::Runt)?;
+            L3::Arp {
+                oper: u16::from_be_bytes([h[6], h[7]]),
+                sha: mac6([h[8], h[9], h[10], h[11], h[12], h[13]]),
+                spa: v4([h[14], h[15], h[16], h[17]]),
+                tha: mac6([h[18], h[19], h[20], h[21], h[22], h[23]]),
+                tpa: v4([h[24], h[25], h[26], h[27]]),
+            }
+        }
+        ETHERTYPE_IPV6 => {
+            let Some(h) = l3.first_chunk::<IPV6_LEN>() else {
+                return Err(DropReason::Runt);
+            };
+            if h[0] >> 4 != 6 {
+                return Err(DropReason::Malformed);
+            }
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&h[8..24]);
+            let src = u128::from_be_bytes(a);
+            a.copy_from_slice(&h[24..40]);
+            let dst = u128::from_be_bytes(a);
             let (nd_lladdr, dad_target) = ndp(frame, src);
             L3::Ip {
                 src,
@@ -185,6 +179,16 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
         other => L3::Other(other),
     };
     Ok(Parsed { dst, src, l3 })
+}
+
+#[inline(always)]
+fn mac6(b: [u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+#[inline(always)]
+fn v4(b: [u8; 4]) -> u128 {
+    (0xffff_u128 << 32) | u32::from_be_bytes(b) as u128
 }
 
 /// For an ICMPv6 NDP message directly after the IPv6 header (next header
@@ -229,29 +233,29 @@ fn ndp(frame: &[u8], src: u128) -> (Option<usize>, Option<u128>) {
     (None, dad)
 }
 
-#[inline]
+#[inline(always)]
 fn put_mac(frame: &mut [u8], off: usize, mac: u64) {
     if let Some(s) = frame.get_mut(off..off + 6) {
         s.copy_from_slice(&mac.to_be_bytes()[2..]);
     }
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_src_mac(frame: &mut [u8], mac: u64) {
     put_mac(frame, 6, mac);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_dst_mac(frame: &mut [u8], mac: u64) {
     put_mac(frame, 0, mac);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_arp_sha(frame: &mut [u8], mac: u64) {
     put_mac(frame, ARP_SHA, mac);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_arp_tha(frame: &mut [u8], mac: u64) {
     put_mac(frame, ARP_THA, mac);
 }
@@ -380,7 +384,11 @@ mod tests {
         let ck = internet_checksum(&f[54..86], pseudo(&f));
         f[56..58].copy_from_slice(&ck.to_be_bytes());
         let p = parse(&f).unwrap();
-        let L3::Ip { nd_lladdr: Some(off), .. } = p.l3 else {
+        let L3::Ip {
+            nd_lladdr: Some(off),
+            ..
+        } = p.l3
+        else {
             panic!("no option found: {p:?}")
         };
         assert_eq!(off, 80);
@@ -392,8 +400,17 @@ mod tests {
     #[test]
     fn learning_frame_shape() {
         let mut b = [0xaau8; 64];
-        assert_eq!(learning_frame(crate::MacAddr([2, 0, 0, 0, 0, 9]), &mut b), 60);
-        assert_eq!(&b[..14], &[255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 9, 0x90, 0]);
-        assert_eq!(learning_frame(crate::MacAddr([2, 0, 0, 0, 0, 9]), &mut b[..59]), 0);
+        assert_eq!(
+            learning_frame(crate::MacAddr([2, 0, 0, 0, 0, 9]), &mut b),
+            60
+        );
+        assert_eq!(
+            &b[..14],
+            &[255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 9, 0x90, 0]
+        );
+        assert_eq!(
+            learning_frame(crate::MacAddr([2, 0, 0, 0, 0, 9]), &mut b[..59]),
+            0
+        );
     }
 }

@@ -5,7 +5,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aggregation::testkit::{self, guest_ip, guest_mac, uplink_mac, Harness, OWN_IP, PEER_IP, PEER_MAC};
+use aggregation::testkit::{
+    self, guest_ip, guest_mac, uplink_mac, Harness, OWN_IP, PEER_IP, PEER_MAC,
+};
 use aggregation::{GuestId, Mode, UplinkId};
 
 struct Counting;
@@ -41,7 +43,13 @@ fn decisions_allocate_nothing() {
             let g = (i % 6) as u8;
             testkit::ipv4(&mut tx, PEER_MAC, guest_mac(g), guest_ip(g), PEER_IP);
             e.guest_transmit(i, GuestId(g as u16), &mut tx);
-            testkit::ipv4(&mut rx, uplink_mac((i % 4) as u8), PEER_MAC, PEER_IP, guest_ip(g));
+            testkit::ipv4(
+                &mut rx,
+                uplink_mac((i % 4) as u8),
+                PEER_MAC,
+                PEER_IP,
+                guest_ip(g),
+            );
             e.uplink_receive(i, UplinkId((i % 4) as u8), &mut rx);
             testkit::ipv4(&mut own, PEER_MAC, uplink_mac(0), OWN_IP, PEER_IP);
             e.own_transmit(i, &mut own);

@@ -46,7 +46,9 @@ fn args() -> Result<Args, String> {
             "--uplinks" => a.uplinks = num("--uplinks")?.clamp(2, 16) as usize,
             "--mbps" => a.mbps = num("--mbps")?.max(1) as u32,
             "-h" | "--help" => {
-                return Err("usage: aggdom-sim [OUT_DIR] [--seconds N] [--uplinks N] [--mbps C]".into())
+                return Err(
+                    "usage: aggdom-sim [OUT_DIR] [--seconds N] [--uplinks N] [--mbps C]".into(),
+                )
             }
             other if !other.starts_with('-') => a.out = PathBuf::from(other),
             other => return Err(format!("unknown option {other}")),
@@ -129,7 +131,17 @@ fn print_table(sc: &Scenario, topo: &Topology, outs: &[Outcome]) {
     }
     println!(
         "{:<20} {:>9} {:>9} {:>6} {:>8} {:>11} {:>9} {:>11} {:>9} {:>10} {:>9}",
-        "policy", "deliv/off", "deliv/fsb", "Jain", "max/mean", "moves/min", "failover", "MACwr/s", "flaps/s", "lost@fail", "min guest"
+        "policy",
+        "deliv/off",
+        "deliv/fsb",
+        "Jain",
+        "max/mean",
+        "moves/min",
+        "failover",
+        "MACwr/s",
+        "flaps/s",
+        "lost@fail",
+        "min guest"
     );
     let secs = sc.seconds as f64;
     for o in outs {
@@ -174,8 +186,15 @@ fn goals(sc: &Scenario, outs: &[Outcome]) {
     let thr = pct(id.delivered, id.feasible);
     let ok = |b: bool| if b { "met" } else { "NOT met" };
     println!("  goals for aggdom identity mode ({}):", sc.name);
-    println!("    >= 95% of feasible throughput: {thr:.1}% ... {}", ok(thr >= 95.0));
-    println!("    uplink-load Jain >= 0.95: {:.3} ... {}", id.jain, ok(id.jain >= 0.95));
+    println!(
+        "    >= 95% of feasible throughput: {thr:.1}% ... {}",
+        ok(thr >= 95.0)
+    );
+    println!(
+        "    uplink-load Jain >= 0.95: {:.3} ... {}",
+        id.jain,
+        ok(id.jain >= 0.95)
+    );
     println!(
         "    <= 1 identity move/min in steady state: {:.2} ... {}",
         id.steady_moves_per_min,

@@ -11,6 +11,10 @@
 //! port's MACs when its link drops, and floods unknown unicast to every live
 //! port; a static link aggregation (balance-xor) hashes instead.
 
+// Per-guest and per-uplink state lives in parallel vectors indexed by
+// number; index loops read better here than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashMap;
 
 use aggregation::MacAddr;
@@ -46,11 +50,23 @@ impl Rng {
 /// What a guest asks for, in Mbit/s per direction.
 #[derive(Clone, Copy, Debug)]
 pub enum Demand {
-    Steady { tx: u32, rx: u32 },
+    Steady {
+        tx: u32,
+        rx: u32,
+    },
     /// On for `on_ms` at the rates, then off for `off_ms`, from `phase_ms`.
-    Bursty { tx: u32, rx: u32, on_ms: u64, off_ms: u64, phase_ms: u64 },
+    Bursty {
+        tx: u32,
+        rx: u32,
+        on_ms: u64,
+        off_ms: u64,
+        phase_ms: u64,
+    },
     /// Wants more than one uplink: bound to every identity in aggdom ([0052]).
-    Heavy { tx: u32, rx: u32 },
+    Heavy {
+        tx: u32,
+        rx: u32,
+    },
 }
 
 #[derive(Clone)]
@@ -78,7 +94,14 @@ impl Topology {
     /// entry per guest for all of them).
     pub fn peer_mac(&self, p: usize) -> MacAddr {
         let l2 = self.l2_peer(p);
-        MacAddr([0x02, 0xbb, 0, 0, 0, (l2 as u8).wrapping_mul(29).wrapping_add(3)])
+        MacAddr([
+            0x02,
+            0xbb,
+            0,
+            0,
+            0,
+            (l2 as u8).wrapping_mul(29).wrapping_add(3),
+        ])
     }
     /// The on-link neighbour that frames for peer `p` go to / come from.
     pub fn l2_peer(&self, p: usize) -> usize {
@@ -243,7 +266,8 @@ pub fn run(topo: &Topology, sc: &Scenario, policy: &mut dyn Policy) -> Outcome {
     let settling = |t: u64| {
         t < SETTLE_MS
             || sc.failure.is_some_and(|f| {
-                (t >= f.down_ms && t < f.down_ms + SETTLE_MS) || (t >= f.up_ms && t < f.up_ms + SETTLE_MS)
+                (t >= f.down_ms && t < f.down_ms + SETTLE_MS)
+                    || (t >= f.up_ms && t < f.up_ms + SETTLE_MS)
             })
     };
     let in_failure_window = |t: u64| {
@@ -279,7 +303,7 @@ pub fn run(topo: &Topology, sc: &Scenario, policy: &mut dyn Policy) -> Outcome {
         for g in 0..ng {
             for p in 0..=topo.on_link.min(topo.peers - 1) {
                 let offset = ((g * topo.peers + p) as u64 * 37) % ARP_REFRESH_MS;
-                if t == 0 || (t > 0 && (t + offset) % ARP_REFRESH_MS == 0) {
+                if t == 0 || (t > 0 && (t + offset).is_multiple_of(ARP_REFRESH_MS)) {
                     let (mac, out) = policy.resolve(now, g, p, &mut frame);
                     cache[g][p] = mac;
                     if let Some((u, src)) = out {
@@ -382,7 +406,13 @@ pub fn run(topo: &Topology, sc: &Scenario, policy: &mut dyn Policy) -> Outcome {
                     rx_budget[u] -= FRAME;
                     sec_load[u] += FRAME;
                     series_load[u] += FRAME;
-                    aggregation::testkit::ipv4(&mut frame, dst, src, topo.peer_ip(p), topo.guest_ip(g));
+                    aggregation::testkit::ipv4(
+                        &mut frame,
+                        dst,
+                        src,
+                        topo.peer_ip(p),
+                        topo.guest_ip(g),
+                    );
                     if !accepted && policy.rx(now, u, g, &mut frame) {
                         accepted = true;
                     }
@@ -422,7 +452,10 @@ pub fn run(topo: &Topology, sc: &Scenario, policy: &mut dyn Policy) -> Outcome {
             }
         }
         if (t + 1) % 1000 == 0 {
-            let xs: Vec<f64> = (0..nu).filter(|&u| phys[u]).map(|u| sec_load[u] as f64).collect();
+            let xs: Vec<f64> = (0..nu)
+                .filter(|&u| phys[u])
+                .map(|u| sec_load[u] as f64)
+                .collect();
             let sum: f64 = xs.iter().sum();
             let sq: f64 = xs.iter().map(|x| x * x).sum();
             let n = xs.len() as f64;

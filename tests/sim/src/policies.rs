@@ -74,7 +74,8 @@ impl Aggdom {
             e.add_uplink(c).unwrap();
         }
         for g in 0..topo.guests.len() {
-            e.add_guest(topo.guest_mac(g), &[ip(topo.guest_ip(g))]).unwrap();
+            e.add_guest(topo.guest_mac(g), &[ip(topo.guest_ip(g))])
+                .unwrap();
         }
         for g in topo.heavy_guests() {
             let all: Vec<_> = (0..topo.uplinks as u8).map(IdentityId).collect();
@@ -88,7 +89,11 @@ impl Aggdom {
             },
             e,
             topo: topo.clone(),
-            literal_overhead: if mode == Mode::Literal { literal_overhead } else { 0 },
+            literal_overhead: if mode == Mode::Literal {
+                literal_overhead
+            } else {
+                0
+            },
             rebalance_moves: 0,
             failover_moves: 0,
             debug: std::env::var_os("AGGDOM_SIM_DEBUG").is_some(),
@@ -127,7 +132,13 @@ impl Policy for Aggdom {
 
     fn tx(&mut self, now: u64, g: usize, p: usize, frame: &mut [u8]) -> Out {
         let gm = self.topo.guest_mac(g);
-        testkit::ipv4(frame, self.topo.peer_mac(p), gm, self.topo.guest_ip(g), self.topo.peer_ip(p));
+        testkit::ipv4(
+            frame,
+            self.topo.peer_mac(p),
+            gm,
+            self.topo.guest_ip(g),
+            self.topo.peer_ip(p),
+        );
         Self::out(self.e.guest_transmit(now, GuestId(g as u16), frame), gm)
     }
 
@@ -138,8 +149,18 @@ impl Policy for Aggdom {
     fn resolve(&mut self, now: u64, g: usize, p: usize, frame: &mut [u8]) -> (MacAddr, Out) {
         let gm = self.topo.guest_mac(g);
         let pm = self.topo.peer_mac(p);
-        let n = testkit::arp(frame, 2, pm, gm, self.topo.guest_ip(g), pm, self.topo.peer_ip(p));
-        let d = self.e.guest_transmit(now, GuestId(g as u16), &mut frame[..n.max(60)]);
+        let n = testkit::arp(
+            frame,
+            2,
+            pm,
+            gm,
+            self.topo.guest_ip(g),
+            pm,
+            self.topo.peer_ip(p),
+        );
+        let d = self
+            .e
+            .guest_transmit(now, GuestId(g as u16), &mut frame[..n.max(60)]);
         let out = Self::out(d, gm);
         // The peer caches the ARP sender hardware address.
         let sha = MacAddr(frame[22..28].try_into().unwrap());
@@ -156,11 +177,15 @@ impl Policy for Aggdom {
     fn tick(&mut self, now: u64) -> Vec<(usize, MacAddr)> {
         let m = self.e.tick(now);
         self.rebalance_moves += m.len() as u64;
-        if self.debug && (!m.is_empty() || now % 5_000_000_000 == 0) {
+        if self.debug && (!m.is_empty() || now.is_multiple_of(5_000_000_000)) {
             eprintln!("{} t={}ms tick moves={:?}", self.name, now / 1_000_000, m);
             for u in 0..self.topo.uplinks {
                 let up = UplinkId(u as u8);
-                eprintln!("   uplink {u}: held {:?} load {:?}", self.e.held(up), self.e.load(up).unwrap());
+                eprintln!(
+                    "   uplink {u}: held {:?} load {:?}",
+                    self.e.held(up),
+                    self.e.load(up).unwrap()
+                );
             }
         }
         Self::learning(&m)
@@ -170,7 +195,12 @@ impl Policy for Aggdom {
         let m = self.e.link_changed(now, UplinkId(uplink as u8), up);
         self.failover_moves += m.len() as u64;
         if self.debug {
-            eprintln!("{} t={}ms link {uplink} up={up} moves={:?}", self.name, now / 1_000_000, m);
+            eprintln!(
+                "{} t={}ms link {uplink} up={up} moves={:?}",
+                self.name,
+                now / 1_000_000,
+                m
+            );
         }
         Self::learning(&m)
     }
@@ -181,7 +211,12 @@ impl Policy for Aggdom {
 
     fn mac_writes(&self) -> u64 {
         (0..self.topo.uplinks)
-            .map(|u| self.e.uplink_counters(UplinkId(u as u8)).unwrap().mac_writes)
+            .map(|u| {
+                self.e
+                    .uplink_counters(UplinkId(u as u8))
+                    .unwrap()
+                    .mac_writes
+            })
             .sum()
     }
 }
@@ -479,7 +514,7 @@ impl BalanceSlb {
             entry_member: [None; 256],
             entry_bytes: [0; 256],
             last_rebalance: 0,
-            rng: Rng(0x5eed_0f_0b5),
+            rng: Rng(0x5eed_f0b5),
             moves: 0,
             failover: 0,
         }
