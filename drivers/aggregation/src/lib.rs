@@ -72,9 +72,16 @@
 //! - **Own-stack frame** ([`Engine::own_transmit`], claim steps 3–6): the
 //!   least-loaded uplink; if it does not hold the source MAC, the
 //!   [`OwnTxDecision::Send`] carries the swap as [`Moves`].
-//! - **Time** ([`Engine::tick`]): rate EWMAs from the bytes counted, and
-//!   at most every `rebalance_interval_ns` one rebalancing swap ([0034])
-//!   with hysteresis and a minimum dwell per identity.
+//! - **Time** ([`Engine::tick`], every `tick_interval_ns`, 10 ms by
+//!   default): rate EWMAs from the bytes counted, and at most every
+//!   `rebalance_interval_ns` one rebalancing swap ([0034]) with hysteresis
+//!   and a minimum dwell per identity. Rebalancing weighs only the load that
+//!   follows an identity (transmit of IPs bound to it alone, and receive):
+//!   traffic of IPs bound to several identities already picks the
+//!   least-loaded uplink per frame, and fills whatever room a move makes. A
+//!   swap is made only when it lowers the busier uplink: with equal NICs,
+//!   [0050]'s swap would only trade places. The console's
+//!   [`Engine::swap`] and [`Engine::rebalance_now`] do the same on demand.
 //! - **Links** ([`Engine::link_changed`]): failover and return, bounded by
 //!   filter slots, respecting pinned identities and exclusive uplinks.
 //! - **Moves**: for every [`Move`], reprogram the two uplinks' filters to
@@ -86,6 +93,28 @@
 //!
 //! Decisions never panic on any frame bytes and never allocate (both are
 //! tested: fuzzing, property tests and a counting allocator).
+//!
+//! # Known limits
+//!
+//! - Identities are one per uplink; a guest IP bound to one identity can use
+//!   at most one uplink at a time (the patent's granularity), so after a
+//!   failover two identities' guests share one uplink until it returns.
+//! - Receive spreading is per peer: a peer (or a router, for everything
+//!   behind it) keeps the identity its last ARP reply named.
+//! - Guests must send from their configured IPs: DHCP from 0.0.0.0 is
+//!   dropped as spoofed (ARP probes and IPv6 DAD are allowed). IPv6 NDP is
+//!   rewritten only without extension headers. Own-stack broadcasts are not
+//!   copied to guests.
+//!
+//! # Testing
+//!
+//! `cargo test -p aggregation` runs the table tests (claim steps, the
+//! worked example [0049]–[0052], receive, failover, bindings), the property
+//! tests and the fuzz entry on random bytes, and the allocation check.
+//! `cargo bench -p aggregation` measures ns per decision (4 uplinks, 64
+//! guests) and counts allocations. `fuzz/` is a cargo-fuzz project
+//! (`cargo +nightly fuzz run ops_and_frames`). The policy simulator is
+//! `cargo run --release -p aggdom-sim` (tests/sim).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -134,6 +134,13 @@ pub enum Op {
         uplink: u8,
         on: bool,
     },
+    /// The console's operator swap of two identities.
+    Swap {
+        a: u8,
+        b: u8,
+    },
+    /// The console's rebalance-now.
+    RebalanceNow,
     /// Raw bytes from the fuzzer: transmitted by a guest or received.
     RawTx {
         guest: u8,
@@ -315,6 +322,17 @@ impl Harness {
                 let d = self.engine.guest_transmit(self.now, g, &mut self.buf[..n]);
                 self.check_tx(g, d, n, None)?;
             }
+            Op::Swap { a, b } => {
+                let (a, b) = (
+                    IdentityId(a % HARNESS_UPLINKS),
+                    IdentityId(b % HARNESS_UPLINKS),
+                );
+                // Refusals (pinned, exclusive) are fine; a move must obey them.
+                if let Ok(m) = self.engine.swap(self.now, a, b) {
+                    moves = m;
+                }
+            }
+            Op::RebalanceNow => moves = self.engine.rebalance_now(self.now),
             Op::RawRx { uplink, len } => {
                 let n = (len as usize).min(self.buf.len());
                 let d = self.engine.uplink_receive(
@@ -585,7 +603,7 @@ pub fn decode(data: &[u8]) -> Option<Decoded<'_>> {
     let (&code, rest) = data.split_first()?;
     let arg = |i: usize| rest.get(i).copied().unwrap_or(0);
     let used = |k: usize| rest.get(k.min(rest.len())..).unwrap_or(&[]);
-    Some(match code % 11 {
+    Some(match code % 13 {
         0 => (
             Op::GuestTx {
                 guest: arg(0),
@@ -655,6 +673,15 @@ pub fn decode(data: &[u8]) -> Option<Decoded<'_>> {
             used(1),
             None,
         ),
+        11 => (
+            Op::Swap {
+                a: arg(0),
+                b: arg(1),
+            },
+            used(2),
+            None,
+        ),
+        12 => (Op::RebalanceNow, used(0), None),
         c => {
             let body = used(2);
             let n = (arg(1) as usize).min(body.len());
