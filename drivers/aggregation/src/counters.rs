@@ -120,7 +120,7 @@ pub struct EngineCounters {
     pub own_tx_swaps: u64,
     /// Own-stack frames dropped, by reason.
     pub own_tx_drops: DropCounters,
-    /// Rebalance evaluations, and those that moved something ([0034]).
+    /// Rebalance evaluations, and those that moved something (\[0034\]).
     pub rebalance_runs: u64,
     pub rebalance_moves: u64,
     /// Identity moves forced by links going down or coming back.

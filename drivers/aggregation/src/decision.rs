@@ -16,7 +16,7 @@ pub enum DropReason {
     SpoofedMac,
     /// A guest frame whose source IP (or ARP sender IP) is not the guest's.
     SpoofedIp,
-    /// The IP is bound to no identity ([0029]): it may not use the network.
+    /// The IP is bound to no identity (\[0029\]): it may not use the network.
     Denied,
     /// Every uplink that could carry the frame has its link down.
     NoLiveUplink,

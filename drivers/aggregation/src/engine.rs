@@ -129,7 +129,7 @@ struct Guest {
     n_ips: u8,
     ips: [u128; MAX_IPS_PER_GUEST],
     bindings: [IdentitySet; MAX_IPS_PER_GUEST],
-    /// Bound by the spreading rule of [0030] rather than by the operator.
+    /// Bound by the spreading rule of \[0030\] rather than by the operator.
     auto: [bool; MAX_IPS_PER_GUEST],
     counters: GuestCounters,
 }
@@ -232,7 +232,7 @@ impl Engine {
     // ------------------------------------------------------------------
 
     /// Add a NIC. It creates identity *k* = its factory MAC, held by it.
-    /// Guests bound automatically are spread again over the new set ([0030]).
+    /// Guests bound automatically are spread again over the new set (\[0030\]).
     pub fn add_uplink(&mut self, cfg: UplinkConfig) -> Result<UplinkId, Error> {
         let n = self.n_uplinks as usize;
         if n >= MAX_UPLINKS {
@@ -275,7 +275,7 @@ impl Engine {
     }
 
     /// Add a guest with its MAC and IPs. Each IP is bound to one identity,
-    /// spread so each identity has about as many IPs bound ([0030]).
+    /// spread so each identity has about as many IPs bound (\[0030\]).
     pub fn add_guest(&mut self, mac: MacAddr, ips: &[IpAddr]) -> Result<GuestId, Error> {
         let m = mac.to_u64();
         if m == 0 || mac.is_multicast() {
@@ -328,7 +328,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Bind a guest IP to a set of identities ([0028]–[0029], [0052]): one
+    /// Bind a guest IP to a set of identities (\[0028\]–\[0029\], \[0052\]): one
     /// (default), several (more bandwidth) or none (`&[]`: denied).
     pub fn bind(&mut self, ip: IpAddr, identities: &[IdentityId]) -> Result<(), Error> {
         let (g, slot) = self.guest_ip(ip)?;
@@ -344,7 +344,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Give a guest IP back to the spreading rule of [0030].
+    /// Give a guest IP back to the spreading rule of \[0030\].
     pub fn bind_auto(&mut self, ip: IpAddr) -> Result<(), Error> {
         let (g, slot) = self.guest_ip(ip)?;
         self.guests[g].auto[slot] = true;
@@ -361,7 +361,7 @@ impl Engine {
     }
 
     /// Spread every automatically bound IP evenly again over the identities
-    /// ([0030]). Called by [`Engine::add_uplink`]; explicit bindings stay.
+    /// (\[0030\]). Called by [`Engine::add_uplink`]; explicit bindings stay.
     pub fn respread(&mut self) {
         for g in 0..MAX_GUESTS {
             for s in 0..MAX_IPS_PER_GUEST {
@@ -383,7 +383,7 @@ impl Engine {
 
     /// The identity with the fewest IPs bound, preferring identities that
     /// are neither pinned nor on an exclusive uplink (those serve only the
-    /// guests the operator put there, [0051]).
+    /// guests the operator put there, \[0051\]).
     fn spread_pick(&self) -> IdentitySet {
         let n = self.n_uplinks as usize;
         if n == 0 {
@@ -411,7 +411,7 @@ impl Engine {
     }
 
     /// Pin an identity to its current uplink: no other uplink may take it,
-    /// so the guests bound to it use only that uplink ([0051]).
+    /// so the guests bound to it use only that uplink (\[0051\]).
     pub fn pin(&mut self, id: IdentityId) -> Result<(), Error> {
         self.identity_mut(id)?.pinned = true;
         Ok(())
@@ -424,7 +424,7 @@ impl Engine {
 
     /// Make an uplink exclusive: it never changes its MAC (never gives or
     /// takes identities), so only the guests bound to its identity use it
-    /// ([0051]).
+    /// (\[0051\]).
     pub fn set_exclusive(&mut self, uplink: UplinkId, exclusive: bool) -> Result<(), Error> {
         let u = self.uplink_index(uplink).ok_or(Error::UnknownUplink)?;
         self.uplinks[u].exclusive = exclusive;
@@ -465,7 +465,7 @@ impl Engine {
     // Per-frame decisions
     // ------------------------------------------------------------------
 
-    /// A frame from `guest` (claim steps 7–10, [0032]–[0033]). In identity
+    /// A frame from `guest` (claim steps 7–10, \[0032\]–\[0033\]). In identity
     /// mode a `Send` comes with the frame's source MAC (and ARP sender / NDP
     /// link-layer option) already rewritten; a `SwitchLocal` to a guest
     /// reached at an identity comes with the destination rewritten.
@@ -626,7 +626,7 @@ impl Engine {
         }
     }
 
-    /// [0032]: among the live uplinks holding an identity of `binding`, the
+    /// \[0032\]: among the live uplinks holding an identity of `binding`, the
     /// one with the least traffic. Returns (identity, uplink).
     #[inline(always)]
     fn least_loaded_holder(
@@ -893,7 +893,7 @@ impl Engine {
     // ------------------------------------------------------------------
 
     /// Fold the bytes counted since the last tick into the rate EWMAs and,
-    /// at most every `rebalance_interval_ns`, rebalance ([0034]). Call every
+    /// at most every `rebalance_interval_ns`, rebalance (\[0034\]). Call every
     /// `tick_interval_ns` or so. Returns the identity moves to carry out.
     pub fn tick(&mut self, now: u64) -> Moves {
         let dt = now.saturating_sub(self.last_tick);
@@ -954,7 +954,7 @@ impl Engine {
         self.uplinks[u].util_permille(t, r)
     }
 
-    /// [0034]: when the busiest uplink is overloaded, swap its identity with
+    /// \[0034\]: when the busiest uplink is overloaded, swap its identity with
     /// the least-loaded uplink's (or, when it holds several, hand one over),
     /// but only if that lowers the busier of the two by at least half the
     /// hysteresis: swapping two equal loads would only move the problem.
@@ -1036,7 +1036,7 @@ impl Engine {
 
     /// The link of `uplink` went down or came up. Down: its identities move
     /// to live uplinks with free filter slots, least loaded first (pinned
-    /// identities and exclusive uplinks stay, [0051]). Up: identities left
+    /// identities and exclusive uplinks stay, \[0051\]). Up: identities left
     /// on dead uplinks come here, then its own identity comes home, or it
     /// takes one from an uplink holding several. Dwell time is ignored.
     pub fn link_changed(&mut self, now: u64, uplink: UplinkId, up: bool) -> Moves {
@@ -1323,7 +1323,7 @@ impl Engine {
 
 /// Operator moves (the console's `swap` and `rebalance`).
 impl Engine {
-    /// Swaps the uplinks of identities `a` and `b` ([0034] by hand). Pinned
+    /// Swaps the uplinks of identities `a` and `b` (\[0034\] by hand). Pinned
     /// identities and exclusive uplinks refuse, as for automatic moves; the
     /// dwell time does not apply (the operator asked).
     pub fn swap(&mut self, now: u64, a: IdentityId, b: IdentityId) -> Result<Moves, Error> {

@@ -26,9 +26,9 @@ pub enum Error {
     UnknownUplink,
     /// No such identity.
     UnknownIdentity,
-    /// The identity is pinned to its uplink ([0051]); unpin it first.
+    /// The identity is pinned to its uplink (\[0051\]); unpin it first.
     Pinned,
-    /// The uplink is exclusive ([0051]); it never takes or gives identities.
+    /// The uplink is exclusive (\[0051\]); it never takes or gives identities.
     Exclusive,
     /// The target uplink has no free receive-filter slot.
     NoFilterSlot,

@@ -21,7 +21,7 @@
 //! let _nic1 = e.add_uplink(UplinkConfig::new(MacAddr([2, 0, 0, 0, 0, 2]))).unwrap();
 //! let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
 //! let vm = e.add_guest(MacAddr([0x52, 0x54, 0, 0, 0, 5]), &[ip]).unwrap();
-//! // [0052]: this guest may use both NICs.
+//! // \[0052\]: this guest may use both NICs.
 //! e.bind(ip, &[IdentityId(0), IdentityId(1)]).unwrap();
 //!
 //! let mut frame = [0u8; 64]; // an IPv4 frame from the guest, to the gateway
@@ -47,11 +47,11 @@
 //! # The contract
 //!
 //! - **Setup / control**: [`Engine::new`] (`const`), [`Engine::add_uplink`],
-//!   [`Engine::add_guest`] (IPs spread over identities, [0030]),
+//!   [`Engine::add_guest`] (IPs spread over identities, \[0030\]),
 //!   [`Engine::remove_guest`], [`Engine::bind`] (one, several, or no
-//!   identities: [0028]–[0029], [0052]), [`Engine::bind_auto`],
+//!   identities: \[0028\]–\[0029\], \[0052\]), [`Engine::bind_auto`],
 //!   [`Engine::respread`], [`Engine::pin`] / [`Engine::unpin`] and
-//!   [`Engine::set_exclusive`] ([0051]), [`Engine::set_own_stack`]. They
+//!   [`Engine::set_exclusive`] (\[0051\]), [`Engine::set_own_stack`]. They
 //!   return [`Error`] and change nothing on error.
 //! - **Guest frame** ([`Engine::guest_transmit`], claim steps 7–10):
 //!   validated (runt, malformed, ethertype, spoofed source MAC / IP), then
@@ -74,13 +74,13 @@
 //!   [`OwnTxDecision::Send`] carries the swap as [`Moves`].
 //! - **Time** ([`Engine::tick`], every `tick_interval_ns`, 10 ms by
 //!   default): rate EWMAs from the bytes counted, and at most every
-//!   `rebalance_interval_ns` one rebalancing swap ([0034]) with hysteresis
+//!   `rebalance_interval_ns` one rebalancing swap (\[0034\]) with hysteresis
 //!   and a minimum dwell per identity. Rebalancing weighs only the load that
 //!   follows an identity (transmit of IPs bound to it alone, and receive):
 //!   traffic of IPs bound to several identities already picks the
 //!   least-loaded uplink per frame, and fills whatever room a move makes. A
 //!   swap is made only when it lowers the busier uplink: with equal NICs,
-//!   [0050]'s swap would only trade places. The console's
+//!   \[0050\]'s swap would only trade places. The console's
 //!   [`Engine::swap`] and [`Engine::rebalance_now`] do the same on demand.
 //! - **Links** ([`Engine::link_changed`]): failover and return, bounded by
 //!   filter slots, respecting pinned identities and exclusive uplinks.
@@ -109,7 +109,7 @@
 //! # Testing
 //!
 //! `cargo test -p aggregation` runs the table tests (claim steps, the
-//! worked example [0049]–[0052], receive, failover, bindings), the property
+//! worked example \[0049\]–\[0052\], receive, failover, bindings), the property
 //! tests and the fuzz entry on random bytes, and the allocation check.
 //! `cargo bench -p aggregation` measures ns per decision (4 uplinks, 64
 //! guests) and counts allocations. `fuzz/` is a cargo-fuzz project

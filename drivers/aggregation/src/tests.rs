@@ -1,4 +1,4 @@
-//! Table tests: the 11 claim steps, the worked example [0049]–[0052], and
+//! Table tests: the 11 claim steps, the worked example \[0049\]–\[0052\], and
 //! the receive, failover and binding paths; property tests over random
 //! operation sequences.
 
@@ -26,7 +26,7 @@ const GW: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 1]);
 const GW_IP: [u8; 4] = [192, 168, 1, 254];
 const OWN_IP: [u8; 4] = [192, 168, 1, 200];
 
-/// The worked example's setup ([0049]): NIC1–3 (uplinks 0–2, identities
+/// The worked example's setup (\[0049\]): NIC1–3 (uplinks 0–2, identities
 /// mac1–mac3), VM1–3 (guests 0–2) with ipK bound to macK.
 fn example(mode: Mode, caps: [u32; 3]) -> Engine {
     let mut cfg = Config::with_mode(mode);

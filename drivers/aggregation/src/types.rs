@@ -92,8 +92,8 @@ pub struct IdentityId(pub u8);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct GuestId(pub u16);
 
-/// A set of identities: the binding of one guest IP ([0028]–[0030]), or the
-/// identities one uplink holds. Empty means "denied" for a binding ([0029]).
+/// A set of identities: the binding of one guest IP (\[0028\]–\[0030\]), or the
+/// identities one uplink holds. Empty means "denied" for a binding (\[0029\]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct IdentitySet(pub u16);
 
@@ -194,7 +194,7 @@ pub struct Config {
     /// compares "expected bytes this interval" = rate × interval + bytes
     /// already sent in it.
     pub tick_interval_ns: u64,
-    /// How often a tick may consider a rebalancing move ([0034]).
+    /// How often a tick may consider a rebalancing move (\[0034\]).
     pub rebalance_interval_ns: u64,
     /// An uplink counts as overloaded at this utilisation (‰ of capacity,
     /// the larger of its transmit and receive directions).
