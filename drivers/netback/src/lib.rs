@@ -18,10 +18,9 @@
 //!   guest. Bad frames are counted drops ([`TxDrop`], [`RxDrop`]); ring
 //!   violations disconnect the vif ([`Fatal`]).
 //!
-//! With the `testkit` feature (always in this crate's tests),
-//! [`testkit`] provides a netfront simulator over
-//! [`hypervisor::FakeHypervisor`], well-behaved or malicious, and the fuzz
-//! entry point.
+//! [`testkit`] is a netfront simulator over [`hypervisor::FakeHypervisor`],
+//! well-behaved or malicious, for tests here and in the crates that use
+//! netback, and the fuzz entry point.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -38,7 +37,6 @@ mod tx;
 mod vif;
 pub mod wire;
 
-#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 #[cfg(test)]

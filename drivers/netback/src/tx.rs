@@ -40,10 +40,12 @@ enum Outcome {
 impl<H: Hypervisor> Vif<H> {
     /// Takes up to the configured budget of frames from the guest, calling
     /// `out` with each valid one (an Ethernet frame without FCS, checksum
-    /// completed if the guest offloaded it). Answers every request, notifies
+    /// completed if the guest offloaded it). The frame is the vif's own
+    /// copy: `out` may rewrite it in place (e.g. the source MAC) before
+    /// sending it on. Answers every request, notifies
     /// the guest if it asked, and returns the number of frames passed to
     /// `out`. Does nothing when not connected; never allocates.
-    pub fn poll_tx(&mut self, hv: &mut H, mut out: impl FnMut(&[u8])) -> usize {
+    pub fn poll_tx(&mut self, hv: &mut H, mut out: impl FnMut(&mut [u8])) -> usize {
         let fe = self.id.frontend;
         let config = self.config;
         let counters = &mut self.counters;
@@ -78,7 +80,7 @@ impl<H: Hypervisor> Vif<H> {
                         counters.tx_frames += 1;
                         counters.tx_bytes += len as u64;
                         frames += 1;
-                        out(&c.buf[..len]);
+                        out(&mut c.buf[..len]);
                     }
                 }
                 Err(why) => {

@@ -246,7 +246,7 @@ impl<H: Hypervisor> Vif<H> {
             self.state = XenbusState::Closing;
         }
 
-        let online = hv.read_u32(t, &self.key("online")).map_or(true, |v| v != 0);
+        let online = hv.read_u32(t, &self.key("online")) != Ok(0);
         let fe_state = hv
             .read_u32(t, &format!("{fe_path}/state"))
             .map_or(XenbusState::Unknown, XenbusState::from_raw);

@@ -53,7 +53,7 @@ impl FakePage {
 
 impl SharedPage for FakePage {
     fn load_u32(&self, offset: usize) -> u32 {
-        assert!(offset % 4 == 0, "unaligned u32 access at {offset}");
+        assert!(offset.is_multiple_of(4), "unaligned u32 access at {offset}");
         let mut b = [0u8; 4];
         self.read(offset, &mut b);
         fence(Ordering::Acquire);
@@ -61,7 +61,7 @@ impl SharedPage for FakePage {
     }
 
     fn store_u32(&self, offset: usize, value: u32) {
-        assert!(offset % 4 == 0, "unaligned u32 access at {offset}");
+        assert!(offset.is_multiple_of(4), "unaligned u32 access at {offset}");
         fence(Ordering::Release);
         self.write(offset, &value.to_le_bytes());
     }

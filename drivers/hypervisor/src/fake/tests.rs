@@ -99,7 +99,6 @@ fn grant_copy_checks_like_xen() {
             GrantStatus::Okay,
         ]
     );
-    drop(ops);
     assert_eq!(&got, b"hello");
     let mut tail = [0u8; 2];
     hv.granted_page(FE, rw).unwrap().read(4094, &mut tail);
