@@ -42,6 +42,8 @@ pub struct UplinkCounters {
     pub moves_out: u64,
     /// Times the link went down.
     pub link_downs: u64,
+    /// Identities held now (a gauge).
+    pub identities_held: u64,
 }
 
 impl UplinkCounters {
@@ -55,6 +57,7 @@ impl UplinkCounters {
         moves_in: 0,
         moves_out: 0,
         link_downs: 0,
+        identities_held: 0,
     };
 }
 
@@ -97,6 +100,8 @@ impl Default for GuestCounters {
 /// Per identity. The holder is [`crate::Engine::holder`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct IdentityCounters {
+    /// The uplink holding it now (a gauge; also [`crate::Engine::holder`]).
+    pub holder: u64,
     /// Times the identity changed holder.
     pub moves: u64,
     pub tx_bytes: u64,
@@ -105,6 +110,7 @@ pub struct IdentityCounters {
 
 impl IdentityCounters {
     pub const ZERO: IdentityCounters = IdentityCounters {
+        holder: 0,
         moves: 0,
         tx_bytes: 0,
         rx_bytes: 0,

@@ -260,11 +260,19 @@ impl Engine {
             slots: cfg.filter_slots.max(1),
             up: cfg.link_up,
             held: IdentitySet::one(IdentityId(n as u8)),
+            counters: UplinkCounters {
+                identities_held: 1,
+                ..UplinkCounters::ZERO
+            },
             ..Uplink::EMPTY
         };
         self.macs.insert(mac, IDENTITY_TAG | n as u16);
         self.identities[n] = Identity {
             mac,
+            counters: IdentityCounters {
+                holder: n as u64,
+                ..IdentityCounters::ZERO
+            },
             holder: UplinkId(n as u8),
             ..Identity::EMPTY
         };
@@ -861,6 +869,7 @@ impl Engine {
             f.tx_rate = f.tx_rate.saturating_sub(txr);
             f.rx_rate = f.rx_rate.saturating_sub(rxr);
             f.counters.moves_out += 1;
+            f.counters.identities_held -= 1;
             f.counters.mac_writes += 1;
         }
         {
@@ -868,6 +877,7 @@ impl Engine {
             t.tx_rate = t.tx_rate.saturating_add(txr);
             t.rx_rate = t.rx_rate.saturating_add(rxr);
             t.counters.moves_in += 1;
+            t.counters.identities_held += 1;
             t.counters.mac_writes += 1;
         }
         let interval = self.cfg.tick_interval_ns as u128;
@@ -880,6 +890,7 @@ impl Engine {
         ident.holder = UplinkId(to as u8);
         ident.last_move = Some(now);
         ident.counters.moves += 1;
+        ident.counters.holder = to as u64;
         moves.push(Move {
             identity: id,
             mac: MacAddr::from_u64(ident.mac),
@@ -1239,11 +1250,17 @@ impl Engine {
             if holders != 1 || !self.uplinks[h].held.contains(IdentityId(i as u8)) {
                 return Err("identity not held by exactly one uplink");
             }
+            if self.identities[i].counters.holder != h as u64 {
+                return Err("identity holder gauge out of step");
+            }
         }
         for u in 0..n {
             let held = self.uplinks[u].held;
             if held.0 >> n != 0 {
                 return Err("uplink holds a nonexistent identity");
+            }
+            if self.uplinks[u].counters.identities_held != held.len() as u64 {
+                return Err("identities-held gauge out of step");
             }
             if held.len() > self.uplinks[u].slots as usize {
                 return Err("uplink holds more identities than filter slots");

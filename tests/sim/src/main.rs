@@ -10,6 +10,7 @@ mod policies;
 mod svg;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use aggregation::Mode;
 use model::{Demand, Failure, Outcome, Scenario, Topology};
@@ -19,6 +20,24 @@ use policies::{Aggdom, BalanceSlb, BalanceTlb, BalanceXor, Policy, Static};
 /// only after the frame has left, so the NIC cannot pipeline sends; taken
 /// as 2 µs of idle link per frame (an assumption, printed with the table).
 const LITERAL_IDLE_NS: u64 = 2_000;
+
+/// Everything printed, kept to be written to OUT_DIR/report.txt as well.
+static REPORT: Mutex<String> = Mutex::new(String::new());
+
+/// `print!` that also keeps the text for the report file.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let s = format!($($t)*);
+        print!("{s}");
+        REPORT.lock().unwrap().push_str(&s);
+    }};
+}
+
+/// `println!` that also keeps the text for the report file.
+macro_rules! sayln {
+    () => { say!("\n") };
+    ($($t:tt)*) => {{ say!($($t)*); say!("\n"); }};
+}
 
 struct Args {
     out: PathBuf,
@@ -111,9 +130,9 @@ fn pct(a: u64, b: u64) -> f64 {
 }
 
 fn print_table(sc: &Scenario, topo: &Topology, outs: &[Outcome]) {
-    println!();
+    sayln!();
     match sc.failure {
-        Some(f) => println!(
+        Some(f) => sayln!(
             "== scenario {}: {} s, {} uplinks x {} Mbit/s, uplink {} down at {} s, back at {} s (link monitor {} ms)",
             sc.name,
             sc.seconds,
@@ -124,12 +143,12 @@ fn print_table(sc: &Scenario, topo: &Topology, outs: &[Outcome]) {
             f.up_ms / 1000,
             sc.detect_ms
         ),
-        None => println!(
+        None => sayln!(
             "== scenario {}: {} s, {} uplinks x {} Mbit/s, no failure",
             sc.name, sc.seconds, topo.uplinks, topo.mbps
         ),
     }
-    println!(
+    sayln!(
         "{:<20} {:>9} {:>9} {:>6} {:>8} {:>11} {:>9} {:>11} {:>9} {:>10} {:>9}",
         "policy",
         "deliv/off",
@@ -150,7 +169,7 @@ fn print_table(sc: &Scenario, topo: &Topology, outs: &[Outcome]) {
             .iter()
             .map(|&(d, f)| pct(d, f))
             .fold(f64::INFINITY, f64::min);
-        println!(
+        sayln!(
             "{:<20} {:>8.1}% {:>8.1}% {:>6.3} {:>8.2} {:>11.2} {:>9} {:>11.0} {:>9.1} {:>10} {:>8.1}%",
             o.policy,
             pct(o.delivered, o.offered),
@@ -165,19 +184,19 @@ fn print_table(sc: &Scenario, topo: &Topology, outs: &[Outcome]) {
             min_guest,
         );
     }
-    println!("  per guest, delivered / max-min fair share of the live capacity:");
-    print!("  {:<10}", "guest");
+    sayln!("  per guest, delivered / max-min fair share of the live capacity:");
+    say!("  {:<10}", "guest");
     for o in outs {
-        print!(" {:>20}", o.policy);
+        say!(" {:>20}", o.policy);
     }
-    println!();
+    sayln!();
     for g in 0..topo.guests.len() {
-        print!("  {:<10}", format!("{g:>2} {}", topo.guest_kind(g)));
+        say!("  {:<10}", format!("{g:>2} {}", topo.guest_kind(g)));
         for o in outs {
             let (d, f) = o.per_guest[g];
-            print!(" {:>19.1}%", pct(d, f));
+            say!(" {:>19.1}%", pct(d, f));
         }
-        println!();
+        sayln!();
     }
 }
 
@@ -185,17 +204,17 @@ fn goals(sc: &Scenario, outs: &[Outcome]) {
     let id = &outs[0];
     let thr = pct(id.delivered, id.feasible);
     let ok = |b: bool| if b { "met" } else { "NOT met" };
-    println!("  goals for aggdom identity mode ({}):", sc.name);
-    println!(
+    sayln!("  goals for aggdom identity mode ({}):", sc.name);
+    sayln!(
         "    >= 95% of feasible throughput: {thr:.1}% ... {}",
         ok(thr >= 95.0)
     );
-    println!(
+    sayln!(
         "    uplink-load Jain >= 0.95: {:.3} ... {}",
         id.jain,
         ok(id.jain >= 0.95)
     );
-    println!(
+    sayln!(
         "    <= 1 identity move/min in steady state: {:.2} ... {}",
         id.steady_moves_per_min,
         ok(id.steady_moves_per_min <= 1.0)
@@ -207,7 +226,7 @@ fn goals(sc: &Scenario, outs: &[Outcome]) {
         })
         .map(|b| b.policy)
         .collect();
-    println!(
+    sayln!(
         "    beats every baseline on throughput or fairness: {}",
         if beaten.is_empty() {
             "met".to_string()
@@ -249,12 +268,12 @@ fn main() {
         eprintln!("cannot create {}: {e}", a.out.display());
         std::process::exit(1);
     }
-    println!("aggdom-sim: 12 guests (1 heavy hitter bound to every identity in aggdom, 7 steady, 4 bursty), 8 peers (4 on the switch, 4 behind one router), 1500-byte frames, 1 ms steps");
-    println!(
+    sayln!("aggdom-sim: 12 guests (1 heavy hitter bound to every identity in aggdom, 7 steady, 4 bursty), 8 peers (4 on the switch, 4 behind one router), 1500-byte frames, 1 ms steps");
+    sayln!(
         "  literal mode assumes {} ns of idle link per frame for the MAC write+restore; 'deliv/fsb' = delivered / max-min fair share of live capacity",
         LITERAL_IDLE_NS
     );
-    println!("  moves/min = rebalancing moves in steady state (aggdom: identities; tlb/slb: hash buckets reassigned); failover = moves forced by the link change");
+    sayln!("  moves/min = rebalancing moves in steady state (aggdom: identities; tlb/slb: hash buckets reassigned); failover = moves forced by the link change");
     for sc in &scenarios {
         let outs: Vec<Outcome> = policies(&topo)
             .into_iter()
@@ -264,8 +283,14 @@ fn main() {
         goals(sc, &outs);
         let path = a.out.join(format!("{}.svg", sc.name));
         match std::fs::write(&path, svg::render(sc, &outs)) {
-            Ok(()) => println!("  wrote {}", path.display()),
+            Ok(()) => sayln!("  wrote {}", path.display()),
             Err(e) => eprintln!("  cannot write {}: {e}", path.display()),
         }
+    }
+    let path = a.out.join("report.txt");
+    let text = REPORT.lock().unwrap().clone();
+    match std::fs::write(&path, text) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
 }
