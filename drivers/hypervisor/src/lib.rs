@@ -25,6 +25,48 @@
 //! guest chose. [`SharedPage`] accessors panic only on offsets beyond the
 //! page, which callers compute from constants (a caller bug, not guest
 //! input).
+//!
+//! # What a real (kernel-side) implementation does
+//! The Xen platform layer implements these traits over hypercalls; nothing
+//! here needs interrupts.
+//!
+//! - [`GrantOps::grant_copy`]: one `HYPERVISOR_grant_table_op(GNTTABOP_copy,
+//!   ops, n)` per batch (split into chunks if its own array is smaller).
+//!   For each [`GrantCopy`] the foreign side is `{u.ref = gref, domid,
+//!   offset}` with `GNTCOPY_source_gref` (`FromForeign`) or
+//!   `GNTCOPY_dest_gref` (`ToForeign`); the local side is `{u.gmfn =
+//!   gfn of the buffer, domid = DOMID_SELF, offset = buffer address & 4095}`.
+//!   A local slice may cross a 4 KiB boundary (it is ordinary heap memory):
+//!   the implementation then issues two `gnttab_copy` entries and reports
+//!   the worse status. A copy longer than a page, or whose foreign offset
+//!   plus length passes the page, must come back `BadCopyArg` without a
+//!   hypercall. The hypercall's own failure (`-EFAULT`...) sets every
+//!   status to `GeneralError`.
+//! - [`GrantOps::map_grant`]: `GNTTABOP_map_grant_ref` with
+//!   `GNTMAP_host_map` (`| GNTMAP_readonly`) onto a page-aligned virtual
+//!   address the implementation reserves (under HVM/PVH: a free guest frame
+//!   whose address it passes as `host_addr`), keeping the returned handle
+//!   in its [`GrantOps::Page`] type. [`SharedPage`] methods are volatile
+//!   accesses to that page: `load_u32`/`store_u32` through `AtomicU32`
+//!   with acquire/release ordering, `fence` a `SeqCst` fence (`mfence`).
+//!   [`GrantOps::unmap_grant`]: `GNTTABOP_unmap_grant_ref` with that
+//!   address and handle.
+//! - [`EventChannels`]: `HYPERVISOR_event_channel_op` with
+//!   `EVTCHNOP_alloc_unbound` (`dom = DOMID_SELF, remote_dom`),
+//!   `EVTCHNOP_bind_interdomain` (`remote_dom, remote_port` → `local_port`),
+//!   `EVTCHNOP_send`, `EVTCHNOP_close`. Ports stay masked (no upcalls);
+//!   [`EventChannels::take_pending`] is an atomic test-and-clear of bit
+//!   `port` in `shared_info.evtchn_pending` (2-level ABI).
+//! - [`XenStore`]: requests of io/xs_wire.h over the xenstore ring (its
+//!   page and event channel from `HVM_PARAM_STORE_PFN` /
+//!   `HVM_PARAM_STORE_EVTCHN`): `XS_READ`, `XS_WRITE`, `XS_MKDIR`, `XS_RM`,
+//!   `XS_DIRECTORY`, `XS_WATCH`, `XS_UNWATCH`, `XS_TRANSACTION_START`,
+//!   `XS_TRANSACTION_END` ("T"/"F"); an `XS_ERROR` reply's text becomes
+//!   [`XenError::from_xs_name`]. `XS_WATCH_EVENT` messages that arrive
+//!   while waiting for a reply, or when polled, go into the queue
+//!   [`XenStore::poll_watch`] drains. Requests are synchronous: send, then
+//!   poll the ring until the reply with the same `req_id` arrives.
+//! - [`Hypervisor::domid`]: `XS_READ "domid"` once at start.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

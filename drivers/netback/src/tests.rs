@@ -187,6 +187,22 @@ fn frontend_restart_without_closing_reconnects() {
 }
 
 #[test]
+fn restart_seen_only_as_new_ring_keys_reconnects() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut f = guest(&mut hv, &mut nb, A);
+    // Initialising and Connected both happen before netback looks again.
+    f.setup(&mut hv);
+    f.set_state(&mut hv, XenbusState::Initialising);
+    f.set_state(&mut hv, XenbusState::Connected);
+    settle(&mut hv, &mut nb);
+    assert_eq!(f.backend_state(&hv), XenbusState::Connected);
+    assert_eq!(hv.stats().live_maps, 2);
+    f.send(&mut hv, &frame(66, 9), 4096, 0);
+    assert_eq!(poll(&mut hv, &mut nb, A), [frame(66, 9)]);
+    assert_eq!(nb.vif(id(A)).unwrap().counters().connects, 2);
+}
+
+#[test]
 fn aggdom_restart_reconnects_to_connected_frontends() {
     let (mut hv, mut nb) = start(Config::DEFAULT);
     let mut f = guest(&mut hv, &mut nb, A);

@@ -46,6 +46,25 @@ pub(crate) struct Connection<P> {
     /// Guest frames are copied here, `max_frame_len` bytes, allocated once
     /// per connection.
     pub(crate) buf: Vec<u8>,
+    /// The frontend keys this connection was made from.
+    keys: RingKeys,
+}
+
+/// `tx-ring-ref`, `rx-ring-ref`, `event-channel` as the frontend wrote them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RingKeys {
+    tx_ref: u32,
+    rx_ref: u32,
+    evtchn: u32,
+}
+
+fn ring_keys<H: Hypervisor>(hv: &mut H, fe: &str) -> Option<RingKeys> {
+    let mut num = |k: &str| hv.read_u32(Transaction::NONE, &format!("{fe}/{k}")).ok();
+    Some(RingKeys {
+        tx_ref: num("tx-ring-ref")?,
+        rx_ref: num("rx-ring-ref")?,
+        evtchn: num("event-channel")?,
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +278,16 @@ impl<H: Hypervisor> Vif<H> {
                 }
             }
             XenbusState::Initialised | XenbusState::Connected => {
+                let stale = self
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| ring_keys(hv, &fe_path) != Some(c.keys));
+                if stale {
+                    // New rings without us seeing the frontend restart (its
+                    // Initialising and our InitWait coalesced away).
+                    self.disconnect(hv);
+                    self.state = XenbusState::InitWait;
+                }
                 let may_connect = matches!(
                     self.state,
                     XenbusState::Unknown | XenbusState::Initialising | XenbusState::InitWait
@@ -371,6 +400,11 @@ impl<H: Hypervisor> Vif<H> {
             port,
             rx_sg,
             buf: vec![0; self.config.max_frame_len],
+            keys: RingKeys {
+                tx_ref,
+                rx_ref,
+                evtchn,
+            },
         })
     }
 
