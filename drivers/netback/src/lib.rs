@@ -21,6 +21,49 @@
 //! [`testkit`] is a netfront simulator over [`hypervisor::FakeHypervisor`],
 //! well-behaved or malicious, for tests here and in the crates that use
 //! netback, and the fuzz entry point.
+//!
+//! # Using it
+//! ```
+//! use hypervisor::{FakeHypervisor, XenbusState};
+//! use netback::{testkit, Config, Netback, VifId};
+//!
+//! let mut hv = FakeHypervisor::new(1); // aggdom is domain 1
+//! let mut nb = Netback::new(&mut hv, Config::DEFAULT).unwrap();
+//! // xl creates vif 0 of guest 5; netback probes it (InitWait).
+//! let mut guest = testkit::create_vif(&mut hv, 1, 5, 0, "00:16:3e:00:00:05", "10.0.0.5");
+//! nb.poll_control(&mut hv);
+//! // The guest's netfront publishes its rings; netback connects.
+//! guest.connect(&mut hv);
+//! nb.poll_control(&mut hv);
+//! assert_eq!(guest.backend_state(&hv), XenbusState::Connected);
+//!
+//! let vif = nb.vif_mut(VifId { frontend: 5, handle: 0 }).unwrap();
+//! assert_eq!(vif.ips(), ["10.0.0.5".parse::<core::net::Ipv4Addr>().unwrap()]);
+//! guest.send(&mut hv, &[0xab; 60], 4096, 0);
+//! assert_eq!(vif.poll_tx(&mut hv, |frame| assert_eq!(frame.len(), 60)), 1);
+//! guest.post_rx(&mut hv, 1);
+//! vif.deliver_rx(&mut hv, &[0xcd; 64]).unwrap();
+//! assert_eq!(vif.counters().rx_frames, 1);
+//! ```
+//! The poll loop calls [`Netback::poll_control`] and, for each connected
+//! vif, `poll_tx` and `deliver_rx`; it learns of (dis)connections from
+//! [`Vif::is_connected`] and [`VifCounters::connects`].
+//!
+//! # Xenstore keys
+//! In the backend directory `/local/domain/<self>/backend/vif/<domid>/<handle>`:
+//! - read (written by the toolstack): `frontend`, `frontend-id`, `online`,
+//!   `mac`, `ip` (space-separated IPv4 addresses), and `state` when the
+//!   toolstack itself sets Closing to detach the vif;
+//! - written: `state`, `hotplug-status = connected`, `feature-sg = 1`,
+//!   `feature-rx-copy = 1`, `feature-rx-flip = 0`, `feature-gso-tcpv4 = 0`,
+//!   `feature-gso-tcpv6 = 0`, `feature-ipv6-csum-offload = 1`,
+//!   `feature-multicast-control = 0`, `feature-split-event-channels = 0`,
+//!   `mtu`.
+//!
+//! In the frontend directory: `state`, `tx-ring-ref`, `rx-ring-ref`,
+//! `event-channel`, `request-rx-copy` (must be 1), `feature-sg` (multi-slot
+//! RX frames). Several queues, multi-page rings and split event channels
+//! are refused. `feature-rx-notify` is not required: aggdom polls its rings.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

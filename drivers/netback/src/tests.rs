@@ -142,6 +142,33 @@ fn connects_when_frontend_connects_and_on_initialised() {
 }
 
 #[test]
+fn two_vifs_of_one_guest_are_separate() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut f0 = guest(&mut hv, &mut nb, A);
+    let mut f1 = create_vif(&mut hv, BE, A, 1, "00:16:3e:00:01:05", "10.0.2.5");
+    settle(&mut hv, &mut nb);
+    f1.connect(&mut hv);
+    settle(&mut hv, &mut nb);
+    let id1 = VifId {
+        frontend: A,
+        handle: 1,
+    };
+    assert!(nb.vif(id1).unwrap().is_connected());
+    f0.send(&mut hv, &frame(60, 1), 4096, 0);
+    f1.send(&mut hv, &frame(61, 2), 4096, 0);
+    assert_eq!(poll(&mut hv, &mut nb, A), [frame(60, 1)]);
+    let mut got = Vec::new();
+    nb.vif_mut(id1)
+        .unwrap()
+        .poll_tx(&mut hv, |f| got.push(f.to_vec()));
+    assert_eq!(got, [frame(61, 2)]);
+    f1.set_state(&mut hv, XenbusState::Closing);
+    settle(&mut hv, &mut nb);
+    assert!(!nb.vif(id1).unwrap().is_connected());
+    assert!(nb.vif(id(A)).unwrap().is_connected());
+}
+
+#[test]
 fn frontend_close_and_restart_reconnect() {
     let (mut hv, mut nb) = start(Config::DEFAULT);
     let mut f = guest(&mut hv, &mut nb, A);
