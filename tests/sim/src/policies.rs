@@ -66,7 +66,9 @@ pub struct Aggdom {
 impl Aggdom {
     /// Guests auto-spread one identity each ([0030]); the heavy hitter, a
     /// guest that "needs more bandwidth", bound to every identity ([0052]).
-    pub fn new(topo: &Topology, mode: Mode, literal_overhead: u64) -> Aggdom {
+    /// With `widen` false the heavy hitter keeps its one spread identity:
+    /// the engine's defaults alone, for comparison.
+    pub fn new(topo: &Topology, mode: Mode, literal_overhead: u64, widen: bool) -> Aggdom {
         let mut e = Box::new(Engine::new(Config::with_mode(mode)));
         for u in 0..topo.uplinks {
             let mut c = UplinkConfig::new(topo.uplink_mac(u));
@@ -77,15 +79,17 @@ impl Aggdom {
             e.add_guest(topo.guest_mac(g), &[ip(topo.guest_ip(g))])
                 .unwrap();
         }
-        for g in topo.heavy_guests() {
+        for g in topo.heavy_guests().filter(|_| widen) {
             let all: Vec<_> = (0..topo.uplinks as u8).map(IdentityId).collect();
             e.bind(ip(topo.guest_ip(g)), &all).unwrap();
         }
         e.respread();
         Aggdom {
-            name: match mode {
-                Mode::Identity => "aggdom identity",
-                Mode::Literal => "aggdom literal",
+            name: match (mode, widen) {
+                (Mode::Identity, true) => "aggdom identity",
+                (Mode::Literal, true) => "aggdom literal",
+                (Mode::Identity, false) => "aggdom id, no [0052]",
+                (Mode::Literal, false) => "aggdom lit, no [0052]",
             },
             e,
             topo: topo.clone(),
