@@ -547,9 +547,18 @@ impl Engine {
         if binding.is_empty() {
             return Err(DropReason::Denied);
         }
-        // An ARP reply tells a peer where to send: pick by receive load, so
-        // peers of a guest bound to several identities spread over them.
-        let by_rx = matches!(p.l3, L3::Arp { oper: 2, .. });
+        // ARP and NDP tell peers where to send (a reply names the sender,
+        // and a request or solicitation updates the target's cache too):
+        // pick by receive load, so peers of a guest bound to several
+        // identities spread over them.
+        let by_rx = matches!(
+            p.l3,
+            L3::Arp { .. }
+                | L3::Ip {
+                    nd_lladdr: Some(_),
+                    ..
+                }
+        );
         let (id, u) = self.least_loaded_holder(binding, by_rx)?;
         if by_rx {
             self.uplinks[u].promises += 1;

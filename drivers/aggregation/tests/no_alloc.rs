@@ -3,7 +3,7 @@
 //! crate itself forbids `unsafe`, and a `GlobalAlloc` impl needs it.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use aggregation::testkit::{
     self, guest_ip, guest_mac, uplink_mac, Harness, OWN_IP, PEER_IP, PEER_MAC,
@@ -11,13 +11,22 @@ use aggregation::testkit::{
 use aggregation::{GuestId, Mode, UplinkId};
 
 struct Counting;
-static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    // Per thread, so the test runner's own threads are not counted.
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() -> usize {
+    COUNT.with(|c| c.get())
+}
 
 // SAFETY: forwards every call unchanged to the system allocator, which
-// upholds the GlobalAlloc contract; the counter is a relaxed atomic.
+// upholds the GlobalAlloc contract; the counter is a const-initialised
+// thread-local, which itself never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        COUNT.fetch_add(1, Ordering::Relaxed);
+        COUNT.with(|c| c.set(c.get() + 1));
         // SAFETY: same layout contract as our caller's.
         unsafe { System.alloc(l) }
     }
@@ -38,7 +47,7 @@ fn decisions_allocate_nothing() {
         let mut tx = vec![0u8; 1500];
         let mut rx = vec![0u8; 1500];
         let mut own = vec![0u8; 60];
-        let before = COUNT.load(Ordering::Relaxed);
+        let before = count();
         for i in 0..2000u64 {
             let g = (i % 6) as u8;
             testkit::ipv4(&mut tx, PEER_MAC, guest_mac(g), guest_ip(g), PEER_IP);
@@ -56,7 +65,7 @@ fn decisions_allocate_nothing() {
             e.tick(i * 10_000_000);
             e.link_changed(i, UplinkId(1), i % 3 != 0);
         }
-        let after = COUNT.load(Ordering::Relaxed);
+        let after = count();
         assert_eq!(after - before, 0, "{mode:?}: decisions allocated");
     }
 }
