@@ -477,3 +477,60 @@ pub fn run(topo: &Topology, sc: &Scenario, policy: &mut dyn Policy) -> Outcome {
     o.switch_flaps = sw.flaps;
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policies::{Aggdom, Static};
+    use aggregation::Mode;
+
+    #[test]
+    fn waterfill_is_max_min_fair() {
+        assert_eq!(waterfill(&[10, 50, 100], 90), vec![10, 40, 40]);
+        assert_eq!(waterfill(&[10, 20], 100), vec![10, 20]);
+        assert_eq!(waterfill(&[], 100), Vec::<u64>::new());
+    }
+
+    fn small() -> (Topology, Scenario) {
+        let topo = Topology {
+            uplinks: 2,
+            mbps: 100,
+            guests: vec![
+                Demand::Heavy { tx: 250, rx: 0 },
+                Demand::Steady { tx: 20, rx: 20 },
+                Demand::Steady { tx: 20, rx: 20 },
+            ],
+            peers: 4,
+            on_link: 2,
+        };
+        let sc = Scenario {
+            name: "small",
+            seconds: 3,
+            failure: Some(Failure {
+                uplink: 1,
+                down_ms: 1_000,
+                up_ms: 2_000,
+            }),
+            detect_ms: 50,
+        };
+        (topo, sc)
+    }
+
+    #[test]
+    fn heavy_hitter_bound_to_both_identities_uses_both_uplinks() {
+        let (topo, sc) = small();
+        let id = run(&topo, &sc, &mut Aggdom::new(&topo, Mode::Identity, 0, true));
+        let st = run(&topo, &sc, &mut Static::new(&topo));
+        assert!(
+            id.delivered > st.delivered,
+            "{} <= {}",
+            id.delivered,
+            st.delivered
+        );
+        // Failover and return: one move each way, nothing stranded.
+        assert_eq!(id.moves_failover, 2);
+        assert!(id.per_guest[0].0 > id.per_guest[0].1 * 9 / 10);
+        assert_eq!(id.series.len(), 2);
+        assert_eq!(id.series[0].len(), 30);
+    }
+}
