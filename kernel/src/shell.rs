@@ -41,7 +41,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "nic",
-        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | reset]",
+        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | reset | macbench <count>]",
         help: "one NIC: show it, or drive it directly (tests, diagnosis)",
         run: nic,
     },
@@ -450,6 +450,28 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
         ["reset"] => {
             nic.reset().map_err(err)?;
             println!("nic {i} reset");
+        }
+        ["macbench", count] => {
+            // The price of literal mode: `count` MAC register writes,
+            // alternating with a neighbour MAC, timed; the MAC is restored.
+            let count: u64 = match count.parse() {
+                Ok(c) if c > 0 => c,
+                _ => return Err(format!("'{count}' is not a positive count")),
+            };
+            let mac = nic.mac();
+            let mut other = mac;
+            other.0[5] ^= 1;
+            let start = time::now_ns();
+            for k in 0..count {
+                nic.set_mac(if k % 2 == 0 { other } else { mac })
+                    .map_err(err)?;
+            }
+            let ns = time::now_ns() - start;
+            nic.set_mac(mac).map_err(err)?;
+            println!(
+                "nic {i} macbench {count} writes {ns} ns, {} ns each",
+                ns / count
+            );
         }
         _ => return Err("unknown NIC action".into()),
     }
