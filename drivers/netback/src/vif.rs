@@ -332,6 +332,11 @@ impl<H: Hypervisor> Vif<H> {
             }
             XenbusState::Reconfiguring | XenbusState::Reconfigured | XenbusState::Other(_) => {}
         }
+        if self.state == XenbusState::Unknown {
+            // First sight, frontend in no state we act on: whatever a
+            // previous aggdom left in `state` must not stand.
+            self.set_state(hv, XenbusState::InitWait);
+        }
         Presence::Present
     }
 
