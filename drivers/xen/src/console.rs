@@ -1,0 +1,121 @@
+//! The Xen PV console (io/console.h): a ring page xenconsoled (dom0) reads
+//! and writes, found through `HVM_PARAM_CONSOLE_PFN`/`_EVTCHN`. Under Xen it
+//! is a second console beside COM1: `xl console -t pv <domain>` reaches it,
+//! and xenconsoled logs it (`/var/log/xen/console/guest-<name>.log`).
+use spin::Mutex;
+
+use crate::abi::cons_ring;
+use crate::evtchn;
+use crate::page::RawPage;
+use crate::ring::ByteRing;
+
+const OUT: ByteRing = ByteRing {
+    buf: cons_ring::OUT,
+    size: cons_ring::OUT_SIZE,
+    cons: cons_ring::OUT_CONS,
+    prod: cons_ring::OUT_PROD,
+};
+const IN: ByteRing = ByteRing {
+    buf: cons_ring::IN,
+    size: cons_ring::IN_SIZE,
+    cons: cons_ring::IN_CONS,
+    prod: cons_ring::IN_PROD,
+};
+
+/// Spins waiting for room in the output ring before output is dropped; a
+/// console nobody drains must not stop the kernel.
+const FULL_SPINS: u32 = 1 << 22;
+
+struct PvConsole {
+    page: RawPage,
+    port: u32,
+    /// The last write found the ring full and gave up: do not wait again
+    /// until there is room.
+    stalled: bool,
+    dropped: u64,
+}
+
+static CONSOLE: Mutex<Option<PvConsole>> = Mutex::new(None);
+
+/// Starts using the console ring at `addr` with event channel `port`.
+///
+/// # Safety
+/// `addr` is the identity-mapped console ring page Xen named in
+/// `HVM_PARAM_CONSOLE_PFN`, used by nothing else in this domain.
+pub unsafe fn attach(addr: usize, port: u32) {
+    *CONSOLE.lock() = Some(PvConsole {
+        // SAFETY: forwarded from the caller.
+        page: unsafe { RawPage::new(addr) },
+        port,
+        stalled: false,
+        dropped: 0,
+    });
+}
+
+pub fn is_attached() -> bool {
+    CONSOLE.lock().is_some()
+}
+
+/// Bytes dropped because the ring stayed full.
+pub fn dropped() -> u64 {
+    CONSOLE.lock().as_ref().map_or(0, |c| c.dropped)
+}
+
+/// Writes bytes as they are (the caller adds `\r`).
+pub fn write(bytes: &[u8]) {
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.write(bytes);
+    }
+}
+
+/// One byte typed on the console, if any.
+pub fn read_byte() -> Option<u8> {
+    let mut guard = CONSOLE.lock();
+    let c = guard.as_mut()?;
+    let mut b = [0u8];
+    match IN.consume(&c.page, &mut b) {
+        Ok(1) => {
+            let _ = evtchn::send(c.port);
+            Some(b[0])
+        }
+        _ => None,
+    }
+}
+
+/// For the fatal path: the lock may be held by the code that faulted.
+///
+/// # Safety
+/// Only on the way out of the machine: whoever held the lock never runs
+/// again.
+pub unsafe fn force_unlock() {
+    // SAFETY: forwarded from the caller.
+    unsafe { CONSOLE.force_unlock() };
+}
+
+impl PvConsole {
+    fn write(&mut self, mut bytes: &[u8]) {
+        let mut spins = 0;
+        while !bytes.is_empty() {
+            match OUT.produce(&self.page, bytes) {
+                Ok(0) => {
+                    if self.stalled || spins >= FULL_SPINS {
+                        self.stalled = true;
+                        self.dropped += bytes.len() as u64;
+                        return;
+                    }
+                    spins += 1;
+                    core::hint::spin_loop();
+                }
+                Ok(n) => {
+                    self.stalled = false;
+                    bytes = &bytes[n..];
+                    let _ = evtchn::send(self.port);
+                }
+                Err(_) => {
+                    self.dropped += bytes.len() as u64;
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Event channels, 2-level ABI, polled: ports are bound and sent with
+//! `HYPERVISOR_event_channel_op`; pending bits are tested and cleared in
+//! shared_info, which is mapped into our memory with
+//! `XENMEM_add_to_physmap`. No upcall vector is registered, so Xen never
+//! interrupts us.
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hypervisor::abi::{
+    DOMID_SELF, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_CLOSE, EVTCHNOP_SEND,
+    HYPERVISOR_EVENT_CHANNEL_OP,
+};
+use hypervisor::{DomId, EvtchnPort, XenError};
+
+use crate::abi::{
+    AddToPhysmap, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPortArg, EVTCHN_2L_NR_PORTS,
+    HYPERVISOR_MEMORY_OP, SHARED_INFO_EVTCHN_PENDING, XENMAPSPACE_SHARED_INFO,
+    XENMEM_ADD_TO_PHYSMAP,
+};
+use crate::hypercall::{check, op2, PageCell};
+
+/// The page whose frame is replaced by Xen's shared_info.
+static SHARED_INFO: PageCell = PageCell::new();
+
+/// The word and bit of `port` in the 2-level pending bitmap.
+pub fn pending_word_bit(port: EvtchnPort) -> Option<(usize, u64)> {
+    (port < EVTCHN_2L_NR_PORTS).then(|| ((port / 64) as usize, 1u64 << (port % 64)))
+}
+
+/// Maps shared_info over [`SHARED_INFO`]'s frame. Returns its address.
+pub fn map_shared_info() -> Result<usize, XenError> {
+    let addr = SHARED_INFO.addr();
+    let mut arg = AddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: addr >> 12,
+    };
+    // SAFETY: `arg` is a valid xen_add_to_physmap; the frame it names is
+    // our static page, which only this module reaches, by raw pointer.
+    check(unsafe { op2(HYPERVISOR_MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &mut arg) })?;
+    Ok(addr as usize)
+}
+
+/// Tests and clears `port`'s pending bit in shared_info at `shared_info`.
+pub fn take_pending(shared_info: usize, port: EvtchnPort) -> bool {
+    let Some((word, bit)) = pending_word_bit(port) else {
+        return false;
+    };
+    let at = shared_info + SHARED_INFO_EVTCHN_PENDING + word * 8;
+    // SAFETY: `shared_info` is the mapped shared_info page (map_shared_info
+    // succeeded); the word lies inside it (port < 4096) and is 8-aligned.
+    // Xen sets bits with locked operations, so an atomic and is the right
+    // way to clear ours.
+    let w = unsafe { AtomicU64::from_ptr(at as *mut u64) };
+    w.fetch_and(!bit, Ordering::AcqRel) & bit != 0
+}
+
+fn evtchn_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
+    // SAFETY: every caller passes the structure `cmd` takes (abi.rs layouts).
+    check(unsafe { op2(HYPERVISOR_EVENT_CHANNEL_OP, u64::from(cmd), arg) }).map(drop)
+}
+
+pub fn alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
+    let mut a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &mut a)?;
+    Ok(a.port)
+}
+
+pub fn bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
+    let mut a = EvtchnBindInterdomain {
+        remote_dom: remote,
+        remote_port,
+        ..Default::default()
+    };
+    evtchn_op(EVTCHNOP_BIND_INTERDOMAIN, &mut a)?;
+    Ok(a.local_port)
+}
+
+pub fn send(port: EvtchnPort) -> Result<(), XenError> {
+    evtchn_op(EVTCHNOP_SEND, &mut EvtchnPortArg { port })
+}
+
+pub fn close(port: EvtchnPort) -> Result<(), XenError> {
+    evtchn_op(EVTCHNOP_CLOSE, &mut EvtchnPortArg { port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_word_bit;
+
+    #[test]
+    fn ports_map_to_words_and_bits() {
+        assert_eq!(pending_word_bit(0), Some((0, 1)));
+        assert_eq!(pending_word_bit(63), Some((0, 1 << 63)));
+        assert_eq!(pending_word_bit(64), Some((1, 1)));
+        assert_eq!(pending_word_bit(4095), Some((63, 1 << 63)));
+        assert_eq!(pending_word_bit(4096), None);
+    }
+}
