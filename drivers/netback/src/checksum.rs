@@ -10,6 +10,8 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
+/// IPv6 extension headers followed at most.
+const MAX_IPV6_EXT: usize = 8;
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
@@ -80,14 +82,31 @@ pub fn complete(frame: &mut [u8]) -> bool {
             let Some(plen) = be16(frame, l3 + 4) else {
                 return false;
             };
-            let l4_len = usize::from(plen);
-            if frame.get(l3).is_none_or(|v| v >> 4 != 6) || l3 + 40 + l4_len > frame.len() {
+            let payload = usize::from(plen);
+            if frame.get(l3).is_none_or(|v| v >> 4 != 6) || l3 + 40 + payload > frame.len() {
                 return false;
             }
-            let proto = frame[l3 + 6];
+            // Skip hop-by-hop, routing and destination options headers
+            // (RFC 8200 4.1); a fragment header or anything else ends it.
+            let (mut next, mut at) = (frame[l3 + 6], l3 + 40);
+            for _ in 0..MAX_IPV6_EXT {
+                if !matches!(next, 0 | 43 | 60) {
+                    break;
+                }
+                let (Some(&n), Some(&len)) = (frame.get(at), frame.get(at + 1)) else {
+                    return false;
+                };
+                next = n;
+                at += usize::from(len) * 8 + 8;
+            }
+            let end = l3 + 40 + payload;
+            if at > end {
+                return false;
+            }
+            let l4_len = end - at;
             let mut p = sum(0, &frame[l3 + 8..l3 + 40]);
-            p += u32::from(proto) + l4_len as u32;
-            (l3 + 40, l4_len, proto, p)
+            p += u32::from(next) + l4_len as u32;
+            (at, l4_len, next, p)
         }
         _ => return false,
     };
@@ -167,6 +186,25 @@ mod tests {
         let mut g = f;
         assert!(complete(&mut g));
         assert_ne!(g, f);
+    }
+
+    #[test]
+    fn udp6_after_a_hop_by_hop_header() {
+        let mut f = [0u8; 14 + 40 + 8 + 8 + 2];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&18u16.to_be_bytes());
+        f[20] = 0; // hop-by-hop
+        f[54] = PROTO_UDP; // its next header; length 0 = 8 bytes
+        f[62..64].copy_from_slice(&7u16.to_be_bytes());
+        f[66..68].copy_from_slice(&10u16.to_be_bytes());
+        f[70..72].copy_from_slice(b"hi");
+        assert!(complete(&mut f));
+        assert!(verifies(&f));
+        assert_ne!(&f[68..70], &[0, 0]);
+        // A fragment header stops it.
+        f[54] = 44;
+        assert!(!complete(&mut f));
     }
 
     #[test]

@@ -126,6 +126,35 @@ impl VifCounters {
         self.fatal.iter().sum()
     }
 
+    /// Calls `f(name, reason, value)` for every counter: plain counters
+    /// with an empty reason, then `tx_drops`, `rx_drops` and `fatal` once
+    /// per reason (e.g. `("tx_drops", "bad_grant", 3)`). For the console
+    /// and Prometheus text, so neither needs to know the fields.
+    pub fn visit(&self, mut f: impl FnMut(&'static str, &'static str, u64)) {
+        for (name, v) in [
+            ("tx_frames", self.tx_frames),
+            ("tx_bytes", self.tx_bytes),
+            ("tx_control", self.tx_control),
+            ("rx_frames", self.rx_frames),
+            ("rx_bytes", self.rx_bytes),
+            ("connects", self.connects),
+            ("disconnects", self.disconnects),
+            ("connect_failures", self.connect_failures),
+            ("notifies", self.notifies),
+        ] {
+            f(name, "", v);
+        }
+        for r in TxDrop::ALL {
+            f("tx_drops", r.name(), self.tx_drops(*r));
+        }
+        for r in RxDrop::ALL {
+            f("rx_drops", r.name(), self.rx_drops(*r));
+        }
+        for r in Fatal::ALL {
+            f("fatal", r.name(), self.fatal(*r));
+        }
+    }
+
     pub(crate) fn count_tx_drop(&mut self, why: TxDrop) {
         self.tx_drops[why as usize] += 1;
     }
@@ -136,5 +165,30 @@ impl VifCounters {
 
     pub(crate) fn count_fatal(&mut self, why: Fatal) {
         self.fatal[why as usize] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visit_names_every_counter_once() {
+        let mut c = VifCounters {
+            tx_frames: 2,
+            ..VifCounters::default()
+        };
+        c.count_tx_drop(TxDrop::BadGrant);
+        c.count_fatal(Fatal::CrossPage);
+        let mut seen = alloc::vec::Vec::new();
+        c.visit(|name, reason, v| seen.push((name, reason, v)));
+        assert_eq!(seen.len(), 9 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT);
+        assert!(seen.contains(&("tx_frames", "", 2)));
+        assert!(seen.contains(&("tx_drops", "bad_grant", 1)));
+        assert!(seen.contains(&("fatal", "cross_page", 1)));
+        let mut keys: alloc::vec::Vec<_> = seen.iter().map(|(n, r, _)| (*n, *r)).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), seen.len());
     }
 }
