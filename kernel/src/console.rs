@@ -1,7 +1,8 @@
 //! The console: where `println!` goes and where shell input comes from.
 //!
-//! COM1 today; the Xen console joins it later. Output translates `\n` into
-//! `\r\n` so terminals and scripts both see clean lines.
+//! COM1 always; under Xen also the PV console ring (`xl console -t pv`,
+//! xenconsoled's log), for output and input alike. Output translates `\n`
+//! into `\r\n` so terminals and scripts both see clean lines.
 use crate::serial::Uart;
 use core::fmt::{self, Write};
 use spin::Mutex;
@@ -23,6 +24,15 @@ impl Write for Writer<'_> {
             }
             self.0.write_byte(b);
         }
+        if xen::console::is_attached() {
+            // One ring write per line piece: each costs an event-channel kick.
+            for (i, piece) in s.split('\n').enumerate() {
+                if i > 0 {
+                    xen::console::write(b"\r\n");
+                }
+                xen::console::write(piece.as_bytes());
+            }
+        }
         Ok(())
     }
 }
@@ -36,6 +46,7 @@ pub fn write_bytes(bytes: &[u8]) {
     for &b in bytes {
         uart.write_byte(b);
     }
+    xen::console::write(bytes);
 }
 
 /// Output for the fault path: takes the console even if the faulting code
@@ -43,12 +54,15 @@ pub fn write_bytes(bytes: &[u8]) {
 pub fn print_fatal(args: fmt::Arguments) {
     // SAFETY: only called on the way to exiting the machine; the holder of
     // the lock, if any, was interrupted by the fault and will not resume.
-    unsafe { UART.force_unlock() };
+    unsafe {
+        UART.force_unlock();
+        xen::console::force_unlock();
+    }
     print(args);
 }
 
 pub fn read_byte() -> Option<u8> {
-    UART.lock().read_byte()
+    UART.lock().read_byte().or_else(xen::console::read_byte)
 }
 
 #[macro_export]

@@ -17,6 +17,7 @@ mod power;
 mod serial;
 mod shell;
 mod time;
+mod xen_net;
 
 use boot::BootInfo;
 use core::panic::PanicInfo;
@@ -26,11 +27,13 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
     time::start();
     boot::arm_stack_canary();
     console::init();
+    let on_xen = xen_net::early_init();
     cpu::init_tables();
     let cmdline = info.map_or("", BootInfo::cmdline);
     println!(
-        "aggdom {} booting (PVH) cmdline=\"{cmdline}\"",
-        shell::VERSION
+        "aggdom {} booting (PVH{}) cmdline=\"{cmdline}\"",
+        shell::VERSION,
+        if on_xen { ", on Xen" } else { "" }
     );
     if info.is_none() {
         println!("warning: no PVH start info (bad magic); no memory map or command line");
@@ -54,8 +57,11 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
     if power::init(info.and_then(|i| i.rsdp)).is_none() {
         println!("acpi: no power-off recipe; shutdown will try QEMU's fixed port");
     }
+    // Under Xen, xenstore adds to the configuration (xen_net.rs).
+    let config = xen_net::start(cmdline);
     let found = nics::discover();
-    let mut domain = domain::Domain::start(found, cmdline);
+    let mut domain = domain::Domain::start(found, &config);
+    xen_net::start_netback();
     cpu::init_wakeups();
     println!(
         "aggdom ready: {} NICs, boot {} ms",
@@ -70,7 +76,8 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             panic!("kernel stack overflow (canary at the stack's end overwritten)");
         }
         let now = time::now_ns();
-        let mut busy = domain.poll(now) > 0;
+        let mut busy = xen_net::poll(&mut domain) > 0;
+        busy |= domain.poll(now) > 0;
         while let Some(byte) = console::read_byte() {
             shell.feed(&mut domain, byte);
             busy = true;

@@ -1,5 +1,7 @@
 //! Leaving the machine: ACPI soft-off for `shutdown` (QEMU exits 0), and
-//! isa-debug-exit for failures (QEMU exits non-zero).
+//! isa-debug-exit for failures (QEMU exits non-zero). Under Xen,
+//! `SCHEDOP_shutdown` first: poweroff, or crash for failures (the toolstack
+//! then acts on `on_crash`).
 use crate::memory::IdentityMapped;
 use x86_64::instructions::port::Port;
 
@@ -30,6 +32,9 @@ fn halt_forever() -> ! {
 }
 
 pub fn exit_failure(why: Failure) -> ! {
+    if xen::is_xen() {
+        xen::shutdown(true);
+    }
     // SAFETY: a write to the debug-exit port; where no such device exists
     // the write is ignored and we halt below.
     unsafe { Port::<u32>::new(DEBUG_EXIT_PORT).write(why as u32) };
@@ -38,6 +43,10 @@ pub fn exit_failure(why: Failure) -> ! {
 
 /// Clean power-off.
 pub fn shutdown() -> ! {
+    if xen::is_xen() {
+        xen::shutdown(false);
+        crate::println!("shutdown: Xen refused SCHEDOP_shutdown; trying ACPI");
+    }
     let recipe = POWER_OFF.get().copied().flatten();
     // SAFETY: PM1 control writes as ACPI (or, failing that, QEMU's fixed
     // piix4/ich9 PM block at 0x604) prescribes for entering S5.

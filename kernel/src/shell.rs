@@ -118,6 +118,12 @@ const COMMANDS: &[Command] = &[
         run: watch,
     },
     Command {
+        name: "xen",
+        args: "",
+        help: "Xen: domid, xenstore and grant counters, each vif's state and counters",
+        run: crate::xen_net::command,
+    },
+    Command {
         name: "mem",
         args: "",
         help: "heap used and free",

@@ -1,0 +1,524 @@
+//! aggdom under Xen: the platform found at boot, netback over it, and each
+//! connected vif attached to the datapath as a guest port.
+//!
+//! Configuration under Xen is the kernel command line (`cmdline=` of the xl
+//! config) plus the words in xenstore at `/local/domain/<self>/aggdom/config`
+//! (same `key=value` words; a key given once that appears in both is taken
+//! from xenstore). `bind=` words for IPs of vifs are held back and applied
+//! when a vif with that IP attaches, and the node is watched: writing new
+//! `bind=` words there rebinds at run time; other keys take effect at the
+//! next boot.
+use crate::domain::Domain;
+use crate::{println, time};
+use aggdom_config::Binding;
+use aggregation::{GuestId, IdentityId};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr};
+use datapath::{FrameQueue, GuestPort, PortError};
+use hypervisor::{Hypervisor, Transaction, XenStore};
+use netback::{Netback, RxDrop, TxDrop, VifId};
+use nic::MacAddr;
+use spin::Mutex;
+use xen::{Xen, XenCpuid};
+
+/// The watch token of aggdom's own configuration node.
+const CONFIG_TOKEN: &str = "aggdom/config";
+/// Frames queued per vif between the datapath's delivery and the flush.
+const VIF_RX_QUEUE: usize = 64;
+
+/// A vif attached to the datapath.
+struct Attached {
+    guest: GuestId,
+    mac: MacAddr,
+    ips: Vec<Ipv4Addr>,
+}
+
+/// Everything Xen: the platform, netback and which vif is which guest.
+/// Lives in [`NET`] so that vif ports inside the datapath reach it.
+pub struct XenNet {
+    hv: Xen,
+    netback: Option<Netback<Xen>>,
+    attached: BTreeMap<VifId, Attached>,
+    /// Vifs the datapath refused (why), so the refusal is printed once.
+    refused: BTreeMap<VifId, String>,
+    config_path: String,
+    /// `bind=` words from xenstore (and command-line ones for vif IPs).
+    binds: Vec<(Ipv4Addr, Binding)>,
+    /// The config node's text as last read.
+    config_text: String,
+}
+
+static NET: Mutex<Option<XenNet>> = Mutex::new(None);
+static INFO: spin::Once<XenCpuid> = spin::Once::new();
+
+/// Detects Xen and sets up the hypercall page and PV console (no heap
+/// needed): call right after the console.
+pub fn early_init() -> bool {
+    match xen::early_init() {
+        Some(info) => {
+            INFO.call_once(|| info);
+            true
+        }
+        None => false,
+    }
+}
+
+pub fn is_xen() -> bool {
+    xen::is_xen()
+}
+
+/// Sets up shared_info and xenstore, reads aggdom's configuration node and
+/// returns the configuration line to build the datapath from (`cmdline`
+/// merged with xenstore's words, vif `bind=` words held back). Without Xen,
+/// or if the platform fails, `cmdline` unchanged.
+pub fn start(cmdline: &str) -> String {
+    let Some(info) = INFO.get().copied() else {
+        return cmdline.to_string();
+    };
+    println!(
+        "xen: Xen {}.{} (CPUID leaves at {:#x}), hypercall page set",
+        info.major(),
+        info.minor(),
+        info.base
+    );
+    let mut hv = match Xen::new(info, time::now_ns) {
+        Ok(hv) => hv,
+        Err(e) => {
+            println!("xen: platform set-up failed: {e}; running without netback");
+            return cmdline.to_string();
+        }
+    };
+    let config_path = format!("/local/domain/{}/aggdom/config", hv.domid());
+    let config_text = hv
+        .read_string(Transaction::NONE, &config_path)
+        .unwrap_or_default();
+    println!(
+        "xen: domid {}, xenstore up, PV console {}, config {config_path} = \"{}\"",
+        hv.domid(),
+        if xen::console::is_attached() {
+            "attached"
+        } else {
+            "absent"
+        },
+        config_text.trim()
+    );
+    if let Err(e) = hv.watch(&config_path, CONFIG_TOKEN) {
+        println!("xen: cannot watch {config_path}: {e}");
+    }
+    let (line, binds) = merge_config(cmdline, &config_text);
+    *NET.lock() = Some(XenNet {
+        hv,
+        netback: None,
+        attached: BTreeMap::new(),
+        refused: BTreeMap::new(),
+        config_path,
+        binds,
+        config_text,
+    });
+    line
+}
+
+/// Starts netback (after the datapath exists).
+pub fn start_netback() {
+    let mut guard = NET.lock();
+    let Some(net) = guard.as_mut() else { return };
+    match Netback::new(&mut net.hv, netback::Config::DEFAULT) {
+        Ok(nb) => {
+            println!(
+                "xen: netback serving /local/domain/{}/backend/vif",
+                net.hv.domid()
+            );
+            net.netback = Some(nb);
+        }
+        Err(e) => println!("xen: netback could not watch its backend directory: {e}"),
+    }
+}
+
+fn key_of(word: &str) -> &str {
+    word.split_once('=').map_or(word, |(k, _)| k)
+}
+
+/// The IP a `bind=<ip>:...` word names.
+fn bind_ip(word: &str) -> Option<Ipv4Addr> {
+    word.strip_prefix("bind=")?.split_once(':')?.0.parse().ok()
+}
+
+/// Merges the command line with xenstore's words; returns the line for the
+/// datapath and the `bind=` items held back for vifs.
+fn merge_config(cmdline: &str, store: &str) -> (String, Vec<(Ipv4Addr, Binding)>) {
+    let store_words: Vec<&str> = store.split_ascii_whitespace().collect();
+    let repeatable = |k: &str| matches!(k, "guest" | "bind");
+    let mut words: Vec<&str> = cmdline
+        .split_ascii_whitespace()
+        .filter(|w| {
+            let k = key_of(w);
+            repeatable(k) || !store_words.iter().any(|s| key_of(s) == k)
+        })
+        .collect();
+    words.extend(store_words.iter().copied());
+    // IPs of configured guest ports (QEMU-style) keep their binds in the plan.
+    let guest_line: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| key_of(w) == "guest")
+        .collect();
+    let guest_ips: Vec<Ipv4Addr> = aggdom_config::parse(&guest_line.join(" "))
+        .map(|p| p.guests.iter().flat_map(|g| g.ips.clone()).collect())
+        .unwrap_or_default();
+    let mut line = Vec::new();
+    let mut held = Vec::new();
+    for w in words {
+        match bind_ip(w) {
+            Some(ip) if !guest_ips.contains(&ip) => held.push(w),
+            _ => line.push(w),
+        }
+    }
+    (line.join(" "), parse_binds(&held))
+}
+
+/// Parses `bind=` words one by one; bad ones are reported and skipped.
+fn parse_binds(words: &[&str]) -> Vec<(Ipv4Addr, Binding)> {
+    let mut out: Vec<(Ipv4Addr, Binding)> = Vec::new();
+    for w in words {
+        match aggdom_config::parse(w) {
+            Ok(plan) => {
+                for (ip, b) in plan.bindings {
+                    out.retain(|(o, _)| *o != ip);
+                    out.push((ip, b));
+                }
+            }
+            Err(e) => println!("xen: config: {e}; ignored"),
+        }
+    }
+    out
+}
+
+fn apply_bind(dp: &mut datapath::Datapath, ip: Ipv4Addr, b: &Binding) -> Result<(), String> {
+    let ip = IpAddr::V4(ip);
+    let engine = dp.engine_mut();
+    match b {
+        Binding::Identities(ids) => {
+            let ids: Vec<IdentityId> = ids.iter().map(|&i| IdentityId(i as u8)).collect();
+            engine.bind(ip, &ids)
+        }
+        Binding::None => engine.bind(ip, &[]),
+        Binding::Auto => engine.bind_auto(ip),
+    }
+    .map_err(|e| format!("{e}"))
+}
+
+/// One round of Xen work: xenstore events (netback's and the config's),
+/// vifs attached or detached. Returns events handled.
+pub fn poll(domain: &mut Domain) -> usize {
+    let Some(mut guard) = NET.try_lock() else {
+        return 0;
+    };
+    let Some(net) = guard.as_mut() else { return 0 };
+    let mut work = 0;
+    if let Some(nb) = net.netback.as_mut() {
+        work += nb.poll_control(&mut net.hv);
+    }
+    let mut config_event = false;
+    while net.hv.poll_private_watch().is_some() {
+        config_event = true;
+        work += 1;
+    }
+    if config_event {
+        net.reload_config(domain);
+    }
+    net.reconcile(domain);
+    work
+}
+
+impl XenNet {
+    fn reload_config(&mut self, domain: &mut Domain) {
+        let text = self
+            .hv
+            .read_string(Transaction::NONE, &self.config_path)
+            .unwrap_or_default();
+        if text == self.config_text {
+            return;
+        }
+        println!("xen: config changed: \"{}\"", text.trim());
+        let old: Vec<&str> = self.config_text.split_ascii_whitespace().collect();
+        for w in text.split_ascii_whitespace() {
+            if key_of(w) != "bind" && !old.contains(&w) {
+                println!("xen: config: '{w}' takes effect at the next boot");
+            }
+        }
+        let words: Vec<&str> = text
+            .split_ascii_whitespace()
+            .filter(|w| key_of(w) == "bind")
+            .collect();
+        let new = parse_binds(&words);
+        let Some(dp) = domain.dp.as_mut() else {
+            self.binds = new;
+            self.config_text = text;
+            return;
+        };
+        // IPs that lost their explicit binding go back to the spreading rule.
+        for (ip, _) in &self.binds {
+            if !new.iter().any(|(n, _)| n == ip) && self.owns_ip(*ip) {
+                let _ = apply_bind(dp, *ip, &Binding::Auto);
+            }
+        }
+        for (ip, b) in &new {
+            if self.owns_ip(*ip) {
+                match apply_bind(dp, *ip, b) {
+                    Ok(()) => println!("xen: bind {ip} applied"),
+                    Err(e) => println!("xen: bind {ip}: {e}"),
+                }
+            }
+        }
+        self.binds = new;
+        self.config_text = text;
+    }
+
+    fn owns_ip(&self, ip: Ipv4Addr) -> bool {
+        self.attached.values().any(|a| a.ips.contains(&ip))
+    }
+
+    /// Attaches connected vifs that are not yet guests, detaches the rest.
+    fn reconcile(&mut self, domain: &mut Domain) {
+        let Some(nb) = self.netback.as_ref() else {
+            return;
+        };
+        let Some(dp) = domain.dp.as_mut() else { return };
+        // Detach: vif gone, disconnected, or its identity changed.
+        let stale: Vec<VifId> = self
+            .attached
+            .iter()
+            .filter(|(id, a)| match nb.vif(**id) {
+                Some(v) => {
+                    !v.is_connected() || v.mac() != Some(a.mac) || v.ips() != a.ips.as_slice()
+                }
+                None => true,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(a) = self.attached.remove(&id) {
+                dp.remove_guest(a.guest);
+                println!(
+                    "xen: vif {}/{} detached (guest {})",
+                    id.frontend, id.handle, a.guest.0
+                );
+            }
+        }
+        self.refused
+            .retain(|id, _| nb.vif(*id).is_some_and(|v| v.is_connected()));
+        let fresh: Vec<(VifId, MacAddr, Vec<Ipv4Addr>)> = nb
+            .vifs()
+            .filter(|v| v.is_connected() && !self.attached.contains_key(&v.id()))
+            .filter(|v| !self.refused.contains_key(&v.id()))
+            .map(|v| (v.id(), v.mac().unwrap_or(MacAddr([0; 6])), v.ips().to_vec()))
+            .collect();
+        for (id, mac, ips) in fresh {
+            let name = format!("vif{}.{}", id.frontend, id.handle);
+            let addrs: Vec<IpAddr> = ips.iter().map(|ip| IpAddr::V4(*ip)).collect();
+            let port = Box::new(VifPort {
+                id,
+                rx: FrameQueue::new(VIF_RX_QUEUE),
+            });
+            match dp.add_guest(&name, port, mac, &addrs) {
+                Ok(guest) => {
+                    let ip_text: Vec<String> = ips.iter().map(|i| format!("{i}")).collect();
+                    println!(
+                        "xen: vif {}/{} attached as guest {} ({name}, mac {mac}, ip {})",
+                        id.frontend,
+                        id.handle,
+                        guest.0,
+                        if ip_text.is_empty() {
+                            "none: add ip= to the vif".into()
+                        } else {
+                            ip_text.join(" ")
+                        }
+                    );
+                    for (ip, b) in &self.binds {
+                        if ips.contains(ip) {
+                            match apply_bind(dp, *ip, b) {
+                                Ok(()) => println!("xen: bind {ip} applied"),
+                                Err(e) => println!("xen: bind {ip}: {e}"),
+                            }
+                        }
+                    }
+                    self.attached.insert(id, Attached { guest, mac, ips });
+                }
+                Err(e) => {
+                    println!(
+                        "xen: vif {}/{} (mac {mac}) not attached: {e}",
+                        id.frontend, id.handle
+                    );
+                    self.refused.insert(id, format!("{e}"));
+                }
+            }
+        }
+    }
+}
+
+/// A vif as the datapath's guest port. Frames for the guest are queued by
+/// `deliver` and copied into the guest's buffers at `flush`, so a port
+/// never takes the [`NET`] lock while another port's `receive` holds it
+/// (the datapath switches guest-to-guest frames inside `receive`).
+struct VifPort {
+    id: VifId,
+    rx: FrameQueue,
+}
+
+impl GuestPort for VifPort {
+    fn receive(&mut self, _budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+        let Some(mut guard) = NET.try_lock() else {
+            return 0;
+        };
+        let Some(net) = guard.as_mut() else { return 0 };
+        let XenNet { hv, netback, .. } = net;
+        let Some(vif) = netback.as_mut().and_then(|nb| nb.vif_mut(self.id)) else {
+            return 0;
+        };
+        vif.poll_tx(hv, |frame| sink(frame))
+    }
+
+    fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError> {
+        if self.rx.push(frame) {
+            Ok(())
+        } else {
+            Err(PortError::Full)
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.rx.is_empty() {
+            return;
+        }
+        let Some(mut guard) = NET.try_lock() else {
+            return;
+        };
+        let Some(net) = guard.as_mut() else { return };
+        let XenNet { hv, netback, .. } = net;
+        let vif = netback.as_mut().and_then(|nb| nb.vif_mut(self.id));
+        match vif {
+            Some(vif) => {
+                while self
+                    .rx
+                    .pop(|frame| {
+                        let _ = vif.deliver_rx(hv, frame);
+                    })
+                    .is_some()
+                {}
+            }
+            None => while self.rx.pop(|_| ()).is_some() {},
+        }
+    }
+}
+
+/// The `xen` console command.
+pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err("takes no arguments".into());
+    }
+    let guard = NET.lock();
+    let Some(net) = guard.as_ref() else {
+        return Err(if is_xen() {
+            "Xen found but the platform did not start (see the boot log)".into()
+        } else {
+            "not running on Xen".into()
+        });
+    };
+    let (major, minor) = net.hv.version();
+    let xs = net.hv.xenstore_stats();
+    let g = net.hv.grant_stats();
+    println!(
+        "xen {major}.{minor} domid {} xenstore requests {} errors {} timeouts {} watch_events {}",
+        net.hv.domid(),
+        xs.requests,
+        xs.errors,
+        xs.timeouts,
+        xs.watch_events
+    );
+    println!(
+        "grants copy_ops {} copy_hypercalls {} copy_failures {} maps {} unmaps {} map_failures {}; evtchn open {}; pv console {}",
+        g.copy_ops,
+        g.copy_hypercalls,
+        g.copy_failures,
+        g.maps,
+        g.unmaps,
+        g.map_failures,
+        net.hv.open_ports().len(),
+        if xen::console::is_attached() { "attached" } else { "absent" }
+    );
+    println!("config {} \"{}\"", net.config_path, net.config_text.trim());
+    let Some(nb) = net.netback.as_ref() else {
+        println!("netback not running");
+        return Ok(());
+    };
+    let mut any = false;
+    for v in nb.vifs() {
+        any = true;
+        let id = v.id();
+        let c = v.counters();
+        let guest = net
+            .attached
+            .get(&id)
+            .map_or("-".to_string(), |a| format!("{}", a.guest.0));
+        let ips: Vec<String> = v.ips().iter().map(|i| format!("{i}")).collect();
+        println!(
+            "vif {}/{} state {} {} guest {guest} mac {} ip {}",
+            id.frontend,
+            id.handle,
+            v.state().to_raw(),
+            if v.is_connected() {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            v.mac().map_or("-".to_string(), |m| format!("{m}")),
+            if ips.is_empty() {
+                "-".to_string()
+            } else {
+                ips.join(",")
+            },
+        );
+        println!(
+            "  tx_frames {} tx_bytes {} rx_frames {} rx_bytes {} tx_drops {} rx_drops {} fatal {} connects {} disconnects {} connect_failures {} notifies {}",
+            c.tx_frames,
+            c.tx_bytes,
+            c.rx_frames,
+            c.rx_bytes,
+            c.tx_drops_total(),
+            c.rx_drops_total(),
+            c.fatal_total(),
+            c.connects,
+            c.disconnects,
+            c.connect_failures,
+            c.notifies
+        );
+        let drops: Vec<String> = TxDrop::ALL
+            .iter()
+            .filter(|d| c.tx_drops(**d) > 0)
+            .map(|d| format!("tx_{}={}", d.name(), c.tx_drops(*d)))
+            .chain(
+                RxDrop::ALL
+                    .iter()
+                    .filter(|d| c.rx_drops(**d) > 0)
+                    .map(|d| format!("rx_{}={}", d.name(), c.rx_drops(*d))),
+            )
+            .collect();
+        if !drops.is_empty() {
+            println!("  drops {}", drops.join(" "));
+        }
+        if let Some(e) = v.last_error() {
+            println!("  last connect error: {e:?}");
+        }
+        if let Some(why) = net.refused.get(&id) {
+            println!("  not attached: {why}");
+        }
+    }
+    if !any {
+        println!("no vifs");
+    }
+    Ok(())
+}
