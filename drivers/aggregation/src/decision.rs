@@ -26,7 +26,9 @@ pub enum DropReason {
     /// relearned yet, or flooded an unknown unicast).
     NotHolder,
     /// A broadcast or multicast copy on an uplink other than the one chosen
-    /// to receive broadcasts (the switch floods to every uplink).
+    /// to receive broadcasts (the switch floods to every uplink), or one
+    /// of our own broadcasts flooded back (its source is an identity or a
+    /// guest).
     DuplicateBroadcast,
     /// No guest and not the own stack: nobody here has that address.
     UnknownDestination,

@@ -706,8 +706,11 @@ impl Engine {
     #[inline(always)]
     fn rx_inner(&mut self, u: usize, p: &Parsed, frame: &mut [u8], len: u64) -> RxDecision {
         if p.dst & (1 << 40) != 0 {
-            // The switch floods broadcasts to every uplink: take one copy.
-            if self.bcast_uplink != Some(UplinkId(u as u8)) {
+            // The switch floods broadcasts to every uplink: take one copy,
+            // and none of our own (an identity's or, in literal mode, a
+            // guest's) flooded back: a guest that gets its own ARP or DAD
+            // probe back from another MAC thinks its address is taken.
+            if self.bcast_uplink != Some(UplinkId(u as u8)) || self.macs.get(p.src).is_some() {
                 return RxDecision::Drop(DropReason::DuplicateBroadcast);
             }
             if let L3::Arp { tpa, .. } = p.l3 {

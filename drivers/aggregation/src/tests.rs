@@ -1117,3 +1117,49 @@ fn harness_reaches_every_decision() {
         );
     }
 }
+
+/// A switch floods a broadcast that left one uplink back into the others,
+/// the broadcast uplink among them: that copy (source an identity, or a
+/// guest in literal mode) must not be flooded to the guests again.
+#[test]
+fn own_broadcasts_flooded_back_are_dropped() {
+    for mode in [Mode::Identity, Mode::Literal] {
+        let mut e = example(mode, [1000; 3]);
+        let mut f = vec![0u8; 60];
+        testkit::arp(&mut f, 1, vm(2), vm(2), ip(2), MacAddr([0; 6]), GW_IP);
+        f[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
+        let d = e.guest_transmit(0, GuestId(1), &mut f);
+        assert!(
+            matches!(
+                d,
+                TxDecision::Send {
+                    uplink: UplinkId(1),
+                    ..
+                }
+            ),
+            "{mode:?}: {d:?}"
+        );
+        // The copy the switch sends back into uplink 0 (which takes broadcasts).
+        let d = e.uplink_receive(0, UplinkId(0), &mut f);
+        assert_eq!(
+            d,
+            RxDecision::Drop(DropReason::DuplicateBroadcast),
+            "{mode:?}"
+        );
+        // A learning frame flooded back, too.
+        let mut lf = [0u8; 60];
+        learning_frame(nic(2), &mut lf);
+        let d = e.uplink_receive(0, UplinkId(0), &mut lf);
+        assert_eq!(
+            d,
+            RxDecision::Drop(DropReason::DuplicateBroadcast),
+            "{mode:?}"
+        );
+        // Someone else's broadcast is still taken in.
+        let mut other = vec![0u8; 60];
+        testkit::arp(&mut other, 1, GW, GW, GW_IP, MacAddr([0; 6]), ip(2));
+        other[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
+        let d = e.uplink_receive(0, UplinkId(0), &mut other);
+        assert_eq!(d, RxDecision::ToGuest { guest: GuestId(1) }, "{mode:?}");
+    }
+}
