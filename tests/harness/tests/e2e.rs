@@ -1,0 +1,896 @@
+//! aggdom end to end (issue 5, item 5): the real kernel in QEMU, the harness
+//! playing the guests (one guest port NIC each) and the outside network (a
+//! learning switch joining the uplinks to remote hosts, `rig::Net`), so MAC
+//! moves show where a real switch would send replies.
+//!
+//! Layout (`rig`): uplink *i* is NIC *i* with identity *i* = its factory MAC;
+//! guest *j* sits behind the next NICs with MAC `02:00:00:00:01:<j+1>` and IP
+//! `10.0.0.<11+j>`; remote host *k* is `10.0.0.<100+k>` behind switch port
+//! `uplinks + k`. Guest traffic is UDP with a tag in the payload, so every
+//! frame can be followed to where it leaves.
+//!
+//! QEMU under TCG on shared cores: waits are generous and nothing asserts on
+//! time; senders are paced.
+
+use std::net::Ipv4Addr;
+use std::thread::sleep;
+use std::time::Duration;
+
+use aggdom_harness::frame::{self, Eth, Ipv4Ends, ARP_REPLY};
+use aggdom_harness::rig::{
+    eventually, guest_ip, guest_mac, guest_udp, is_learning_frame, macs, parse_prometheus, remote,
+    udp_frame, udp_tag, uplink_mac, Layout, Net, NicInfo, Stats, OWN_IP,
+};
+use aggdom_harness::{MacAddr, Machine, Received};
+
+/// How long a frame may take through QEMU and aggdom.
+const T: Duration = Duration::from_secs(10);
+/// How long to wait before concluding that a frame will not come.
+const QUIET: Duration = Duration::from_millis(1500);
+
+fn stats(m: &mut Machine) -> Stats {
+    Stats::parse(&m.command("stats").unwrap())
+}
+
+fn nic(m: &mut Machine, n: usize) -> NicInfo {
+    NicInfo::parse(&m.command(&format!("nic {n}")).unwrap())
+}
+
+/// Runs a console command that must succeed; returns its reply.
+fn ok(m: &mut Machine, cmd: &str) -> String {
+    let reply = m.command(cmd).unwrap();
+    assert!(!reply.contains("error"), "{cmd:?} failed: {reply}");
+    reply
+}
+
+/// Sends guest `j`'s frame tagged `tag` into its port and returns the
+/// (uplink, frame) it left through.
+fn guest_out(m: &Machine, layout: &Layout, j: usize, tag: u64, len: usize) -> (usize, Vec<u8>) {
+    m.send_frame(layout.port(j), &guest_udp(j, remote(0), tag, len))
+        .unwrap();
+    let r = m
+        .recv_where(T, |r| {
+            r.nic < layout.uplinks && udp_tag(&r.data) == Some(tag)
+        })
+        .unwrap_or_else(|| panic!("guest {j}'s frame {tag:#x} left through no uplink"));
+    (r.nic, r.data)
+}
+
+/// Tagged frames still queued from the uplinks (should be none).
+fn leaked(m: &Machine, uplinks: usize, tags: std::ops::Range<u64>) -> Vec<Received> {
+    m.drain_all()
+        .into_iter()
+        .filter(|r| r.nic < uplinks && udp_tag(&r.data).is_some_and(|t| tags.contains(&t)))
+        .collect()
+}
+
+/// Guest `j` sends a surge of 1500-byte frames (about 3 Mbit/s) until
+/// `done` says what it waited for happened (checked every 100 ms of load),
+/// or `limit` frames were sent.
+fn surge<T>(
+    m: &mut Machine,
+    layout: &Layout,
+    j: usize,
+    limit: u64,
+    mut done: impl FnMut(&mut Machine) -> Option<T>,
+) -> Option<T> {
+    let mut sent = 0;
+    while sent < limit {
+        for _ in 0..25 {
+            m.send_frame(
+                layout.port(j),
+                &guest_udp(j, remote(0), 0xf000_0000 + sent, 1500),
+            )
+            .unwrap();
+            sent += 1;
+            sleep(Duration::from_millis(4));
+        }
+        if let Some(v) = done(m) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Forgets the surge frames the uplinks sent.
+fn drop_surge(m: &Machine) {
+    for r in m.drain_all() {
+        if udp_tag(&r.data).is_some_and(|t| t < 0xf000_0000) {
+            panic!("a test frame was queued among the surge: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn worked_example_0049_to_0052_step_by_step() {
+    // NIC1 is slow (1 Mbit/s) and NIC2 fast, so moving VM1 off NIC1 helps;
+    // NIC3 slow too, so VM3 can overload it. Rebalance every 200 ms; an
+    // identity that moved stays a minute (exactly one move per surge).
+    let layout = Layout::new(3, 3).with("capacity=1,10,1 rebalance_ms=200 dwell_s=60");
+    let mut m = layout.boot().unwrap();
+
+    // [0049] ip_k <-> mac_k on NIC_k: each guest's traffic leaves through
+    // its own NIC, under its own MAC.
+    for j in 0..3 {
+        let (u, f) = guest_out(&m, &layout, j, 0x100 + j as u64, 100);
+        assert_eq!(u, j, "VM{} left through NIC{}", j + 1, u + 1);
+        assert_eq!(macs(&f).0, uplink_mac(j), "VM{} under another MAC", j + 1);
+    }
+
+    // [0050] VM1 surges and overloads NIC1: the rebalance sets NIC2's MAC
+    // to mac1 and NIC1's to mac2.
+    let moved = surge(&mut m, &layout, 0, 2000, |m| {
+        let s = stats(m);
+        (s.holder(0) != Some(0)).then_some(s)
+    });
+    drop_surge(&m);
+    let s = moved.expect("VM1's surge on NIC1 moved no identity");
+    assert_eq!(
+        s.holder(0),
+        Some(1),
+        "mac1 went to NIC{:?}, not NIC2",
+        s.holder(0).map(|h| h + 1)
+    );
+    assert_eq!(s.holder(1), Some(0), "mac2 did not take NIC1's place");
+    assert_eq!(s.holder(2), Some(2), "mac3 moved");
+    assert!(s.total("rebalance_moves") >= 1, "{s:?}");
+    assert_eq!(
+        nic(&mut m, 1).mac,
+        uplink_mac(0).to_string(),
+        "NIC2's MAC register"
+    );
+    assert_eq!(
+        nic(&mut m, 0).mac,
+        uplink_mac(1).to_string(),
+        "NIC1's MAC register"
+    );
+    // VM1's next frames go through NIC2, VM2's through NIC1; the bindings
+    // (ip <-> mac) are unchanged.
+    let (u, f) = guest_out(&m, &layout, 0, 0x200, 100);
+    assert_eq!((u, macs(&f).0), (1, uplink_mac(0)), "VM1 after the move");
+    let (u, f) = guest_out(&m, &layout, 1, 0x201, 100);
+    assert_eq!((u, macs(&f).0), (0, uplink_mac(1)), "VM2 after the move");
+    let b = m.command("bindings").unwrap();
+    for (j, id) in [(0, 0), (1, 1), (2, 2)] {
+        assert!(
+            b.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [guest_ip(j).to_string(), j.to_string(), id.to_string()]),
+            "binding of VM{} changed:\n{b}",
+            j + 1
+        );
+    }
+
+    // [0051] VM3 limited to NIC3: pin mac3. It stays on NIC3 even when
+    // VM3 overloads NIC3 while VM2 leaves room elsewhere, and no operator
+    // swap can take it away.
+    ok(&mut m, "pin 2");
+    let err = m.command("swap 2 0").unwrap();
+    assert!(
+        err.starts_with("error:"),
+        "swap of a pinned identity: {err}"
+    );
+    let runs_before = stats(&mut m).total("rebalance_runs");
+    let hot = surge(&mut m, &layout, 2, 250, |m| {
+        let s = stats(m);
+        (s.uplinks[2].tx_rate * 8 > 1_000_000 && s.total("rebalance_runs") > runs_before + 3)
+            .then_some(s)
+    });
+    drop_surge(&m);
+    let s = hot.expect("VM3's surge did not overload NIC3 through several rebalance runs");
+    assert_eq!(s.holder(2), Some(2), "pinned mac3 left NIC3");
+    let (u, f) = guest_out(&m, &layout, 2, 0x300, 100);
+    assert_eq!((u, macs(&f).0), (2, uplink_mac(2)), "VM3 after its surge");
+
+    // NIC3 exclusive: it never changes its MAC. With the pin off, an
+    // operator swap is still refused, and when NIC1's link fails its
+    // identity (mac2) goes to NIC2, not NIC3.
+    ok(&mut m, "exclusive 2 on");
+    ok(&mut m, "unpin 2");
+    let err = m.command("swap 0 2").unwrap();
+    assert!(
+        err.starts_with("error:") && err.contains("xclusive"),
+        "swap onto an exclusive NIC: {err}"
+    );
+    m.set_link(0, false).unwrap();
+    let s = eventually(T, || {
+        let s = stats(&mut m);
+        (s.holder(1) != Some(0)).then_some(s)
+    })
+    .expect("mac2 stayed on NIC1 after its link went down");
+    assert_eq!(
+        s.holder(1),
+        Some(1),
+        "mac2 failed over to NIC{:?}",
+        s.holder(1).map(|h| h + 1)
+    );
+    assert_eq!(
+        s.uplinks[2].ids,
+        vec![2],
+        "exclusive NIC3 took another identity"
+    );
+    let n3 = nic(&mut m, 2);
+    assert_eq!(
+        (n3.mac.as_str(), n3.filter.len()),
+        (uplink_mac(2).to_string().as_str(), 0)
+    );
+    let (u, f) = guest_out(&m, &layout, 1, 0x301, 100);
+    assert_eq!(
+        (u, macs(&f).0),
+        (1, uplink_mac(1)),
+        "VM2 while NIC1 is down"
+    );
+    m.set_link(0, true).unwrap();
+    let s = eventually(T, || {
+        let s = stats(&mut m);
+        (s.uplinks[0].ids.len() == 1 && s.uplinks[1].ids.len() == 1).then_some(s)
+    })
+    .expect("NIC1 took no identity back after its link returned");
+    assert_eq!(s.uplinks[2].ids, vec![2]);
+    ok(&mut m, "exclusive 2 off");
+
+    // [0052] ip1 bound to mac1 and mac2: each VM1 frame takes whichever of
+    // the two NICs holding them has less traffic.
+    ok(&mut m, "bind 10.0.0.11 0,1");
+    let s = stats(&mut m);
+    let (h0, h1) = (s.holder(0).unwrap(), s.holder(1).unwrap());
+    assert_ne!(h0, h1);
+    let mut per = [0u64; 3];
+    for t in 0..40u64 {
+        let (u, f) = guest_out(&m, &layout, 0, 0x400 + t, 100);
+        let want = if u == h0 {
+            uplink_mac(0)
+        } else {
+            uplink_mac(1)
+        };
+        assert!(
+            u == h0 || u == h1,
+            "VM1 left through NIC{} holding neither mac1 nor mac2",
+            u + 1
+        );
+        assert_eq!(
+            macs(&f).0,
+            want,
+            "VM1 on NIC{} under the wrong identity",
+            u + 1
+        );
+        per[u] += 1;
+        sleep(Duration::from_millis(20));
+    }
+    // "Less traffic" is relative to capacity: the 10 Mbit/s NIC2 takes
+    // more of VM1's frames than the 1 Mbit/s NIC1, and both take some.
+    let (slow, fast) = if h0 == 0 { (h0, h1) } else { (h1, h0) };
+    assert_eq!((slow, fast), (0, 1), "holders after the link returned");
+    assert!(
+        per[slow] >= 2 && per[fast] > per[slow],
+        "VM1 bound to mac1+mac2 did not spread by load: {per:?} frames per NIC"
+    );
+    assert!(leaked(&m, 3, 0x100..0x500).is_empty(), "frames left twice");
+}
+
+#[test]
+fn guest_bound_to_two_identities_uses_both_uplinks() {
+    let layout = Layout::new(2, 1).with("bind=10.0.0.11:0+1");
+    let mut m = layout.boot().unwrap();
+    let mut per = [0u64; 2];
+    for t in 0..40u64 {
+        let (u, f) = guest_out(&m, &layout, 0, 0x10 + t, 200);
+        assert_eq!(
+            macs(&f).0,
+            uplink_mac(u),
+            "uplink {u} sent under another identity"
+        );
+        per[u] += 1;
+        sleep(Duration::from_millis(20));
+    }
+    assert!(per[0] >= 8 && per[1] >= 8, "frames per uplink: {per:?}");
+    let s = stats(&mut m);
+    assert_eq!(s.guests[0].per_uplink, per.to_vec(), "stats per-uplink tx");
+    assert_eq!(s.guests[0].tx_frames, 40);
+}
+
+#[test]
+fn denied_guest_gets_nothing_out_and_the_drop_is_counted() {
+    // Guest 1's IP is bound to no identity ([0029]); guest 0 is the control.
+    let layout = Layout::new(2, 2).with("bind=10.0.0.12:none");
+    let mut m = layout.boot().unwrap();
+    let b = m.command("bindings").unwrap();
+    assert!(b.contains("none (denied)"), "{b}");
+    for t in 0..5 {
+        m.send_frame(layout.port(1), &guest_udp(1, remote(0), 0x50 + t, 100))
+            .unwrap();
+        sleep(Duration::from_millis(20));
+    }
+    // Even its ARP for the outside is not let out.
+    let r = remote(0);
+    m.send_frame(
+        layout.port(1),
+        &frame::arp_request(guest_mac(1), guest_ip(1), r.ip),
+    )
+    .unwrap();
+    let s = eventually(T, || {
+        let s = stats(&mut m);
+        (s.guests[1].drops("denied") >= 6).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("denied drops not counted:\n{}", m.command("stats").unwrap()));
+    assert_eq!(s.guests[1].drops("denied"), 6);
+    assert_eq!(s.guests[1].tx_frames, 0);
+    let (u, _) = guest_out(&m, &layout, 0, 0x60, 100);
+    assert_eq!(u, 0, "control guest");
+    sleep(QUIET);
+    let out: Vec<Received> = m
+        .drain_all()
+        .into_iter()
+        .filter(|r| r.nic < 2 && macs(&r.data).0 != MacAddr::default())
+        .filter(|r| {
+            let e = Eth::parse(&r.data).unwrap();
+            e.arp().is_some_and(|a| a.sender_ip == guest_ip(1))
+                || e.ipv4().is_some_and(|ip| ip.src == guest_ip(1))
+        })
+        .collect();
+    assert!(out.is_empty(), "the denied guest got frames out: {out:?}");
+}
+
+#[test]
+fn spoofed_frames_are_dropped_and_counted() {
+    let layout = Layout::new(2, 2);
+    let mut m = layout.boot().unwrap();
+    let r = remote(0);
+    let ends = |src_mac, src_ip| Ipv4Ends {
+        src_mac,
+        dst_mac: r.mac,
+        src_ip,
+        dst_ip: r.ip,
+    };
+    let spoofs = [
+        // Another guest's MAC, own IP.
+        udp_frame(ends(guest_mac(1), guest_ip(0)), 0x70, 100),
+        // A made-up MAC.
+        udp_frame(ends(MacAddr::local(0x777), guest_ip(0)), 0x71, 100),
+        // Own MAC, another guest's IP.
+        udp_frame(ends(guest_mac(0), guest_ip(1)), 0x72, 100),
+        // Own MAC, a made-up IP.
+        udp_frame(ends(guest_mac(0), Ipv4Addr::new(10, 0, 0, 99)), 0x73, 100),
+        // ARP claiming another guest's IP.
+        frame::arp_request(guest_mac(0), guest_ip(1), r.ip),
+    ];
+    for f in &spoofs {
+        m.send_frame(layout.port(0), f).unwrap();
+        sleep(Duration::from_millis(20));
+    }
+    let s = eventually(T, || {
+        let s = stats(&mut m);
+        (s.guests[0].drops("spoofed_mac") + s.guests[0].drops("spoofed_ip") >= 5).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("spoof drops not counted:\n{}", m.command("stats").unwrap()));
+    assert_eq!(s.guests[0].drops("spoofed_mac"), 2, "{:?}", s.guests[0]);
+    assert_eq!(s.guests[0].drops("spoofed_ip"), 3, "{:?}", s.guests[0]);
+    assert_eq!(s.guests[0].tx_frames, 0);
+    // The guest's honest frame still leaves.
+    guest_out(&m, &layout, 0, 0x74, 100);
+    sleep(QUIET);
+    let out: Vec<Received> = m
+        .drain_all()
+        .into_iter()
+        .filter(|r| r.nic < 2)
+        .filter(|r| {
+            let e = Eth::parse(&r.data).unwrap();
+            udp_tag(&r.data).is_some_and(|t| (0x70..0x74).contains(&t))
+                || e.arp().is_some_and(|a| a.sender_ip == guest_ip(1))
+        })
+        .collect();
+    assert!(out.is_empty(), "spoofed frames got out: {out:?}");
+    let table = m.command("stats").unwrap();
+    assert!(table.contains("spoofed_mac=2 spoofed_ip=3"), "{table}");
+}
+
+/// Guest 0 and remote host 0 talk through the switch: a tagged frame out,
+/// a tagged reply back to the identity MAC it came from, delivered to the
+/// guest. Returns the uplink each direction used.
+fn round_trip(m: &Machine, layout: &Layout, net: &Net, tag: u64) -> (usize, usize, MacAddr) {
+    m.send_frame(layout.port(0), &guest_udp(0, remote(0), tag, 100))
+        .unwrap();
+    let out = net
+        .remote_recv(m, 0, T, |f| udp_tag(f) == Some(tag))
+        .unwrap()
+        .unwrap_or_else(|| panic!("frame {tag:#x} never reached the remote host"));
+    let identity = macs(&out).0;
+    let sent_by = net.port_of(identity).expect("switch learnt the identity");
+    let r = remote(0);
+    let reply = udp_frame(
+        Ipv4Ends {
+            src_mac: r.mac,
+            dst_mac: identity,
+            src_ip: r.ip,
+            dst_ip: guest_ip(0),
+        },
+        tag | 0x8000,
+        100,
+    );
+    net.remote_send(m, 0, &reply).unwrap();
+    let back = m
+        .recv_where(T, |x| x.nic == layout.port(0) && udp_tag(&x.data) == Some(tag | 0x8000))
+        .unwrap_or_else(|| {
+            panic!("the reply to {identity} never reached the guest (switch sends it to port {sent_by})")
+        });
+    assert_eq!(
+        macs(&back.data),
+        (r.mac, guest_mac(0)),
+        "reply as the guest sees it"
+    );
+    (sent_by, net.port_of(identity).unwrap(), identity)
+}
+
+#[test]
+fn swap_moves_an_identity_and_the_switch_relearns_it() {
+    let layout = Layout::new(2, 1);
+    let mut m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    net.announce(&m, 0).unwrap();
+    let (out, back, id) = round_trip(&m, &layout, &net, 0x10);
+    assert_eq!((out, back, id), (0, 0, uplink_mac(0)));
+    net.pump(&m, Duration::from_millis(300)).unwrap();
+    net.take_log();
+
+    let reply = ok(&mut m, "swap 0 1");
+    assert!(
+        reply.contains("identity 0") && reply.contains("0 -> 1"),
+        "{reply}"
+    );
+    // The new holder sends the learning frame; the switch moves mac0 to port 1.
+    let learnt = eventually(T, || {
+        net.pump(&m, Duration::from_millis(100)).unwrap();
+        net.take_log()
+            .into_iter()
+            .find(|(_, f)| is_learning_frame(f, uplink_mac(0)))
+    })
+    .expect("no learning frame for identity 0 after the swap");
+    assert_eq!(
+        learnt.0, 1,
+        "the learning frame left uplink {}, not the new holder",
+        learnt.0
+    );
+    assert_eq!(net.port_of(uplink_mac(0)), Some(1));
+    assert_eq!(net.moves_of(uplink_mac(0)), vec![(0, 1)]);
+    // Replies to the guest's identity now arrive on uplink 1 and reach the
+    // guest; its frames leave there too.
+    let (out, back, id) = round_trip(&m, &layout, &net, 0x20);
+    assert_eq!((out, back, id), (1, 1, uplink_mac(0)));
+    let s = stats(&mut m);
+    assert!(s.total("learning_frames") >= 2, "{:?}", s.totals);
+}
+
+#[test]
+fn link_failure_moves_identities_and_traffic_resumes_then_they_return() {
+    let layout = Layout::new(2, 1);
+    let mut m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    net.announce(&m, 0).unwrap();
+    assert_eq!(round_trip(&m, &layout, &net, 0x10).0, 0);
+
+    m.set_link(0, false).unwrap();
+    let s = eventually(T, || {
+        let s = stats(&mut m);
+        (s.holder(0) == Some(1)).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "identity 0 did not fail over:\n{}",
+            m.command("stats").unwrap()
+        )
+    });
+    assert!(!s.uplinks[0].link_up);
+    assert!(s.total("failover_moves") >= 1);
+    // Traffic resumes through uplink 1: out, and back through the switch
+    // that relearnt identity 0 from the learning frame.
+    let (out, back, id) = round_trip(&m, &layout, &net, 0x20);
+    assert_eq!(
+        (out, back, id),
+        (1, 1, uplink_mac(0)),
+        "while uplink 0 is down"
+    );
+    assert!(net.moves_of(uplink_mac(0)).contains(&(0, 1)));
+
+    m.set_link(0, true).unwrap();
+    eventually(T, || (stats(&mut m).holder(0) == Some(0)).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "identity 0 did not return:\n{}",
+            m.command("stats").unwrap()
+        )
+    });
+    let (out, back, id) = round_trip(&m, &layout, &net, 0x30);
+    assert_eq!(
+        (out, back, id),
+        (0, 0, uplink_mac(0)),
+        "after uplink 0 came back"
+    );
+    assert!(net.moves_of(uplink_mac(0)).contains(&(1, 0)));
+}
+
+#[test]
+fn literal_mode_writes_and_restores_the_mac_register_around_each_frame() {
+    let layout = Layout::new(2, 1).with("mode=literal");
+    let mut m = layout.boot().unwrap();
+    assert_eq!(m.command("mode").unwrap(), "mode literal");
+    let before = nic(&mut m, 0);
+    assert_eq!(before.mac, uplink_mac(0).to_string());
+    const N: u64 = 5;
+    for t in 0..N {
+        let (u, f) = guest_out(&m, &layout, 0, 0x10 + t, 100);
+        assert_eq!(u, 0);
+        // On the wire the frame keeps the guest's own MAC (claim step 8).
+        assert_eq!(macs(&f).0, guest_mac(0), "literal mode rewrote the source");
+    }
+    let after = nic(&mut m, 0);
+    assert_eq!(
+        after.counter("mac_writes"),
+        before.counter("mac_writes") + 2 * N,
+        "MAC register writes for {N} frames: before {before:?}, after {after:?}"
+    );
+    // Step 10: the register reads the uplink's own MAC again.
+    assert_eq!(after.mac, uplink_mac(0).to_string());
+    let other = nic(&mut m, 1);
+    assert_eq!(
+        other.counter("mac_writes"),
+        0,
+        "uplink 1 sent nothing: {other:?}"
+    );
+    // Receive: the uplink accepts the guest's MAC and delivers to it.
+    let r = remote(0);
+    let reply = udp_frame(
+        Ipv4Ends {
+            src_mac: r.mac,
+            dst_mac: guest_mac(0),
+            src_ip: r.ip,
+            dst_ip: guest_ip(0),
+        },
+        0x99,
+        100,
+    );
+    m.send_frame(0, &reply).unwrap();
+    let got = m
+        .recv_where(T, |x| {
+            x.nic == layout.port(0) && udp_tag(&x.data) == Some(0x99)
+        })
+        .expect("a frame to the guest's MAC did not reach it in literal mode");
+    assert_eq!(macs(&got.data).1, guest_mac(0));
+}
+
+#[test]
+fn own_ip_answers_arp_and_ping() {
+    let layout = Layout::new(2, 1).with("ip=10.0.0.2/24");
+    let m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    let r = remote(0);
+    net.remote_send(&m, 0, &frame::arp_request(r.mac, r.ip, OWN_IP))
+        .unwrap();
+    let f = net
+        .remote_recv(&m, 0, T, |f| {
+            Eth::parse(f)
+                .and_then(|e| e.arp())
+                .is_some_and(|a| a.op == ARP_REPLY && a.sender_ip == OWN_IP)
+        })
+        .unwrap()
+        .expect("no ARP reply for the own IP");
+    let arp = Eth::parse(&f).unwrap().arp().unwrap();
+    assert_eq!((arp.target_mac, arp.target_ip), (r.mac, r.ip));
+    let own_mac = arp.sender_mac;
+    assert_eq!(own_mac, uplink_mac(0), "the own stack starts on identity 0");
+
+    let ends = Ipv4Ends {
+        src_mac: r.mac,
+        dst_mac: own_mac,
+        src_ip: r.ip,
+        dst_ip: OWN_IP,
+    };
+    for seq in 1..=3u16 {
+        net.remote_send(
+            &m,
+            0,
+            &frame::icmp_echo_request(ends, 0x4242, seq, b"aggdom ping"),
+        )
+        .unwrap();
+        let f = net
+            .remote_recv(&m, 0, T, |f| {
+                Eth::parse(f)
+                    .and_then(|e| e.ipv4())
+                    .and_then(|ip| ip.icmp())
+                    .is_some_and(|i| i.ty == 0 && i.seq == seq)
+            })
+            .unwrap()
+            .unwrap_or_else(|| panic!("no echo reply {seq}"));
+        let e = Eth::parse(&f).unwrap();
+        let ip = e.ipv4().unwrap();
+        let icmp = ip.icmp().unwrap();
+        assert_eq!((ip.src, ip.dst), (OWN_IP, r.ip));
+        assert_eq!((icmp.ident, icmp.payload), (0x4242, &b"aggdom ping"[..]));
+        assert_eq!(e.src, own_mac, "the own stack's frames carry its identity");
+    }
+}
+
+#[test]
+fn metrics_over_tcp_agree_with_stats() {
+    let layout = Layout::new(2, 2).with("ip=10.0.0.2/24 bind=10.0.0.12:none");
+    let mut m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    net.announce(&m, 0).unwrap();
+    // Some traffic of every kind: sent, denied, spoofed, received.
+    for t in 0..6 {
+        round_trip(&m, &layout, &net, 0x10 + t);
+    }
+    for t in 0..3 {
+        m.send_frame(layout.port(1), &guest_udp(1, remote(0), 0x30 + t, 100))
+            .unwrap();
+    }
+    m.send_frame(layout.port(0), &guest_udp(1, remote(0), 0x40, 100))
+        .unwrap();
+    net.pump(&m, Duration::from_millis(500)).unwrap();
+    let before = stats(&mut m);
+    assert_eq!(
+        before.guests[1].drops("denied"),
+        3,
+        "{:?}",
+        before.guests[1]
+    );
+
+    let r = remote(0);
+    let ends = Ipv4Ends {
+        src_mac: r.mac,
+        dst_mac: uplink_mac(0),
+        src_ip: r.ip,
+        dst_ip: OWN_IP,
+    };
+    let raw = aggdom_harness::tcp::request(
+        &net.link(&m, 0),
+        ends,
+        40000,
+        80,
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    net.pump(&m, Duration::from_millis(500)).unwrap();
+    let after = stats(&mut m);
+    let p = parse_prometheus(body);
+    let get = |k: &str| -> u64 {
+        *p.get(k)
+            .unwrap_or_else(|| panic!("no sample {k} in:\n{body}"))
+    };
+
+    // Guest and identity counters: the scrape does not touch them, so they
+    // must be equal to the console's.
+    for (g, gs) in before.guests.iter().enumerate() {
+        assert_eq!(
+            &after.guests[g], gs,
+            "guest {g} counters changed while quiescent"
+        );
+        let l = format!("{{guest=\"{g}\",mac=\"{}\"}}", guest_mac(g));
+        assert_eq!(
+            get(&format!("aggdom_guest_tx_frames_total{l}")),
+            gs.tx_frames,
+            "guest {g}"
+        );
+        assert_eq!(
+            get(&format!("aggdom_guest_tx_bytes_total{l}")),
+            gs.tx_bytes,
+            "guest {g}"
+        );
+        assert_eq!(
+            get(&format!("aggdom_guest_rx_frames_total{l}")),
+            gs.rx_frames,
+            "guest {g}"
+        );
+        assert_eq!(
+            get(&format!("aggdom_guest_rx_bytes_total{l}")),
+            gs.rx_bytes,
+            "guest {g}"
+        );
+        for reason in ["denied", "spoofed_mac", "spoofed_ip"] {
+            assert_eq!(
+                get(&format!(
+                    "aggdom_guest_tx_drops_total{{guest=\"{g}\",reason=\"{reason}\"}}"
+                )),
+                gs.drops(reason),
+                "guest {g} {reason}"
+            );
+        }
+        for (u, n) in gs.per_uplink.iter().enumerate() {
+            assert_eq!(
+                get(&format!(
+                    "aggdom_guest_uplink_tx_frames_total{{guest=\"{g}\",uplink=\"{u}\"}}"
+                )),
+                *n
+            );
+        }
+    }
+    assert_eq!(before.guests[0].tx_frames, 6);
+    assert_eq!(before.guests[0].rx_frames, 6);
+    // The scrape's first frame may swap the own stack's identity onto the
+    // least-loaded uplink (claim steps 3-5), before the metrics are taken:
+    // holders and moves are compared with the console after the scrape.
+    for (i, id) in after.identities.iter().enumerate() {
+        let l = format!("{{identity=\"{i}\",mac=\"{}\"}}", id.mac);
+        assert_eq!(
+            get(&format!("aggdom_identity_holder{l}")),
+            id.holder.unwrap() as u64,
+            "identity {i} holder"
+        );
+        assert_eq!(get(&format!("aggdom_identity_moves_total{l}")), id.moves);
+    }
+    // Uplink and own-stack counters grow with the scrape itself: the
+    // scrape's values lie between the console's before and after.
+    let between = |what: &str, k: String, b: u64, a: u64| {
+        let v = get(&k);
+        assert!(
+            b <= v && v <= a,
+            "{what}: metrics {v}, stats before {b} after {a}"
+        );
+    };
+    for (u, (b, a)) in before.uplinks.iter().zip(&after.uplinks).enumerate() {
+        let l = format!("{{uplink=\"{u}\"}}");
+        between(
+            "uplink tx frames",
+            format!("aggdom_uplink_tx_frames_total{l}"),
+            b.tx_frames,
+            a.tx_frames,
+        );
+        between(
+            "uplink tx bytes",
+            format!("aggdom_uplink_tx_bytes_total{l}"),
+            b.tx_bytes,
+            a.tx_bytes,
+        );
+        between(
+            "uplink rx frames",
+            format!("aggdom_uplink_rx_frames_total{l}"),
+            b.rx_frames,
+            a.rx_frames,
+        );
+        between(
+            "uplink rx bytes",
+            format!("aggdom_uplink_rx_bytes_total{l}"),
+            b.rx_bytes,
+            a.rx_bytes,
+        );
+        between(
+            "mac writes",
+            format!("aggdom_uplink_mac_writes_total{l}"),
+            b.mac_writes,
+            a.mac_writes,
+        );
+        assert_eq!(
+            get(&format!("aggdom_uplink_identities{l}")),
+            b.ids.len() as u64
+        );
+    }
+    between(
+        "own rx",
+        "aggdom_own_rx_frames_total".into(),
+        before.total("own_rx"),
+        after.total("own_rx"),
+    );
+    between(
+        "own tx",
+        "aggdom_own_tx_frames_total".into(),
+        before.total("own_tx"),
+        after.total("own_tx"),
+    );
+    for (name, key) in [
+        ("aggdom_rebalance_moves_total", "rebalance_moves"),
+        ("aggdom_failover_moves_total", "failover_moves"),
+    ] {
+        assert_eq!(get(name), before.total(key), "{name}");
+        assert_eq!(get(name), after.total(key), "{name}");
+    }
+    between(
+        "learning frames",
+        "aggdom_datapath_learning_frames_total".into(),
+        before.total("learning_frames"),
+        after.total("learning_frames"),
+    );
+    // Every family has HELP and TYPE.
+    for l in body.lines().filter(|l| !l.starts_with('#')) {
+        let name = l.split(['{', ' ']).next().unwrap();
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "no TYPE for {name}"
+        );
+        assert!(
+            body.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+    }
+}
+
+#[test]
+fn bad_config_item_is_named_at_boot_and_nothing_is_applied() {
+    // One bad word among good ones (parse time), and one that only fails
+    // when the plan is tried (identity 5 does not exist with 2 uplinks).
+    for (bad, item) in [("mode=fast", "'mode=fast'"), ("pin=5", "'pin'")] {
+        let layout = Layout::new(2, 1).with(&format!("ip=10.0.0.2/24 {bad} bind=10.0.0.11:0+1"));
+        let mut m = layout.builder().start().unwrap();
+        let log = m.wait_prompt().unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("config:"))
+            .unwrap_or_else(|| panic!("no config line for {bad}:\n{log}"));
+        assert!(
+            line.contains(item),
+            "{bad}: the line does not name {item}: {line}"
+        );
+        assert!(line.contains("not started"), "{line}");
+        assert!(
+            !log.contains("datapath: mode"),
+            "a datapath started:\n{log}"
+        );
+        // Nothing applied: every NIC spare, untouched; no datapath.
+        let nics = m.command("nics").unwrap();
+        for row in nics.lines().skip(1) {
+            assert!(row.contains("spare"), "{bad}: {row}");
+        }
+        for n in 0..3 {
+            let info = nic(&mut m, n);
+            assert!(!info.promiscuous, "{bad}: NIC {n} promiscuous");
+            assert_eq!(
+                (info.counter("mac_writes"), info.counter("filter_writes")),
+                (0, 0),
+                "{bad}: NIC {n} programmed"
+            );
+        }
+        let s = m.command("stats").unwrap();
+        assert!(s.starts_with("error:"), "{s}");
+        assert!(m.command("bindings").unwrap().starts_with("error:"));
+        // Nobody answers on the own IP.
+        let r = remote(0);
+        m.send_frame(0, &frame::arp_request(r.mac, r.ip, OWN_IP))
+            .unwrap();
+        assert!(m.recv_any(QUIET).is_none(), "{bad}: something answered");
+    }
+}
+
+#[test]
+fn broadcasts_the_switch_floods_back_are_not_delivered_to_guests() {
+    // Guest 1's identity lives on uplink 1, but broadcasts are taken in on
+    // uplink 0; a switch floods guest 1's own ARP request back into uplink
+    // 0. Guests must not get it back: a guest that sees its own address
+    // claimed by another MAC (ARP, IPv6 DAD) thinks it is duplicated.
+    let layout = Layout::new(2, 2);
+    let m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    let r = remote(0);
+    m.send_frame(
+        layout.port(1),
+        &frame::arp_request(guest_mac(1), guest_ip(1), r.ip),
+    )
+    .unwrap();
+    let req = net
+        .remote_recv(&m, 0, T, |f| {
+            Eth::parse(f)
+                .and_then(|e| e.arp())
+                .is_some_and(|a| a.sender_ip == guest_ip(1))
+        })
+        .unwrap()
+        .expect("guest 1's ARP request never reached the remote host");
+    assert_eq!(macs(&req).0, uplink_mac(1), "left under identity 1");
+    net.pump(&m, Duration::from_millis(300)).unwrap();
+    let back: Vec<Received> = std::iter::from_fn(|| {
+        m.recv_where(QUIET, |x| {
+            x.nic >= 2
+                && Eth::parse(&x.data)
+                    .and_then(|e| e.arp())
+                    .is_some_and(|a| a.sender_ip == guest_ip(1))
+        })
+    })
+    .collect();
+    // Guest 0 gets the one copy the broadcast owes it (switched locally
+    // when guest 1 sent it); guest 1 gets nothing.
+    let ports: Vec<usize> = back.iter().map(|x| x.nic).collect();
+    assert_eq!(
+        ports,
+        vec![layout.port(0)],
+        "guest ports that got guest 1's ARP request (NIC indices)"
+    );
+}
