@@ -2,8 +2,10 @@
 //! mode byte then operations (guest/uplink/own frames, ticks, link changes,
 //! binding, pin and exclusive changes; raw frame bytes inline). Every step
 //! must keep the invariants the property tests check; any violation panics.
-//! Run: `cargo +nightly fuzz run ops_and_frames` in drivers/aggregation.
-//! The same entry runs on random bytes in `cargo test -p aggregation`.
+//! Run (needs `cargo install cargo-fuzz` and a nightly toolchain), in
+//! drivers/aggregation: `cargo +nightly fuzz run ops_and_frames -- -max_total_time=180`.
+//! On stable, `cargo check` in fuzz/ checks that it builds, and the same
+//! entry runs on random bytes in `cargo test -p aggregation`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
