@@ -67,15 +67,30 @@ fn sent_on(d: TxDecision) -> UplinkId {
 /// Push `mbps` of traffic from guest `g` for `secs` seconds, ticking every
 /// 10 ms; returns all moves the ticks asked for.
 fn drive(e: &mut Engine, now: &mut u64, load: &[(u8, u32)], secs: u64) -> Vec<Move> {
+    drive_with(e, now, load, secs, 1500)
+}
+
+/// [`drive`] with frames of `chunk` bytes: 60 000-byte buffers (TSO-sized)
+/// keep multi-gigabit loads quick in a debug build.
+fn drive_with(
+    e: &mut Engine,
+    now: &mut u64,
+    load: &[(u8, u32)],
+    secs: u64,
+    chunk: u64,
+) -> Vec<Move> {
     let mut moves = vec![];
+    let mut buf = vec![0u8; chunk as usize];
     for _ in 0..secs * 100 {
         for &(g, mbps) in load {
             // bytes per 10 ms = mbps × 10^6 / 8 / 100
             let mut left = mbps as u64 * 1250;
             while left > 0 {
-                let n = left.min(1500);
-                send(e, *now, g, n as usize);
-                left -= n;
+                let n = left.min(chunk) as usize;
+                let f = &mut buf[..n.max(60)];
+                testkit::ipv4(f, GW, vm(g), ip(g), GW_IP);
+                e.guest_transmit(*now, GuestId(g as u16 - 1), f);
+                left -= n as u64;
             }
         }
         *now += 10 * MS;
@@ -405,6 +420,33 @@ fn example_0050_vm1_surge_moves_mac1_to_nic2() {
     // And it stays there: no flapping within the dwell time.
     let later = drive(&mut e, &mut now, &[(1, 900), (2, 100), (3, 100)], 5);
     assert!(later.is_empty(), "{later:?}");
+}
+
+#[test]
+fn example_0050_when_nic2_overloads_another_nic_takes_mac1() {
+    // NIC1 1 GbE, NIC2 10 GbE, NIC3 40 GbE.
+    // VM3 keeps NIC3 busy at first, so VM1's surge moves mac1 to NIC2.
+    let mut e = example(Mode::Identity, [1000, 10_000, 40_000]);
+    let mut now = 0;
+    drive_with(
+        &mut e,
+        &mut now,
+        &[(1, 900), (2, 100), (3, 30_000)],
+        2,
+        60_000,
+    );
+    assert_eq!(e.holder(IdentityId(0)), Some(UplinkId(1)));
+    // Then VM3 quiets and VM1 grows until NIC2 is overloaded: once the
+    // dwell time has passed, mac1 moves on to NIC3, where it weighs least.
+    let moves = drive_with(
+        &mut e,
+        &mut now,
+        &[(1, 9_500), (2, 100), (3, 100)],
+        31,
+        60_000,
+    );
+    assert_eq!(e.holder(IdentityId(0)), Some(UplinkId(2)), "{moves:?}");
+    assert_eq!(sent_on(send(&mut e, now, 1, 100)), UplinkId(2));
 }
 
 #[test]
