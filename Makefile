@@ -68,11 +68,19 @@ test-xen: build
 	@[ -e $(XEN_RIG_CACHE)/images/dom0.cpio.gz ] || $(SUDO) bash $(XEN_RIG)/setup.sh $(XEN_RIG_CACHE)
 	XEN_RIG=$(XEN_RIG) python3 tests/xen/run-test-xen.py --cache $(XEN_RIG_CACHE)
 
+# Benchmarks print numbers against the goals; none fails on a number.
 bench: build
+	cargo bench -p aggregation
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-boot
 
+# The aggregation policy simulator: a comparison table, and SVG plots and a
+# report in target/sim/.
 sim:
-	cargo run --release -p aggdom-sim
+	cargo run --release -p aggdom-sim -- target/sim
+
+# Optional, needs nightly and `cargo install cargo-fuzz`: fuzz the engine.
+fuzz-engine:
+	cd drivers/aggregation && cargo +nightly fuzz run ops_and_frames -- -max_total_time=180
 
 fmt:
 	cargo fmt --all
