@@ -142,6 +142,11 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
             .read_consistent(|| transport.read_config_space::<[u8; 6]>(CONFIG_MAC))
             .map(MacAddr)
             .map_err(|_| Self::fail(&mut transport, VirtioNetError::ConfigSpace))?;
+        // QEMU takes any `mac=`, multicast too; such a NIC could never be
+        // an identity.
+        if !permanent.is_valid_unicast() {
+            return Err(Self::fail(&mut transport, VirtioNetError::NoMac));
+        }
         let mut nic = Self {
             transport,
             features: q.features,

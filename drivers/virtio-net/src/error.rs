@@ -24,6 +24,9 @@ pub enum VirtioNetError {
     NoMemory,
     /// The MAC could not be read from config space.
     ConfigSpace,
+    /// The MAC in config space is multicast or all zeros: no usable
+    /// factory address (an e1000 in that state is left out likewise).
+    NoMac,
     /// A control command at bring-up (promiscuous off, empty MAC table)
     /// failed.
     Control(NicError),
@@ -40,6 +43,7 @@ impl fmt::Display for VirtioNetError {
             Self::Queue => f.write_str("virtqueue set-up failed"),
             Self::NoMemory => f.write_str("out of DMA memory"),
             Self::ConfigSpace => f.write_str("config space unreadable"),
+            Self::NoMac => f.write_str("no unicast MAC address in config space"),
             Self::Control(e) => write!(f, "control command failed: {e}"),
         }
     }
@@ -51,6 +55,7 @@ impl From<VirtioNetError> for NicError {
             VirtioNetError::NoMemory => NicError::NoMemory,
             VirtioNetError::Control(e) => e,
             VirtioNetError::MissingFeatures(_) => NicError::Unsupported,
+            VirtioNetError::NoMac => NicError::InvalidMac,
             _ => NicError::Timeout,
         }
     }

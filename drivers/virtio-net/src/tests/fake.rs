@@ -89,6 +89,8 @@ pub struct Device {
     pub max_queue: [u32; 3],
     queues: [Queue; 3],
     pub link: bool,
+    /// The MAC a reset restores (QEMU: the `mac=` property).
+    pub factory: MacAddr,
     pub mac: MacAddr,
     pub promisc: bool,
     pub allmulti: bool,
@@ -138,6 +140,7 @@ impl FakeVirtioNet {
             max_queue: [256, 256, 64],
             queues: [Queue::default(); 3],
             link: true,
+            factory: FACTORY,
             mac: FACTORY,
             promisc: true,
             allmulti: false,
@@ -316,7 +319,7 @@ impl FakeVirtioNet {
     fn device_reset(&self) {
         let mut d = self.0.borrow_mut();
         d.queues = [Queue::default(); 3];
-        d.mac = FACTORY;
+        d.mac = d.factory;
         d.promisc = true;
         d.allmulti = false;
         d.table.clear();

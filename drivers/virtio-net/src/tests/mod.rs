@@ -297,6 +297,17 @@ fn bring_up_failures_are_errors_not_panics() {
         bring_up_error(|d| d.ctrl_ack = Some(ctrl::ACK_ERR)),
         Some(VirtioNetError::Control(NicError::Rejected))
     );
+    for mac in [
+        MacAddr([0x03, 0, 0, 0, 0, 1]),
+        MacAddr::BROADCAST,
+        MacAddr([0; 6]),
+    ] {
+        assert_eq!(
+            bring_up_error(|d| d.factory = mac),
+            Some(VirtioNetError::NoMac),
+            "{mac}"
+        );
+    }
 }
 
 #[test]
