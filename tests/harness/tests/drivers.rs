@@ -278,13 +278,21 @@ fn frames_from_the_wire_are_delivered_and_counted_exactly_on_every_nic() {
 fn frames_a_nic_sends_reach_the_wire_byte_for_byte_and_are_counted() {
     let mut rig = Rig::boot(&MIX_B);
     for n in 0..rig.kinds.len() {
-        for (len, count) in [(60usize, 5u32), (61, 3), (1000, 3), (1518, 4)] {
+        for (len, count) in [
+            (14usize, 2u32),
+            (59, 1),
+            (60, 5),
+            (61, 3),
+            (1000, 3),
+            (1518, 4),
+        ] {
             let before = rig.status(n);
             let h0 = rig.m.nic_counters(n);
             rig.expect(
                 &format!("nic {n} send {} {len} {count}", host()),
                 &format!("nic {n} sent {count} frames"),
             );
+            let mut wire_bytes = 0;
             for seq in 0..count {
                 let want = console_frame(host(), before.mac, len, seq);
                 let got = rig.m.recv_where(FRAME_WAIT, |r| {
@@ -292,13 +300,31 @@ fn frames_a_nic_sends_reach_the_wire_byte_for_byte_and_are_counted() {
                         && r.data.get(12..14) == Some(&[0x88, 0xb5][..])
                         && r.data.get(6..12) == Some(&before.mac.0[..])
                 });
-                let got = got.map(|r| r.data);
-                assert_eq!(
-                    got.as_ref(),
-                    Some(&want),
-                    "NIC {n} ({:?}) frame {seq} of {count}, {len} bytes",
-                    rig.kinds[n]
+                let got = got.map(|r| r.data).unwrap_or_else(|| {
+                    panic!(
+                        "NIC {n} ({:?}) frame {seq} of {count}, {len} bytes, never came",
+                        rig.kinds[n]
+                    )
+                });
+                // A short frame may leave padded with zeros to the Ethernet
+                // minimum of 60 bytes (a real e1000 pads, TCTL.PSP; QEMU's
+                // models send it as it is); nothing else may differ.
+                let mut padded = want.clone();
+                padded.resize(len.max(60), 0);
+                assert!(
+                    got == want || got == padded,
+                    "NIC {n} ({:?}) frame {seq} of {count}, {len} bytes: got {} bytes {got:02x?}",
+                    rig.kinds[n],
+                    got.len()
                 );
+                if len < 60 && seq == 0 {
+                    println!(
+                        "NIC {n} {:?}: a {len}-byte frame left as {} bytes",
+                        rig.kinds[n],
+                        got.len()
+                    );
+                }
+                wire_bytes += got.len() as u64;
             }
             let after = rig.status(n);
             let h1 = rig.m.nic_counters(n);
@@ -316,11 +342,7 @@ fn frames_a_nic_sends_reach_the_wire_byte_for_byte_and_are_counted() {
             if n != 0 {
                 // A spare NIC sends nothing else; the uplink might.
                 assert_eq!(h1.rx_frames - h0.rx_frames, u64::from(count), "{what}");
-                assert_eq!(
-                    h1.rx_bytes - h0.rx_bytes,
-                    u64::from(count) * len as u64,
-                    "{what}"
-                );
+                assert_eq!(h1.rx_bytes - h0.rx_bytes, wire_bytes, "{what}");
             }
         }
     }
@@ -376,7 +398,8 @@ fn after_a_mac_register_write_the_new_mac_is_received_and_the_old_one_is_not() {
 fn several_filter_macs_are_received_at_once_and_others_are_not() {
     let mut rig = Rig::boot(&MIX_A);
     for n in rig.spares() {
-        let entries: Vec<MacAddr> = (0..8).map(|k| stranger(n, 0x10 + k)).collect();
+        // 13 entries: as many as fit the console's 256-character line.
+        let entries: Vec<MacAddr> = (0..13).map(|k| stranger(n, 0x10 + k)).collect();
         let outsider = stranger(n, 0x40);
         let multicast = MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0x42]);
         rig.assert_filter(n, &[factory(n)], &[entries[0], outsider], "at boot");
@@ -391,7 +414,7 @@ fn several_filter_macs_are_received_at_once_and_others_are_not() {
         assert!(!s.promiscuous, "{s:?}");
         let mut yes = entries.clone();
         yes.push(factory(n));
-        rig.assert_filter(n, &yes, &[outsider, multicast], "with 8 filter entries");
+        rig.assert_filter(n, &yes, &[outsider, multicast], "with 13 filter entries");
 
         // A smaller table replaces the whole of the old one.
         rig.expect(
@@ -401,7 +424,7 @@ fn several_filter_macs_are_received_at_once_and_others_are_not() {
         rig.assert_filter(
             n,
             &[entries[6], outsider, factory(n)],
-            &[entries[0], entries[7]],
+            &[entries[0], entries[12]],
             "after replacing the table",
         );
         rig.expect(
@@ -575,23 +598,42 @@ fn runt_and_oversized_frames_are_counted_and_dropped() {
 
 #[test]
 fn a_nic_that_cannot_start_is_left_out_and_the_others_keep_working() {
-    // Two extra virtio-nets after the harness's NICs (slots 3-5): a
-    // legacy-only one (no VERSION_1, so no modern transport) the driver
-    // cannot use, and one without a control queue, usable but stuck in
-    // promiscuous mode with a fixed MAC.
-    let builder = Machine::builder()
-        .arg("-device")
-        .arg("virtio-net-pci,disable-modern=on,addr=0x0a,mac=52:54:00:d4:00:0a")
-        .arg("-device")
-        .arg("virtio-net-pci,ctrl_vq=off,addr=0x0b,mac=52:54:00:d4:00:0b");
+    // Extra NICs after the harness's (slots 3-5), without a backend:
+    // - 00:0a.0 a legacy-only virtio-net (no VERSION_1, so no modern
+    //   transport): the driver cannot use it;
+    // - 00:0b.0 a virtio-net without a control queue: usable, but stuck in
+    //   promiscuous mode with a fixed MAC;
+    // - 00:0c.0 an e1000 and 00:0d.0 a virtio-net whose factory MAC is
+    //   multicast (QEMU takes any `mac=`): no usable identity.
+    let mut builder = Machine::builder();
+    for device in [
+        "virtio-net-pci,disable-modern=on,addr=0x0a,mac=52:54:00:d4:00:0a",
+        "virtio-net-pci,ctrl_vq=off,addr=0x0b,mac=52:54:00:d4:00:0b",
+        "e1000,addr=0x0c,mac=03:00:00:d4:00:0c",
+        "virtio-net-pci,addr=0x0d,mac=03:00:00:d4:00:0d",
+    ] {
+        builder = builder.arg("-device").arg(device);
+    }
     let mut rig = Rig::boot_with(builder, &[Virtio, E1000, Modern]);
     let t = rig.m.transcript();
-    let left_out = Pattern::regex(r"(?m)^pci 00:0a\.0 1af4:1000 virtio-net left out: \S.*$");
-    assert!(left_out.find(&t).is_some(), "no left-out line in:\n{t}");
+    for (at, id, kind) in [
+        ("0a", "1af4:1000", "virtio-net"),
+        ("0c", "8086:100e", "e1000"),
+        ("0d", "1af4:1000", "virtio-net"),
+    ] {
+        let left_out = Pattern::regex(&format!(r"(?m)^pci 00:{at}\.0 {id} {kind} left out: \S.*$"));
+        assert!(
+            left_out.find(&t).is_some(),
+            "no left-out line for 00:{at}.0 in:\n{t}"
+        );
+    }
     let ready = Pattern::regex(r"(?m)^aggdom ready: 4 NICs");
     assert!(ready.find(&t).is_some(), "not 4 usable NICs in:\n{t}");
     let table = rig.m.command("nics").unwrap();
-    assert!(!table.contains("00:0a.0"), "{table}");
+    for at in ["00:0a.0", "00:0c.0", "00:0d.0"] {
+        assert!(!table.contains(at), "{at} listed:\n{table}");
+    }
+    assert!(table.contains("00:0b.0"), "{table}");
 
     // The one without a control queue: listed, promiscuous, no filter slots;
     // MAC and filter changes are refused with an error, not a hang.
