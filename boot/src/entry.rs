@@ -27,6 +27,7 @@ core::arch::global_asm!(
     .section .bss.boot, "aw", @nobits
     .p2align 12
 boot_pml4:   .skip 4096
+    .global boot_pdpt
 boot_pdpt:   .skip 4096
 boot_pd:     .skip 4096 * 4
     .global boot_stack_bottom
@@ -160,4 +161,20 @@ pub fn stack_intact() -> bool {
     // SAFETY: a read of the words `arm_stack_canary` wrote.
     let words = unsafe { core::ptr::addr_of!(boot_stack_bottom).read_volatile() };
     words.iter().all(|&w| w == STACK_CANARY)
+}
+
+unsafe extern "C" {
+    /// The page-directory-pointer table behind PML4[0]: entries 0-3 map the
+    /// low 4 GiB; the kernel fills others to reach BARs above 4 GiB.
+    static mut boot_pdpt: [u64; 512];
+}
+
+/// The boot PDPT, for extending the identity map (512 GiB reach).
+///
+/// # Safety
+/// The caller is the only one changing the page tables, and flushes the TLB
+/// after changing an entry.
+pub unsafe fn identity_pdpt() -> &'static mut [u64; 512] {
+    // SAFETY: forwarded to the caller; the table is 'static and page aligned.
+    unsafe { &mut *core::ptr::addr_of_mut!(boot_pdpt) }
 }

@@ -82,6 +82,48 @@ pub fn heap_used_free() -> (usize, usize) {
     (heap.used(), heap.free())
 }
 
+/// The reach of the boot PML4 entry that `ensure_identity_mapped` extends.
+const PDPT_REACH: u64 = 512 << 30;
+
+/// Extends the identity map to cover `[start, start+len)`, 1 GiB at a time
+/// with 2 MiB pages, for BARs firmware put above 4 GiB (real hardware does;
+/// QEMU's `pc` machine does not). The new pages are uncached (PCD|PWT), as
+/// device registers want.
+pub fn ensure_identity_mapped(start: u64, len: u64) -> Result<(), &'static str> {
+    let end = start.checked_add(len.max(1)).ok_or("range wraps")?;
+    if end > PDPT_REACH {
+        return Err("above 512 GiB, beyond the identity map's reach");
+    }
+    let (first, last) = ((start >> 30) as usize, ((end - 1) >> 30) as usize);
+    // SAFETY: the kernel runs on one CPU and only this function edits the
+    // page tables after boot; the TLB is flushed below after any change.
+    let pdpt = unsafe { boot::identity_pdpt() };
+    let mut changed = false;
+    for gib in first..=last {
+        if pdpt[gib] & 1 != 0 {
+            continue;
+        }
+        let layout = Layout::from_size_align(4096, 4096).expect("one page");
+        // SAFETY: a non-zero-sized layout; the page lives forever (never freed).
+        let pd = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut u64;
+        if pd.is_null() {
+            return Err("no memory for a page directory");
+        }
+        for i in 0..512u64 {
+            let addr = ((gib as u64) << 30) | (i << 21);
+            // present | writable | PWT | PCD | 2 MiB page
+            // SAFETY: `pd` is a fresh 4 KiB page: 512 entries.
+            unsafe { pd.add(i as usize).write(addr | 0x9b) };
+        }
+        pdpt[gib] = pd as u64 | 0x3;
+        changed = true;
+    }
+    if changed {
+        x86_64::instructions::tlb::flush_all();
+    }
+    Ok(())
+}
+
 /// Reads physical memory through the identity mapping.
 pub struct IdentityMapped;
 
@@ -124,7 +166,10 @@ unsafe impl Hal for KernelHal {
         0
     }
 
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        if let Err(why) = ensure_identity_mapped(paddr as u64, size as u64) {
+            panic!("MMIO at {paddr:#x}: {why}");
+        }
         NonNull::new(paddr as *mut u8).expect("MMIO is never at address 0")
     }
 
