@@ -491,6 +491,7 @@ fn link_down_and_up_through_qmp_are_seen_by_the_driver() {
         for up in [false, true] {
             let t = Instant::now();
             rig.m.set_link(n, up).unwrap();
+            let qmp = t.elapsed();
             let got = wait_link(&mut rig, n, up, t);
             let Some((latency, polls)) = got else {
                 panic!(
@@ -500,9 +501,10 @@ fn link_down_and_up_through_qmp_are_seen_by_the_driver() {
                 );
             };
             seen.push(format!(
-                "NIC {n} {:?} link {}: seen after {:.1} ms ({polls} `nic {n}` polls)",
+                "NIC {n} {:?} link {}: QMP set_link returned after {:.1} ms, `nic {n}` showed it after {:.1} ms ({polls} polls)",
                 rig.kinds[n],
                 if up { "up" } else { "down" },
+                qmp.as_secs_f64() * 1e3,
                 latency.as_secs_f64() * 1e3
             ));
             if !up {
