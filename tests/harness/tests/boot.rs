@@ -173,6 +173,38 @@ fn nics_at_slots_qemu_chooses_on_q35_are_found() {
 }
 
 #[test]
+fn a_nic_whose_bar_firmware_put_above_4_gib_works() {
+    // A 4 GiB ivshmem BAR makes SeaBIOS move every 64-bit BAR above 4 GiB
+    // (here the modern virtio-net's BAR4 lands at 8 GiB), where the boot
+    // identity map does not reach: the kernel must map it to use the NIC.
+    let n = nic(NicKind::VirtioNetModern, 0x70);
+    let mut m = Machine::builder()
+        .machine_type("q35")
+        .auto_pci_slots()
+        .nics(vec![n.clone()])
+        .cmdline("uplinks=0")
+        .arg("-object")
+        .arg("memory-backend-ram,id=bigbar,size=4G")
+        .arg("-device")
+        .arg("ivshmem-plain,memdev=bigbar")
+        .boot()
+        .unwrap();
+    let line = format!("virtio-net mac {} link up", n.mac);
+    assert!(
+        m.transcript().contains(&line),
+        "NIC not up:\n{}",
+        m.transcript()
+    );
+    let out = m.command("nic 0 send ff:ff:ff:ff:ff:ff 64 1").unwrap();
+    assert!(out.contains("sent 1 frames"), "{out}");
+    let frame = m
+        .recv_frame(0, Duration::from_secs(20))
+        .expect("the frame the NIC sent through its high BAR's queues");
+    assert_eq!(&frame[6..12], &n.mac.0, "source is the NIC's MAC");
+    assert_eq!(&frame[12..14], &[0x88, 0xb5]);
+}
+
+#[test]
 fn the_elf32_copy_boots_too() {
     // `make build` leaves aggdom32 (for Xen's 32-bit device model) beside
     // the ELF; it must boot the same way.
