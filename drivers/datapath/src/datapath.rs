@@ -76,6 +76,10 @@ pub struct Datapath {
     own_rx: FrameQueue,
     /// Frames from the domain's own IP stack.
     own_tx: FrameQueue,
+    /// An own IP stack reads `own_rx` ([`Datapath::set_own_stack`]); without
+    /// one, floods skip the queue instead of filling it with frames nobody
+    /// takes (and counting them lost).
+    own_stack: bool,
     counters: DatapathCounters,
     next_tick: u64,
     next_link_check: u64,
@@ -99,6 +103,7 @@ impl Datapath {
             guests: Vec::new(),
             own_rx: FrameQueue::new(own_queue),
             own_tx: FrameQueue::new(own_queue),
+            own_stack: false,
             counters: DatapathCounters::default(),
             next_tick: 0,
             next_link_check: 0,
@@ -266,6 +271,18 @@ impl Datapath {
         }
     }
 
+    /// Declares the domain's own IP stack (its identity and IPs, as
+    /// [`Engine::set_own_stack`]); from now on broadcasts reach it too.
+    pub fn set_own_stack(
+        &mut self,
+        identity: aggregation::IdentityId,
+        ips: &[IpAddr],
+    ) -> Result<(), aggregation::Error> {
+        self.engine.set_own_stack(identity, ips)?;
+        self.own_stack = true;
+        Ok(())
+    }
+
     /// The guests present, with their ids.
     pub fn guests(&self) -> impl Iterator<Item = (GuestId, &GuestInfo)> {
         self.guests
@@ -431,7 +448,9 @@ impl Datapath {
                 self.deliver_to_guest(GuestId(g as u16), frame);
             }
         }
-        self.to_own_stack(frame);
+        if self.own_stack {
+            self.to_own_stack(frame);
+        }
     }
 
     fn deliver_to_guest(&mut self, guest: GuestId, frame: &[u8]) {

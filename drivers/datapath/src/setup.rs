@@ -104,8 +104,7 @@ fn configure(
             .map_err(|e| engine_error("pin", e))?;
     }
     if let Some(own) = &plan.own {
-        dp.engine_mut()
-            .set_own_stack(IdentityId(own.identity as u8), &[IpAddr::V4(own.ip)])
+        dp.set_own_stack(IdentityId(own.identity as u8), &[IpAddr::V4(own.ip)])
             .map_err(|e| engine_error("ip", e))?;
     }
     dp.program_all();

@@ -289,9 +289,7 @@ fn link_failure_moves_the_identity_and_a_learning_frame_announces_it() {
 fn frames_for_the_own_stack_queue_and_its_replies_leave_through_an_uplink() {
     let mut r = rig(Mode::Identity, 2);
     let own = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-    r.dp.engine_mut()
-        .set_own_stack(IdentityId(0), &[own])
-        .unwrap();
+    r.dp.set_own_stack(IdentityId(0), &[own]).unwrap();
     r.uplinks[0].borrow_mut().inbound.push(ipv4(
         UPLINK_MACS[0],
         GW,
@@ -306,6 +304,38 @@ fn frames_for_the_own_stack_queue_and_its_replies_leave_through_an_uplink() {
     r.dp.poll(2);
     let out: usize = r.uplinks.iter().map(|w| sent(w).len()).sum();
     assert!(out >= 1, "the own stack's frame left through an uplink");
+}
+
+/// A broadcast from outside, e.g. a gratuitous ARP.
+fn outside_broadcast() -> Vec<u8> {
+    let mut f = ipv4([0xff; 6], GW, [10, 0, 0, 1], [10, 0, 0, 255], 60);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&GW);
+    f[28..32].copy_from_slice(&[10, 0, 0, 1]);
+    f[38..42].copy_from_slice(&[10, 0, 0, 1]);
+    f
+}
+
+#[test]
+fn floods_reach_the_own_stack_only_when_there_is_one() {
+    let mut r = rig(Mode::Identity, 2);
+    for t in 0..40 {
+        r.uplinks[0].borrow_mut().inbound.push(outside_broadcast());
+        r.dp.poll(t);
+    }
+    assert_eq!(sent(&r.guests[0]).len(), 40, "guests get the broadcasts");
+    assert_eq!(
+        r.dp.own_rx().len(),
+        0,
+        "queued for an own stack that is not there"
+    );
+    assert_eq!(r.dp.counters().own_queue_full, 0);
+    r.dp.set_own_stack(IdentityId(0), &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))])
+        .unwrap();
+    r.uplinks[0].borrow_mut().inbound.push(outside_broadcast());
+    r.dp.poll(100);
+    assert_eq!(r.dp.own_rx().len(), 1, "the own stack hears broadcasts");
 }
 
 #[test]
