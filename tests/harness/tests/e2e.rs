@@ -894,3 +894,38 @@ fn broadcasts_the_switch_floods_back_are_not_delivered_to_guests() {
         "guest ports that got guest 1's ARP request (NIC indices)"
     );
 }
+
+#[test]
+fn without_an_own_ip_broadcasts_reach_the_guests_and_nothing_is_counted_lost() {
+    // No `ip=`: no own stack, so broadcasts flooded to the guests must not
+    // also pile up in a queue nobody reads and count as lost.
+    let layout = Layout::new(2, 1);
+    let mut m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    const N: usize = 80; // more than the own stack's queue holds
+    for _ in 0..N {
+        net.announce(&m, 0).unwrap();
+        sleep(Duration::from_millis(5));
+    }
+    let mut got = 0;
+    while got < N {
+        let r = m.recv_where(T, |x| {
+            x.nic == layout.port(0)
+                && Eth::parse(&x.data)
+                    .and_then(|e| e.arp())
+                    .is_some_and(|a| a.sender_ip == remote(0).ip)
+        });
+        if r.is_none() {
+            break;
+        }
+        got += 1;
+    }
+    assert_eq!(got, N, "the guest got {got} of {N} broadcasts");
+    let s = stats(&mut m);
+    assert_eq!(
+        (s.total("own_queue_full"), s.total("guest_full")),
+        (0, 0),
+        "frames counted lost: {:?}",
+        s.totals
+    );
+}
