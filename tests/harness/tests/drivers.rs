@@ -26,6 +26,9 @@ const FRAME_WAIT: Duration = Duration::from_secs(10);
 /// Gap between frames the harness sends back to back, so QEMU's UDP socket
 /// buffer never overflows.
 const PACE: Duration = Duration::from_millis(2);
+/// Frames per NIC in the counter test: over two laps of either driver's
+/// 128-entry rings, so wrapping is exercised too.
+const RING_LAPS_FRAMES: usize = 300;
 /// How long a link change may take to show in `nic <n>`.
 const LINK_WAIT: Duration = Duration::from_secs(10);
 
@@ -211,7 +214,7 @@ fn frames_from_the_wire_are_delivered_and_counted_exactly_on_every_nic() {
         let (rx0, tx0) = (rig.status(n), rig.status(out));
         let (h_in0, h_out0) = (rig.m.nic_counters(n), rig.m.nic_counters(out));
         let mut sent = Vec::new();
-        for (k, &len) in sizes.iter().cycle().take(16).enumerate() {
+        for (k, &len) in sizes.iter().cycle().take(RING_LAPS_FRAMES).enumerate() {
             let tag = next_tag();
             // Half to the NIC's MAC, half broadcast: both must pass.
             let dst = if k % 2 == 0 {
