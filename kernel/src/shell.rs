@@ -433,7 +433,7 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
             for k in 0..count {
                 // A test frame: ethertype 0x88b5 (IEEE local experimental),
                 // the sequence number in the first payload bytes.
-                let queued = nic.queue_tx(len, &mut |buf| {
+                let mut fill = |buf: &mut [u8]| {
                     buf.fill(0);
                     buf[..6].copy_from_slice(&dst.0);
                     buf[6..12].copy_from_slice(&src.0);
@@ -441,10 +441,17 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
                     if len >= 18 {
                         buf[14..18].copy_from_slice(&(k as u32).to_be_bytes());
                     }
-                });
-                if queued.is_err() {
+                };
+                if nic.queue_tx(len, &mut fill).is_err() {
+                    // Ring full: hand it to the device, give it up to
+                    // 100 ms to make room (virtio-net sends from QEMU's
+                    // I/O thread, later), then the same frame once more.
                     nic.flush_tx();
-                    if nic.queue_tx(len, &mut |buf| buf.fill(0)).is_err() {
+                    let until = time::now_ns() + 100_000_000;
+                    while nic.tx_space() == 0 && time::now_ns() < until {
+                        core::hint::spin_loop();
+                    }
+                    if nic.queue_tx(len, &mut fill).is_err() {
                         break;
                     }
                 }
