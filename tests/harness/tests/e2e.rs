@@ -929,3 +929,36 @@ fn without_an_own_ip_broadcasts_reach_the_guests_and_nothing_is_counted_lost() {
         s.totals
     );
 }
+
+#[test]
+fn guest_to_guest_frames_are_switched_locally_and_never_reach_an_uplink() {
+    // Guest 0 sends to guest 1 by its own MAC and by the identity MAC the
+    // outside knows it by (identity 1, what an ARP reply through the
+    // uplinks would have told): both are delivered locally, to guest 1's
+    // own MAC.
+    let layout = Layout::new(2, 2);
+    let mut m = layout.boot().unwrap();
+    for (tag, dst_mac) in [(0x10, guest_mac(1)), (0x11, uplink_mac(1))] {
+        let ends = Ipv4Ends {
+            src_mac: guest_mac(0),
+            dst_mac,
+            src_ip: guest_ip(0),
+            dst_ip: guest_ip(1),
+        };
+        m.send_frame(layout.port(0), &udp_frame(ends, tag, 100))
+            .unwrap();
+        let got = m
+            .recv_where(T, |x| udp_tag(&x.data) == Some(tag))
+            .unwrap_or_else(|| panic!("frame {tag:#x} to {dst_mac} went nowhere"));
+        assert_eq!(got.nic, layout.port(1), "frame {tag:#x} to {dst_mac}");
+        assert_eq!(macs(&got.data), (guest_mac(0), guest_mac(1)));
+    }
+    sleep(QUIET);
+    assert!(
+        leaked(&m, 2, 0x10..0x12).is_empty(),
+        "a local frame left through an uplink"
+    );
+    let s = stats(&mut m);
+    assert_eq!((s.guests[0].local, s.guests[0].tx_frames), (2, 0));
+    assert_eq!(s.guests[1].rx_frames, 2);
+}
