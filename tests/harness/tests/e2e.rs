@@ -170,7 +170,7 @@ fn worked_example_0049_to_0052_step_by_step() {
         "swap of a pinned identity: {err}"
     );
     let runs_before = stats(&mut m).total("rebalance_runs");
-    let hot = surge(&mut m, &layout, 2, 250, |m| {
+    let hot = surge(&mut m, &layout, 2, 1000, |m| {
         let s = stats(m);
         (s.uplinks[2].tx_rate * 8 > 1_000_000 && s.total("rebalance_runs") > runs_before + 3)
             .then_some(s)
