@@ -72,6 +72,7 @@ test-xen: build
 bench: build
 	cargo bench -p aggregation
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-boot
+	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-drivers
 
 # The aggregation policy simulator: a comparison table, and SVG plots and a
 # report in target/sim/.

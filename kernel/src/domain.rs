@@ -30,6 +30,8 @@ pub struct Domain {
     pub forwards: Vec<(usize, usize)>,
     /// Frames moved by `forward`.
     pub forwarded: u64,
+    /// Frames `forward` received but the other NIC refused.
+    pub forward_drops: u64,
 }
 
 impl Domain {
@@ -74,6 +76,7 @@ impl Domain {
                     own: None,
                     forwards: Vec::new(),
                     forwarded: 0,
+                    forward_drops: 0,
                 };
             }
         };
@@ -102,6 +105,7 @@ impl Domain {
                     own,
                     forwards: Vec::new(),
                     forwarded: 0,
+                    forward_drops: 0,
                 };
                 domain.print_roles();
                 domain
@@ -119,6 +123,7 @@ impl Domain {
                     own: None,
                     forwards: Vec::new(),
                     forwarded: 0,
+                    forward_drops: 0,
                 }
             }
         }
@@ -206,10 +211,19 @@ impl Domain {
             let Some((a, b)) = self.spare_pair(from, to) else {
                 continue;
             };
-            moved += a.receive(32, &mut |frame| {
-                let _ = b.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+            // Take no more than `to` has room for: the rest waits in
+            // `from`'s receive ring (back-pressure) instead of being dropped.
+            let budget = b.tx_space().min(32);
+            let mut dropped = 0;
+            moved += a.receive(budget, &mut |frame| {
+                if b.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame))
+                    .is_err()
+                {
+                    dropped += 1;
+                }
             });
             b.flush_tx();
+            self.forward_drops += dropped;
         }
         self.forwarded += moved as u64;
         moved

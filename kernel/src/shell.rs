@@ -495,7 +495,10 @@ fn forward(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     match args {
         ["off"] => {
             domain.forwards.clear();
-            println!("forwarding off ({} frames forwarded)", domain.forwarded);
+            println!(
+                "forwarding off ({} frames forwarded, {} dropped)",
+                domain.forwarded, domain.forward_drops
+            );
         }
         [from, to] => {
             let (from, to) = (
@@ -506,8 +509,8 @@ fn forward(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             println!("forwarding nic {from} -> nic {to}");
         }
         [] => println!(
-            "forwarded {} frames; pairs {:?}",
-            domain.forwarded, domain.forwards
+            "forwarded {} frames, {} dropped; pairs {:?}",
+            domain.forwarded, domain.forward_drops, domain.forwards
         ),
         _ => return Err("expects <from> <to> or off".into()),
     }
