@@ -236,6 +236,20 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     );
     family(
         o,
+        "aggdom_guest_rx_drops_total",
+        "Frames to the guest dropped, by reason (denied, ...).",
+        Kind::Counter,
+        s.guests.iter().flat_map(|g| {
+            DropReason::ALL.iter().map(move |r| {
+                (
+                    alloc::format!("{}", Labels(&[("guest", &g.index), ("reason", &r.name())])),
+                    g.counters.rx_drops.get(*r),
+                )
+            })
+        }),
+    );
+    family(
+        o,
         "aggdom_guest_uplink_tx_frames_total",
         "Frames from the guest, by the uplink they left through.",
         Kind::Counter,
@@ -298,10 +312,23 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         s.identities.iter().map(|i| (id_labels(i), i.rx_bytes)),
     );
 
+    family(
+        o,
+        "aggdom_own_tx_drops_total",
+        "Frames from the domain's own stack dropped, by reason.",
+        Kind::Counter,
+        DropReason::ALL.iter().map(|r| {
+            (
+                alloc::format!("{}", Labels(&[("reason", &r.name())])),
+                s.engine.own_tx_drops.get(*r),
+            )
+        }),
+    );
+
     let none = || alloc::format!("{}", Labels(&[]));
     let e = &s.engine;
     let d = &s.datapath;
-    let scalars: [(&str, &str, Kind, u64); 13] = [
+    let scalars: [(&str, &str, Kind, u64); 15] = [
         (
             "aggdom_own_tx_frames_total",
             "Frames the domain's own stack sent.",
@@ -343,6 +370,18 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "Broadcasts received and flooded to the guests.",
             Kind::Counter,
             e.rx_flooded,
+        ),
+        (
+            "aggdom_stranded_identities_total",
+            "Identities a link failure could move nowhere (no live uplink with room).",
+            Kind::Counter,
+            e.stranded,
+        ),
+        (
+            "aggdom_datapath_program_errors_total",
+            "MAC register or filter writes the NIC refused.",
+            Kind::Counter,
+            d.program_errors,
         ),
         (
             "aggdom_datapath_uplink_tx_full_total",

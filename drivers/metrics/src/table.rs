@@ -15,6 +15,21 @@ fn join<T: core::fmt::Display>(items: &[T], sep: &str) -> String {
     s
 }
 
+/// Non-zero drop counts as `reason=n` words (reasons prefixed), or `-`.
+fn drop_list(d: &aggregation::DropCounters, prefix: &str) -> String {
+    let mut out = String::new();
+    for (name, n) in nonzero_drops(d) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let _ = write!(out, "{prefix}{name}={n}");
+    }
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
+}
+
 pub fn render_tables(s: &Snapshot) -> String {
     let mut o = String::new();
     let mode = match s.mode {
@@ -29,7 +44,7 @@ pub fn render_tables(s: &Snapshot) -> String {
     );
     let _ = writeln!(
         o,
-        "uplink kind        mac               link ids      tx_frames   tx_bytes    rx_frames   rx_bytes    tx_B/s     rx_B/s     mac_writes moves_in moves_out"
+        "uplink kind        mac               link ids      tx_frames   tx_bytes    rx_frames   rx_bytes    tx_B/s     rx_B/s     mac_writes moves_in moves_out rx_drops"
     );
     for u in &s.uplinks {
         let ids = join(&u.identities, ",");
@@ -39,7 +54,7 @@ pub fn render_tables(s: &Snapshot) -> String {
         let _ =
             writeln!(
             o,
-            "{:<6} {:<11} {} {:<4} {:<8} {:<11} {:<11} {:<11} {:<11} {:<10} {:<10} {:<10} {:<8} {}",
+            "{:<6} {:<11} {} {:<4} {:<8} {:<11} {:<11} {:<11} {:<11} {:<10} {:<10} {:<10} {:<8} {:<9} {}",
             u.index,
             u.nic_kind,
             u.mac,
@@ -54,6 +69,7 @@ pub fn render_tables(s: &Snapshot) -> String {
             u.nic.mac_writes,
             u.engine.moves_in,
             u.engine.moves_out,
+            drop_list(&u.engine.rx_drops, ""),
         );
     }
     let _ = writeln!(o, "guest  name        mac               tx_frames   tx_bytes    rx_frames   rx_bytes    local    per-uplink tx     drops");
@@ -69,9 +85,13 @@ pub fn render_tables(s: &Snapshot) -> String {
                     .unwrap_or(0)
             })
             .collect();
-        let mut drops = String::new();
-        for (name, n) in nonzero_drops(&g.counters.tx_drops) {
-            let _ = write!(drops, "{name}={n} ");
+        // Frames from the guest, then frames to it (`rx_` reasons).
+        let mut drops = drop_list(&g.counters.tx_drops, "");
+        let rx = drop_list(&g.counters.rx_drops, "rx_");
+        if drops == "-" {
+            drops = rx;
+        } else if rx != "-" {
+            drops = alloc::format!("{drops} {rx}");
         }
         let _ = writeln!(
             o,
@@ -85,11 +105,7 @@ pub fn render_tables(s: &Snapshot) -> String {
             g.counters.rx_bytes,
             g.counters.tx_local,
             join(&per_uplink, "/"),
-            if drops.is_empty() {
-                "-"
-            } else {
-                drops.trim_end()
-            },
+            drops,
         );
     }
     let _ = writeln!(
@@ -127,6 +143,15 @@ pub fn render_tables(s: &Snapshot) -> String {
         d.uplink_tx_full,
         d.guest_port_full,
         d.own_queue_full
+    );
+    let _ = writeln!(
+        o,
+        "flooded {}; stranded identities {}; program errors {}; literal mac writes {}; own tx drops {}",
+        e.rx_flooded,
+        e.stranded,
+        d.program_errors,
+        d.literal_mac_writes,
+        drop_list(&e.own_tx_drops, ""),
     );
     o
 }

@@ -129,3 +129,51 @@ fn http_serves_metrics_and_refuses_the_rest() {
         .unwrap()
         .starts_with("HTTP/1.0 405"));
 }
+
+/// Drops on receive (per uplink and per guest) and of own-stack frames show
+/// in the console's tables and in Prometheus alike.
+#[test]
+fn receive_and_own_drops_show_in_both_renderings() {
+    let mut dp = datapath();
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11));
+    dp.engine_mut().bind(ip, &[]).unwrap();
+    let frame = |dst: [u8; 6]| {
+        let mut f = [0u8; 60];
+        f[0..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&[2, 0xaa, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[8, 0]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&46u16.to_be_bytes());
+        f[26..30].copy_from_slice(&[8, 8, 8, 8]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 11]);
+        f
+    };
+    let e = dp.engine_mut();
+    // To the denied guest, at identity 0 on its holder: denied.
+    let mut f = frame([2, 0, 0, 0, 0, 1]);
+    e.uplink_receive(1, aggregation::UplinkId(0), &mut f);
+    // Identity 1 arriving on uplink 0, which does not hold it: not_holder.
+    let mut f = frame([2, 0, 0, 0, 0, 2]);
+    e.uplink_receive(1, aggregation::UplinkId(0), &mut f);
+    e.uplink_receive(1, aggregation::UplinkId(0), &mut f);
+    // An own-stack frame too short to parse.
+    e.own_transmit(1, &mut [0u8; 10]);
+    let snap = Snapshot::take(&mut dp, 0);
+    let tables = render_tables(&snap);
+    let prom = render_prometheus(&snap);
+    let uplink_row = tables.lines().find(|l| l.starts_with("0      ")).unwrap();
+    assert!(
+        uplink_row.ends_with("denied=1 not_holder=2"),
+        "{uplink_row}"
+    );
+    assert!(prom.contains("aggdom_uplink_rx_drops_total{uplink=\"0\",reason=\"not_holder\"} 2"));
+    assert!(prom.contains("aggdom_uplink_rx_drops_total{uplink=\"0\",reason=\"denied\"} 1"));
+    let guest_row = tables
+        .lines()
+        .find(|l| l.starts_with("0      vm1"))
+        .unwrap();
+    assert!(guest_row.ends_with(" rx_denied=1"), "{guest_row}");
+    assert!(prom.contains("aggdom_guest_rx_drops_total{guest=\"0\",reason=\"denied\"} 1"));
+    assert!(tables.contains("own tx drops runt=1"), "{tables}");
+    assert!(prom.contains("aggdom_own_tx_drops_total{reason=\"runt\"} 1"));
+}
