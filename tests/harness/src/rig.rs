@@ -397,6 +397,8 @@ pub struct UplinkStats {
     pub moves_in: u64,
     /// Identities moved out.
     pub moves_out: u64,
+    /// Frames received here and dropped, by reason (non-zero ones).
+    pub rx_drops: BTreeMap<String, u64>,
 }
 
 /// One guest row of `stats`.
@@ -453,7 +455,8 @@ pub struct Stats {
     pub identities: Vec<IdentityStats>,
     /// The summary line's numbers by name: `own_tx`, `own_rx`, `swaps`,
     /// `rebalance_runs`, `rebalance_moves`, `failover_moves`,
-    /// `learning_frames`, `uplink_full`, `guest_full`, `own_queue_full`.
+    /// `learning_frames`, `uplink_full`, `guest_full`, `own_queue_full`,
+    /// `flooded`, `stranded`, `program_errors`, `literal_mac_writes`.
     pub totals: BTreeMap<String, u64>,
 }
 
@@ -483,7 +486,11 @@ impl Stats {
                 Some("identity") => sec = Sec::Identities,
                 Some("own") => {
                     sec = Sec::None;
-                    s.totals = parse_totals(line);
+                    s.totals.extend(parse_totals(line));
+                }
+                Some("flooded") => {
+                    sec = Sec::None;
+                    s.totals.extend(parse_totals(line));
                 }
                 Some(first) if first.parse::<usize>().is_ok() => match sec {
                     Sec::Uplinks => s.uplinks.push(parse_uplink(&t, line)),
@@ -517,10 +524,15 @@ impl Stats {
 
 fn parse_uplink(t: &[&str], line: &str) -> UplinkStats {
     // index kind mac link [ids] tx_frames tx_bytes rx_frames rx_bytes tx_B/s
-    // rx_B/s mac_writes moves_in moves_out; ids is blank when none are held.
-    let (ids, rest) = match t.len() {
-        14 => (t[4], &t[5..]),
-        13 => ("", &t[4..]),
+    // rx_B/s mac_writes moves_in moves_out rx_drops...; ids is blank when
+    // none are held, rx_drops `-` or `reason=n` words.
+    let end = t
+        .iter()
+        .position(|w| *w == "-" || w.contains('='))
+        .unwrap_or(t.len());
+    let (ids, rest) = match end {
+        14 => (t[4], &t[5..end]),
+        13 => ("", &t[4..end]),
         _ => panic!("stats: uplink row {line:?}"),
     };
     let exclusive = ids.ends_with('x');
@@ -543,17 +555,23 @@ fn parse_uplink(t: &[&str], line: &str) -> UplinkStats {
         mac_writes: num(rest[6]),
         moves_in: num(rest[7]),
         moves_out: num(rest[8]),
+        rx_drops: drop_words(&t[end..]),
     }
+}
+
+/// `reason=n` words into a map (`-` is none).
+fn drop_words(words: &[&str]) -> BTreeMap<String, u64> {
+    words
+        .iter()
+        .filter_map(|d| d.split_once('='))
+        .map(|(k, v)| (k.to_string(), num(v)))
+        .collect()
 }
 
 fn parse_guest(t: &[&str], line: &str) -> GuestStats {
     // index name mac tx_frames tx_bytes rx_frames rx_bytes local per-uplink drops...
     assert!(t.len() >= 10, "stats: guest row {line:?}");
-    let drops = t[9..]
-        .iter()
-        .filter_map(|d| d.split_once('='))
-        .map(|(k, v)| (k.to_string(), num(v)))
-        .collect();
+    let drops = drop_words(&t[9..]);
     GuestStats {
         tx_frames: num(t[3]),
         tx_bytes: num(t[4]),
@@ -579,6 +597,10 @@ fn parse_totals(line: &str) -> BTreeMap<String, u64> {
         ("uplink full ", "uplink_full"),
         ("guest full ", "guest_full"),
         ("own queue full ", "own_queue_full"),
+        ("flooded ", "flooded"),
+        ("stranded identities ", "stranded"),
+        ("program errors ", "program_errors"),
+        ("literal mac writes ", "literal_mac_writes"),
     ];
     let mut out = BTreeMap::new();
     for (key, name) in names {
@@ -702,17 +724,18 @@ mod tests {
     use super::*;
 
     const STATS: &str = "mode identity, uptime 0.082 s
-uplink kind        mac               link ids      tx_frames   tx_bytes    rx_frames   rx_bytes    tx_B/s     rx_B/s     mac_writes moves_in moves_out
-0      virtio-net  52:54:00:e2:00:01 up   0,1      1           60          0           0           0          0          0          0        0
-1      virtio-net  52:54:00:e2:00:02 down          0           0           0           0           0          0          2          0        1
-2      e1000       52:54:00:e2:00:03 up   2x       0           0           0           0           0          0          0          0        0
+uplink kind        mac               link ids      tx_frames   tx_bytes    rx_frames   rx_bytes    tx_B/s     rx_B/s     mac_writes moves_in moves_out rx_drops
+0      virtio-net  52:54:00:e2:00:01 up   0,1      1           60          0           0           0          0          0          0        0         -
+1      virtio-net  52:54:00:e2:00:02 down          0           0           0           0           0          0          2          0        1         not_holder=4 denied=1
+2      e1000       52:54:00:e2:00:03 up   2x       0           0           0           0           0          0          0          0        0         -
 guest  name        mac               tx_frames   tx_bytes    rx_frames   rx_bytes    local    per-uplink tx     drops
 0      guest0      02:00:00:00:01:01 1           60          0           0           0        1/0/0             -
-1      guest1      02:00:00:00:01:02 0           0           0           0           0        0/0/0             denied=3 spoofed_ip=1
+1      guest1      02:00:00:00:01:02 0           0           0           0           0        0/0/0             denied=3 spoofed_ip=1 rx_denied=2
 identity mac               holder pinned moves tx_bytes    rx_bytes
 0        52:54:00:e2:00:01 0      no     0     60          0
 1        52:54:00:e2:00:02 0      yes    1     0           0
 own tx 4 rx 5 swaps 1; rebalance runs 7 moves 2; failover moves 1; learning frames 3; lost: uplink full 0, guest full 9, own queue full 0
+flooded 6; stranded identities 0; program errors 0; literal mac writes 8; own tx drops -
 ";
 
     #[test]
@@ -727,6 +750,9 @@ own tx 4 rx 5 swaps 1; rebalance runs 7 moves 2; failover moves 1; learning fram
         assert_eq!(s.guests[0].per_uplink, vec![1, 0, 0]);
         assert_eq!(s.guests[1].drops("denied"), 3);
         assert_eq!(s.guests[1].drops("spoofed_ip"), 1);
+        assert_eq!(s.guests[1].drops("rx_denied"), 2);
+        assert!(s.uplinks[0].rx_drops.is_empty());
+        assert_eq!(s.uplinks[1].rx_drops["not_holder"], 4);
         assert_eq!(s.guests[0].drops("denied"), 0);
         assert_eq!(s.holder(1), Some(0));
         assert!(s.identities[1].pinned);
@@ -739,6 +765,8 @@ own tx 4 rx 5 swaps 1; rebalance runs 7 moves 2; failover moves 1; learning fram
             ("failover_moves", 1),
             ("learning_frames", 3),
             ("guest_full", 9),
+            ("flooded", 6),
+            ("literal_mac_writes", 8),
         ];
         for (k, v) in want {
             assert_eq!(s.total(k), v, "{k}");

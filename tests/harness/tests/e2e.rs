@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use aggdom_harness::frame::{self, Eth, Ipv4Ends, ARP_REPLY};
 use aggdom_harness::rig::{
-    eventually, guest_ip, guest_mac, guest_udp, is_learning_frame, macs, parse_prometheus, remote,
-    udp_frame, udp_tag, uplink_mac, Layout, Net, NicInfo, Stats, OWN_IP,
+    self, eventually, guest_ip, guest_mac, guest_udp, is_learning_frame, macs, parse_prometheus,
+    remote, udp_frame, udp_tag, uplink_mac, Layout, Net, NicInfo, Stats, OWN_IP,
 };
 use aggdom_harness::{MacAddr, Machine, Received};
 
@@ -316,6 +316,35 @@ fn denied_guest_gets_nothing_out_and_the_drop_is_counted() {
     assert_eq!(s.guests[1].tx_frames, 0);
     let (u, _) = guest_out(&m, &layout, 0, 0x60, 100);
     assert_eq!(u, 0, "control guest");
+    // Nothing gets in either: a frame for its IP at an identity's MAC, on
+    // the uplink holding that identity, is dropped and counted.
+    let inbound = udp_frame(
+        Ipv4Ends {
+            src_mac: r.mac,
+            dst_mac: uplink_mac(0),
+            src_ip: r.ip,
+            dst_ip: guest_ip(1),
+        },
+        0x61,
+        100,
+    );
+    m.send_frame(0, &inbound).unwrap();
+    let s = eventually(T, || {
+        let s = stats(&mut m);
+        (s.guests[1].drops("rx_denied") >= 1).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "denied receive not counted:\n{}",
+            m.command("stats").unwrap()
+        )
+    });
+    assert_eq!(s.uplinks[0].rx_drops.get("denied"), Some(&1));
+    assert!(
+        m.recv_where(QUIET, |x| udp_tag(&x.data) == Some(0x61))
+            .is_none(),
+        "a frame for the denied IP was delivered"
+    );
     sleep(QUIET);
     let out: Vec<Received> = m
         .drain_all()
@@ -688,6 +717,13 @@ fn metrics_over_tcp_agree_with_stats() {
             gs.rx_bytes,
             "guest {g}"
         );
+        assert_eq!(
+            get(&format!(
+                "aggdom_guest_rx_drops_total{{guest=\"{g}\",reason=\"denied\"}}"
+            )),
+            gs.drops("rx_denied"),
+            "guest {g} rx denied"
+        );
         for reason in ["denied", "spoofed_mac", "spoofed_ip"] {
             assert_eq!(
                 get(&format!(
@@ -763,8 +799,22 @@ fn metrics_over_tcp_agree_with_stats() {
         );
         assert_eq!(
             get(&format!("aggdom_uplink_identities{l}")),
-            b.ids.len() as u64
+            a.ids.len() as u64
         );
+        for reason in [
+            "not_holder",
+            "duplicate_broadcast",
+            "unknown_destination",
+            "denied",
+        ] {
+            let n = |x: &rig::UplinkStats| x.rx_drops.get(reason).copied().unwrap_or(0);
+            between(
+                "uplink rx drops",
+                format!("aggdom_uplink_rx_drops_total{{uplink=\"{u}\",reason=\"{reason}\"}}"),
+                n(b),
+                n(a),
+            );
+        }
     }
     between(
         "own rx",
