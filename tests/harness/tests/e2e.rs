@@ -117,6 +117,9 @@ fn worked_example_0049_to_0052_step_by_step() {
         assert_eq!(macs(&f).0, uplink_mac(j), "VM{} under another MAC", j + 1);
     }
 
+    // Nothing is overloaded yet: a rebalance check moves nothing.
+    assert_eq!(m.command("rebalance").unwrap(), "balanced: no move needed");
+
     // [0050] VM1 surges and overloads NIC1: the rebalance sets NIC2's MAC
     // to mac1 and NIC1's to mac2.
     let moved = surge(&mut m, &layout, 0, 2000, |m| {
@@ -1011,4 +1014,31 @@ fn guest_to_guest_frames_are_switched_locally_and_never_reach_an_uplink() {
     let s = stats(&mut m);
     assert_eq!((s.guests[0].local, s.guests[0].tx_frames), (2, 0));
     assert_eq!(s.guests[1].rx_frames, 2);
+}
+
+#[test]
+fn watch_prints_stats_every_second_until_a_key_is_pressed() {
+    let layout = Layout::new(2, 1);
+    let mut m = layout.boot().unwrap();
+    m.send_line("watch").unwrap();
+    // Two rounds of the stats tables, the counters live: a frame sent
+    // between them shows in the second.
+    let first = m
+        .wait_for("(press any key to stop)", T)
+        .expect("no first watch round");
+    assert!(first.contains("uplink kind"), "{first}");
+    guest_out(&m, &layout, 0, 0x10, 100);
+    let second = m
+        .wait_for("(press any key to stop)", T)
+        .expect("no second watch round");
+    let s = Stats::parse(&second);
+    assert_eq!(s.guests[0].tx_frames, 1, "{second}");
+    m.send_bytes(b"q").unwrap();
+    m.wait_for("(watch stopped)", T)
+        .expect("watch did not stop");
+    m.wait_prompt().unwrap();
+    // Stopped: no more rounds, the shell answers.
+    assert_eq!(m.command("mode").unwrap(), "mode identity");
+    sleep(Duration::from_millis(1500));
+    assert!(!m.unread().contains("press any key"), "watch kept printing");
 }
