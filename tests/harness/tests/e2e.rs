@@ -21,7 +21,7 @@ use aggdom_harness::rig::{
     self, eventually, guest_ip, guest_mac, guest_udp, is_learning_frame, macs, parse_prometheus,
     remote, udp_frame, udp_tag, uplink_mac, Layout, Net, NicInfo, Stats, OWN_IP,
 };
-use aggdom_harness::{MacAddr, Machine, Received};
+use aggdom_harness::{MacAddr, Machine, NicKind, Received};
 
 /// How long a frame may take through QEMU and aggdom.
 const T: Duration = Duration::from_secs(10);
@@ -454,7 +454,17 @@ fn round_trip(m: &Machine, layout: &Layout, net: &Net, tag: u64) -> (usize, usiz
 
 #[test]
 fn swap_moves_an_identity_and_the_switch_relearns_it() {
-    let layout = Layout::new(2, 1);
+    swap_relearnt(Layout::new(2, 1));
+}
+
+#[test]
+fn swap_relearnt_on_e1000_uplinks_too() {
+    let mut layout = Layout::new(2, 1);
+    layout.kind = NicKind::E1000;
+    swap_relearnt(layout);
+}
+
+fn swap_relearnt(layout: Layout) {
     let mut m = layout.boot().unwrap();
     let net = Net::new(2, 1);
     net.announce(&m, 0).unwrap();
@@ -493,7 +503,17 @@ fn swap_moves_an_identity_and_the_switch_relearns_it() {
 
 #[test]
 fn link_failure_moves_identities_and_traffic_resumes_then_they_return() {
-    let layout = Layout::new(2, 1);
+    failover(Layout::new(2, 1));
+}
+
+#[test]
+fn link_failure_on_e1000_uplinks_moves_identities_and_back() {
+    let mut layout = Layout::new(2, 1);
+    layout.kind = NicKind::E1000;
+    failover(layout);
+}
+
+fn failover(layout: Layout) {
     let mut m = layout.boot().unwrap();
     let net = Net::new(2, 1);
     net.announce(&m, 0).unwrap();
@@ -540,7 +560,17 @@ fn link_failure_moves_identities_and_traffic_resumes_then_they_return() {
 
 #[test]
 fn literal_mode_writes_and_restores_the_mac_register_around_each_frame() {
-    let layout = Layout::new(2, 1).with("mode=literal");
+    literal(Layout::new(2, 1).with("mode=literal"));
+}
+
+#[test]
+fn literal_mode_on_e1000_writes_and_restores_the_mac_register_too() {
+    let mut layout = Layout::new(2, 1).with("mode=literal");
+    layout.kind = NicKind::E1000;
+    literal(layout);
+}
+
+fn literal(layout: Layout) {
     let mut m = layout.boot().unwrap();
     assert_eq!(m.command("mode").unwrap(), "mode literal");
     let before = nic(&mut m, 0);
@@ -1041,4 +1071,61 @@ fn watch_prints_stats_every_second_until_a_key_is_pressed() {
     assert_eq!(m.command("mode").unwrap(), "mode identity");
     sleep(Duration::from_millis(1500));
     assert!(!m.unread().contains("press any key"), "watch kept printing");
+}
+
+#[test]
+fn run_time_changes_lose_no_frames_in_flight() {
+    // A paced stream from guest 0 while bindings change and identities
+    // move under it: every frame leaves exactly once, under the identity
+    // of the uplink it leaves through.
+    let layout = Layout::new(3, 1);
+    let mut m = layout.boot().unwrap();
+    let changes = [
+        "bind 10.0.0.11 0,1",
+        "swap 0 1",
+        "bind 10.0.0.11 1,2",
+        "exclusive 2 on",
+        "swap 0 2",
+        "bind 10.0.0.11 auto",
+    ];
+    const PER: u64 = 20;
+    for (k, cmd) in changes.iter().enumerate() {
+        for t in 0..PER {
+            m.send_frame(
+                layout.port(0),
+                &guest_udp(0, remote(0), 0x1000 + k as u64 * PER + t, 200),
+            )
+            .unwrap();
+            sleep(Duration::from_millis(5));
+        }
+        // `swap 0 2` is refused (exclusive); the stream goes on regardless.
+        m.command(cmd).unwrap();
+    }
+    let total = changes.len() as u64 * PER;
+    let mut seen = std::collections::BTreeMap::new();
+    while (seen.len() as u64) < total {
+        let Some(r) = m.recv_where(T, |x| {
+            x.nic < 3 && udp_tag(&x.data).is_some_and(|t| (0x1000..0x1000 + total).contains(&t))
+        }) else {
+            break;
+        };
+        let src = macs(&r.data).0;
+        assert!(
+            (0..3).any(|i| src == uplink_mac(i)),
+            "a frame left uplink {} under {src}",
+            r.nic
+        );
+        *seen.entry(udp_tag(&r.data).unwrap()).or_insert(0) += 1;
+    }
+    let missing: Vec<u64> = (0x1000..0x1000 + total)
+        .filter(|t| !seen.contains_key(t))
+        .collect();
+    assert!(missing.is_empty(), "frames lost: {missing:x?}");
+    sleep(Duration::from_millis(500));
+    assert!(
+        leaked(&m, 3, 0x1000..0x1000 + total).is_empty(),
+        "frames left twice"
+    );
+    let s = stats(&mut m);
+    assert_eq!(s.guests[0].tx_frames, total);
 }
