@@ -987,7 +987,6 @@ impl Engine {
         let mut moves = Moves::NONE;
         let n = self.n_uplinks as usize;
         let mut hot: Option<(u64, usize)> = None;
-        let mut cold: Option<(u64, usize)> = None;
         for u in 0..n {
             let up = &self.uplinks[u];
             if !up.up || up.exclusive {
@@ -997,53 +996,63 @@ impl Engine {
             if hot.is_none_or(|(h, _)| x > h) {
                 hot = Some((x, u));
             }
-            if cold.is_none_or(|(c, _)| x < c) {
-                cold = Some((x, u));
-            }
         }
-        let (Some((hu, h)), Some((cu, c))) = (hot, cold) else {
+        let Some((hu, h)) = hot else {
             return moves;
         };
-        if h == c
-            || hu < self.cfg.overload_permille as u64
-            || hu - cu < self.cfg.hysteresis_permille as u64
-        {
+        if hu < self.cfg.overload_permille as u64 {
             return moves;
         }
-        let (hup, cup) = (self.uplinks[h], self.uplinks[c]);
+        let hup = self.uplinks[h];
         let (h_tx, h_rx) = self.fixed_load(h);
-        let (c_tx, c_rx) = self.fixed_load(c);
-        let mut best: Option<(u64, IdentityId, Option<IdentityId>)> = None;
-        for x in hup.held.iter().filter(|x| self.movable(x.0 as usize, now)) {
-            let xi = &self.identities[x.0 as usize];
-            let mut consider = |y: Option<IdentityId>| {
-                let (ytx, yrx) = y.map_or((0, 0), |y| {
-                    let yi = &self.identities[y.0 as usize];
-                    (yi.fixed_tx_rate, yi.rx_rate)
-                });
-                let after_h = hup.util_permille(
-                    h_tx.saturating_sub(xi.fixed_tx_rate).saturating_add(ytx),
-                    h_rx.saturating_sub(xi.rx_rate).saturating_add(yrx),
-                );
-                let after_c = cup.util_permille(
-                    c_tx.saturating_sub(ytx).saturating_add(xi.fixed_tx_rate),
-                    c_rx.saturating_sub(yrx).saturating_add(xi.rx_rate),
-                );
-                let gain = hu.saturating_sub(after_h.max(after_c));
-                if gain * 2 >= self.cfg.hysteresis_permille as u64
-                    && best.is_none_or(|(g, _, _)| gain > g)
-                {
-                    best = Some((gain, x, y));
-                }
-            };
-            if hup.held.len() > 1 && cup.held.len() < cup.slots as usize {
-                consider(None);
+        // [0034] takes the least-loaded NIC. With uplinks of different
+        // capacities the least loaded may have no room for the hot identity
+        // while another has, so every cooler uplink is tried and the best
+        // result wins; equal results go to the least loaded, then the
+        // lowest-numbered, as [0034] would pick.
+        // (gain, cold utilisation, cold uplink, identity out, identity back)
+        let mut best: Option<(u64, u64, usize, IdentityId, Option<IdentityId>)> = None;
+        for c in 0..n {
+            let cup = self.uplinks[c];
+            if c == h || !cup.up || cup.exclusive {
+                continue;
             }
-            for y in cup.held.iter().filter(|y| self.movable(y.0 as usize, now)) {
-                consider(Some(y));
+            let cu = self.fixed_util(c);
+            if hu.saturating_sub(cu) < self.cfg.hysteresis_permille as u64 {
+                continue;
+            }
+            let (c_tx, c_rx) = self.fixed_load(c);
+            for x in hup.held.iter().filter(|x| self.movable(x.0 as usize, now)) {
+                let xi = &self.identities[x.0 as usize];
+                let mut consider = |y: Option<IdentityId>| {
+                    let (ytx, yrx) = y.map_or((0, 0), |y| {
+                        let yi = &self.identities[y.0 as usize];
+                        (yi.fixed_tx_rate, yi.rx_rate)
+                    });
+                    let after_h = hup.util_permille(
+                        h_tx.saturating_sub(xi.fixed_tx_rate).saturating_add(ytx),
+                        h_rx.saturating_sub(xi.rx_rate).saturating_add(yrx),
+                    );
+                    let after_c = cup.util_permille(
+                        c_tx.saturating_sub(ytx).saturating_add(xi.fixed_tx_rate),
+                        c_rx.saturating_sub(yrx).saturating_add(xi.rx_rate),
+                    );
+                    let gain = hu.saturating_sub(after_h.max(after_c));
+                    if gain * 2 >= self.cfg.hysteresis_permille as u64
+                        && best.is_none_or(|(g, bcu, ..)| gain > g || (gain == g && cu < bcu))
+                    {
+                        best = Some((gain, cu, c, x, y));
+                    }
+                };
+                if hup.held.len() > 1 && cup.held.len() < cup.slots as usize {
+                    consider(None);
+                }
+                for y in cup.held.iter().filter(|y| self.movable(y.0 as usize, now)) {
+                    consider(Some(y));
+                }
             }
         }
-        if let Some((_, x, y)) = best {
+        if let Some((_, _, c, x, y)) = best {
             self.move_identity(now, x, c, &mut moves);
             if let Some(y) = y {
                 self.move_identity(now, y, h, &mut moves);

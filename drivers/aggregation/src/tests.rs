@@ -1331,3 +1331,21 @@ fn own_broadcasts_flooded_back_are_dropped() {
         assert_eq!(d, RxDecision::ToGuest { guest: GuestId(1) }, "{mode:?}");
     }
 }
+
+/// [0034] with NICs of different capacities: the least-loaded NIC (idle
+/// 1 GbE NIC2) has no room for VM1's 900 Mbit/s, the idle 10 GbE NIC3 has.
+/// The rebalance must find NIC3 rather than give up on NIC2.
+#[test]
+fn rebalance_takes_the_cooler_nic_that_has_room() {
+    let mut e = example(Mode::Identity, [1000, 1000, 10_000]);
+    let mut now = 0;
+    let moves = drive(&mut e, &mut now, &[(1, 900)], 3);
+    assert_eq!(e.holder(IdentityId(0)), Some(UplinkId(2)), "{moves:?}");
+    assert_eq!(
+        e.holder(IdentityId(2)),
+        Some(UplinkId(0)),
+        "a swap ([0034])"
+    );
+    assert_eq!(e.holder(IdentityId(1)), Some(UplinkId(1)));
+    assert_eq!(sent_on(send(&mut e, now, 1, 100)), UplinkId(2));
+}
