@@ -135,7 +135,7 @@ fn compare(m: &Machine, a: &Path, b: &Path, quick: bool) -> (Vec<Run>, Vec<Run>)
     let rates: &[u64] = if quick {
         &[4_000, 32_000, 128_000]
     } else {
-        &[8_000, 32_000, 64_000, 128_000, 256_000]
+        &[16_000, 64_000, 128_000, 256_000]
     };
     let secs = if quick { 0.5 } else { 0.7 };
     let (mut ra, mut rb) = (Vec::new(), Vec::new());
