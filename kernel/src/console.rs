@@ -5,6 +5,7 @@
 //! into `\r\n` so terminals and scripts both see clean lines.
 use crate::serial::Uart;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 // SAFETY: the console is the one owner of COM1.
@@ -61,8 +62,30 @@ pub fn print_fatal(args: fmt::Arguments) {
     print(args);
 }
 
+/// Under Xen, COM1 is emulated by qemu-xen in dom0: every register read is
+/// a round trip through the device model. The main loop asks for input at
+/// least every millisecond, which kept dom0 busy enough to stall it under
+/// software emulation, so COM1 is looked at this often at most (typing
+/// does not notice; the PV console ring is plain memory and read every time).
+const XEN_UART_POLL_NS: u64 = 20_000_000;
+static NEXT_UART_POLL: AtomicU64 = AtomicU64::new(0);
+
 pub fn read_byte() -> Option<u8> {
-    UART.lock().read_byte().or_else(xen::console::read_byte)
+    if xen::is_xen() {
+        if let Some(b) = xen::console::read_byte() {
+            return Some(b);
+        }
+        let now = crate::time::now_ns();
+        if now < NEXT_UART_POLL.load(Ordering::Relaxed) {
+            return None;
+        }
+        let b = UART.lock().read_byte();
+        if b.is_none() {
+            NEXT_UART_POLL.store(now + XEN_UART_POLL_NS, Ordering::Relaxed);
+        }
+        return b;
+    }
+    UART.lock().read_byte()
 }
 
 #[macro_export]

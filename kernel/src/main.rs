@@ -83,7 +83,7 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             busy = true;
         }
         shell.tick(&mut domain, now);
-        if !busy {
+        if !busy && !xen_net::idle() {
             // Nothing moved: sleep until the next timer tick (1 ms) or byte.
             cpu::idle();
         }

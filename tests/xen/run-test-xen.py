@@ -11,7 +11,9 @@ whose vif has backend=aggdom, and checks:
      (passed-through e1000) -> QEMU hub -> dom0's e1000, and back;
   4. aggdom's counters (console command `xen`, through the PV console) show the vif's frames;
   5. a second guest connects and pings too;
-  6. a run-time change of bind= in xenstore is applied.
+  6. guest 2 reaches guest 1 (switched inside aggdom);
+  7. a run-time change of bind= in xenstore is applied, and the datapath's `stats` count uplink frames;
+  8. destroying guest 2 detaches its vif; `shutdown` on the console powers aggdom off.
 
 Network (QEMU hub 0): NIC0 + NIC1 (0000:00:03.0, 00:04.0, aggdom's uplinks) and NIC2 (dom0's eth0,
 10.0.0.1/24). aggdom's own IP is 10.0.0.2, guests 10.0.0.11 and 10.0.0.12.
@@ -95,6 +97,25 @@ def vif_counters(log, fe):
         return None
     keys = ["state", "conn", "guest", "tx_frames", "tx_bytes", "rx_frames", "rx_bytes", "tx_drops", "rx_drops"]
     return dict(zip(keys, m.groups()))
+
+
+def xen_debug_dump():
+    """Xen's own view when dom0 stops answering: Ctrl-A x3 moves the serial input to Xen, then debug keys
+    q (domains, vCPUs, event channels) and r (run queues); Ctrl-A x3 again gives the input back."""
+    try:
+        start = len(rig.buf)
+        rig.send("\x01\x01\x01")
+        time.sleep(0.5)
+        for key in "qr":
+            rig.send(key)
+            time.sleep(2)
+        rig.send("\x01\x01\x01")
+        end = time.time() + 8
+        while time.time() < end:
+            rig._pump(0.5)
+        print("=== Xen debug keys q, r:\n" + rig.buf[start:][-12000:], flush=True)
+    except Exception as e:
+        print(f"(Xen debug dump failed: {e})", flush=True)
 
 
 def start_guest(name, ip, mac, aggid):
@@ -218,10 +239,24 @@ try:
               all(n in stats for n in names) and up_tx > 0, f"uplink tx_frames total {up_tx}, guests {names}")
     else:
         check("datapath stats readable on the PV console", False)
+    # A vif going away detaches its guest; shutdown powers the domain off.
+    if a.guests == 2:
+        rig.run("xl destroy guest2", timeout=120)
+        w = wait_serial(rf"vif {feids[1]}/0 detached", 60)
+        check("guest2 destroyed: its vif detached from the datapath", w is not None)
+    t = time.time()
+    rig.run("id=$(xl domid aggdom) && printf 'shutdown\\n' > $(xenstore-read /local/domain/$id/console/tty)",
+            quiet=True)
+    rc, out = rig.run("i=0; while xl domid aggdom >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 120 ] && exit 1; "
+                      "sleep 0.5; done", timeout=180, quiet=True)
+    tm["aggdom shutdown"] = time.time() - t
+    check("shutdown powers aggdom off (SCHEDOP_shutdown)", rc == 0)
+
     failed = [r for r in results if not r[1]]
     final = "PASS" if not failed else "FAIL " + "; ".join(r[0] for r in failed)
 except (Fail, RigError) as e:
     final = f"FAIL {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    xen_debug_dump()
     try:
         print("=== aggdom COM1 (tail):\n" + serial()[-3000:], flush=True)
         rig.run("xl list; xl dmesg | tail -30", timeout=60)

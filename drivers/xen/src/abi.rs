@@ -59,6 +59,28 @@ pub const SHUTDOWN_POWEROFF: u32 = 0;
 /// `SHUTDOWN_crash`.
 pub const SHUTDOWN_CRASH: u32 = 3;
 
+/// `SCHEDOP_poll` (sched.h): block until one of the listed event channels
+/// is pending or the timeout (Xen system time, ns) passes.
+pub const SCHEDOP_POLL: u64 = 3;
+
+/// `struct sched_poll`: `ports` (a guest handle: pointer) at 0, `nr_ports`
+/// u32 at 8, `timeout` u64 at 16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedPoll {
+    pub ports: u64,
+    pub nr_ports: u32,
+    pub pad: u32,
+    pub timeout: u64,
+}
+
+/// `struct vcpu_time_info` of vCPU 0 in shared_info: `vcpu_info` starts
+/// with `evtchn_upcall_pending`, `_mask`, `evtchn_pending_sel` (8 at 8),
+/// `arch_vcpu_info` (16 bytes at 16), then `time` at 32: `version` u32 at
+/// 0, `tsc_timestamp` u64 at 8, `system_time` u64 at 16,
+/// `tsc_to_system_mul` u32 at 24, `tsc_shift` i8 at 28.
+pub const SHARED_INFO_VCPU0_TIME: usize = 32;
+
 /// `CONSOLEIO_write` (xen.h): Xen's own console (debug builds or
 /// `guest_loglvl=all` show it in the hypervisor log).
 pub const CONSOLEIO_WRITE: u64 = 0;
@@ -193,6 +215,8 @@ mod tests {
         assert_eq!(offset_of!(GnttabMapGrantRef, handle), 20);
         assert_eq!(offset_of!(GnttabMapGrantRef, dev_bus_addr), 24);
         assert_eq!(size_of::<GnttabUnmapGrantRef>(), 24);
+        assert_eq!(size_of::<SchedPoll>(), 24);
+        assert_eq!(offset_of!(SchedPoll, timeout), 16);
         assert_eq!(offset_of!(GnttabUnmapGrantRef, status), 20);
         assert_eq!(size_of::<GnttabCopy>(), l::SIZE);
         assert_eq!(offset_of!(GnttabCopy, dest), l::DEST);

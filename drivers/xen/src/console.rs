@@ -52,6 +52,11 @@ pub unsafe fn attach(addr: usize, port: u32) {
     });
 }
 
+/// The console's event channel, if attached.
+pub fn port() -> Option<u32> {
+    CONSOLE.lock().as_ref().map(|c| c.port)
+}
+
 pub fn is_attached() -> bool {
     CONSOLE.lock().is_some()
 }

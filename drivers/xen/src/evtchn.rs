@@ -12,8 +12,9 @@ use hypervisor::abi::{
 use hypervisor::{DomId, EvtchnPort, XenError};
 
 use crate::abi::{
-    AddToPhysmap, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPortArg, EVTCHN_2L_NR_PORTS,
-    HYPERVISOR_MEMORY_OP, SHARED_INFO_EVTCHN_PENDING, XENMAPSPACE_SHARED_INFO,
+    AddToPhysmap, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPortArg, SchedPoll,
+    EVTCHN_2L_NR_PORTS, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, SCHEDOP_POLL,
+    SHARED_INFO_EVTCHN_PENDING, SHARED_INFO_VCPU0_TIME, XENMAPSPACE_SHARED_INFO,
     XENMEM_ADD_TO_PHYSMAP,
 };
 use crate::hypercall::{check, op2, PageCell};
@@ -54,6 +55,53 @@ pub fn take_pending(shared_info: usize, port: EvtchnPort) -> bool {
     // way to clear ours.
     let w = unsafe { AtomicU64::from_ptr(at as *mut u64) };
     w.fetch_and(!bit, Ordering::AcqRel) & bit != 0
+}
+
+/// Reads vCPU 0's time record consistently (version even and unchanged
+/// around the copy), up to a few tries.
+pub fn time_info(shared_info: usize) -> Option<crate::time::TimeInfo> {
+    let base = shared_info + SHARED_INFO_VCPU0_TIME;
+    for _ in 0..16 {
+        // SAFETY: `shared_info` is the mapped shared_info page; the record
+        // lies inside it. Xen updates it concurrently, hence volatile reads
+        // and the version check around them.
+        let (v0, tsc_timestamp, system_time, mul, shift, v1) = unsafe {
+            let v0 = core::ptr::read_volatile(base as *const u32);
+            core::sync::atomic::fence(Ordering::Acquire);
+            let tsc = core::ptr::read_volatile((base + 8) as *const u64);
+            let sys = core::ptr::read_volatile((base + 16) as *const u64);
+            let mul = core::ptr::read_volatile((base + 24) as *const u32);
+            let shift = core::ptr::read_volatile((base + 28) as *const i8);
+            core::sync::atomic::fence(Ordering::Acquire);
+            let v1 = core::ptr::read_volatile(base as *const u32);
+            (v0, tsc, sys, mul, shift, v1)
+        };
+        if v0 == v1 && v0 & 1 == 0 {
+            return Some(crate::time::TimeInfo {
+                version: v0,
+                tsc_timestamp,
+                system_time,
+                tsc_to_system_mul: mul,
+                tsc_shift: shift,
+            });
+        }
+    }
+    None
+}
+
+/// Blocks this vCPU until one of `ports` is pending or Xen system time
+/// reaches `deadline` (`SCHEDOP_poll`); no interrupt is involved. Returns
+/// at once if a port is already pending.
+pub fn poll(ports: &[EvtchnPort], deadline: u64) -> Result<(), XenError> {
+    let mut arg = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: ports.len() as u32,
+        pad: 0,
+        timeout: deadline,
+    };
+    // SAFETY: a valid sched_poll whose `ports` points to `ports.len()`
+    // port numbers that Xen only reads.
+    check(unsafe { op2(HYPERVISOR_SCHED_OP, SCHEDOP_POLL, &mut arg) }).map(drop)
 }
 
 fn evtchn_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {

@@ -96,6 +96,15 @@ pub unsafe fn op2<T>(op: u32, cmd: u64, arg: *mut T) -> i64 {
     unsafe { hypercall(op, cmd, arg as u64, 0, 0, 0) }
 }
 
+/// The CPU's time stamp counter.
+pub fn rdtsc() -> u64 {
+    #[allow(unused_unsafe)]
+    // SAFETY: RDTSC has no side effects; CR4.TSD is clear.
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+}
+
 /// A Xen return code as a `Result`: negative errno to [`hypervisor::XenError`].
 pub fn check(rc: i64) -> Result<i64, hypervisor::XenError> {
     if rc < 0 {

@@ -31,6 +31,7 @@ pub mod hypercall;
 pub mod page;
 mod platform;
 pub mod ring;
+pub mod time;
 pub mod xenstore;
 pub mod xs_wire;
 

@@ -186,6 +186,30 @@ impl Xen {
         &self.open_ports
     }
 
+    /// Idles until an event channel this domain holds (xenstore, console,
+    /// every bound port) is pending, or `timeout_ns` passed: `SCHEDOP_poll`,
+    /// so the domain sleeps without taking interrupts. The xenstore and
+    /// console pending bits are cleared first (their rings are read in the
+    /// poll loop anyway); a vif's is cleared by netback. `false` if Xen's
+    /// clock could not be read or the poll failed: idle some other way.
+    pub fn idle(&mut self, timeout_ns: u64) -> bool {
+        let mut ports: Vec<EvtchnPort> = Vec::with_capacity(self.open_ports.len() + 2);
+        ports.push(self.store_port);
+        if let Some(p) = console::port() {
+            ports.push(p);
+        }
+        for &p in &ports {
+            let _ = evtchn::take_pending(self.shared_info, p);
+        }
+        ports.extend_from_slice(&self.open_ports);
+        let Some(now) =
+            evtchn::time_info(self.shared_info).and_then(|t| t.at(crate::hypercall::rdtsc()))
+        else {
+            return false;
+        };
+        evtchn::poll(&ports, now.saturating_add(timeout_ns)).is_ok()
+    }
+
     /// The next event of a watch whose token starts with
     /// [`crate::PRIVATE_TOKEN_PREFIX`].
     pub fn poll_private_watch(&mut self) -> Option<WatchEvent> {
