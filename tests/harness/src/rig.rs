@@ -217,7 +217,8 @@ struct NetState {
 /// the machine's uplink NICs and whose ports `uplinks..` are remote hosts
 /// (`remote(k)` on port `uplinks + k`). It moves frames only when asked
 /// ([`Net::pump`], [`Net::remote_recv`], [`Net::remote_send`]); frames of
-/// guest ports stay queued in the machine for the test.
+/// guest ports stay queued in the machine for the test. Remote hosts
+/// answer ARP requests for their own IP by themselves.
 pub struct Net {
     uplinks: usize,
     state: Mutex<NetState>,
@@ -244,8 +245,20 @@ impl Net {
         for p in fwd.ports() {
             if p < self.uplinks {
                 m.send_frame(p, f)?;
-            } else {
-                st.inbox[p - self.uplinks].push_back(f.to_vec());
+                continue;
+            }
+            let k = p - self.uplinks;
+            st.inbox[k].push_back(f.to_vec());
+            // Remote hosts answer ARP for their own address, as hosts do
+            // (the request stays in the inbox for the test to see).
+            let me = remote(k);
+            let asked = Eth::parse(f).and_then(|e| e.arp()).filter(|a| {
+                a.op == frame::ARP_REQUEST && a.target_ip == me.ip && a.sender_ip != me.ip
+            });
+            if let Some(a) = asked {
+                let reply = frame::arp_reply(me.mac, me.ip, a.sender_mac, a.sender_ip);
+                let fwd = st.switch.handle(p, &reply);
+                self.deliver(m, st, fwd, &reply)?;
             }
         }
         Ok(())
@@ -270,8 +283,11 @@ impl Net {
         Ok(())
     }
 
-    /// Remote host `k` sends `f` into the switch.
+    /// Remote host `k` sends `f` into the switch. What the uplinks sent
+    /// before (a learning frame, say) passes the switch first, as it would
+    /// in a switch that never waits to be asked.
     pub fn remote_send(&self, m: &Machine, k: usize, f: &[u8]) -> Result<()> {
+        while self.pump_one(m, Duration::ZERO)? {}
         let mut st = self.lock();
         let fwd = st.switch.handle(self.uplinks + k, f);
         self.deliver(m, &mut st, fwd, f)

@@ -452,6 +452,45 @@ fn round_trip(m: &Machine, layout: &Layout, net: &Net, tag: u64) -> (usize, usiz
     (sent_by, net.port_of(identity).unwrap(), identity)
 }
 
+/// Passes what the uplinks send through the switch until it has learnt
+/// `id` on `port` (from whatever the machine sends: nothing but a learning
+/// frame, when guests are quiet).
+fn relearnt(m: &Machine, net: &Net, id: MacAddr, port: usize) {
+    eventually(T, || {
+        net.pump(m, Duration::from_millis(50)).unwrap();
+        (net.port_of(id) == Some(port)).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the switch never learnt {id} on port {port} (still {:?})",
+            net.port_of(id)
+        )
+    });
+}
+
+/// Remote host 0 speaks first: a frame to guest 0 at identity MAC `id`,
+/// which must reach guest 0. Returns the switch port it was sent to.
+fn remote_first(m: &Machine, layout: &Layout, net: &Net, id: MacAddr, tag: u64) -> usize {
+    let r = remote(0);
+    let f = udp_frame(
+        Ipv4Ends {
+            src_mac: r.mac,
+            dst_mac: id,
+            src_ip: r.ip,
+            dst_ip: guest_ip(0),
+        },
+        tag,
+        100,
+    );
+    net.remote_send(m, 0, &f).unwrap();
+    let port = net.port_of(id).expect("the switch knows the identity");
+    m.recv_where(T, |x| {
+        x.nic == layout.port(0) && udp_tag(&x.data) == Some(tag)
+    })
+    .unwrap_or_else(|| panic!("remote's frame to {id} (switch port {port}) did not reach guest 0"));
+    port
+}
+
 #[test]
 fn swap_moves_an_identity_and_the_switch_relearns_it() {
     swap_relearnt(Layout::new(2, 1));
@@ -493,7 +532,9 @@ fn swap_relearnt(layout: Layout) {
     );
     assert_eq!(net.port_of(uplink_mac(0)), Some(1));
     assert_eq!(net.moves_of(uplink_mac(0)), vec![(0, 1)]);
-    // Replies to the guest's identity now arrive on uplink 1 and reach the
+    // The outside reaches the guest through uplink 1 before it says anything.
+    assert_eq!(remote_first(&m, &layout, &net, uplink_mac(0), 0x18), 1);
+    // Replies to the guest's identity arrive on uplink 1 and reach the
     // guest; its frames leave there too.
     let (out, back, id) = round_trip(&m, &layout, &net, 0x20);
     assert_eq!((out, back, id), (1, 1, uplink_mac(0)));
@@ -532,8 +573,12 @@ fn failover(layout: Layout) {
     });
     assert!(!s.uplinks[0].link_up);
     assert!(s.total("failover_moves") >= 1);
-    // Traffic resumes through uplink 1: out, and back through the switch
-    // that relearnt identity 0 from the learning frame.
+    // The outside reaches the guest through uplink 1 before the guest says
+    // anything: the switch relearnt identity 0 from the learning frame.
+    relearnt(&m, &net, uplink_mac(0), 1);
+    assert_eq!(remote_first(&m, &layout, &net, uplink_mac(0), 0x18), 1);
+    assert_eq!(net.moves_of(uplink_mac(0)), vec![(0, 1)]);
+    // Traffic resumes through uplink 1 both ways.
     let (out, back, id) = round_trip(&m, &layout, &net, 0x20);
     assert_eq!(
         (out, back, id),
@@ -549,6 +594,8 @@ fn failover(layout: Layout) {
             m.command("stats").unwrap()
         )
     });
+    relearnt(&m, &net, uplink_mac(0), 0);
+    assert_eq!(remote_first(&m, &layout, &net, uplink_mac(0), 0x28), 0);
     let (out, back, id) = round_trip(&m, &layout, &net, 0x30);
     assert_eq!(
         (out, back, id),
@@ -1128,4 +1175,165 @@ fn run_time_changes_lose_no_frames_in_flight() {
     );
     let s = stats(&mut m);
     assert_eq!(s.guests[0].tx_frames, total);
+}
+
+#[test]
+fn arp_both_ways_names_identities_and_the_guests_see_their_own_macs() {
+    // The outside learns guests by ARP: it must be told identity MACs, and
+    // the guests must see their own MACs in what comes back.
+    let layout = Layout::new(2, 2);
+    let m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    let r = remote(0);
+    // The remote host resolves guest 1 (bound to identity 1, on uplink 1).
+    net.remote_send(&m, 0, &frame::arp_request(r.mac, r.ip, guest_ip(1)))
+        .unwrap();
+    let req = m
+        .recv_where(T, |x| {
+            Eth::parse(&x.data)
+                .and_then(|e| e.arp())
+                .is_some_and(|a| a.target_ip == guest_ip(1) && a.sender_ip == r.ip)
+        })
+        .expect("the ARP request for guest 1 reached no guest");
+    assert_eq!(req.nic, layout.port(1), "delivered to the wrong guest");
+    // Guest 1 answers with its own MAC; the outside hears identity 1.
+    m.send_frame(
+        layout.port(1),
+        &frame::arp_reply(guest_mac(1), guest_ip(1), r.mac, r.ip),
+    )
+    .unwrap();
+    let reply = net
+        .remote_recv(&m, 0, T, |f| {
+            Eth::parse(f)
+                .and_then(|e| e.arp())
+                .is_some_and(|a| a.op == ARP_REPLY && a.sender_ip == guest_ip(1))
+        })
+        .unwrap()
+        .expect("guest 1's ARP reply never reached the remote host");
+    let arp = Eth::parse(&reply).unwrap().arp().unwrap();
+    assert_eq!(
+        arp.sender_mac,
+        uplink_mac(1),
+        "ARP reply names {}",
+        arp.sender_mac
+    );
+    assert_eq!(macs(&reply).0, uplink_mac(1));
+    assert_eq!(net.port_of(uplink_mac(1)), Some(1));
+    // The remote host then reaches guest 1 at that MAC.
+    let data = udp_frame(
+        Ipv4Ends {
+            src_mac: r.mac,
+            dst_mac: arp.sender_mac,
+            src_ip: r.ip,
+            dst_ip: guest_ip(1),
+        },
+        0x21,
+        100,
+    );
+    net.remote_send(&m, 0, &data).unwrap();
+    let got = m
+        .recv_where(T, |x| udp_tag(&x.data) == Some(0x21))
+        .expect("the remote host's frame to guest 1 arrived nowhere");
+    assert_eq!((got.nic, macs(&got.data).1), (layout.port(1), guest_mac(1)));
+
+    // Guest 0 resolves the remote host: the request leaves under identity
+    // 0, the reply comes back to it and reaches guest 0 with its own MAC
+    // as destination and ARP target.
+    m.send_frame(
+        layout.port(0),
+        &frame::arp_request(guest_mac(0), guest_ip(0), r.ip),
+    )
+    .unwrap();
+    let req = net
+        .remote_recv(&m, 0, T, |f| {
+            Eth::parse(f)
+                .and_then(|e| e.arp())
+                .is_some_and(|a| a.sender_ip == guest_ip(0))
+        })
+        .unwrap()
+        .expect("guest 0's ARP request never reached the remote host");
+    let q = Eth::parse(&req).unwrap().arp().unwrap();
+    assert_eq!((macs(&req).0, q.sender_mac), (uplink_mac(0), uplink_mac(0)));
+    net.remote_send(
+        &m,
+        0,
+        &frame::arp_reply(r.mac, r.ip, q.sender_mac, guest_ip(0)),
+    )
+    .unwrap();
+    let got = m
+        .recv_where(T, |x| {
+            x.nic == layout.port(0)
+                && Eth::parse(&x.data)
+                    .and_then(|e| e.arp())
+                    .is_some_and(|a| a.op == ARP_REPLY && a.sender_ip == r.ip)
+        })
+        .expect("the remote host's ARP reply did not reach guest 0");
+    let a = Eth::parse(&got.data).unwrap().arp().unwrap();
+    assert_eq!(
+        (macs(&got.data).1, a.target_mac),
+        (guest_mac(0), guest_mac(0))
+    );
+}
+
+/// Remote host 0 pings the own IP at `own_mac` through the switch, once a
+/// second up to five times as ping does (the own stack drops an echo
+/// request while it resolves the sender); returns the uplink the reply
+/// left through.
+fn ping_own(m: &Machine, net: &Net, own_mac: MacAddr, seq: u16) -> usize {
+    let r = remote(0);
+    let ends = Ipv4Ends {
+        src_mac: r.mac,
+        dst_mac: own_mac,
+        src_ip: r.ip,
+        dst_ip: OWN_IP,
+    };
+    for attempt in 0..5 {
+        let seq = seq * 10 + attempt;
+        net.remote_send(m, 0, &frame::icmp_echo_request(ends, 7, seq, b"up?"))
+            .unwrap();
+        let reply = net
+            .remote_recv(m, 0, Duration::from_secs(1), |f| {
+                Eth::parse(f)
+                    .and_then(|e| e.ipv4())
+                    .and_then(|ip| ip.icmp())
+                    .is_some_and(|i| i.ty == 0 && i.seq == seq)
+            })
+            .unwrap();
+        if let Some(reply) = reply {
+            assert_eq!(macs(&reply).0, own_mac);
+            return net.port_of(own_mac).unwrap();
+        }
+    }
+    panic!("no echo reply to 5 pings ({seq}x)");
+}
+
+#[test]
+fn own_ip_stays_reachable_when_its_uplink_fails() {
+    let layout = Layout::new(2, 1).with("ip=10.0.0.2/24");
+    let mut m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    net.announce(&m, 0).unwrap();
+    let own = uplink_mac(0);
+    assert_eq!(ping_own(&m, &net, own, 1), 0);
+    m.set_link(0, false).unwrap();
+    eventually(T, || (stats(&mut m).holder(0) == Some(1)).then_some(()))
+        .expect("the own identity did not fail over");
+    assert_eq!(
+        ping_own(&m, &net, own, 2),
+        1,
+        "reply while uplink 0 is down"
+    );
+    // ARP for the own IP is answered too (broadcasts now come in on uplink 1).
+    let r = remote(0);
+    net.remote_send(&m, 0, &frame::arp_request(r.mac, r.ip, OWN_IP))
+        .unwrap();
+    let f = net
+        .remote_recv(&m, 0, T, |f| {
+            Eth::parse(f)
+                .and_then(|e| e.arp())
+                .is_some_and(|a| a.op == ARP_REPLY && a.sender_ip == OWN_IP)
+        })
+        .unwrap()
+        .expect("no ARP reply while uplink 0 is down");
+    assert_eq!(Eth::parse(&f).unwrap().arp().unwrap().sender_mac, own);
 }
