@@ -3,8 +3,9 @@
 use boot::{BootInfo, MemoryType};
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use dma_region::HeapHal;
 use linked_list_allocator::LockedHeap;
-use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 use x86_64::instructions::port::Port;
 
 #[global_allocator]
@@ -143,27 +144,20 @@ impl acpi::PhysicalMemory for IdentityMapped {
     }
 }
 
-/// DMA for the drivers: heap pages, physical == virtual.
+/// DMA for the drivers: heap pages, physical == virtual ([`HeapHal`]), and
+/// MMIO through the identity map, extended on demand above 4 GiB.
 pub struct KernelHal;
 
-// SAFETY: allocations are page-aligned, zeroed and identity mapped, so the
-// physical address handed to a device is the address the CPU uses.
+// SAFETY: DMA memory comes from `HeapHal` (zeroed, page aligned, identity
+// mapped); MMIO addresses are identity mapped before they are handed out.
 unsafe impl Hal for KernelHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let layout =
-            Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA size fits a layout");
-        // SAFETY: the layout is non-zero sized (virtio asks for >= 1 page).
-        let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::alloc::handle_alloc_error(layout));
-        (ptr.as_ptr() as PhysAddr, ptr)
+    fn dma_alloc(pages: usize, direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        HeapHal::dma_alloc(pages, direction)
     }
 
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let layout =
-            Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA size fits a layout");
-        // SAFETY: the caller returns memory from `dma_alloc` with its size.
-        unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
-        0
+    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: forwarded: the caller returns what `dma_alloc` gave.
+        unsafe { HeapHal::dma_dealloc(paddr, vaddr, pages) }
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
@@ -173,9 +167,13 @@ unsafe impl Hal for KernelHal {
         NonNull::new(paddr as *mut u8).expect("MMIO is never at address 0")
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        buffer.as_ptr() as *mut u8 as PhysAddr
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        // SAFETY: forwarded to the identity-mapped heap's rule.
+        unsafe { HeapHal::share(buffer, direction) }
     }
 
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        // SAFETY: forwarded.
+        unsafe { HeapHal::unshare(paddr, buffer, direction) }
+    }
 }

@@ -8,12 +8,12 @@ use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFu
 use virtio_drivers::{Hal, PAGE_SIZE};
 
 use crate::desc::{self, RxVerdict, DESC_LEN};
-use crate::dma::DmaRegion;
 use crate::mmio::{Mmio, Registers};
 use crate::regs;
 use crate::ring::{self, TxRing};
 use crate::stats::HwStats;
 use crate::E1000Error;
+use dma_region::DmaRegion;
 
 /// Receive descriptors (RDLEN must be a multiple of 128 bytes: 8 of them).
 pub const RX_RING_LEN: u16 = 128;

@@ -51,7 +51,6 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod desc;
-mod dma;
 mod driver;
 mod error;
 mod mmio;

@@ -14,10 +14,10 @@ use virtio_drivers::transport::{DeviceStatus, DeviceType, Transport};
 use virtio_drivers::{Hal, PAGE_SIZE};
 
 use crate::ctrl::{self, Command};
-use crate::dma::DmaRegion;
 use crate::features;
 use crate::slots::{FreeList, Outstanding};
 use crate::VirtioNetError;
+use dma_region::DmaRegion;
 
 /// Descriptors in the receive and in the transmit queue (QEMU offers 256).
 pub const QUEUE_LEN: usize = 128;

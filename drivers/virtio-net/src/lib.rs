@@ -42,7 +42,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod ctrl;
-mod dma;
+
 mod driver;
 mod error;
 mod features;

@@ -1,50 +1,18 @@
 //! An emulated 82540EM for host tests: a register file with the side effects
 //! the driver relies on, DMA done through the addresses the test `Hal` hands
 //! out (physical == virtual), and the receive filter as QEMU implements it.
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::rc::Rc;
 
 use nic::MacAddr;
-use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 use crate::regs::{self, *};
 use crate::Registers;
 
 /// DMA from the host heap, page aligned, physical == virtual.
-pub struct TestHal;
-
-fn layout(pages: usize) -> Layout {
-    Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).unwrap()
-}
-
-// SAFETY: allocations are zeroed, page aligned, exclusive until freed, and
-// their "physical" address is their address, which the fake device uses.
-unsafe impl Hal for TestHal {
-    fn dma_alloc(pages: usize, _: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { alloc_zeroed(layout(pages)) };
-        let p = NonNull::new(p).expect("test allocation");
-        (p.as_ptr() as PhysAddr, p)
-    }
-
-    unsafe fn dma_dealloc(_: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: the caller passes back what `dma_alloc` returned.
-        unsafe { dealloc(vaddr.as_ptr(), layout(pages)) };
-        0
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _: usize) -> NonNull<u8> {
-        NonNull::new(paddr as *mut u8).unwrap()
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _: BufferDirection) -> PhysAddr {
-        buffer.as_ptr().cast::<u8>() as PhysAddr
-    }
-
-    unsafe fn unshare(_: PhysAddr, _: NonNull<[u8]>, _: BufferDirection) {}
-}
+pub use dma_region::HeapHal as TestHal;
 
 /// A `Hal` with no memory.
 pub struct NoMemHal;
