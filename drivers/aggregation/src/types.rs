@@ -16,59 +16,8 @@ pub const MAX_IPS_PER_GUEST: usize = 4;
 /// Most IP addresses of the domain's own stack.
 pub const MAX_OWN_IPS: usize = 4;
 
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// ff:ff:ff:ff:ff:ff.
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-
-    /// Group bit set (broadcast or multicast).
-    pub const fn is_multicast(&self) -> bool {
-        self.0[0] & 1 != 0
-    }
-
-    /// The address as the low 48 bits of a `u64`, the form the engine compares.
-    pub const fn to_u64(self) -> u64 {
-        let b = self.0;
-        ((b[0] as u64) << 40)
-            | ((b[1] as u64) << 32)
-            | ((b[2] as u64) << 24)
-            | ((b[3] as u64) << 16)
-            | ((b[4] as u64) << 8)
-            | (b[5] as u64)
-    }
-
-    /// Inverse of [`MacAddr::to_u64`] (the high 16 bits are ignored).
-    pub const fn from_u64(v: u64) -> MacAddr {
-        MacAddr([
-            (v >> 40) as u8,
-            (v >> 32) as u8,
-            (v >> 24) as u8,
-            (v >> 16) as u8,
-            (v >> 8) as u8,
-            v as u8,
-        ])
-    }
-}
-
-impl core::fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl core::fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Debug::fmt(self, f)
-    }
-}
+/// An Ethernet MAC address: the one type every aggdom crate speaks.
+pub use nic::MacAddr;
 
 /// IPv4 and IPv6 addresses in one comparable key: IPv4 as `::ffff:a.b.c.d`
 /// (RFC 4291 2.5.5.2), so one table holds both families.

@@ -89,14 +89,6 @@ pub struct Datapath {
     next_link_check: u64,
 }
 
-fn to_nic(m: aggregation::MacAddr) -> MacAddr {
-    MacAddr(m.0)
-}
-
-fn to_engine(m: MacAddr) -> aggregation::MacAddr {
-    aggregation::MacAddr(m.0)
-}
-
 impl Datapath {
     /// An empty datapath; `own_queue` frames of room each way for the own stack.
     pub fn new(config: aggregation::Config, own_queue: usize) -> Self {
@@ -145,7 +137,7 @@ impl Datapath {
         capacity_mbps: u32,
         exclusive: bool,
     ) -> Result<UplinkId, SetupError> {
-        let mut cfg = UplinkConfig::new(to_engine(nic.permanent_mac()));
+        let mut cfg = UplinkConfig::new(nic.permanent_mac());
         cfg.capacity_mbps = capacity_mbps;
         // The primary MAC register plus the extra filter entries.
         cfg.filter_slots = u8::try_from(nic.filter_slots() + 1).unwrap_or(u8::MAX);
@@ -172,7 +164,7 @@ impl Datapath {
     ) -> Result<GuestId, SetupError> {
         let id = self
             .engine
-            .add_guest(to_engine(mac), ips)
+            .add_guest(mac, ips)
             .map_err(SetupError::Engine)?;
         let at = usize::from(id.0);
         if self.ports.len() <= at {
@@ -212,20 +204,20 @@ impl Datapath {
     /// Makes one uplink's MAC register and receive filter match the
     /// identities it holds (and, in literal mode, the guests' MACs).
     fn program_uplink(&mut self, u: UplinkId) {
-        let Some(primary) = self.engine.uplink_mac(u).map(to_nic) else {
+        let Some(primary) = self.engine.uplink_mac(u) else {
             return;
         };
         let mut wanted: Vec<MacAddr> = self
             .engine
             .held(u)
             .iter()
-            .filter_map(|id| self.engine.identity_mac(id).map(to_nic))
+            .filter_map(|id| self.engine.identity_mac(id))
             .filter(|m| *m != primary)
             .collect();
         let literal = self.engine.mode() == Mode::Literal;
         if literal {
             for g in self.engine.guests() {
-                if let Some(m) = self.engine.guest_mac(g).map(to_nic) {
+                if let Some(m) = self.engine.guest_mac(g) {
                     wanted.push(m);
                 }
             }
@@ -494,11 +486,11 @@ impl Datapath {
         };
         let queued = match steering {
             Some(Steering::WriteMacThenRestore { mac, restore }) => {
-                let write = nic.set_mac(to_nic(mac));
+                let write = nic.set_mac(mac);
                 let queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
                 // The restore must come after the frame has left: flush now.
                 nic.flush_tx();
-                let restored = nic.set_mac(to_nic(restore));
+                let restored = nic.set_mac(restore);
                 self.counters.literal_mac_writes += 2;
                 if write.is_err() || restored.is_err() {
                     self.counters.program_errors += 1;

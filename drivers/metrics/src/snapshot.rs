@@ -98,9 +98,7 @@ impl Snapshot {
                 let c = engine.identity_counters(id).copied().unwrap_or_default();
                 IdentityRow {
                     index: i,
-                    mac: engine
-                        .identity_mac(id)
-                        .map_or(MacAddr::ZERO, |m| MacAddr(m.0)),
+                    mac: engine.identity_mac(id).unwrap_or(MacAddr::ZERO),
                     holder: engine.holder(id).map(|u| usize::from(u.0)),
                     pinned: engine.is_pinned(id),
                     moves: c.moves,

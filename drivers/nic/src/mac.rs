@@ -63,6 +63,30 @@ impl MacAddr {
     pub const fn is_local(self) -> bool {
         self.0[0] & 2 != 0
     }
+
+    /// The address as the low 48 bits of a `u64` (one compare instead of
+    /// six; the aggregation engine keys its tables so).
+    pub const fn to_u64(self) -> u64 {
+        let b = self.0;
+        ((b[0] as u64) << 40)
+            | ((b[1] as u64) << 32)
+            | ((b[2] as u64) << 24)
+            | ((b[3] as u64) << 16)
+            | ((b[4] as u64) << 8)
+            | (b[5] as u64)
+    }
+
+    /// Inverse of [`MacAddr::to_u64`] (the high 16 bits are ignored).
+    pub const fn from_u64(v: u64) -> Self {
+        Self([
+            (v >> 40) as u8,
+            (v >> 32) as u8,
+            (v >> 24) as u8,
+            (v >> 16) as u8,
+            (v >> 8) as u8,
+            v as u8,
+        ])
+    }
 }
 
 impl From<[u8; 6]> for MacAddr {
