@@ -189,25 +189,13 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
 }
 
 fn parse_mac(s: &str) -> Result<MacAddr, String> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        let part = parts
-            .next()
-            .ok_or_else(|| format!("'{s}' is not a MAC (aa:bb:cc:dd:ee:ff)"))?;
-        if part.len() != 2 {
-            return Err(format!("'{s}' is not a MAC (aa:bb:cc:dd:ee:ff)"));
-        }
-        *b = u8::from_str_radix(part, 16)
-            .map_err(|_| format!("'{s}' is not a MAC (aa:bb:cc:dd:ee:ff)"))?;
-    }
-    if parts.next().is_some() {
-        return Err(format!("'{s}' is not a MAC (aa:bb:cc:dd:ee:ff)"));
-    }
-    if mac[0] & 1 != 0 || mac == [0; 6] {
+    let mac: MacAddr = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a MAC (aa:bb:cc:dd:ee:ff)"))?;
+    if !mac.is_valid_unicast() {
         return Err(format!("{s} is not a unicast MAC"));
     }
-    Ok(MacAddr(mac))
+    Ok(mac)
 }
 
 /// `3` or `00:04.0`.
