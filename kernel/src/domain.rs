@@ -19,6 +19,15 @@ pub struct NicSlot {
     pub role: Role,
 }
 
+/// Nanoseconds spent in polls that moved frames, and the frames moved.
+#[derive(Clone, Copy, Default)]
+pub struct Busy {
+    pub forward_ns: u64,
+    pub forward_frames: u64,
+    pub datapath_ns: u64,
+    pub datapath_frames: u64,
+}
+
 pub struct Domain {
     /// Usable NICs in PCI order: `nics` and `nic <n>` number them so.
     pub nics: Vec<NicSlot>,
@@ -32,6 +41,10 @@ pub struct Domain {
     pub forwarded: u64,
     /// Frames `forward` received but the other NIC refused.
     pub forward_drops: u64,
+    /// Time spent in polls that moved frames, and the frames they moved:
+    /// bare forwarding and the datapath, for the per-frame cost of
+    /// aggregation (`forward` prints them; `bench-datapath` reads them).
+    pub busy: Busy,
 }
 
 impl Domain {
@@ -77,6 +90,7 @@ impl Domain {
                     forwards: Vec::new(),
                     forwarded: 0,
                     forward_drops: 0,
+                    busy: Busy::default(),
                 };
             }
         };
@@ -106,6 +120,7 @@ impl Domain {
                     forwards: Vec::new(),
                     forwarded: 0,
                     forward_drops: 0,
+                    busy: Busy::default(),
                 };
                 domain.print_roles();
                 domain
@@ -124,6 +139,7 @@ impl Domain {
                     forwards: Vec::new(),
                     forwarded: 0,
                     forward_drops: 0,
+                    busy: Busy::default(),
                 }
             }
         }
@@ -234,12 +250,23 @@ impl Domain {
         let forwarded = if self.forwards.is_empty() {
             0
         } else {
-            self.poll_forwards()
+            let moved = self.poll_forwards();
+            if moved > 0 {
+                self.busy.forward_ns += time::now_ns().saturating_sub(now_ns);
+                self.busy.forward_frames += moved as u64;
+            }
+            moved
         };
         let Some(dp) = self.dp.as_mut() else {
             return forwarded;
         };
-        let mut work = forwarded + dp.poll(now_ns);
+        let start = if forwarded > 0 { time::now_ns() } else { now_ns };
+        let moved = dp.poll(now_ns);
+        if moved > 0 {
+            self.busy.datapath_ns += time::now_ns().saturating_sub(start);
+            self.busy.datapath_frames += moved as u64;
+        }
+        let mut work = forwarded + moved;
         if let Some(own) = self.own.as_mut() {
             let before = dp.own_queues().1.len();
             own.poll(dp, now_ns / 1_000_000);

@@ -508,10 +508,18 @@ fn forward(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             domain.start_forward(from, to)?;
             println!("forwarding nic {from} -> nic {to}");
         }
-        [] => println!(
-            "forwarded {} frames, {} dropped; pairs {:?}",
-            domain.forwarded, domain.forward_drops, domain.forwards
-        ),
+        [] => {
+            println!(
+                "forwarded {} frames, {} dropped; pairs {:?}",
+                domain.forwarded, domain.forward_drops, domain.forwards
+            );
+            // Busy time per frame moved: bare forwarding vs the datapath.
+            let b = domain.busy;
+            println!(
+                "busy: forward {} ns for {} frames; datapath {} ns for {} frames",
+                b.forward_ns, b.forward_frames, b.datapath_ns, b.datapath_frames
+            );
+        }
         _ => return Err("expects <from> <to> or off".into()),
     }
     Ok(())
