@@ -67,13 +67,13 @@ fn leaked(m: &Machine, uplinks: usize, tags: std::ops::Range<u64>) -> Vec<Receiv
 /// Guest `j` sends a surge of 1500-byte frames (about 3 Mbit/s) until
 /// `done` says what it waited for happened (checked every 100 ms of load),
 /// or `limit` frames were sent.
-fn surge<T>(
+fn surge<R>(
     m: &mut Machine,
     layout: &Layout,
     j: usize,
     limit: u64,
-    mut done: impl FnMut(&mut Machine) -> Option<T>,
-) -> Option<T> {
+    mut done: impl FnMut(&mut Machine) -> Option<R>,
+) -> Option<R> {
     let mut sent = 0;
     while sent < limit {
         for _ in 0..25 {
