@@ -264,7 +264,7 @@ fn worked_example_0049_to_0052_step_by_step() {
     let (slow, fast) = if h0 == 0 { (h0, h1) } else { (h1, h0) };
     assert_eq!((slow, fast), (0, 1), "holders after the link returned");
     assert!(
-        per[slow] >= 2 && per[fast] > per[slow],
+        per[slow] >= 1 && per[fast] > per[slow],
         "VM1 bound to mac1+mac2 did not spread by load: {per:?} frames per NIC"
     );
     assert!(leaked(&m, 3, 0x100..0x500).is_empty(), "frames left twice");
