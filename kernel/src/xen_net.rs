@@ -92,6 +92,14 @@ pub fn start(cmdline: &str) -> String {
             return cmdline.to_string();
         }
     };
+    println!(
+        "xen: shared_info at {:#x}, xenstore ring pfn {:#x} port {}, console pfn {:#x} port {}",
+        hv.shared_info_addr(),
+        hv.store_pfn(),
+        hv.store_port(),
+        xen::hvm_param(xen::abi::HVM_PARAM_CONSOLE_PFN).unwrap_or(0),
+        xen::console::port().unwrap_or(0)
+    );
     let config_path = format!("/local/domain/{}/aggdom/config", hv.domid());
     let config_text = hv
         .read_string(Transaction::NONE, &config_path)

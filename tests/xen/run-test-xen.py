@@ -254,9 +254,15 @@ try:
 
     failed = [r for r in results if not r[1]]
     final = "PASS" if not failed else "FAIL " + "; ".join(r[0] for r in failed)
+    if "Triple fault" in rig.buf:
+        final = "FAIL aggdom triple-faulted (see the Xen vCPU dump above)"
 except (Fail, RigError) as e:
     final = f"FAIL {str(e).splitlines()[0] if str(e) else type(e).__name__}"
     xen_debug_dump()
+    if "Triple fault" in rig.buf:
+        final += " - aggdom triple-faulted (Xen's vCPU dump is in the serial log)"
+        m = re.search(r"Triple fault.*?\n((?:.*\n){12})", rig.buf)
+        print("=== Xen on the triple fault:\n" + (m.group(0) if m else ""), flush=True)
     try:
         print("=== aggdom COM1 (tail):\n" + serial()[-3000:], flush=True)
         rig.run("xl list; xl dmesg | tail -30", timeout=60)

@@ -124,6 +124,7 @@ pub struct Xen {
     shared_info: usize,
     xs: XsClient<StoreRing>,
     grants: Grants,
+    store_pfn: u64,
     store_port: EvtchnPort,
     /// Event-channel ports this domain bound or allocated and still holds.
     open_ports: Vec<EvtchnPort>,
@@ -161,6 +162,7 @@ impl Xen {
             shared_info,
             xs,
             grants: Grants::default(),
+            store_pfn,
             store_port,
             open_ports: Vec::new(),
         })
@@ -168,6 +170,16 @@ impl Xen {
 
     pub fn version(&self) -> (u32, u32) {
         (self.info.major(), self.info.minor())
+    }
+
+    /// The xenstore ring's frame (`HVM_PARAM_STORE_PFN`).
+    pub fn store_pfn(&self) -> u64 {
+        self.store_pfn
+    }
+
+    /// The address of the mapped shared_info page.
+    pub fn shared_info_addr(&self) -> usize {
+        self.shared_info
     }
 
     pub fn store_port(&self) -> EvtchnPort {
