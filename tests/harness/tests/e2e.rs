@@ -1337,3 +1337,92 @@ fn own_ip_stays_reachable_when_its_uplink_fails() {
         .expect("no ARP reply while uplink 0 is down");
     assert_eq!(Eth::parse(&f).unwrap().arp().unwrap().sender_mac, own);
 }
+
+#[test]
+fn make_run_default_configuration_forwards_and_serves_metrics() {
+    // What `make run` boots (its NICs and RUN_APPEND, read from the
+    // Makefile so the two cannot drift): both guests get out, on the
+    // identity the uplinks hold, and /metrics answers on the own IP.
+    let makefile = std::fs::read_to_string(aggdom_harness::workspace_root().join("Makefile"))
+        .expect("the Makefile");
+    let cmdline = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("RUN_APPEND ?= "))
+        .expect("RUN_APPEND in the Makefile")
+        .trim()
+        .to_string();
+    let mut m = Machine::builder()
+        .default_nics()
+        .cmdline(cmdline.as_str())
+        .boot()
+        .unwrap();
+    let log = m.transcript();
+    assert!(log.contains("datapath: mode identity"), "{log}");
+    let net = Net::new(4, 1);
+    net.announce(&m, 0).unwrap();
+    let guests = [
+        (
+            4,
+            MacAddr([0x52, 0x54, 0, 0, 1, 1]),
+            Ipv4Addr::new(10, 0, 0, 11),
+        ),
+        (
+            5,
+            MacAddr([0x52, 0x54, 0, 0, 1, 2]),
+            Ipv4Addr::new(10, 0, 0, 12),
+        ),
+    ];
+    let r = remote(0);
+    for (k, &(port, mac, ip)) in guests.iter().enumerate() {
+        let tag = 0x40 + k as u64;
+        let ends = Ipv4Ends {
+            src_mac: mac,
+            dst_mac: r.mac,
+            src_ip: ip,
+            dst_ip: r.ip,
+        };
+        m.send_frame(port, &udp_frame(ends, tag, 100)).unwrap();
+        let out = net
+            .remote_recv(&m, 0, T, |f| udp_tag(f) == Some(tag))
+            .unwrap()
+            .unwrap_or_else(|| panic!("guest on NIC {port} got nothing out"));
+        let src = macs(&out).0;
+        let uplink = net.port_of(src).unwrap();
+        assert!(uplink < 4, "{src}");
+        assert_eq!(
+            src,
+            MacAddr::qemu(uplink as u8 + 1),
+            "identity of uplink {uplink}"
+        );
+    }
+    let ends = Ipv4Ends {
+        src_mac: r.mac,
+        dst_mac: MacAddr::qemu(1), // identity 0, the own stack's
+        src_ip: r.ip,
+        dst_ip: OWN_IP,
+    };
+    let raw = aggdom_harness::tcp::request(
+        &net.link(&m, 0),
+        ends,
+        40001,
+        80,
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    let p = parse_prometheus(text.split_once("\r\n\r\n").unwrap().1);
+    let sent: u64 = (0..2)
+        .map(|g| {
+            p[&format!(
+                "aggdom_guest_tx_frames_total{{guest=\"{g}\",mac=\"{}\"}}",
+                guests[g].1
+            )]
+        })
+        .sum();
+    assert_eq!(sent, 2, "guest frames in /metrics");
+    let s = stats(&mut m);
+    assert_eq!(s.uplinks.len(), 4);
+    assert_eq!(s.guests.len(), 2);
+}
