@@ -59,6 +59,9 @@ pub const SHUTDOWN_POWEROFF: u32 = 0;
 /// `SHUTDOWN_crash`.
 pub const SHUTDOWN_CRASH: u32 = 3;
 
+/// `SCHEDOP_yield` (sched.h): let another vCPU run; no argument.
+pub const SCHEDOP_YIELD: u64 = 0;
+
 /// `SCHEDOP_poll` (sched.h): block until one of the listed event channels
 /// is pending or the timeout (Xen system time, ns) passes.
 pub const SCHEDOP_POLL: u64 = 3;

@@ -22,9 +22,11 @@ const IN: ByteRing = ByteRing {
     prod: cons_ring::IN_PROD,
 };
 
-/// Spins waiting for room in the output ring before output is dropped; a
-/// console nobody drains must not stop the kernel.
-const FULL_SPINS: u32 = 1 << 22;
+/// Yields of the CPU (to dom0, where xenconsoled drains the ring) while
+/// waiting for room in the output ring, before output is dropped: a
+/// console nobody drains must not stop the kernel, and spinning instead of
+/// yielding would keep xenconsoled from running.
+const FULL_YIELDS: u32 = 2000;
 
 struct PvConsole {
     page: RawPage,
@@ -103,13 +105,13 @@ impl PvConsole {
         while !bytes.is_empty() {
             match OUT.produce(&self.page, bytes) {
                 Ok(0) => {
-                    if self.stalled || spins >= FULL_SPINS {
+                    if self.stalled || spins >= FULL_YIELDS {
                         self.stalled = true;
                         self.dropped += bytes.len() as u64;
                         return;
                     }
                     spins += 1;
-                    core::hint::spin_loop();
+                    evtchn::sched_yield();
                 }
                 Ok(n) => {
                     self.stalled = false;

@@ -13,7 +13,7 @@ use hypervisor::{DomId, EvtchnPort, XenError};
 
 use crate::abi::{
     AddToPhysmap, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPortArg, SchedPoll,
-    EVTCHN_2L_NR_PORTS, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, SCHEDOP_POLL,
+    EVTCHN_2L_NR_PORTS, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, SCHEDOP_POLL, SCHEDOP_YIELD,
     SHARED_INFO_EVTCHN_PENDING, SHARED_INFO_VCPU0_TIME, XENMAPSPACE_SHARED_INFO,
     XENMEM_ADD_TO_PHYSMAP,
 };
@@ -102,6 +102,29 @@ pub fn poll(ports: &[EvtchnPort], deadline: u64) -> Result<(), XenError> {
     // SAFETY: a valid sched_poll whose `ports` points to `ports.len()`
     // port numbers that Xen only reads.
     check(unsafe { op2(HYPERVISOR_SCHED_OP, SCHEDOP_POLL, &mut arg) }).map(drop)
+}
+
+/// `SCHEDOP_yield`: gives this physical CPU to another runnable vCPU (dom0's
+/// xenstored or xenconsoled, whom we are waiting for).
+pub fn sched_yield() {
+    // SAFETY: SCHEDOP_yield takes no argument.
+    let _ = unsafe { crate::hypercall::hypercall(HYPERVISOR_SCHED_OP, SCHEDOP_YIELD, 0, 0, 0, 0) };
+}
+
+/// Waits for `port` (or `timeout_ns`) without spinning: clears its pending
+/// bit, then `SCHEDOP_poll`; falls back to a yield when Xen's clock cannot
+/// be read. A notification that came between the caller's last look and
+/// the clear costs at most `timeout_ns`.
+pub fn wait_port(shared_info: usize, port: EvtchnPort, timeout_ns: u64) {
+    let _ = take_pending(shared_info, port);
+    match time_info(shared_info).and_then(|t| t.at(crate::hypercall::rdtsc())) {
+        Some(now) => {
+            if poll(&[port], now.saturating_add(timeout_ns)).is_err() {
+                sched_yield();
+            }
+        }
+        None => sched_yield(),
+    }
 }
 
 fn evtchn_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {

@@ -102,6 +102,7 @@ pub struct StoreRing {
     page: RawPage,
     port: EvtchnPort,
     clock: fn() -> u64,
+    shared_info: usize,
 }
 
 impl XsTransport for StoreRing {
@@ -114,6 +115,12 @@ impl XsTransport for StoreRing {
     }
     fn now_ns(&mut self) -> u64 {
         (self.clock)()
+    }
+    /// Blocks until xenstored kicks us (or 1 ms): spinning would keep the
+    /// CPU from dom0, where xenstored has to run to answer. On the rig
+    /// (2 emulated CPUs) a spinning aggdom starved dom0 for minutes.
+    fn idle(&mut self) {
+        evtchn::wait_port(self.shared_info, self.port, 1_000_000);
     }
 }
 
@@ -151,6 +158,7 @@ impl Xen {
             page: unsafe { RawPage::new((store_pfn << 12) as usize) },
             port: store_port,
             clock,
+            shared_info,
         };
         let mut xs = XsClient::new(ring);
         let domid = xs

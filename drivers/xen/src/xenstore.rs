@@ -198,7 +198,6 @@ impl<T: XsTransport> XsClient<T> {
                 return Err(XenError::Io);
             }
             self.t.idle();
-            core::hint::spin_loop();
         }
     }
 
