@@ -73,6 +73,7 @@ bench: build
 	cargo bench -p aggregation
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-boot
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-drivers
+	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-datapath
 
 # The aggregation policy simulator: a comparison table, and SVG plots and a
 # report in target/sim/.

@@ -1,15 +1,43 @@
 //! Physical memory: the heap (sized from the loader's memory map) and the
 //! identity mapping that makes physical == virtual for RAM and BARs.
 use boot::{BootInfo, MemoryType};
-use core::alloc::Layout;
+use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use dma_region::HeapHal;
 use linked_list_allocator::LockedHeap;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 use x86_64::instructions::port::Port;
 
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: PeakTrackingHeap = PeakTrackingHeap {
+    heap: LockedHeap::empty(),
+    peak: AtomicUsize::new(0),
+};
+
+/// The heap, remembering the most it ever had in use (`mem`'s peak, the
+/// figure a memory budget is checked against).
+struct PeakTrackingHeap {
+    heap: LockedHeap,
+    peak: AtomicUsize,
+}
+
+// SAFETY: every call is forwarded to `LockedHeap`, a correct allocator; the
+// peak is bookkeeping only.
+unsafe impl GlobalAlloc for PeakTrackingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { self.heap.alloc(layout) };
+        self.peak
+            .fetch_max(self.heap.lock().used(), Ordering::Relaxed);
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded: `ptr` came from `alloc` with `layout`.
+        unsafe { self.heap.dealloc(ptr, layout) }
+    }
+}
 
 /// The boot page tables map this much, identity (boot/src/entry.rs).
 pub const IDENTITY_MAPPED_END: u64 = 4 << 30;
@@ -70,7 +98,7 @@ pub fn init_heap(info: Option<&BootInfo>) -> Option<HeapInfo> {
     let (start, len, usable_ram) = choose_heap(info)?;
     // SAFETY: [start, start+len) is RAM per the loader's map, above the
     // kernel image, identity mapped, and handed to nothing else.
-    unsafe { HEAP.lock().init(start as *mut u8, len as usize) };
+    unsafe { HEAP.heap.lock().init(start as *mut u8, len as usize) };
     Some(HeapInfo {
         start,
         len,
@@ -78,8 +106,13 @@ pub fn init_heap(info: Option<&BootInfo>) -> Option<HeapInfo> {
     })
 }
 
+/// The most heap ever in use at once, in bytes.
+pub fn heap_peak() -> usize {
+    HEAP.peak.load(Ordering::Relaxed)
+}
+
 pub fn heap_used_free() -> (usize, usize) {
-    let heap = HEAP.lock();
+    let heap = HEAP.heap.lock();
     (heap.used(), heap.free())
 }
 

@@ -745,7 +745,10 @@ fn watch(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
 fn mem(_: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     let (used, free) = memory::heap_used_free();
-    println!("heap used {used} bytes, free {free} bytes");
+    println!(
+        "heap used {used} bytes, free {free} bytes, peak {} bytes",
+        memory::heap_peak()
+    );
     Ok(())
 }
 

@@ -229,7 +229,7 @@ fn version_help_mem_and_uptime_answer() {
     }
     let mem = m.command("mem").unwrap();
     assert!(
-        Pattern::regex(r"^heap used \d+ bytes, free \d+ bytes$")
+        Pattern::regex(r"^heap used \d+ bytes, free \d+ bytes, peak \d+ bytes$")
             .find(&mem)
             .is_some(),
         "mem: {mem:?}"
