@@ -194,7 +194,7 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        if let Err(why) = ensure_identity_mapped(paddr as u64, size as u64) {
+        if let Err(why) = ensure_identity_mapped(paddr, size as u64) {
             panic!("MMIO at {paddr:#x}: {why}");
         }
         NonNull::new(paddr as *mut u8).expect("MMIO is never at address 0")

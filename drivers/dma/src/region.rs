@@ -38,6 +38,11 @@ impl<H: Hal> DmaRegion<H> {
         self.pages * PAGE_SIZE
     }
 
+    /// Never true for a region `new` made (it is at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.pages == 0
+    }
+
     /// The device's address of byte `offset`.
     pub fn paddr(&self, offset: usize) -> PhysAddr {
         assert!(offset < self.len());
