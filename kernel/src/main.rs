@@ -83,7 +83,9 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             busy = true;
         }
         shell.tick(&mut domain, now);
-        if !busy && !xen_net::idle() {
+        if busy {
+            xen_net::yield_if_due(now);
+        } else if !xen_net::idle() {
             // Nothing moved: sleep until the next timer tick (1 ms) or byte.
             cpu::idle();
         }

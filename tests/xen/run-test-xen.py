@@ -13,7 +13,8 @@ whose vif has backend=aggdom, and checks:
   5. a second guest connects and pings too;
   6. guest 2 reaches guest 1 (switched inside aggdom);
   7. a run-time change of bind= in xenstore is applied, and the datapath's `stats` count uplink frames;
-  8. destroying guest 2 detaches its vif; `shutdown` on the console powers aggdom off.
+  8. destroying guest 2 detaches its vif and unmaps its rings; a guest 3 with guest 2's MAC and IP
+     connects (ring frames reused) and pings; `shutdown` on the console powers aggdom off.
 
 Network (QEMU hub 0): NIC0 + NIC1 (0000:00:03.0, 00:04.0, aggdom's uplinks) and NIC2 (dom0's eth0,
 10.0.0.1/24). aggdom's own IP is 10.0.0.2, guests 10.0.0.11 and 10.0.0.12.
@@ -75,13 +76,15 @@ def wait_serial(regex, timeout):
 
 def aggdom_cmd(cmd, expect, timeout=60):
     """Types a command on aggdom's PV console (its console/tty pty, as `xl console -t pv` does) and
-    returns the PV console log once `expect` matched in it (None on timeout)."""
-    rc, out = rig.run(f"id=$(xl domid aggdom) && tty=$(xenstore-read /local/domain/$id/console/tty) && "
-                      f"printf '%s\\n' {shlex.quote(cmd)} > $tty", quiet=True)
+    returns the PV console log once one more line than before matches `expect` (None on timeout)."""
+    q = shlex.quote(expect)
+    rc, out = rig.run(f"n=$(grep -caE {q} {PVCON}); id=$(xl domid aggdom) && "
+                      f"tty=$(xenstore-read /local/domain/$id/console/tty) && "
+                      f"printf '%s\\n' {shlex.quote(cmd)} > $tty && i=0 && "
+                      f"while [ $(grep -caE {q} {PVCON}) -le $n ]; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 9; "
+                      f"sleep 0.5; done", timeout=timeout + 60, quiet=True)
     if rc:
-        rig.say(f"cannot reach aggdom's PV console: {out.strip()}")
-        return None
-    if rig.wait_file(PVCON, expect, timeout) is None:   # grep: one line
+        rig.say(f"no reply to '{cmd}' on aggdom's PV console (rc={rc}) {out.strip()}")
         return None
     time.sleep(1)                                       # the rest of the reply
     return rig.run(f"cat {PVCON}", quiet=True)[1].replace("\r", "")
@@ -244,6 +247,18 @@ try:
         rig.run("xl destroy guest2", timeout=120)
         w = wait_serial(rf"vif {feids[1]}/0 detached", 60)
         check("guest2 destroyed: its vif detached from the datapath", w is not None)
+        log = aggdom_cmd("xen", r"grants copy_ops", 60)
+        m = None
+        for m in re.finditer(r"maps (\d+) unmaps (\d+) map_failures (\d+)", log or ""):
+            pass
+        check("its rings were unmapped (GNTTABOP_unmap_grant_ref)", bool(m) and int(m.group(2)) >= 2,
+              m.group(0) if m else "no xen output")
+        # A new guest with the same address: its rings are mapped onto the frames just unmapped.
+        name, ip, mac = "guest3", GUESTS[1][1], GUESTS[1][2]
+        feid = start_guest(name, ip, mac, aggid)
+        w = wait_serial(rf"vif {feid}/0 attached as guest", 30)
+        ok, out = ping_from(name, DOM0_IP)
+        check("guest3 (guest2's MAC and IP, frames reused) attaches and pings dom0", w is not None and ok, str(out))
     t = time.time()
     rig.run("id=$(xl domid aggdom) && printf 'shutdown\\n' > $(xenstore-read /local/domain/$id/console/tty)",
             quiet=True)
