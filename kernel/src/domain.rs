@@ -260,7 +260,11 @@ impl Domain {
         let Some(dp) = self.dp.as_mut() else {
             return forwarded;
         };
-        let start = if forwarded > 0 { time::now_ns() } else { now_ns };
+        let start = if forwarded > 0 {
+            time::now_ns()
+        } else {
+            now_ns
+        };
         let moved = dp.poll(now_ns);
         if moved > 0 {
             self.busy.datapath_ns += time::now_ns().saturating_sub(start);
