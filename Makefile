@@ -18,7 +18,7 @@ RUN_KINDS := virtio-net-pci virtio-net-pci virtio-net-pci e1000 virtio-net-pci v
 RUN_APPEND ?= uplinks=0,1,2,3 guest=4,52:54:00:00:01:01,10.0.0.11 guest=5,52:54:00:00:01:02,10.0.0.12 ip=10.0.0.2/24
 RUN_MEM ?= 128M
 
-.PHONY: all build run test test-host test-qemu test-xen bench sim deps fmt clean
+.PHONY: all build run test test-host test-qemu test-xen bench sim fuzz-engine deps fmt clean
 
 all: build
 
