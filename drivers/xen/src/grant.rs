@@ -39,27 +39,77 @@ pub struct Segment {
     pub len: u16,
 }
 
+/// A copy's page-bounded pieces: at most two, since the foreign side is
+/// one page (`len` <= `PAGE_SIZE`) and so the local side spans at most two
+/// pages. Held inline: [`split`] runs for every grant copy of every frame
+/// and must not allocate.
+#[derive(Clone, Copy)]
+pub struct Segments {
+    parts: [Segment; 2],
+    n: usize,
+}
+
+impl core::ops::Deref for Segments {
+    type Target = [Segment];
+
+    fn deref(&self) -> &[Segment] {
+        &self.parts[..self.n]
+    }
+}
+
+impl PartialEq for Segments {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Segments {}
+
+impl<const N: usize> PartialEq<[Segment; N]> for Segments {
+    fn eq(&self, other: &[Segment; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl core::fmt::Debug for Segments {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// Splits a copy of `len` bytes at local address `local` and foreign page
 /// offset `foreign_offset` into pieces that cross no local page boundary.
 /// `BadCopyArg` (what Xen would answer) when the foreign side passes the end
 /// of its page.
-pub fn split(local: u64, len: usize, foreign_offset: u16) -> Result<Vec<Segment>, GrantStatus> {
+pub fn split(local: u64, len: usize, foreign_offset: u16) -> Result<Segments, GrantStatus> {
     let end = usize::from(foreign_offset).checked_add(len);
     if end.is_none_or(|e| e > PAGE_SIZE) {
         return Err(GrantStatus::BadCopyArg);
     }
-    let mut out = Vec::with_capacity(2);
-    let mut done = 0usize;
-    while done < len {
-        let at = local + done as u64;
-        let room = PAGE_SIZE - (at as usize % PAGE_SIZE);
-        let n = room.min(len - done);
-        out.push(Segment {
-            local: at,
-            foreign_offset: foreign_offset + done as u16,
-            len: n as u16,
-        });
-        done += n;
+    // From here `foreign_offset + len <= PAGE_SIZE`: every sum below fits
+    // in a u16, and the second piece (if any) ends the copy.
+    let empty = Segment {
+        local,
+        foreign_offset,
+        len: 0,
+    };
+    let mut out = Segments {
+        parts: [empty; 2],
+        n: 0,
+    };
+    let room = PAGE_SIZE - (local as usize % PAGE_SIZE);
+    let first = room.min(len);
+    if first > 0 {
+        out.parts[0].len = first as u16;
+        out.n = 1;
+    }
+    if len > first {
+        out.parts[1] = Segment {
+            local: local + first as u64,
+            foreign_offset: foreign_offset + first as u16,
+            len: (len - first) as u16,
+        };
+        out.n = 2;
     }
     Ok(out)
 }
@@ -128,7 +178,7 @@ impl Grants {
                     continue;
                 }
             };
-            for s in segments {
+            for s in segments.iter() {
                 if n == BATCH {
                     self.flush(&mut raw[..n], &owner[..n], ops);
                     n = 0;
