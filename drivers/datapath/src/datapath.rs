@@ -357,25 +357,30 @@ impl Datapath {
 
     fn poll_own_tx(&mut self, now: u64) -> usize {
         let mut done = 0;
+        // The frame is copied into `scratch` (not a fresh zeroed array per
+        // frame), taken out for the loop as in `guest_frame`.
+        let mut buf = core::mem::take(&mut self.scratch);
         while done < BATCH {
-            let mut frame = [0u8; MAX_FRAME_LEN];
             let Some(len) = self.own_tx.pop(|f| {
-                frame[..f.len()].copy_from_slice(f);
-                f.len()
+                let len = f.len().min(buf.len());
+                buf[..len].copy_from_slice(&f[..len]);
+                len
             }) else {
                 break;
             };
             done += 1;
-            match self.engine.own_transmit(now, &mut frame[..len]) {
+            let frame = &mut buf[..len];
+            match self.engine.own_transmit(now, frame) {
                 OwnTxDecision::Send { uplink, moves } => {
                     // Claim step 5: the swap happens before the send.
                     self.apply_moves(&moves);
-                    self.send_on_uplink(uplink, None, &frame[..len]);
+                    self.send_on_uplink(uplink, None, frame);
                 }
-                OwnTxDecision::SwitchLocal { guest } => self.deliver_to_guest(guest, &frame[..len]),
+                OwnTxDecision::SwitchLocal { guest } => self.deliver_to_guest(guest, frame),
                 OwnTxDecision::Drop(_) => {}
             }
         }
+        self.scratch = buf;
         done
     }
 
