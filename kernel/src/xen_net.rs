@@ -188,38 +188,25 @@ fn merge_config(cmdline: &str, store: &str) -> (String, Vec<(Ipv4Addr, Binding)>
     (line.join(" "), parse_binds(&held))
 }
 
-/// Parses `bind=<ip>:<id>[+<id>...]|none|auto` words (the syntax of the
-/// command line's `bind=`; config's own parser also wants the IP's guest,
+/// Parses `bind=<ip>:<id>[+<id>...]|none|auto` words with config's own
+/// `bind=` parser (config's whole-line check also wants the IP's guest,
 /// which a vif only brings later). Bad words are reported and skipped.
 fn parse_binds(words: &[&str]) -> Vec<(Ipv4Addr, Binding)> {
     let mut out: Vec<(Ipv4Addr, Binding)> = Vec::new();
     for w in words {
-        match parse_bind(w) {
-            Some((ip, b)) => {
+        let parsed = match w.strip_prefix("bind=") {
+            Some(value) => aggdom_config::parse_bind(value),
+            None => Err("expected bind=<ip>:<id>[+<id>...]|none|auto".into()),
+        };
+        match parsed {
+            Ok((ip, b)) => {
                 out.retain(|(o, _)| *o != ip);
                 out.push((ip, b));
             }
-            None => println!(
-                "xen: config: bad item '{w}': expected bind=<ip>:<id>[+<id>...]|none|auto; ignored"
-            ),
+            Err(why) => println!("xen: config: bad item '{w}': {why}; ignored"),
         }
     }
     out
-}
-
-fn parse_bind(word: &str) -> Option<(Ipv4Addr, Binding)> {
-    let (ip, what) = word.strip_prefix("bind=")?.split_once(':')?;
-    let ip = ip.parse().ok()?;
-    let b = match what {
-        "none" => Binding::None,
-        "auto" => Binding::Auto,
-        list => Binding::Identities(
-            list.split('+')
-                .map(|i| i.parse::<usize>().ok().filter(|i| *i < 64))
-                .collect::<Option<Vec<_>>>()?,
-        ),
-    };
-    Some((ip, b))
 }
 
 fn apply_bind(dp: &mut datapath::Datapath, ip: Ipv4Addr, b: &Binding) -> Result<(), String> {

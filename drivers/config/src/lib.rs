@@ -28,7 +28,7 @@ extern crate alloc;
 mod parse;
 mod plan;
 
-pub use parse::{parse, ConfigError};
+pub use parse::{parse, parse_bind, ConfigError};
 pub use plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan, Resolved, UplinkPlan};
 
 #[cfg(test)]

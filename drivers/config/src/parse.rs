@@ -243,8 +243,10 @@ fn parse_guest(value: &str) -> Result<GuestPlan, String> {
     })
 }
 
-/// `<ip>:<id>[+<id>...]`, `<ip>:none`, `<ip>:auto`
-fn parse_bind(value: &str) -> Result<(Ipv4Addr, Binding), String> {
+/// The value of one `bind=` word: `<ip>:<id>[+<id>...]`, `<ip>:none`,
+/// `<ip>:auto`. Public for words checked on their own, before the guest
+/// owning the IP exists (a Xen vif's `bind=` words).
+pub fn parse_bind(value: &str) -> Result<(Ipv4Addr, Binding), String> {
     let (ip, ids) = value
         .split_once(':')
         .ok_or("expected bind=<ip>:<ids>|none|auto")?;
