@@ -1,6 +1,6 @@
 //! The running domain: the NICs found, the datapath built from the
 //! configuration, and the own IP stack; polled from the main loop.
-use crate::nics::{FoundNic, PciAddr};
+use crate::nics::{self, FoundNic};
 use crate::ownstack::OwnStack;
 use crate::{println, time};
 use aggdom_config::NicAddress;
@@ -59,14 +59,7 @@ impl Domain {
                 drivers.push(nic);
             }
         }
-        let addresses: Vec<NicAddress> = meta
-            .iter()
-            .map(|(at, ..)| NicAddress {
-                bus: at.bus,
-                device: at.device,
-                function: at.function,
-            })
-            .collect();
+        let addresses: Vec<NicAddress> = meta.iter().map(|(at, ..)| nics::address(*at)).collect();
         let slots = |roles: Vec<Role>| -> Vec<NicSlot> {
             meta.iter()
                 .zip(roles)
@@ -281,5 +274,5 @@ impl Domain {
 }
 
 pub fn pci_text(at: DeviceFunction) -> String {
-    alloc::format!("{}", PciAddr(at))
+    alloc::format!("{}", nics::address(at))
 }

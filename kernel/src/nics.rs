@@ -2,10 +2,10 @@
 //! driver for each recognised NIC, and reports the ones that fail.
 use crate::memory::KernelHal;
 use crate::println;
+use aggdom_config::NicAddress;
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
 use nic::Nic;
 use pci::{ConfigurationAccess, DeviceFunction, NicKind, PciRoot, PortIoCam};
 use virtio_drivers::transport::pci::bus::HeaderType;
@@ -19,16 +19,13 @@ pub struct FoundNic {
     pub driver: Result<Box<dyn Nic>, String>,
 }
 
-/// `bb:dd.f`, as lspci and Xen's `pci=[...]` write it.
-pub struct PciAddr(pub DeviceFunction);
-
-impl fmt::Display for PciAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02x}:{:02x}.{:x}",
-            self.0.bus, self.0.device, self.0.function
-        )
+/// A PCI function's address, which config's [`NicAddress`] prints as
+/// `bb:dd.f` (as lspci and Xen's `pci=[...]` write it).
+pub fn address(at: DeviceFunction) -> NicAddress {
+    NicAddress {
+        bus: at.bus,
+        device: at.device,
+        function: at.function,
     }
 }
 
@@ -56,18 +53,18 @@ pub fn discover() -> Vec<FoundNic> {
             }
             let ids = alloc::format!("{:04x}:{:04x}", info.vendor_id, info.device_id);
             let Some(kind) = NicKind::from_info(&info) else {
-                println!("pci {} {ids} other", PciAddr(at));
+                println!("pci {} {ids} other", address(at));
                 continue;
             };
             let mut driver = start_driver(&mut root, at, kind);
             match &mut driver {
                 Ok(nic) => println!(
                     "pci {} {ids} {kind} mac {} link {}",
-                    PciAddr(at),
+                    address(at),
                     nic.permanent_mac(),
                     if nic.link_up() { "up" } else { "down" }
                 ),
-                Err(why) => println!("pci {} {ids} {kind} left out: {why}", PciAddr(at)),
+                Err(why) => println!("pci {} {ids} {kind} left out: {why}", address(at)),
             }
             found.push(FoundNic {
                 at,
