@@ -239,6 +239,14 @@ fn a_denied_guest_gets_nothing_out() {
         .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
     r.dp.poll(1);
     assert!(sent(&r.uplinks[0]).is_empty() && sent(&r.uplinks[1]).is_empty());
+    // The frame was taken from the port and refused as denied (not merely
+    // left unread).
+    let c =
+        r.dp.engine()
+            .guest_counters(aggregation::GuestId(0))
+            .unwrap();
+    assert_eq!(c.tx_drops.get(aggregation::DropReason::Denied), 1, "{c:?}");
+    assert_eq!(c.tx_frames, 0, "{c:?}");
 }
 
 #[test]
