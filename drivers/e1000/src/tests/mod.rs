@@ -407,6 +407,8 @@ fn reset_restores_bring_up_state_and_keeps_counters() {
 #[test]
 fn autonegotiation_can_be_turned_back_on() {
     let (mut nic, dev) = up();
+    // Off after bring-up (so the write below is what turns it on).
+    assert_eq!(dev.0.borrow().phy[0] & (PHY_CTRL_AUTONEG as u16), 0);
     nic.set_autonegotiation(true).unwrap();
     assert_eq!(
         dev.0.borrow().phy[0] & (PHY_CTRL_AUTONEG as u16),
