@@ -419,16 +419,29 @@ struct VifPort {
 }
 
 impl GuestPort for VifPort {
-    fn receive(&mut self, _budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+    fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+        self.receive_in_place(budget, &mut |frame| sink(frame))
+            .unwrap_or(0)
+    }
+
+    /// The frame `poll_tx` lends is the vif's own copy: the datapath edits
+    /// it there, with no copy into its scratch buffer.
+    fn receive_in_place(
+        &mut self,
+        _budget: usize,
+        sink: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<usize> {
         let Some(mut guard) = NET.try_lock() else {
-            return 0;
+            return Some(0);
         };
-        let Some(net) = guard.as_mut() else { return 0 };
+        let Some(net) = guard.as_mut() else {
+            return Some(0);
+        };
         let XenNet { hv, netback, .. } = net;
         let Some(vif) = netback.as_mut().and_then(|nb| nb.vif_mut(self.id)) else {
-            return 0;
+            return Some(0);
         };
-        vif.poll_tx(hv, |frame| sink(frame))
+        Some(vif.poll_tx(hv, |frame| sink(frame)))
     }
 
     fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError> {

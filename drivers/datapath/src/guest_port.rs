@@ -18,6 +18,19 @@ pub trait GuestPort {
     /// Frames the guest sent, up to `budget`, lent one at a time to `sink`.
     fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize;
 
+    /// As [`GuestPort::receive`], but each frame is lent mutably, for a
+    /// port whose frames are already its own copy (a vif's are grant-copied
+    /// into its buffer): the datapath then rewrites them in place instead
+    /// of copying each into its scratch buffer first. `None` when the port
+    /// cannot (the default); the datapath then calls `receive`.
+    fn receive_in_place(
+        &mut self,
+        _budget: usize,
+        _sink: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<usize> {
+        None
+    }
+
     /// Queues a frame for the guest; [`GuestPort::flush`] makes it visible.
     fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError>;
 
