@@ -18,7 +18,9 @@ mod tests {
     use super::xl_keys;
 
     fn get(keys: &[(String, String)], k: &str) -> String {
+        // xl takes the last assignment of a key.
         keys.iter()
+            .rev()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{k} missing"))
@@ -33,6 +35,11 @@ mod tests {
         assert!(get(&keys, "device_model_args_hvm").contains("xenfv-4.2"));
         let pci = get(&keys, "pci");
         assert!(pci.contains("00:03.0") && !pci.contains("00:02.0"));
+        // The rest of what README's "Running under Xen" says matters: the
+        // 32-bit qemu-xen device model, a COM1 for the console, native TSC.
+        assert_eq!(get(&keys, "device_model_version"), "\"qemu-xen\"");
+        assert!(get(&keys, "serial").len() > 2, "serial= is empty");
+        assert_eq!(get(&keys, "tsc_mode"), "\"native\"");
     }
 
     #[test]
