@@ -309,7 +309,12 @@ mod tests {
         let dead = crate::ports::free_udp_ports(1).unwrap()[0];
         nics.connect(&[dead]).unwrap();
         let _ = nics.send(0, b"x");
-        thread::sleep(Duration::from_millis(20));
-        nics.send(0, b"y").unwrap();
+        // Each send provokes the next error; no sleep: the receive thread
+        // may take a pending error first, so one later send proves
+        // nothing, while back-to-back sends meet one pending almost always.
+        for k in 0..100 {
+            nics.send(0, b"y")
+                .unwrap_or_else(|e| panic!("send {k} after the refused one: {e}"));
+        }
     }
 }
