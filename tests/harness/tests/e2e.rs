@@ -1168,6 +1168,11 @@ fn run_time_changes_lose_no_frames_in_flight() {
         .filter(|t| !seen.contains_key(t))
         .collect();
     assert!(missing.is_empty(), "frames lost: {missing:x?}");
+    let twice: Vec<(u64, u32)> = seen.into_iter().filter(|&(_, n)| n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "frames left more than once (tag, times): {twice:x?}"
+    );
     sleep(Duration::from_millis(500));
     assert!(
         leaked(&m, 3, 0x1000..0x1000 + total).is_empty(),
