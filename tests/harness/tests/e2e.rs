@@ -1292,16 +1292,27 @@ fn ping_own(m: &Machine, net: &Net, own_mac: MacAddr, seq: u16) -> usize {
         src_ip: r.ip,
         dst_ip: OWN_IP,
     };
+    // A reply to any request sent so far counts: under TCG a reply may
+    // take longer than the second between requests (the last wait is T).
+    let first = seq * 10;
     for attempt in 0..5 {
-        let seq = seq * 10 + attempt;
-        net.remote_send(m, 0, &frame::icmp_echo_request(ends, 7, seq, b"up?"))
-            .unwrap();
+        net.remote_send(
+            m,
+            0,
+            &frame::icmp_echo_request(ends, 7, first + attempt, b"up?"),
+        )
+        .unwrap();
+        let wait = if attempt == 4 {
+            T
+        } else {
+            Duration::from_secs(1)
+        };
         let reply = net
-            .remote_recv(m, 0, Duration::from_secs(1), |f| {
+            .remote_recv(m, 0, wait, |f| {
                 Eth::parse(f)
                     .and_then(|e| e.ipv4())
                     .and_then(|ip| ip.icmp())
-                    .is_some_and(|i| i.ty == 0 && i.seq == seq)
+                    .is_some_and(|i| i.ty == 0 && (first..=first + attempt).contains(&i.seq))
             })
             .unwrap();
         if let Some(reply) = reply {
