@@ -195,6 +195,13 @@ fn claim_step_5_swap_respects_pinned_and_exclusive() {
         panic!()
     };
     assert_eq!((uplink, moves.len()), (UplinkId(0), 0));
+    // The control: with NIC3 no longer exclusive the same frame does move,
+    // so it was the pin and the exclusive flags that kept it on NIC1.
+    e.set_exclusive(UplinkId(2), false).unwrap();
+    let OwnTxDecision::Send { uplink, moves } = e.own_transmit(now, &mut f) else {
+        panic!()
+    };
+    assert_eq!((uplink, moves.len()), (UplinkId(2), 2));
 }
 
 #[test]
