@@ -528,6 +528,14 @@ fn example_0052_two_nics_for_one_vm_follow_the_lower_load() {
     // VM2 keeps NIC2 busy: VM1's packets go to NIC1.
     drive(&mut e, &mut now, &[(2, 600)], 1);
     assert_eq!(sent_on(send(&mut e, now, 1, 1500)), UplinkId(0));
+    // And the mirror (NIC1 is also the first choice on a tie): VM3, rebound
+    // to mac1, keeps NIC1 busy, and VM1's packets go to NIC2.
+    let mut e = example(Mode::Identity, [1000; 3]);
+    e.bind(ipa(1), &[IdentityId(0), IdentityId(1)]).unwrap();
+    e.bind(ipa(3), &[IdentityId(0)]).unwrap();
+    let mut now = 0;
+    drive(&mut e, &mut now, &[(3, 600)], 1);
+    assert_eq!(sent_on(send(&mut e, now, 1, 1500)), UplinkId(1));
     // VM1 alone at a high rate ends up split across both NICs.
     let mut e = example(Mode::Identity, [1000; 3]);
     e.bind(ipa(1), &[IdentityId(0), IdentityId(1)]).unwrap();
