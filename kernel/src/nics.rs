@@ -1,14 +1,15 @@
 //! Finding the NICs: a walk of PCI that prints every function, brings up a
 //! driver for each recognised NIC, and reports the ones that fail.
-use crate::memory::KernelHal;
+use crate::memory::{self, KernelHal};
 use crate::println;
 use aggdom_config::NicAddress;
 use alloc::boxed::Box;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use nic::Nic;
 use pci::{ConfigurationAccess, DeviceFunction, NicKind, PciRoot, PortIoCam};
-use virtio_drivers::transport::pci::bus::HeaderType;
+use virtio_drivers::transport::pci::bus::{BarInfo, HeaderType};
 
 /// A recognised NIC, with its driver or the reason it has none.
 pub struct FoundNic {
@@ -78,11 +79,33 @@ pub fn discover() -> Vec<FoundNic> {
     found
 }
 
+/// Identity-maps every memory BAR of `at` before its driver maps them. The
+/// drivers map registers through `Hal::mmio_phys_to_virt`, which cannot
+/// fail and so panics on a BAR the identity map cannot reach (above
+/// 512 GiB, where firmware may put a 64-bit BAR): here that NIC is left out
+/// instead. BARs that cannot be read are left to the driver to judge.
+fn map_bars(root: &mut PciRoot<PortIoCam>, at: DeviceFunction) -> Result<(), String> {
+    let Ok(bars) = root.bars(at) else {
+        return Ok(());
+    };
+    for (i, bar) in bars.iter().enumerate() {
+        let Some((addr, size)) = bar.as_ref().and_then(BarInfo::memory_address_size) else {
+            continue;
+        };
+        if addr != 0 && size != 0 {
+            memory::ensure_identity_mapped(addr, size)
+                .map_err(|why| format!("BAR{i} at {addr:#x}: {why}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn start_driver(
     root: &mut PciRoot<PortIoCam>,
     at: DeviceFunction,
     kind: NicKind,
 ) -> Result<Box<dyn Nic>, String> {
+    map_bars(root, at)?;
     match kind {
         NicKind::E1000 => e1000::E1000::<KernelHal>::from_pci(root, at)
             .map(|n| Box::new(n) as Box<dyn Nic>)
