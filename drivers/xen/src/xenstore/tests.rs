@@ -270,6 +270,11 @@ fn a_silent_server_times_out_and_a_lying_ring_breaks_the_client() {
     assert_eq!(c.stats().timeouts, 1);
     // rsp_prod far beyond rsp_cons: corrupt.
     c.transport_mut().0.store_u32(xs_ring::RSP_PROD, 5000);
+    let requests = c.stats().requests;
     assert_eq!(c.poll_watch(), None);
     assert_eq!(c.read(Transaction::NONE, "/x"), Err(XenError::Io));
+    // Refused at once as broken: no request sent, no second timeout (a
+    // client that missed the corruption would time out the same way).
+    assert_eq!(c.stats().requests, requests, "a request went out");
+    assert_eq!(c.stats().timeouts, 1, "it waited instead");
 }
