@@ -11,7 +11,7 @@
 use crate::domain::Domain;
 use crate::{println, time};
 use aggdom_config::Binding;
-use aggregation::{GuestId, IdentityId};
+use aggregation::GuestId;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -210,17 +210,7 @@ fn parse_binds(words: &[&str]) -> Vec<(Ipv4Addr, Binding)> {
 }
 
 fn apply_bind(dp: &mut datapath::Datapath, ip: Ipv4Addr, b: &Binding) -> Result<(), String> {
-    let ip = IpAddr::V4(ip);
-    let engine = dp.engine_mut();
-    match b {
-        Binding::Identities(ids) => {
-            let ids: Vec<IdentityId> = ids.iter().map(|&i| IdentityId(i as u8)).collect();
-            engine.bind(ip, &ids)
-        }
-        Binding::None => engine.bind(ip, &[]),
-        Binding::Auto => engine.bind_auto(ip),
-    }
-    .map_err(|e| format!("{e}"))
+    datapath::apply_binding(dp.engine_mut(), IpAddr::V4(ip), b).map_err(|e| format!("{e}"))
 }
 
 /// One round of Xen work: xenstore events (netback's and the config's),

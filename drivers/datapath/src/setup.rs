@@ -5,7 +5,7 @@
 //! touched and every real NIC comes back to the caller unchanged.
 use crate::{Datapath, GuestPort, NicPort};
 use aggdom_config::{Binding, ConfigError, NicAddress, Plan};
-use aggregation::{GuestId, IdentityId, UplinkId};
+use aggregation::{Engine, GuestId, IdentityId, UplinkId};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
@@ -50,6 +50,24 @@ pub fn build(
     configure(plan, nics, addresses).map_err(|e| (e, Vec::new()))
 }
 
+/// Carries out one `bind=` item on the engine (the plan's, and under Xen
+/// those held back until a vif with the IP attaches).
+pub fn apply_binding(
+    engine: &mut Engine,
+    ip: IpAddr,
+    binding: &Binding,
+) -> Result<(), aggregation::Error> {
+    match binding {
+        Binding::Identities(ids) => {
+            // Config's parser keeps identities within 0..=255.
+            let ids: Vec<IdentityId> = ids.iter().map(|&i| IdentityId(i as u8)).collect();
+            engine.bind(ip, &ids)
+        }
+        Binding::None => engine.bind(ip, &[]),
+        Binding::Auto => engine.bind_auto(ip),
+    }
+}
+
 fn engine_error(item: &str, e: impl core::fmt::Display) -> ConfigError {
     ConfigError::new(item, format!("{e}"))
 }
@@ -85,18 +103,8 @@ fn configure(
         roles[at] = Some(Role::Guest(id));
     }
     for (ip, binding) in &plan.bindings {
-        let item = format!("bind={ip}");
-        let ip = IpAddr::V4(*ip);
-        let engine = dp.engine_mut();
-        match binding {
-            Binding::Identities(ids) => {
-                let ids: Vec<IdentityId> = ids.iter().map(|&i| IdentityId(i as u8)).collect();
-                engine.bind(ip, &ids)
-            }
-            Binding::None => engine.bind(ip, &[]),
-            Binding::Auto => engine.bind_auto(ip),
-        }
-        .map_err(|e| engine_error(&item, e))?;
+        apply_binding(dp.engine_mut(), IpAddr::V4(*ip), binding)
+            .map_err(|e| engine_error(&format!("bind={ip}"), e))?;
     }
     for &id in &plan.pinned {
         dp.engine_mut()
