@@ -67,5 +67,20 @@ fn decisions_allocate_nothing() {
         }
         let after = count();
         assert_eq!(after - before, 0, "{mode:?}: decisions allocated");
+        // The burst took the full paths, not only early drops: frames went
+        // out and in, own frames were sent, ticks rebalanced or failed over.
+        let sum = |f: &dyn Fn(&aggregation::GuestCounters) -> u64| {
+            e.guests()
+                .map(|g| f(e.guest_counters(g).unwrap()))
+                .sum::<u64>()
+        };
+        assert!(sum(&|c| c.tx_frames) > 0, "{mode:?}: no guest frame sent");
+        assert!(sum(&|c| c.rx_frames) > 0, "{mode:?}: no frame delivered");
+        let c = e.counters();
+        assert!(c.own_tx_frames > 0, "{mode:?}: {c:?}");
+        assert!(
+            c.rebalance_runs > 0 && c.failover_moves > 0,
+            "{mode:?}: {c:?}"
+        );
     }
 }
