@@ -148,10 +148,7 @@ impl Domain {
                 Role::Spare(_) => {}
             }
         }
-        let mode = self.dp.as_ref().map_or("-", |dp| match dp.engine().mode() {
-            aggregation::Mode::Identity => "identity",
-            aggregation::Mode::Literal => "literal",
-        });
+        let mode = self.dp.as_ref().map_or("-", |dp| dp.engine().mode().name());
         println!(
             "datapath: mode {mode}; uplinks:{uplinks}; guest ports:{}",
             if guests.is_empty() { " none" } else { &guests }

@@ -1,7 +1,7 @@
 //! The console shell: one command per line, one reply, then the prompt.
 use crate::domain::{pci_text, Domain};
 use crate::{console, memory, power, print, println, time};
-use aggregation::{IdentityId, Mode, UplinkId};
+use aggregation::{IdentityId, UplinkId};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -717,13 +717,7 @@ fn rebalance(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
 fn mode(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     let dp = datapath(domain)?;
-    println!(
-        "mode {}",
-        match dp.engine().mode() {
-            Mode::Identity => "identity",
-            Mode::Literal => "literal",
-        }
-    );
+    println!("mode {}", dp.engine().mode().name());
     Ok(())
 }
 

@@ -133,6 +133,16 @@ pub enum Mode {
     Literal,
 }
 
+impl Mode {
+    /// The mode as `mode=` spells it (and `mode`, `stats` print it).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Identity => "identity",
+            Mode::Literal => "literal",
+        }
+    }
+}
+
 /// Tunables of the engine. Times are nanoseconds of the caller's clock.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Config {

@@ -1,6 +1,5 @@
 //! The console's `stats`: the same snapshot as `/metrics`, as three tables.
 use crate::snapshot::{nonzero_drops, Snapshot};
-use aggregation::Mode;
 use alloc::string::String;
 use core::fmt::Write;
 
@@ -32,10 +31,7 @@ fn drop_list(d: &aggregation::DropCounters, prefix: &str) -> String {
 
 pub fn render_tables(s: &Snapshot) -> String {
     let mut o = String::new();
-    let mode = match s.mode {
-        Mode::Identity => "identity",
-        Mode::Literal => "literal",
-    };
+    let mode = s.mode.name();
     let _ = writeln!(
         o,
         "mode {mode}, uptime {}.{:03} s",
