@@ -4,7 +4,8 @@
 //! reaches a wire). Works on aggdom's local copy of the frame; every length
 //! is checked against the frame first.
 
-const ETH_HLEN: usize = 14;
+use crate::wire::ETH_HLEN;
+
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;

@@ -33,7 +33,7 @@ impl Config {
         Self {
             max_frame_len: self
                 .max_frame_len
-                .clamp(14, crate::wire::XEN_NETIF_MAX_TX_SIZE),
+                .clamp(crate::wire::ETH_HLEN, crate::wire::XEN_NETIF_MAX_TX_SIZE),
             max_tx_slots: self.max_tx_slots.clamp(1, FATAL_TX_SLOTS),
             tx_budget: self.tx_budget.max(1),
         }

@@ -7,10 +7,9 @@ use crate::counters::{Fatal, RxDrop};
 use crate::error::RxError;
 use crate::vif::Vif;
 use crate::wire::{
-    RxRequest, RxResponse, NETIF_RSP_ERROR, NETRXF_MORE_DATA, XEN_NETIF_MAX_TX_SIZE,
+    RxRequest, RxResponse, ETH_HLEN, NETIF_RSP_ERROR, NETRXF_MORE_DATA, XEN_NETIF_MAX_TX_SIZE,
 };
 
-const ETH_HLEN: usize = 14;
 /// Slots the longest frame can need.
 const MAX_RX_SLOTS: usize = XEN_NETIF_MAX_TX_SIZE.div_ceil(PAGE_SIZE);
 

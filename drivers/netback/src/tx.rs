@@ -16,7 +16,7 @@ use crate::config::{Config, FATAL_TX_SLOTS};
 use crate::counters::{Fatal, TxDrop, VifCounters};
 use crate::vif::{Connection, Vif};
 use crate::wire::{
-    ExtraInfo, TxRequest, TxResponse, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
+    ExtraInfo, TxRequest, TxResponse, ETH_HLEN, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
     NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, XEN_NETIF_EXTRA_TYPE_MAX,
 };
 
@@ -27,7 +27,6 @@ const EXTRA_MCAST_ADD: u8 = 2;
 const EXTRA_MCAST_DEL: u8 = 3;
 /// Each extra type may appear once: more extras than types is a flood.
 const MAX_EXTRAS: usize = XEN_NETIF_EXTRA_TYPE_MAX as usize - 1;
-const ETH_HLEN: usize = 14;
 
 enum Outcome {
     /// A frame of this many bytes is in the connection's buffer.

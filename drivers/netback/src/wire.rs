@@ -28,6 +28,8 @@ pub const XEN_NETIF_EXTRA_TYPE_MAX: u8 = 6;
 
 /// `XEN_NETIF_MAX_TX_SIZE`.
 pub const XEN_NETIF_MAX_TX_SIZE: usize = 0xffff;
+/// An Ethernet header: the shortest frame netback takes or delivers.
+pub const ETH_HLEN: usize = 14;
 /// `XEN_NETIF_NR_SLOTS_MIN`: the slots per frame every backend must take.
 pub const XEN_NETIF_NR_SLOTS_MIN: usize = 18;
 
