@@ -117,13 +117,37 @@ fn sent_frames_reach_each_nic_and_show_in_its_pcap() {
     std::fs::remove_dir_all(&pcaps).unwrap();
 }
 
+/// Whether a RARP from `mac` arrives (after `announce-self`) within `wait`.
+fn rarp_from(m: &Machine, mac: MacAddr, wait: Duration) -> bool {
+    m.recv_where(wait, |r| {
+        Eth::parse(&r.data).is_some_and(|e| e.ethertype == ETHERTYPE_RARP && e.src == mac)
+    })
+    .is_some()
+}
+
 #[test]
 fn qmp_commands_and_set_link() {
-    let mut m = Machine::builder().nics(four_nics()).boot().unwrap();
+    let nics = four_nics();
+    let mut m = Machine::builder().nics(nics.clone()).boot().unwrap();
     let status = m.qmp(r#"{"execute": "query-status"}"#).unwrap();
     assert_eq!(status.get("status").and_then(Json::as_str), Some("running"));
+    // set_link takes effect: QEMU sends nothing from a NIC whose link is
+    // down, so its announce RARP is missing while the others' come.
     m.set_link(1, false).unwrap();
+    announce(&mut m);
+    for i in [0, 2, 3] {
+        assert!(rarp_from(&m, nics[i].mac, T), "no RARP from NIC {i}");
+    }
+    assert!(
+        !rarp_from(&m, nics[1].mac, Duration::from_millis(1500)),
+        "NIC 1 sent with its link down"
+    );
     m.set_link(1, true).unwrap();
+    announce(&mut m);
+    assert!(
+        rarp_from(&m, nics[1].mac, T),
+        "no RARP from NIC 1 after its link came back"
+    );
     assert!(m.set_link(9, false).is_err());
     let e = m.qmp(r#"{"execute": "no-such-command"}"#).unwrap_err();
     assert!(e.to_string().contains("no-such-command"), "{e}");
