@@ -267,12 +267,16 @@ fn exits_are_reported_with_status_and_console_tail() {
     let mut m = Machine::builder().start().unwrap();
     m.wait_prompt().unwrap();
     m.send_line("shutdown").unwrap();
-    m.wait_exit(Duration::from_secs(30)).unwrap();
-    // Waiting on an exited machine fails at once with a useful message.
+    let status = m.wait_exit(Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    // Waiting on an exited machine fails at once with a useful message:
+    // the exit status and the console's tail.
     let e = m.wait_for("never", Duration::from_secs(30)).unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.contains("QEMU exited") && msg.contains("aggdom 0.1.0 booting"),
+        msg.contains("QEMU exited")
+            && msg.contains(&status.to_string())
+            && msg.contains("aggdom 0.1.0 booting"),
         "{msg}"
     );
     assert!(m.command("version").is_err());
