@@ -48,9 +48,12 @@ mod tests {
     fn a_released_port_can_be_bound_again() {
         let p = free_udp_ports(1).unwrap()[0];
         assert_ne!(p, 0);
-        // Nobody else should have taken it within microseconds; if this ever
-        // flakes, the machine's retry covers the same race.
-        let _ = UdpSocket::bind((Ipv4Addr::LOCALHOST, p));
+        // Nobody else should have taken it within microseconds (the kernel
+        // picks ephemeral ports at random); the machine's retry covers that
+        // race in real starts, but here the bind is what is tested.
+        let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, p))
+            .unwrap_or_else(|e| panic!("port {p} picked as free: {e}"));
+        assert_eq!(s.local_addr().unwrap().port(), p);
     }
 
     #[test]
