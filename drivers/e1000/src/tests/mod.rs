@@ -419,6 +419,9 @@ fn autonegotiation_can_be_turned_back_on() {
 #[test]
 fn dropping_the_driver_stops_dma() {
     let (nic, dev) = up();
+    // Running before (so the clear below is the drop's doing).
+    assert_eq!(dev.reg(RCTL) & RCTL_EN, RCTL_EN);
+    assert_eq!(dev.reg(TCTL) & TCTL_EN, TCTL_EN);
     drop(nic);
     assert_eq!(dev.reg(RCTL) & RCTL_EN, 0);
     assert_eq!(dev.reg(TCTL) & TCTL_EN, 0);
