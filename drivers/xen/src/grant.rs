@@ -382,6 +382,12 @@ mod tests {
         let s = split(0x3001, 4096, 0).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.iter().map(|x| usize::from(x.len)).sum::<usize>(), 4096);
+        // Split where the local page ends, the foreign offset following.
+        let v: Vec<_> = s
+            .iter()
+            .map(|x| (x.local, x.foreign_offset, x.len))
+            .collect();
+        assert_eq!(v, [(0x3001, 0, 0xfff), (0x4000, 0xfff, 1)]);
         assert!(split(0x1000, 0, 0).unwrap().is_empty());
     }
 
