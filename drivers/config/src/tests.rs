@@ -184,10 +184,12 @@ fn resolution_rejects_missing_and_doubly_used_nics() {
     let all_guests: String = (0..6)
         .map(|i| format!(" guest={i},52:54:00:00:01:0{i},10.0.0.{i}"))
         .collect();
-    assert!(
-        parse(&all_guests).unwrap().resolve(&NICS).is_err(),
-        "no uplink left"
-    );
+    let err = parse(&all_guests)
+        .unwrap()
+        .resolve(&NICS)
+        .expect_err("no uplink left");
+    assert_eq!(err.item, "uplinks", "{err}");
+    assert!(err.why.contains("no NIC is left"), "{err}");
 }
 
 proptest! {
