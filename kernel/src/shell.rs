@@ -11,6 +11,11 @@ use line_editor::{Input, LineEditor, MAX_LINE};
 pub const PROMPT: &str = "aggdom> ";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The most repetitions one console command may ask for (`nic <n> send`,
+/// `macbench`): a command runs to completion before the console reads
+/// again, so an unbounded count would take the console away.
+const MAX_CONSOLE_REPEAT: usize = 100_000;
+
 type Run = fn(&mut Domain, &[&str]) -> Result<(), String>;
 
 struct Command {
@@ -425,7 +430,14 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
             }
             let count: usize = match rest {
                 [] => 1,
-                [c] => c.parse().map_err(|_| format!("'{c}' is not a count"))?,
+                [c] => match c.parse() {
+                    Ok(n) if n <= MAX_CONSOLE_REPEAT => n,
+                    _ => {
+                        return Err(format!(
+                            "'{c}' is not a count (at most {MAX_CONSOLE_REPEAT})"
+                        ))
+                    }
+                },
                 _ => return Err("too many arguments".into()),
             };
             let src = nic.mac();
@@ -468,8 +480,12 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
             // The price of literal mode: `count` MAC register writes,
             // alternating with a neighbour MAC, timed; the MAC is restored.
             let count: u64 = match count.parse() {
-                Ok(c) if c > 0 => c,
-                _ => return Err(format!("'{count}' is not a positive count")),
+                Ok(c) if c > 0 && c <= MAX_CONSOLE_REPEAT as u64 => c,
+                _ => {
+                    return Err(format!(
+                        "'{count}' is not a count from 1 to {MAX_CONSOLE_REPEAT}"
+                    ))
+                }
             };
             let mac = nic.mac();
             let mut other = mac;
