@@ -5,6 +5,7 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use aggdom_harness::json::Json;
 use aggdom_harness::{nic_pci_addr, MacAddr, Machine, MachineBuilder, Nic, NicKind, Pattern};
 
 /// QEMU under TCG on two shared cores: be patient, never assert on time.
@@ -189,6 +190,33 @@ fn a_nic_whose_bar_firmware_put_above_4_gib_works() {
         .arg("ivshmem-plain,memdev=bigbar")
         .boot()
         .unwrap();
+    // The premise: firmware did put one of the NIC's BARs above 4 GiB.
+    let pci = m.qmp(r#"{"execute": "query-pci"}"#).unwrap();
+    let nic_bars: Vec<i64> = pci
+        .as_array()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|bus| {
+            bus.get("devices")
+                .and_then(Json::as_array)
+                .unwrap_or_default()
+        })
+        .filter(|d| {
+            d.pointer(&["id", "vendor"]).and_then(Json::as_i64) == Some(0x1af4)
+                && d.pointer(&["id", "device"]).and_then(Json::as_i64) == Some(0x1041)
+        })
+        .flat_map(|d| {
+            d.get("regions")
+                .and_then(Json::as_array)
+                .unwrap_or_default()
+        })
+        .filter(|r| r.get("type").and_then(Json::as_str) == Some("memory"))
+        .filter_map(|r| r.get("address").and_then(Json::as_i64))
+        .collect();
+    assert!(
+        nic_bars.iter().any(|&a| a >= 1 << 32),
+        "no BAR of the NIC above 4 GiB: {nic_bars:#x?}"
+    );
     let line = format!("virtio-net mac {} link up", n.mac);
     assert!(
         m.transcript().contains(&line),
