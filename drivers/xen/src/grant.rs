@@ -227,24 +227,11 @@ impl Grants {
         // SAFETY: `raw` holds `raw.len()` gnttab_copy structs; each local
         // side names memory of a slice in `ops`, which we hold exclusively
         // (destinations are `&mut`), within one page (split).
-        let rc = unsafe {
-            hypercall(
-                HYPERVISOR_GRANT_TABLE_OP,
-                u64::from(GNTTABOP_COPY),
-                raw.as_mut_ptr() as u64,
-                raw.len() as u64,
-                0,
-                0,
-            )
-        };
+        let rc = unsafe { grant_table_op(GNTTABOP_COPY, raw.as_mut_ptr(), raw.len()) };
         self.stats.copy_hypercalls += 1;
         self.stats.copy_ops += raw.len() as u64;
         for (r, &i) in raw.iter().zip(owner) {
-            let st = if rc < 0 {
-                GrantStatus::GeneralError
-            } else {
-                GrantStatus::from_raw(r.status)
-            };
+            let st = op_status(rc, r.status);
             if !st.is_okay() {
                 self.stats.copy_failures += 1;
                 if ops[i].status.is_okay() {
@@ -285,21 +272,8 @@ impl Grants {
         };
         // SAFETY: one valid gnttab_map_grant_ref naming a frame of ours that
         // only this module uses and Rust holds no reference into.
-        let rc = unsafe {
-            hypercall(
-                HYPERVISOR_GRANT_TABLE_OP,
-                u64::from(GNTTABOP_MAP_GRANT_REF),
-                &mut op as *mut _ as u64,
-                1,
-                0,
-                0,
-            )
-        };
-        let st = if rc < 0 {
-            GrantStatus::GeneralError
-        } else {
-            GrantStatus::from_raw(op.status)
-        };
+        let rc = unsafe { grant_table_op(GNTTABOP_MAP_GRANT_REF, &mut op, 1) };
+        let st = op_status(rc, op.status);
         if !st.is_okay() {
             // Nothing was mapped: the frame is still ours and reusable.
             self.free_frames.push(frame);
@@ -324,21 +298,8 @@ impl Grants {
         };
         // SAFETY: one valid gnttab_unmap_grant_ref for a mapping `map` made;
         // the MappedPage is consumed, so nothing reaches the frame any more.
-        let rc = unsafe {
-            hypercall(
-                HYPERVISOR_GRANT_TABLE_OP,
-                u64::from(GNTTABOP_UNMAP_GRANT_REF),
-                &mut op as *mut _ as u64,
-                1,
-                0,
-                0,
-            )
-        };
-        let st = if rc < 0 {
-            GrantStatus::GeneralError
-        } else {
-            GrantStatus::from_raw(op.status)
-        };
+        let rc = unsafe { grant_table_op(GNTTABOP_UNMAP_GRANT_REF, &mut op, 1) };
+        let st = op_status(rc, op.status);
         if !st.is_okay() {
             // Still mapped (or unknown): never reuse the frame.
             return Err(st);
@@ -397,5 +358,34 @@ mod tests {
         assert_eq!(split(0x1000, 2, 4095), Err(GrantStatus::BadCopyArg));
         assert_eq!(split(0x1000, 1, 4095).unwrap().len(), 1);
         assert_eq!(split(0x1000, usize::MAX, 1), Err(GrantStatus::BadCopyArg));
+    }
+}
+
+/// `HYPERVISOR_grant_table_op(cmd, ops, count)`.
+///
+/// # Safety
+/// `ops` points at `count` valid argument structs of `cmd`, and every frame
+/// they name is ours to hand to Xen for the call.
+unsafe fn grant_table_op<T>(cmd: u32, ops: *mut T, count: usize) -> i64 {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        hypercall(
+            HYPERVISOR_GRANT_TABLE_OP,
+            u64::from(cmd),
+            ops as u64,
+            count as u64,
+            0,
+            0,
+        )
+    }
+}
+
+/// One op's outcome: the op's own status, unless the hypercall itself
+/// failed (then no op was carried out).
+fn op_status(rc: i64, status: i16) -> GrantStatus {
+    if rc < 0 {
+        GrantStatus::GeneralError
+    } else {
+        GrantStatus::from_raw(status)
     }
 }
