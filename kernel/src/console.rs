@@ -3,35 +3,45 @@
 //! COM1 always; under Xen also the PV console ring (`xl console -t pv`,
 //! xenconsoled's log), for output and input alike. Output translates `\n`
 //! into `\r\n` so terminals and scripts both see clean lines.
+//!
+//! Output never waits for a sink: text goes into one FIFO per sink and is
+//! written out as far as the UART (or the PV ring) takes it now, the rest
+//! by `flush` in later loop turns. A sink that stays full loses the newest
+//! bytes, counted ([`dropped`]), instead of stalling the datapath.
 use crate::serial::Uart;
+use bytefifo::ByteFifo;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 // SAFETY: the console is the one owner of COM1.
 static UART: Mutex<Uart> = Mutex::new(unsafe { Uart::com1() });
+/// COM1's backlog: large, because the test harness reads whole command
+/// outputs and a slow host may leave the UART busy for a while.
+static UART_OUT: Mutex<ByteFifo<{ 256 * 1024 }>> = Mutex::new(ByteFifo::new());
+static PV_OUT: Mutex<ByteFifo<{ 64 * 1024 }>> = Mutex::new(ByteFifo::new());
 
 pub fn init() {
     UART.lock().init();
 }
 
-struct Writer<'a>(&'a mut Uart);
+/// Queues text into both sinks' FIFOs, `\n` as `\r\n`.
+struct Queuer;
 
-impl Write for Writer<'_> {
+impl Write for Queuer {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.0.write_byte(b'\r');
-            }
-            self.0.write_byte(b);
-        }
-        if xen::console::is_attached() {
-            // One ring write per line piece: each costs an event-channel kick.
-            for (i, piece) in s.split('\n').enumerate() {
-                if i > 0 {
-                    xen::console::write(b"\r\n");
+        let pv = xen::console::is_attached();
+        let (mut uart, mut pv_out) = (UART_OUT.lock(), PV_OUT.lock());
+        for (i, piece) in s.split('\n').enumerate() {
+            if i > 0 {
+                uart.push(b"\r\n");
+                if pv {
+                    pv_out.push(b"\r\n");
                 }
-                xen::console::write(piece.as_bytes());
+            }
+            uart.push(piece.as_bytes());
+            if pv {
+                pv_out.push(piece.as_bytes());
             }
         }
         Ok(())
@@ -39,27 +49,70 @@ impl Write for Writer<'_> {
 }
 
 pub fn print(args: fmt::Arguments) {
-    let _ = Writer(&mut UART.lock()).write_fmt(args);
+    let _ = Queuer.write_fmt(args);
+    flush();
 }
 
+/// Bytes as they are (the shell's echo).
 pub fn write_bytes(bytes: &[u8]) {
-    let mut uart = UART.lock();
-    for &b in bytes {
-        uart.write_byte(b);
+    UART_OUT.lock().push(bytes);
+    if xen::console::is_attached() {
+        PV_OUT.lock().push(bytes);
     }
-    xen::console::write(bytes);
+    flush();
+}
+
+/// Writes out what each sink takes now; never waits.
+pub fn flush() {
+    // try_lock: a print from inside a flush (there is none) or a fault
+    // handler must not deadlock; the next flush picks the bytes up.
+    if let (Some(mut out), Some(mut uart)) = (UART_OUT.try_lock(), UART.try_lock()) {
+        out.drain_into(|bytes| {
+            bytes
+                .iter()
+                .take_while(|b| uart.try_write_byte(**b))
+                .count()
+        });
+    }
+    if let Some(mut out) = PV_OUT.try_lock() {
+        out.drain_into(xen::console::write);
+    }
+}
+
+/// Bytes lost because a sink stayed full: COM1's and the PV console's.
+pub fn dropped() -> (u64, u64) {
+    (UART_OUT.lock().dropped(), PV_OUT.lock().dropped())
 }
 
 /// Output for the fault path: takes the console even if the faulting code
-/// held its lock (we are never going back to it).
+/// held its locks (we are never going back to it), and waits for the
+/// sinks a bounded time, as nothing else needs the CPU any more.
 pub fn print_fatal(args: fmt::Arguments) {
     // SAFETY: only called on the way to exiting the machine; the holder of
-    // the lock, if any, was interrupted by the fault and will not resume.
+    // a lock, if any, was interrupted by the fault and will not resume.
     unsafe {
         UART.force_unlock();
+        UART_OUT.force_unlock();
+        PV_OUT.force_unlock();
         xen::console::force_unlock();
     }
-    print(args);
+    let _ = Queuer.write_fmt(args);
+    let mut uart = UART.lock();
+    UART_OUT.lock().drain_into(|bytes| {
+        for &b in bytes {
+            uart.write_byte(b);
+        }
+        bytes.len()
+    });
+    let mut out = PV_OUT.lock();
+    for _ in 0..1000 {
+        if out.is_empty() {
+            break;
+        }
+        if out.drain_into(xen::console::write) == 0 {
+            xen::evtchn::sched_yield();
+        }
+    }
 }
 
 /// Under Xen, COM1 is emulated by qemu-xen in dom0: every register read is

@@ -46,6 +46,22 @@ impl Uart {
         }
     }
 
+    /// Writes `byte` if the transmit holding register is free now; never
+    /// waits. `false` if it is busy (the host side of the console is slow).
+    /// A missing UART reads LSR as 0xff ("free") and swallows the byte.
+    pub fn try_write_byte(&mut self, byte: u8) -> bool {
+        // SAFETY: reading LSR has no side effect on transmit.
+        if unsafe { self.port(LSR).read() } & LSR_THR_EMPTY == 0 {
+            return false;
+        }
+        // SAFETY: THR write, owned port.
+        unsafe { self.port(DATA).write(byte) };
+        true
+    }
+
+    /// Writes `byte`, waiting a bounded time for the holding register: for
+    /// the way out of the machine only (a panic's last words), where
+    /// nothing else needs the CPU.
     pub fn write_byte(&mut self, byte: u8) {
         // Wait for the holding register: QEMU keeps it full while the host
         // side of the console is slow, and writing anyway loses a byte. The

@@ -131,7 +131,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "mem",
         args: "",
-        help: "heap used and free",
+        help: "heap used and free, console output dropped",
         run: mem,
     },
     Command {
@@ -759,6 +759,8 @@ fn mem(_: &mut Domain, args: &[&str]) -> Result<(), String> {
         "heap used {used} bytes, free {free} bytes, peak {} bytes",
         memory::heap_peak()
     );
+    let (uart, pv) = console::dropped();
+    println!("console output dropped: com1 {uart} bytes, pv {pv} bytes");
     Ok(())
 }
 

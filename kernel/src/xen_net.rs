@@ -1,15 +1,17 @@
 //! aggdom under Xen: the platform found at boot, netback over it, and each
 //! connected vif attached to the datapath as a guest port.
 //!
-//! Configuration under Xen is the kernel command line (`cmdline=` of the xl
-//! config) plus the words in xenstore at `/local/domain/<self>/aggdom/config`
-//! (same `key=value` words; a key given once that appears in both is taken
-//! from xenstore). `bind=` words for IPs of vifs are held back and applied
-//! when a vif with that IP attaches, and the node is watched: writing new
-//! `bind=` words there rebinds at run time; other keys take effect at the
-//! next boot.
+//! Configuration under Xen is the kernel command line plus the words in
+//! xenstore at `/local/domain/<self>/aggdom/config`
+//! ([`aggdom_config::merge`]). The node is watched: new `bind=` words
+//! rebind at run time; other keys take effect at the next boot.
+//!
+//! Nothing here waits for dom0 once the main loop runs: xenstore requests
+//! are queued and their replies picked up in later turns (netback's vif
+//! state machines, the config node's re-read). Only boot reads block.
 use crate::domain::Domain;
 use crate::{println, time};
+use aggdom_config::merge::{self, Merged};
 use aggdom_config::Binding;
 use aggregation::GuestId;
 use alloc::boxed::Box;
@@ -19,7 +21,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr};
 use datapath::{FrameQueue, GuestPort, PortError};
-use hypervisor::{Hypervisor, Transaction, XenStore};
+use hypervisor::{Hypervisor, RequestId, XenStore, XsOp};
 use netback::{Netback, RxDrop, TxDrop, VifId};
 use nic::MacAddr;
 use spin::Mutex;
@@ -43,13 +45,15 @@ pub struct XenNet {
     hv: Xen,
     netback: Option<Netback<Xen>>,
     attached: BTreeMap<VifId, Attached>,
-    /// Vifs the datapath refused (why), so the refusal is printed once.
-    refused: BTreeMap<VifId, String>,
     config_path: String,
     /// `bind=` words from xenstore (and command-line ones for vif IPs).
     binds: Vec<(Ipv4Addr, Binding)>,
     /// The config node's text as last read.
     config_text: String,
+    /// The config node's re-read in flight, and whether another was asked
+    /// for meanwhile.
+    config_read: Option<RequestId>,
+    config_dirty: bool,
 }
 
 static NET: Mutex<Option<XenNet>> = Mutex::new(None);
@@ -101,8 +105,11 @@ pub fn start(cmdline: &str) -> String {
         xen::console::port().unwrap_or(0)
     );
     let config_path = format!("/local/domain/{}/aggdom/config", hv.domid());
+    // Boot, before the main loop: the one place aggdom waits for xenstored.
     let config_text = hv
-        .read_string(Transaction::NONE, &config_path)
+        .read_blocking(&config_path)
+        .ok()
+        .and_then(|v| String::from_utf8(v).ok())
         .unwrap_or_default();
     println!(
         "xen: domid {}, xenstore up, PV console {}, config {config_path} = \"{}\"",
@@ -114,20 +121,35 @@ pub fn start(cmdline: &str) -> String {
         },
         config_text.trim()
     );
-    if let Err(e) = hv.watch(&config_path, CONFIG_TOKEN) {
+    if let Err(e) = hv.send_forget(XsOp::Watch {
+        path: &config_path,
+        token: CONFIG_TOKEN,
+    }) {
         println!("xen: cannot watch {config_path}: {e}");
     }
-    let (line, binds) = merge_config(cmdline, &config_text);
+    let Merged {
+        line,
+        vif_binds,
+        rejected,
+    } = merge::merge(cmdline, &config_text);
+    report_rejected(&rejected);
     *NET.lock() = Some(XenNet {
         hv,
         netback: None,
         attached: BTreeMap::new(),
-        refused: BTreeMap::new(),
         config_path,
-        binds,
+        binds: vif_binds,
         config_text,
+        config_read: None,
+        config_dirty: false,
     });
     line
+}
+
+fn report_rejected(rejected: &[(String, String)]) {
+    for (word, why) in rejected {
+        println!("xen: config: bad item '{word}': {why}; ignored");
+    }
 }
 
 /// Starts netback (after the datapath exists).
@@ -146,111 +168,48 @@ pub fn start_netback() {
     }
 }
 
-fn key_of(word: &str) -> &str {
-    word.split_once('=').map_or(word, |(k, _)| k)
-}
-
-/// The IP a `bind=<ip>:...` word names.
-fn bind_ip(word: &str) -> Option<Ipv4Addr> {
-    word.strip_prefix("bind=")?.split_once(':')?.0.parse().ok()
-}
-
-/// Merges the command line with xenstore's words; returns the line for the
-/// datapath and the `bind=` items held back for vifs.
-fn merge_config(cmdline: &str, store: &str) -> (String, Vec<(Ipv4Addr, Binding)>) {
-    let store_words: Vec<&str> = store.split_ascii_whitespace().collect();
-    let repeatable = |k: &str| matches!(k, "guest" | "bind");
-    let mut words: Vec<&str> = cmdline
-        .split_ascii_whitespace()
-        .filter(|w| {
-            let k = key_of(w);
-            repeatable(k) || !store_words.iter().any(|s| key_of(s) == k)
-        })
-        .collect();
-    words.extend(store_words.iter().copied());
-    // IPs of configured guest ports (QEMU-style) keep their binds in the plan.
-    let guest_line: Vec<&str> = words
-        .iter()
-        .copied()
-        .filter(|w| key_of(w) == "guest")
-        .collect();
-    let guest_ips: Vec<Ipv4Addr> = aggdom_config::parse(&guest_line.join(" "))
-        .map(|p| p.guests.iter().flat_map(|g| g.ips.clone()).collect())
-        .unwrap_or_default();
-    let mut line = Vec::new();
-    let mut held = Vec::new();
-    for w in words {
-        match bind_ip(w) {
-            Some(ip) if !guest_ips.contains(&ip) => held.push(w),
-            _ => line.push(w),
-        }
-    }
-    (line.join(" "), parse_binds(&held))
-}
-
-/// Parses `bind=<ip>:<id>[+<id>...]|none|auto` words with config's own
-/// `bind=` parser (config's whole-line check also wants the IP's guest,
-/// which a vif only brings later). Bad words are reported and skipped.
-fn parse_binds(words: &[&str]) -> Vec<(Ipv4Addr, Binding)> {
-    let mut out: Vec<(Ipv4Addr, Binding)> = Vec::new();
-    for w in words {
-        let parsed = match w.strip_prefix("bind=") {
-            Some(value) => aggdom_config::parse_bind(value),
-            None => Err("expected bind=<ip>:<id>[+<id>...]|none|auto".into()),
-        };
-        match parsed {
-            Ok((ip, b)) => {
-                out.retain(|(o, _)| *o != ip);
-                out.push((ip, b));
-            }
-            Err(why) => println!("xen: config: bad item '{w}': {why}; ignored"),
-        }
-    }
-    out
-}
-
 fn apply_bind(dp: &mut datapath::Datapath, ip: Ipv4Addr, b: &Binding) -> Result<(), String> {
     datapath::apply_binding(dp.engine_mut(), IpAddr::V4(ip), b).map_err(|e| format!("{e}"))
 }
 
-/// One round of Xen work: xenstore events (netback's and the config's),
-/// vifs attached or detached. Returns events handled.
+/// One round of Xen work, never waiting for dom0: the xenstore ring
+/// pumped, netback's vif state machines advanced, the config node's
+/// changes applied, vifs attached or detached. Returns the work done.
 pub fn poll(domain: &mut Domain) -> usize {
     let Some(mut guard) = NET.try_lock() else {
         return 0;
     };
     let Some(net) = guard.as_mut() else { return 0 };
+    net.hv.pump_xenstore();
     let mut work = 0;
     if let Some(nb) = net.netback.as_mut() {
         work += nb.poll_control(&mut net.hv);
     }
-    let mut config_event = false;
-    while net.hv.poll_private_watch().is_some() {
-        config_event = true;
-        work += 1;
-    }
-    if config_event {
-        net.reload_config(domain);
-    }
+    work += net.poll_config(domain);
     net.reconcile(domain);
     work
 }
 
-/// How long the loop sleeps under Xen when nothing moved: uplink frames
-/// raise no event, so this bounds their latency.
-const IDLE_NS: u64 = 1_000_000;
+/// Step 1 of a loop turn under Xen: clears the pending bits of every event
+/// channel the loop sleeps on, before any ring is looked at, so an event
+/// that comes later in the turn cuts the next sleep short.
+pub fn clear_events() {
+    if let Some(net) = NET.try_lock().as_mut().and_then(|g| g.as_mut()) {
+        net.hv.clear_events();
+    }
+}
 
 /// Under Xen the loop sleeps in `SCHEDOP_poll` on its event channels (up
-/// to [`IDLE_NS`]) instead of `hlt` with the PIC tick: aggdom takes no
+/// to `timeout_ns`) instead of `hlt` with the PIC tick: aggdom takes no
 /// interrupts at all there. (An HVM aggdom once triple-faulted inside the
 /// PIC wake-up stub under the nested, emulated Xen of the test rig.)
 /// `false` when not on Xen (or Xen's clock is unreadable): idle as usual.
-pub fn idle() -> bool {
+pub fn block(timeout_ns: u64) -> bool {
     let Some(mut guard) = NET.try_lock() else {
         return false;
     };
     match guard.as_mut() {
-        Some(net) => net.hv.idle(IDLE_NS),
+        Some(net) => net.hv.block_until(timeout_ns),
         None => false,
     }
 }
@@ -274,26 +233,49 @@ pub fn yield_if_due(now_ns: u64) {
 }
 
 impl XenNet {
-    fn reload_config(&mut self, domain: &mut Domain) {
-        let text = self
-            .hv
-            .read_string(Transaction::NONE, &self.config_path)
-            .unwrap_or_default();
+    /// Follows the config node: a watch event asks for a re-read (one in
+    /// flight at a time), and the text that comes back is applied.
+    fn poll_config(&mut self, domain: &mut Domain) -> usize {
+        let mut work = 0;
+        while self.hv.poll_private_watch().is_some() {
+            self.config_dirty = true;
+            work += 1;
+        }
+        if let Some(id) = self.config_read {
+            let Some(reply) = self.hv.take_reply(id) else {
+                return work;
+            };
+            self.config_read = None;
+            work += 1;
+            // A node removed reads as empty: every vif bind goes back to auto.
+            let text = reply
+                .ok()
+                .and_then(|v| String::from_utf8(v).ok())
+                .unwrap_or_default();
+            self.apply_config(domain, text);
+        }
+        if self.config_dirty {
+            match self.hv.submit(XsOp::Read(&self.config_path)) {
+                Ok(id) => {
+                    self.config_read = Some(id);
+                    self.config_dirty = false;
+                }
+                Err(e) => println!("xen: config re-read not queued: {e}; retried"),
+            }
+        }
+        work
+    }
+
+    fn apply_config(&mut self, domain: &mut Domain, text: String) {
         if text == self.config_text {
             return;
         }
         println!("xen: config changed: \"{}\"", text.trim());
-        let old: Vec<&str> = self.config_text.split_ascii_whitespace().collect();
-        for w in text.split_ascii_whitespace() {
-            if key_of(w) != "bind" && !old.contains(&w) {
-                println!("xen: config: '{w}' takes effect at the next boot");
-            }
+        for w in merge::boot_time_changes(&self.config_text, &text) {
+            println!("xen: config: '{w}' takes effect at the next boot");
         }
-        let words: Vec<&str> = text
-            .split_ascii_whitespace()
-            .filter(|w| key_of(w) == "bind")
-            .collect();
-        let new = parse_binds(&words);
+        let (new, rejected) = merge::parse_binds(merge::bind_words(&text));
+        report_rejected(&rejected);
         let Some(dp) = domain.dp.as_mut() else {
             self.binds = new;
             self.config_text = text;
@@ -323,7 +305,7 @@ impl XenNet {
 
     /// Attaches connected vifs that are not yet guests, detaches the rest.
     fn reconcile(&mut self, domain: &mut Domain) {
-        let Some(nb) = self.netback.as_ref() else {
+        let Some(nb) = self.netback.as_mut() else {
             return;
         };
         let Some(dp) = domain.dp.as_mut() else { return };
@@ -348,13 +330,11 @@ impl XenNet {
                 );
             }
         }
-        self.refused
-            .retain(|id, _| nb.vif(*id).is_some_and(|v| v.is_connected()));
+        // Netback connects only vifs that have a MAC.
         let fresh: Vec<(VifId, MacAddr, Vec<Ipv4Addr>)> = nb
             .vifs()
             .filter(|v| v.is_connected() && !self.attached.contains_key(&v.id()))
-            .filter(|v| !self.refused.contains_key(&v.id()))
-            .map(|v| (v.id(), v.mac().unwrap_or(MacAddr([0; 6])), v.ips().to_vec()))
+            .filter_map(|v| Some((v.id(), v.mac()?, v.ips().to_vec())))
             .collect();
         for (id, mac, ips) in fresh {
             let name = format!("vif{}.{}", id.frontend, id.handle);
@@ -388,11 +368,13 @@ impl XenNet {
                     self.attached.insert(id, Attached { guest, mac, ips });
                 }
                 Err(e) => {
+                    // Refused: the vif goes to Closing with the reason in
+                    // its `error` node, not Connected and unserved.
                     println!(
-                        "xen: vif {}/{} (mac {mac}) not attached: {e}",
+                        "xen: vif {}/{} (mac {mac}) refused: {e}",
                         id.frontend, id.handle
                     );
-                    self.refused.insert(id, format!("{e}"));
+                    nb.refuse(&mut self.hv, id, &format!("{e}"));
                 }
             }
         }
@@ -484,12 +466,16 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     let xs = net.hv.xenstore_stats();
     let g = net.hv.grant_stats();
     println!(
-        "xen {major}.{minor} domid {} xenstore requests {} errors {} timeouts {} watch_events {}",
+        "xen {major}.{minor} domid {} xenstore requests {} errors {} timeouts {} watch_events {} resyncs {} in_flight {} max_in_flight {} unknown_replies {}",
         net.hv.domid(),
         xs.requests,
         xs.errors,
         xs.timeouts,
-        xs.watch_events
+        xs.watch_events,
+        xs.resyncs,
+        xs.in_flight,
+        xs.max_in_flight,
+        xs.unknown_replies
     );
     println!(
         "grants copy_ops {} copy_hypercalls {} copy_failures {} maps {} unmaps {} map_failures {}; evtchn open {}; pv console {}",
@@ -535,7 +521,7 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             },
         );
         println!(
-            "  tx_frames {} tx_bytes {} rx_frames {} rx_bytes {} tx_drops {} rx_drops {} fatal {} connects {} disconnects {} connect_failures {} notifies {}",
+            "  tx_frames {} tx_bytes {} rx_frames {} rx_bytes {} tx_drops {} rx_drops {} fatal {} connects {} disconnects {} connect_failures {} notifies {} refusals {} xenstore_errors {}",
             c.tx_frames,
             c.tx_bytes,
             c.rx_frames,
@@ -546,7 +532,9 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             c.connects,
             c.disconnects,
             c.connect_failures,
-            c.notifies
+            c.notifies,
+            c.refusals,
+            c.xenstore_errors
         );
         let drops: Vec<String> = TxDrop::ALL
             .iter()
@@ -565,8 +553,8 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         if let Some(e) = v.last_error() {
             println!("  last connect error: {e:?}");
         }
-        if let Some(why) = net.refused.get(&id) {
-            println!("  not attached: {why}");
+        if let Some(why) = v.refused() {
+            println!("  refused: {why}");
         }
     }
     if !any {

@@ -25,6 +25,7 @@
 
 extern crate alloc;
 
+pub mod merge;
 mod parse;
 mod plan;
 

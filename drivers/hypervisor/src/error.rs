@@ -16,7 +16,7 @@ pub enum XenError {
     Io,
     /// E2BIG (7): a request or value too big.
     TooBig,
-    /// EAGAIN (11): a transaction conflicted; run it again ([`crate::transact`]).
+    /// EAGAIN (11): try again later.
     Again,
     /// ENOMEM (12).
     NoMem,

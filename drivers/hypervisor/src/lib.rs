@@ -11,14 +11,14 @@
 //! - [`EventChannels`]: `EVTCHNOP_alloc_unbound`, `bind_interdomain`,
 //!   `send`, `close`, and polling of pending bits (aggdom runs without
 //!   interrupts).
-//! - [`XenStore`]: read, write, mkdir, rm, directory, watches with an event
-//!   queue polled by the caller, transactions; [`transact`] retries a
-//!   transaction body on `EAGAIN`.
+//! - [`XenStore`]: read, write, mkdir, rm, directory and watches as
+//!   requests that are queued and answered later ([`XsOp`], [`RequestId`]):
+//!   the caller never waits for xenstored. Watch events are polled.
 //!
 //! [`FakeHypervisor`] implements all of them in memory for host tests: other
 //! domains that grant pages, bind event channels and write xenstore (a
 //! well-behaved or malicious frontend, the toolstack), and a xenstore tree
-//! with watches, transactions and a simple permission rule.
+//! with watches, a simple permission rule, and a dom0 that can be slow.
 //!
 //! # Contract for implementations
 //! Every method returns an error for bad arguments; none panics on values a
@@ -60,12 +60,11 @@
 //! - [`XenStore`]: requests of io/xs_wire.h over the xenstore ring (its
 //!   page and event channel from `HVM_PARAM_STORE_PFN` /
 //!   `HVM_PARAM_STORE_EVTCHN`): `XS_READ`, `XS_WRITE`, `XS_MKDIR`, `XS_RM`,
-//!   `XS_DIRECTORY`, `XS_WATCH`, `XS_UNWATCH`, `XS_TRANSACTION_START`,
-//!   `XS_TRANSACTION_END` ("T"/"F"); an `XS_ERROR` reply's text becomes
-//!   [`XenError::from_xs_name`]. `XS_WATCH_EVENT` messages that arrive
-//!   while waiting for a reply, or when polled, go into the queue
-//!   [`XenStore::poll_watch`] drains. Requests are synchronous: send, then
-//!   poll the ring until the reply with the same `req_id` arrives.
+//!   `XS_DIRECTORY`, `XS_WATCH`, `XS_UNWATCH`, with `req_id` as the
+//!   [`RequestId`]; an `XS_ERROR` reply's text becomes
+//!   [`XenError::from_xs_name`]. `submit` writes into the ring what fits
+//!   and keeps the rest queued; replies and `XS_WATCH_EVENT`s are read
+//!   from the ring when the main loop pumps the client, and filed by id.
 //! - [`Hypervisor::domid`]: `XS_READ "domid"` once at start.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -82,9 +81,9 @@ mod xenstore;
 pub use abi::{DomId, EvtchnPort, GrantRef, GrantStatus, XenbusState, PAGE_SIZE};
 pub use error::XenError;
 pub use evtchn::EventChannels;
-pub use fake::{FakeHypervisor, FakeMapping, FakePage, FakeStats};
+pub use fake::{FakeHypervisor, FakeMapping, FakePage, FakeStats, FAKE_XS_MAX_IN_FLIGHT};
 pub use grant::{CopyDir, GrantAddr, GrantCopy, GrantOps, MapAccess, SharedPage};
-pub use xenstore::{parse_u32, transact, Transaction, WatchEvent, XenStore};
+pub use xenstore::{parse_directory, parse_u32, RequestId, WatchEvent, XenStore, XsOp, XsReply};
 
 /// Everything a backend needs from Xen, and who it is.
 pub trait Hypervisor: GrantOps + EventChannels + XenStore {

@@ -1,18 +1,20 @@
-//! The xenstore client interface: requests of io/xs_wire.h, watches whose
-//! events the caller polls, transactions and their retry.
+//! The xenstore client interface, asynchronous: a request is queued and
+//! answered later, so nothing that drives the datapath ever waits for
+//! xenstored (which runs in dom0 and may be slow, descheduled or stuck).
+//!
+//! A caller [`XenStore::submit`]s an [`XsOp`] and gets a [`RequestId`];
+//! the reply comes back through [`XenStore::take_reply`] with that id, in
+//! a later poll. Watch events are queued for [`XenStore::poll_watch`].
+//! Requests on one connection are answered in the order they were sent,
+//! so a write submitted after another lands after it.
+//!
+//! There are no transactions: each request applies at once. aggdom's
+//! writes are independent keys whose order (features, then `state`) is
+//! kept by the ring, and its reads are level-triggered (see netback).
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::XenError;
-
-/// A xenstore transaction id; [`Transaction::NONE`] (`XBT_NIL`, 0) is "no
-/// transaction": the request applies at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Transaction(pub u32);
-
-impl Transaction {
-    pub const NONE: Self = Self(0);
-}
 
 /// A fired watch (`XS_WATCH_EVENT`): the node that changed (or the watched
 /// path itself, once, when the watch is set) and the watch's token.
@@ -22,51 +24,65 @@ pub struct WatchEvent {
     pub token: String,
 }
 
-/// A xenstore connection. Paths are absolute (`/local/domain/...`) or
-/// relative to this domain's home (`/local/domain/<self>`), at most 3072
-/// bytes. Values are bytes; xenstore values written by the toolstack and
-/// frontends are text.
-pub trait XenStore {
-    /// `XS_READ`. `NoEnt` if the node does not exist.
-    fn read(&mut self, t: Transaction, path: &str) -> Result<Vec<u8>, XenError>;
-    /// `XS_WRITE`: creates the node (and missing parents) or replaces its value.
-    fn write(&mut self, t: Transaction, path: &str, value: &[u8]) -> Result<(), XenError>;
+/// Names one submitted request; its reply carries the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u32);
+
+/// One xenstore request (io/xs_wire.h). Paths are absolute
+/// (`/local/domain/...`) or relative to this domain's home, at most 3072
+/// bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XsOp<'a> {
+    /// `XS_READ`: the reply is the node's value; `NoEnt` if absent.
+    Read(&'a str),
+    /// `XS_WRITE`: creates the node (and missing parents) or replaces it.
+    Write(&'a str, &'a [u8]),
     /// `XS_MKDIR`: creates an empty node if absent.
-    fn mkdir(&mut self, t: Transaction, path: &str) -> Result<(), XenError>;
+    Mkdir(&'a str),
     /// `XS_RM`: removes the node and everything below it.
-    fn rm(&mut self, t: Transaction, path: &str) -> Result<(), XenError>;
-    /// `XS_DIRECTORY`: the names (not paths) of the node's children.
-    fn directory(&mut self, t: Transaction, path: &str) -> Result<Vec<String>, XenError>;
-    /// `XS_WATCH`: events for `path` and everything below it are queued for
-    /// [`XenStore::poll_watch`], starting with one for `path` itself.
-    fn watch(&mut self, path: &str, token: &str) -> Result<(), XenError>;
+    Rm(&'a str),
+    /// `XS_DIRECTORY`: the reply is the children's names, each followed by
+    /// a NUL ([`parse_directory`]).
+    Directory(&'a str),
+    /// `XS_WATCH`: events for `path` and everything below it are queued
+    /// for [`XenStore::poll_watch`], starting with one for `path` itself.
+    Watch { path: &'a str, token: &'a str },
     /// `XS_UNWATCH`.
-    fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError>;
-    /// The oldest queued watch event, if any. Events may be coalesced or
-    /// arrive late: react by reading the current state, never by trusting
-    /// that an event means one particular change.
+    Unwatch { path: &'a str, token: &'a str },
+}
+
+/// What a request came back with: the reply's payload, or the error
+/// xenstored named (`Io` when the connection failed or the request timed
+/// out before a reply came).
+pub type XsReply = Result<Vec<u8>, XenError>;
+
+/// A xenstore connection that never blocks.
+///
+/// # Contract
+/// - `submit` only queues: it never waits for xenstored. It fails at once
+///   (and queues nothing) for a request that cannot be encoded (`Inval`,
+///   `TooBig`) or when the queue of unanswered requests is full (`Busy`).
+/// - Every submitted request gets exactly one reply, possibly an error;
+///   `take_reply` hands it out once. A caller that does not care about a
+///   reply says so with `forget`, and the reply is dropped when it comes.
+/// - Events may be coalesced or arrive late: react by reading the current
+///   state, never by trusting that an event means one particular change.
+pub trait XenStore {
+    /// Queues `op`; see the trait's contract.
+    fn submit(&mut self, op: XsOp<'_>) -> Result<RequestId, XenError>;
+    /// The reply to `id`, if it has come; each reply is handed out once.
+    fn take_reply(&mut self, id: RequestId) -> Option<XsReply>;
+    /// Drops the reply to `id` (now or when it comes).
+    fn forget(&mut self, id: RequestId);
+    /// The oldest queued watch event, if any.
     fn poll_watch(&mut self) -> Option<WatchEvent>;
-    /// `XS_TRANSACTION_START`.
-    fn transaction_start(&mut self) -> Result<Transaction, XenError>;
-    /// `XS_TRANSACTION_END`: commits (`commit`) or aborts. `Again` when the
-    /// transaction conflicted with another writer and nothing was applied.
-    fn transaction_end(&mut self, t: Transaction, commit: bool) -> Result<(), XenError>;
 
-    /// Reads a node as UTF-8 text (`Inval` if it is not).
-    fn read_string(&mut self, t: Transaction, path: &str) -> Result<String, XenError> {
-        String::from_utf8(self.read(t, path)?).map_err(|_| XenError::Inval)
-    }
-
-    /// Reads a node holding an unsigned decimal number, as frontends write
-    /// ring refs, ports and flags. `Inval` for anything else (empty, sign,
-    /// junk, overflow).
-    fn read_u32(&mut self, t: Transaction, path: &str) -> Result<u32, XenError> {
-        parse_u32(&self.read(t, path)?).ok_or(XenError::Inval)
-    }
-
-    /// Writes text.
-    fn write_str(&mut self, t: Transaction, path: &str, value: &str) -> Result<(), XenError> {
-        self.write(t, path, value.as_bytes())
+    /// Submits `op` and forgets its reply: for writes whose failure the
+    /// caller learns of anyway (the next level-triggered read shows it).
+    fn send_forget(&mut self, op: XsOp<'_>) -> Result<(), XenError> {
+        let id = self.submit(op)?;
+        self.forget(id);
+        Ok(())
     }
 }
 
@@ -85,36 +101,19 @@ pub fn parse_u32(bytes: &[u8]) -> Option<u32> {
     Some(v)
 }
 
-/// Runs `body` in a transaction and commits it, starting over (up to
-/// `attempts` times in all) when the commit reports `Again`. An error from
-/// `body` aborts the transaction and is returned.
-pub fn transact<X, T, F>(xs: &mut X, attempts: u32, mut body: F) -> Result<T, XenError>
-where
-    X: XenStore + ?Sized,
-    F: FnMut(&mut X, Transaction) -> Result<T, XenError>,
-{
-    let mut last = XenError::Again;
-    for _ in 0..attempts {
-        let t = xs.transaction_start()?;
-        let value = match body(xs, t) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = xs.transaction_end(t, false);
-                return Err(e);
-            }
-        };
-        match xs.transaction_end(t, true) {
-            Ok(()) => return Ok(value),
-            Err(XenError::Again) => last = XenError::Again,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last)
+/// An `XS_DIRECTORY` reply: names, each NUL-terminated. Names that are not
+/// UTF-8 are left out.
+pub fn parse_directory(payload: &[u8]) -> Vec<String> {
+    payload
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| core::str::from_utf8(n).ok().map(String::from))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_u32;
+    use super::{parse_directory, parse_u32};
 
     #[test]
     fn parse_u32_table() {
@@ -134,5 +133,12 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_u32(input), *want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn directory_names() {
+        assert_eq!(parse_directory(b"0\x001\x00vif\x00"), ["0", "1", "vif"]);
+        assert_eq!(parse_directory(b""), Vec::<String>::new());
+        assert_eq!(parse_directory(b"a\x00\xff\x00b"), ["a", "b"]);
     }
 }

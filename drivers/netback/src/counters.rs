@@ -94,6 +94,11 @@ pub struct VifCounters {
     pub connect_failures: u64,
     /// Notifications sent to the guest.
     pub notifies: u64,
+    /// Times the vif was refused (the datapath would not take it): it
+    /// went to Closing with an `error` node.
+    pub refusals: u64,
+    /// Xenstore requests of this vif that failed or could not be queued.
+    pub xenstore_errors: u64,
     tx_drops: [u64; TxDrop::COUNT],
     rx_drops: [u64; RxDrop::COUNT],
     fatal: [u64; Fatal::COUNT],
@@ -141,6 +146,8 @@ impl VifCounters {
             ("disconnects", self.disconnects),
             ("connect_failures", self.connect_failures),
             ("notifies", self.notifies),
+            ("refusals", self.refusals),
+            ("xenstore_errors", self.xenstore_errors),
         ] {
             f(name, "", v);
         }
@@ -182,7 +189,10 @@ mod tests {
         c.count_fatal(Fatal::CrossPage);
         let mut seen = alloc::vec::Vec::new();
         c.visit(|name, reason, v| seen.push((name, reason, v)));
-        assert_eq!(seen.len(), 9 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT);
+        assert_eq!(
+            seen.len(),
+            11 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
+        );
         assert!(seen.contains(&("tx_frames", "", 2)));
         assert!(seen.contains(&("tx_drops", "bad_grant", 1)));
         assert!(seen.contains(&("fatal", "cross_page", 1)));

@@ -47,3 +47,26 @@ pub enum ConnectError {
     /// Binding the frontend's event channel failed.
     BindFailed,
 }
+
+impl ConnectError {
+    /// The errno Linux netback would report for it in the `error` node.
+    pub fn errno(self) -> u32 {
+        match self {
+            Self::BadKey(_) | Self::BadRing => 22,    // EINVAL
+            Self::Unsupported(_) => 95,               // EOPNOTSUPP
+            Self::MapFailed | Self::BindFailed => 14, // EFAULT
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadKey(k) => write!(f, "reading {k}: missing or malformed"),
+            Self::Unsupported(what) => write!(f, "{what} is not supported"),
+            Self::MapFailed => f.write_str("mapping a ring grant failed"),
+            Self::BadRing => f.write_str("the ring's indices are impossible"),
+            Self::BindFailed => f.write_str("binding the event channel failed"),
+        }
+    }
+}

@@ -76,6 +76,7 @@ mod counters;
 mod error;
 pub mod ring;
 mod rx;
+mod snapshot;
 mod tx;
 mod vif;
 pub mod wire;
@@ -85,7 +86,7 @@ pub mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use backend::Netback;
+pub use backend::{Netback, EVENTS_PER_POLL};
 pub use config::{Config, FATAL_TX_SLOTS};
 pub use counters::{Fatal, RxDrop, TxDrop, VifCounters};
 pub use error::{ConnectError, RxError};

@@ -361,6 +361,12 @@ fn bad_frontend_keys_refuse_the_connection() {
         assert!(!vif.is_connected(), "{name}");
         assert_eq!(vif.counters().connect_failures, 1, "{name}");
         assert_eq!(f.backend_state(&hv), XenbusState::Closing, "{name}");
+        let error = hv.xs_get(&vif.error_path()).unwrap_or_default();
+        assert_eq!(
+            error,
+            format!("{} {want}", want.errno()),
+            "{name}: the error node says why"
+        );
         assert_eq!(
             (hv.stats().live_maps, hv.open_ports(BE)),
             (0, 0),
@@ -381,7 +387,187 @@ fn bad_frontend_keys_refuse_the_connection() {
             XenbusState::Connected,
             "{name}: recovers"
         );
+        let vif = nb.vif(id(A)).unwrap();
+        assert_eq!(hv.xs_get(&vif.error_path()), None, "{name}: error cleared");
     }
+}
+
+// ----- a slow, mute or hostile dom0, and hostile guests -----
+
+#[test]
+fn a_vif_without_mac_is_closed_with_an_error_not_served() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut f = create_vif(&mut hv, BE, A, 0, "00:16:3e:00:00:05", "10.0.0.5");
+    hv.xs_rm_as(0, &format!("{}/mac", f.backend_path)).unwrap();
+    settle(&mut hv, &mut nb);
+    f.connect(&mut hv);
+    settle(&mut hv, &mut nb);
+    let vif = nb.vif(id(A)).unwrap();
+    assert!(!vif.is_connected());
+    assert_eq!(vif.last_error(), Some(ConnectError::BadKey("mac")));
+    assert_eq!(f.backend_state(&hv), XenbusState::Closing);
+    assert_eq!(
+        hv.xs_get(&format!("/local/domain/{BE}/error/backend/vif/{A}/0/error"))
+            .as_deref(),
+        Some("22 reading mac: missing or malformed")
+    );
+    assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
+}
+
+#[test]
+fn a_refused_vif_closes_with_an_error_and_is_offered_again_after_a_restart() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut f = guest(&mut hv, &mut nb, A);
+    nb.refuse(&mut hv, id(A), "mac 00:16:3e:00:00:05 is guest 0's");
+    settle(&mut hv, &mut nb);
+    let vif = nb.vif(id(A)).unwrap();
+    assert!(!vif.is_connected());
+    assert_eq!(vif.refused(), Some("mac 00:16:3e:00:00:05 is guest 0's"));
+    assert_eq!(vif.counters().refusals, 1);
+    assert_eq!(f.backend_state(&hv), XenbusState::Closing);
+    assert_eq!(
+        hv.xs_get(&vif.error_path()).as_deref(),
+        Some("22 mac 00:16:3e:00:00:05 is guest 0's")
+    );
+    assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
+    // Still Connected on its side, it is not connected again behind the
+    // refusal's back.
+    f.write_key(&mut hv, "state", "4");
+    settle(&mut hv, &mut nb);
+    assert!(!nb.vif(id(A)).unwrap().is_connected());
+    // Netfront answers Closing with Closed, then restarts.
+    f.set_state(&mut hv, XenbusState::Closed);
+    settle(&mut hv, &mut nb);
+    f.set_state(&mut hv, XenbusState::Initialising);
+    settle(&mut hv, &mut nb);
+    assert_eq!(nb.vif(id(A)).unwrap().refused(), None);
+    f.connect(&mut hv);
+    settle(&mut hv, &mut nb);
+    assert!(nb.vif(id(A)).unwrap().is_connected());
+}
+
+/// Polls `nb` while xenstored answers `per_poll` held requests between
+/// polls, until `done` or `limit` polls. Returns the polls it took.
+fn run_with_slow_xenstored(
+    hv: &mut FakeHypervisor,
+    nb: &mut Netback<FakeHypervisor>,
+    per_poll: usize,
+    limit: usize,
+    mut done: impl FnMut(&FakeHypervisor, &Netback<FakeHypervisor>) -> bool,
+) -> usize {
+    for polls in 1..=limit {
+        nb.poll_control(hv);
+        if done(hv, nb) {
+            return polls;
+        }
+        hv.run_xenstored(per_poll);
+    }
+    panic!("not done after {limit} polls");
+}
+
+#[test]
+fn a_mute_xenstored_blocks_nothing_and_the_vif_connects_when_it_answers() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut a = guest(&mut hv, &mut nb, A);
+    hv.hold_xenstore(true);
+    let mut b = create_vif(&mut hv, BE, B, 0, "00:16:3e:00:00:06", "10.0.0.6");
+    // dom0 answers nothing: every poll returns at once, and guest A's
+    // frames keep moving meanwhile.
+    for round in 0..50u8 {
+        nb.poll_control(&mut hv);
+        a.send(&mut hv, &frame(60, round), 4096, 0);
+        assert_eq!(poll(&mut hv, &mut nb, A), [frame(60, round)]);
+    }
+    assert_eq!(b.backend_state(&hv), XenbusState::Initialising);
+    let in_flight = hv.xs_unanswered();
+    assert!(
+        (1..=40).contains(&in_flight),
+        "one read round for the new vif, not a request per poll: {in_flight}"
+    );
+    // Then dom0 answers, one request per poll.
+    let polls = run_with_slow_xenstored(&mut hv, &mut nb, 1, 500, |hv, _| {
+        b.backend_state(hv) == XenbusState::InitWait
+    });
+    assert!(polls > 1);
+    b.connect(&mut hv);
+    run_with_slow_xenstored(&mut hv, &mut nb, 1, 500, |_, nb| {
+        nb.vif(id(B)).is_some_and(|v| v.is_connected())
+    });
+    hv.run_xenstored(usize::MAX);
+    assert_eq!(b.backend_state(&hv), XenbusState::Connected);
+    assert_eq!(nb.vif(id(B)).unwrap().counters().xenstore_errors, 0);
+}
+
+#[test]
+fn xenstore_failures_do_not_disconnect_a_working_vif() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut a = guest(&mut hv, &mut nb, A);
+    // dom0 stalls with the request queue nearly full: of the event's read
+    // round only the backend's keys can be queued, the frontend's not.
+    hv.hold_xenstore(true);
+    for _ in 0..hypervisor::FAKE_XS_MAX_IN_FLIGHT - 7 {
+        let id = hypervisor::XenStore::submit(&mut hv, hypervisor::XsOp::Read("/local/domain/1"))
+            .unwrap();
+        hypervisor::XenStore::forget(&mut hv, id);
+    }
+    a.write_key(&mut hv, "state", "4");
+    nb.poll_control(&mut hv);
+    hv.run_xenstored(usize::MAX); // the backend's keys are answered
+    for _ in 0..5 {
+        nb.poll_control(&mut hv);
+    }
+    let vif = nb.vif(id(A)).unwrap();
+    assert!(vif.is_connected(), "holes in a snapshot decide nothing");
+    assert!(vif.counters().xenstore_errors > 0, "but they are counted");
+    a.send(&mut hv, &frame(60, 7), 4096, 0);
+    assert_eq!(poll(&mut hv, &mut nb, A), [frame(60, 7)]);
+    hv.hold_xenstore(false);
+    settle(&mut hv, &mut nb);
+    assert!(nb.vif(id(A)).unwrap().is_connected());
+    assert_eq!(a.backend_state(&hv), XenbusState::Connected);
+}
+
+#[test]
+fn a_guest_flapping_its_vif_cannot_stall_another() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut a = guest(&mut hv, &mut nb, A);
+    let mut b = guest(&mut hv, &mut nb, B);
+    // dom0 is slow: a few requests answered per poll.
+    hv.hold_xenstore(true);
+    let mut sent = 0u32;
+    let mut got = 0u32;
+    let mut most_in_flight = 0;
+    for round in 0..400u32 {
+        // Guest B rewrites its nodes, restarts and reconnects, over and over.
+        match round % 4 {
+            0 => b.write_key(&mut hv, "tx-ring-ref", "junk"),
+            1 => b.set_state(&mut hv, XenbusState::Initialising),
+            2 => b.connect(&mut hv),
+            _ => b.set_state(&mut hv, XenbusState::Closing),
+        }
+        a.send(&mut hv, &frame(60, round as u8), 4096, 0);
+        sent += 1;
+        nb.poll_control(&mut hv);
+        got += poll(&mut hv, &mut nb, A).len() as u32;
+        most_in_flight = most_in_flight.max(hv.xs_unanswered());
+        hv.run_xenstored(8);
+    }
+    assert_eq!(got, sent, "guest A lost nothing");
+    assert!(
+        most_in_flight <= 3 * 17 + 32,
+        "guest B's churn is one read round at a time: {most_in_flight} requests queued"
+    );
+    assert!(nb.vif(id(A)).unwrap().is_connected());
+    assert_eq!(nb.vif(id(A)).unwrap().counters().disconnects, 0);
+    // B still recovers once it behaves.
+    hv.hold_xenstore(false);
+    b.set_state(&mut hv, XenbusState::Closed);
+    settle(&mut hv, &mut nb);
+    b.set_state(&mut hv, XenbusState::Initialising);
+    settle(&mut hv, &mut nb);
+    b.connect(&mut hv);
+    settle(&mut hv, &mut nb);
+    assert_eq!(b.backend_state(&hv), XenbusState::Connected);
 }
 
 // ----- TX and RX -----

@@ -2,21 +2,24 @@
 //! disconnects it, and its connection (mapped rings, bound event channel,
 //! frame buffer) while connected.
 //!
-//! The state machine is level-triggered: on any watch event for the vif,
-//! [`Vif::reconcile`] reads the current frontend state and backend keys and
-//! moves towards what they call for, so coalesced or late events are
+//! The state machine is level-triggered and never waits for xenstored: on
+//! any watch event for the vif, [`Vif::step`] requests every key it decides
+//! on at once ([`crate::snapshot`]), and once all replies are in it moves
+//! towards what they call for, queueing its writes. An event during a read
+//! round asks for one more round, so coalesced or late events are
 //! harmless. It follows Linux xen-netback's `frontend_changed`, plus
 //! reconnection to a frontend that is already Connected (aggdom restarted)
 //! and going straight back to InitWait when a frontend restarts without
-//! closing first.
+//! closing first. A vif it cannot serve goes to Closing with an `error`
+//! node, as Linux's `xenbus_dev_fatal` leaves one.
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use hypervisor::{
-    transact, DomId, EvtchnPort, Hypervisor, MapAccess, Transaction, XenError, XenbusState,
+    DomId, EvtchnPort, Hypervisor, MapAccess, RequestId, XenError, XenbusState, XsOp,
 };
 use nic::MacAddr;
 
@@ -24,6 +27,7 @@ use crate::config::Config;
 use crate::counters::{Fatal, VifCounters};
 use crate::error::ConnectError;
 use crate::ring::BackRing;
+use crate::snapshot::{Key, ReadRound, Snapshot};
 use crate::wire::{RX_SLOT, TX_SLOT};
 
 /// Which vif: the frontend domain and the device handle (the two path
@@ -58,12 +62,11 @@ struct RingKeys {
     evtchn: u32,
 }
 
-fn ring_keys<H: Hypervisor>(hv: &mut H, fe: &str) -> Option<RingKeys> {
-    let mut num = |k: &str| hv.read_u32(Transaction::NONE, &format!("{fe}/{k}")).ok();
+fn ring_keys(s: &Snapshot) -> Option<RingKeys> {
     Some(RingKeys {
-        tx_ref: num("tx-ring-ref")?,
-        rx_ref: num("rx-ring-ref")?,
-        evtchn: num("event-channel")?,
+        tx_ref: s.u32(Key::TxRingRef)?,
+        rx_ref: s.u32(Key::RxRingRef)?,
+        evtchn: s.u32(Key::EventChannel)?,
     })
 }
 
@@ -86,6 +89,11 @@ const FEATURES: &[(&str, &str)] = &[
     ("feature-split-event-channels", "0"),
 ];
 
+/// Read rounds one [`Vif::step`] may finish: with a xenstored that
+/// answers at once (the fake), a vif settles in one poll; a real one takes
+/// a round trip per round, across polls.
+const ROUNDS_PER_STEP: usize = 3;
+
 /// A vif served by netback: see the module documentation.
 pub struct Vif<H: Hypervisor> {
     pub(crate) id: VifId,
@@ -101,7 +109,14 @@ pub struct Vif<H: Hypervisor> {
     mac: Option<MacAddr>,
     ips: Vec<Ipv4Addr>,
     last_error: Option<ConnectError>,
+    /// Why the datapath refused the vif, until the frontend restarts.
+    refused: Option<String>,
     pub(crate) counters: VifCounters,
+    /// A watch event came: read xenstore again.
+    dirty: bool,
+    round: Option<ReadRound>,
+    /// Writes in flight whose failure is counted.
+    writes: Vec<RequestId>,
 }
 
 impl<H: Hypervisor> Vif<H> {
@@ -118,7 +133,11 @@ impl<H: Hypervisor> Vif<H> {
             mac: None,
             ips: Vec::new(),
             last_error: None,
+            refused: None,
             counters: VifCounters::default(),
+            dirty: true,
+            round: None,
+            writes: Vec::new(),
         }
     }
 
@@ -156,9 +175,30 @@ impl<H: Hypervisor> Vif<H> {
         self.last_error
     }
 
+    /// Why the datapath refused this vif, if it did (see
+    /// [`crate::Netback::refuse`]).
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
     /// `/local/domain/<self>/backend/vif/<domid>/<handle>`.
     pub fn backend_path(&self) -> &str {
         &self.backend
+    }
+
+    /// Where a refusal is explained, as Linux's `xenbus_dev_fatal` writes
+    /// it: `/local/domain/<self>/error/backend/vif/<domid>/<handle>/error`.
+    pub fn error_path(&self) -> String {
+        format!("{}/error", self.error_dir())
+    }
+
+    fn error_dir(&self) -> String {
+        self.backend.replacen("/backend/", "/error/backend/", 1)
+    }
+
+    /// Xenstore requests still unanswered (a read round or writes).
+    pub fn requests_in_flight(&self) -> usize {
+        self.writes.len() + usize::from(self.round.is_some())
     }
 
     pub(crate) fn fe_token(id: VifId) -> String {
@@ -169,26 +209,115 @@ impl<H: Hypervisor> Vif<H> {
         format!("{}/{}", self.backend, name)
     }
 
-    fn set_state(&mut self, hv: &mut H, s: XenbusState) {
-        if hv
-            .write_str(Transaction::NONE, &self.key("state"), s.as_str())
-            .is_ok()
-        {
-            self.state = s;
+    /// Something changed: read again at the next step.
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Queues a request whose failure is counted when its reply comes.
+    fn send(&mut self, hv: &mut H, op: XsOp<'_>) {
+        match hv.submit(op) {
+            Ok(id) => self.writes.push(id),
+            Err(_) => self.counters.xenstore_errors += 1,
         }
     }
 
+    fn set_state(&mut self, hv: &mut H, s: XenbusState) {
+        let path = self.key("state");
+        self.send(hv, XsOp::Write(&path, s.as_str().as_bytes()));
+        self.state = s;
+    }
+
+    /// Tells the toolstack and the frontend why the vif is not served: an
+    /// `error` node, then Closing.
+    fn close_with_error(&mut self, hv: &mut H, errno: u32, why: &str) {
+        let path = self.error_path();
+        let text = format!("{errno} {why}");
+        self.send(hv, XsOp::Write(&path, text.as_bytes()));
+        self.set_state(hv, XenbusState::Closing);
+    }
+
+    /// Advances the vif as far as the replies that have come allow: files
+    /// replies, decides on complete snapshots, starts a read round when an
+    /// event asked for one. Never waits. Returns the replies and decisions
+    /// handled, and whether the vif still exists.
+    pub(crate) fn step(&mut self, hv: &mut H) -> (usize, Presence) {
+        let mut work = self.collect_writes(hv);
+        for _ in 0..ROUNDS_PER_STEP {
+            if self.round.is_none() {
+                if !self.dirty {
+                    break;
+                }
+                self.dirty = false;
+                self.round = Some(ReadRound::start(
+                    hv,
+                    &self.backend,
+                    self.frontend.as_deref(),
+                ));
+            }
+            let Some(round) = self.round.as_mut() else {
+                break;
+            };
+            work += round.collect(hv);
+            if !round.is_complete() {
+                break;
+            }
+            if !round.short {
+                // The frontend's keys must come from the directory the
+                // backend names now, which the first round may not know.
+                let wanted = round
+                    .snapshot()
+                    .text(Key::Frontend)
+                    .filter(|p| p.starts_with('/'))
+                    .map(ToString::to_string);
+                if let Some(fe) = wanted {
+                    if round.snapshot().frontend_read.as_deref() != Some(fe.as_str()) {
+                        round.read_frontend(hv, &fe);
+                        continue;
+                    }
+                }
+            }
+            let Some(round) = self.round.take() else {
+                break;
+            };
+            if round.short || has_transient_error(round.snapshot()) {
+                // Some reads could not be queued, or xenstored failed us:
+                // deciding on holes could disconnect a working vif. Read
+                // again on the next step.
+                self.counters.xenstore_errors += 1;
+                self.dirty = true;
+                break;
+            }
+            work += 1;
+            if self.decide(hv, &round.into_snapshot()) == Presence::Gone {
+                return (work, Presence::Gone);
+            }
+        }
+        (work, Presence::Present)
+    }
+
+    fn collect_writes(&mut self, hv: &mut H) -> usize {
+        let before = self.writes.len();
+        let mut failed = 0;
+        self.writes.retain(|id| match hv.take_reply(*id) {
+            Some(Ok(_)) => false,
+            Some(Err(_)) => {
+                failed += 1;
+                false
+            }
+            None => true,
+        });
+        self.counters.xenstore_errors += failed;
+        before - self.writes.len()
+    }
+
     /// Reads the vif's configuration from the toolstack's keys.
-    fn read_identity(&mut self, hv: &mut H) {
-        let t = Transaction::NONE;
-        self.mac = hv
-            .read_string(t, &self.key("mac"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        self.ips = hv
-            .read_string(t, &self.key("ip"))
-            .map(|s| {
-                s.split_whitespace()
+    fn read_identity(&mut self, s: &Snapshot) {
+        self.mac = s.text(Key::Mac).and_then(|m| m.trim().parse().ok());
+        self.ips = s
+            .text(Key::Ip)
+            .map(|ips| {
+                ips.split_whitespace()
                     .filter_map(|a| a.parse().ok())
                     .collect()
             })
@@ -196,62 +325,65 @@ impl<H: Hypervisor> Vif<H> {
     }
 
     /// First sight of the vif: advertise features, report the hotplug step
-    /// done (there is no hotplug script in aggdom), read MAC and IPs.
-    fn probe(&mut self, hv: &mut H) -> Result<(), XenError> {
-        let backend = self.backend.clone();
-        let mtu = format!("{}", self.config.mtu());
-        transact(hv, 8, |xs, t| {
-            for (k, v) in FEATURES {
-                xs.write_str(t, &format!("{backend}/{k}"), v)?;
-            }
-            xs.write_str(t, &format!("{backend}/mtu"), &mtu)?;
-            xs.write_str(t, &format!("{backend}/hotplug-status"), "connected")
-        })?;
-        self.read_identity(hv);
+    /// done (there is no hotplug script in aggdom). The ring keeps the
+    /// order, so these land before any `state` written after them.
+    fn probe(&mut self, hv: &mut H) {
+        for (k, v) in FEATURES {
+            let path = self.key(k);
+            self.send(hv, XsOp::Write(&path, v.as_bytes()));
+        }
+        let (path, mtu) = (self.key("mtu"), format!("{}", self.config.mtu()));
+        self.send(hv, XsOp::Write(&path, mtu.as_bytes()));
+        let path = self.key("hotplug-status");
+        self.send(hv, XsOp::Write(&path, b"connected"));
         self.probed = true;
-        Ok(())
     }
 
-    fn follow_frontend(&mut self, hv: &mut H, path: String) {
-        if self.frontend.as_deref() == Some(path.as_str()) {
+    fn follow_frontend(&mut self, hv: &mut H, path: &str) {
+        if self.frontend.as_deref() == Some(path) {
             return;
         }
         let token = Self::fe_token(self.id);
         if let Some(old) = self.fe_watch.take() {
-            let _ = hv.unwatch(&old, &token);
+            let _ = hv.send_forget(XsOp::Unwatch {
+                path: &old,
+                token: &token,
+            });
         }
         let state_path = format!("{path}/state");
-        if hv.watch(&state_path, &token).is_ok() {
-            self.fe_watch = Some(state_path);
-        }
-        self.frontend = Some(path);
+        self.send(
+            hv,
+            XsOp::Watch {
+                path: &state_path,
+                token: &token,
+            },
+        );
+        self.fe_watch = Some(state_path);
+        self.frontend = Some(path.to_string());
     }
 
-    /// Moves the vif towards what xenstore now says. `Gone` once the
+    /// Moves the vif towards what the snapshot says. `Gone` once the
     /// toolstack has removed the backend directory.
-    pub(crate) fn reconcile(&mut self, hv: &mut H) -> Presence {
-        let t = Transaction::NONE;
-        if let Err(XenError::NoEnt) = hv.read(t, &self.backend) {
+    fn decide(&mut self, hv: &mut H, s: &Snapshot) -> Presence {
+        if s.is_gone() {
             return Presence::Gone;
         }
-        let backend_state = match hv.read_u32(t, &self.key("state")) {
-            Ok(n) => XenbusState::from_raw(n),
-            Err(_) => return Presence::Present, // the toolstack is still writing
+        let Some(backend_state) = s.u32(Key::State).map(XenbusState::from_raw) else {
+            return Presence::Present; // the toolstack is still writing
         };
-        let (Ok(fe_path), Ok(fe_id)) = (
-            hv.read_string(t, &self.key("frontend")),
-            hv.read_u32(t, &self.key("frontend-id")),
-        ) else {
+        let (Some(fe_path), Some(fe_id)) = (s.text(Key::Frontend), s.u32(Key::FrontendId)) else {
             return Presence::Present;
         };
         if fe_id != u32::from(self.id.frontend) || !fe_path.starts_with('/') {
             // Not a vif this directory's name describes; do not serve it.
             return Presence::Present;
         }
-        self.follow_frontend(hv, fe_path.clone());
-        if !self.probed && self.probe(hv).is_err() {
-            return Presence::Present; // retried on the next event
+        let fe_path = fe_path.to_string();
+        self.follow_frontend(hv, &fe_path);
+        if !self.probed {
+            self.probe(hv);
         }
+        self.read_identity(s);
 
         // The toolstack closes a vif (xl network-detach) by writing the
         // backend state itself.
@@ -265,14 +397,15 @@ impl<H: Hypervisor> Vif<H> {
             self.state = XenbusState::Closing;
         }
 
-        let online = hv.read_u32(t, &self.key("online")) != Ok(0);
-        let fe_state = hv
-            .read_u32(t, &format!("{fe_path}/state"))
+        let online = s.u32(Key::Online) != Some(0);
+        let fe_state = s
+            .u32(Key::FrontendState)
             .map_or(XenbusState::Unknown, XenbusState::from_raw);
         match fe_state {
             XenbusState::Initialising | XenbusState::InitWait => {
                 // A fresh frontend, or one that restarted: offer a new connection.
                 self.disconnect(hv);
+                self.refused = None;
                 if self.state != XenbusState::InitWait && online {
                     self.set_state(hv, XenbusState::InitWait);
                 }
@@ -281,11 +414,12 @@ impl<H: Hypervisor> Vif<H> {
                 let stale = self
                     .conn
                     .as_ref()
-                    .is_some_and(|c| ring_keys(hv, &fe_path) != Some(c.keys));
+                    .is_some_and(|c| ring_keys(s) != Some(c.keys));
                 if stale {
                     // New rings without us seeing the frontend restart (its
                     // Initialising and our InitWait coalesced away).
                     self.disconnect(hv);
+                    self.refused = None;
                     self.state = XenbusState::InitWait;
                 }
                 let may_connect = matches!(
@@ -293,18 +427,19 @@ impl<H: Hypervisor> Vif<H> {
                     XenbusState::Unknown | XenbusState::Initialising | XenbusState::InitWait
                 );
                 if self.conn.is_none() && may_connect && online {
-                    self.read_identity(hv);
-                    match self.connect(hv, &fe_path) {
+                    match self.connect(hv, s) {
                         Ok(c) => {
                             self.conn = Some(c);
                             self.last_error = None;
                             self.counters.connects += 1;
+                            let dir = self.error_dir();
+                            let _ = hv.send_forget(XsOp::Rm(&dir));
                             self.set_state(hv, XenbusState::Connected);
                         }
                         Err(e) => {
                             self.last_error = Some(e);
                             self.counters.connect_failures += 1;
-                            self.set_state(hv, XenbusState::Closing);
+                            self.close_with_error(hv, e.errno(), &e.to_string());
                         }
                     }
                 }
@@ -340,33 +475,38 @@ impl<H: Hypervisor> Vif<H> {
         Presence::Present
     }
 
-    /// Reads the frontend's keys, maps both rings and binds the event
+    /// Checks the frontend's keys, maps both rings and binds the event
     /// channel; undoes everything on failure.
-    fn connect(&mut self, hv: &mut H, fe: &str) -> Result<Connection<H::Page>, ConnectError> {
-        let t = Transaction::NONE;
+    fn connect(&mut self, hv: &mut H, s: &Snapshot) -> Result<Connection<H::Page>, ConnectError> {
         let domid = self.id.frontend;
-        let num = |hv: &mut H, key: &str| hv.read_u32(t, &format!("{fe}/{key}"));
-        if num(hv, "multi-queue-num-queues").is_ok_and(|n| n > 1) {
+        if self.mac.is_none() {
+            return Err(ConnectError::BadKey("mac"));
+        }
+        if s.u32(Key::NumQueues).is_some_and(|n| n > 1) {
             return Err(ConnectError::Unsupported("multi-queue-num-queues"));
         }
-        if num(hv, "tx-ring-order").is_ok_and(|n| n > 0)
-            || num(hv, "ring-page-order").is_ok_and(|n| n > 0)
+        if s.u32(Key::TxRingOrder).is_some_and(|n| n > 0)
+            || s.u32(Key::RingPageOrder).is_some_and(|n| n > 0)
         {
             return Err(ConnectError::Unsupported("ring-page-order"));
         }
-        let tx_ref = num(hv, "tx-ring-ref").map_err(|_| ConnectError::BadKey("tx-ring-ref"))?;
-        let rx_ref = num(hv, "rx-ring-ref").map_err(|_| ConnectError::BadKey("rx-ring-ref"))?;
-        let evtchn = match num(hv, "event-channel") {
-            Ok(p) => p,
-            Err(_) if num(hv, "event-channel-tx").is_ok() => {
+        let tx_ref = s
+            .u32(Key::TxRingRef)
+            .ok_or(ConnectError::BadKey("tx-ring-ref"))?;
+        let rx_ref = s
+            .u32(Key::RxRingRef)
+            .ok_or(ConnectError::BadKey("rx-ring-ref"))?;
+        let evtchn = match s.u32(Key::EventChannel) {
+            Some(p) => p,
+            None if s.u32(Key::EventChannelTx).is_some() => {
                 return Err(ConnectError::Unsupported("feature-split-event-channels"))
             }
-            Err(_) => return Err(ConnectError::BadKey("event-channel")),
+            None => return Err(ConnectError::BadKey("event-channel")),
         };
-        if num(hv, "request-rx-copy") != Ok(1) {
+        if s.u32(Key::RequestRxCopy) != Some(1) {
             return Err(ConnectError::Unsupported("rx page flipping"));
         }
-        let rx_sg = num(hv, "feature-sg") == Ok(1);
+        let rx_sg = s.u32(Key::FeatureSg) == Some(1);
 
         let tx_page = hv
             .map_grant(domid, tx_ref, MapAccess::ReadWrite)
@@ -424,18 +564,62 @@ impl<H: Hypervisor> Vif<H> {
     }
 
     /// A protocol violation: count it, drop the connection and tell the
-    /// frontend (Closing). It reconnects only after it restarts.
+    /// frontend (Closing, with the reason in the `error` node). It
+    /// reconnects only after it restarts.
     pub(crate) fn fail(&mut self, hv: &mut H, why: Fatal) {
         self.counters.count_fatal(why);
         self.disconnect(hv);
-        self.set_state(hv, XenbusState::Closing);
+        let text = format!("protocol violation: {}", why.name());
+        self.close_with_error(hv, EPROTO, &text);
     }
 
-    /// The backend directory is gone: release everything.
+    /// The datapath will not serve this vif: disconnect it and say why
+    /// (Closing, `error` node), until the frontend restarts.
+    pub(crate) fn refuse(&mut self, hv: &mut H, why: &str) {
+        self.counters.refusals += 1;
+        self.refused = Some(why.to_string());
+        self.disconnect(hv);
+        self.close_with_error(hv, EINVAL, why);
+    }
+
+    /// The backend directory is gone: release everything, answer nothing
+    /// more.
     pub(crate) fn remove(&mut self, hv: &mut H) {
         self.disconnect(hv);
         if let Some(path) = self.fe_watch.take() {
-            let _ = hv.unwatch(&path, &Self::fe_token(self.id));
+            let _ = hv.send_forget(XsOp::Unwatch {
+                path: &path,
+                token: &Self::fe_token(self.id),
+            });
+        }
+        if self.probed {
+            let dir = self.error_dir();
+            let _ = hv.send_forget(XsOp::Rm(&dir));
+        }
+        if let Some(round) = self.round.take() {
+            round.abandon(hv);
+        }
+        for id in self.writes.drain(..) {
+            hv.forget(id);
         }
     }
+}
+
+/// errno values written into `error` nodes, as Linux writes them.
+const EINVAL: u32 = 22;
+const EPROTO: u32 = 71;
+
+/// A read failed for a reason on our side or xenstored's (not the key's
+/// absence or its permissions): the snapshot has holes, so no decision.
+fn has_transient_error(s: &Snapshot) -> bool {
+    use crate::snapshot::ALL_KEYS;
+    ALL_KEYS.iter().any(|k| {
+        matches!(
+            s.get(*k),
+            Some(Err(XenError::Io
+                | XenError::Busy
+                | XenError::Again
+                | XenError::NoMem))
+        )
+    })
 }

@@ -185,6 +185,18 @@ pub mod xs_ring {
     pub const REQ_PROD: usize = 2052;
     pub const RSP_CONS: usize = 2056;
     pub const RSP_PROD: usize = 2060;
+    /// `server_features`: a bitmap xenstored sets (and never clears).
+    pub const SERVER_FEATURES: usize = 2064;
+    /// `connection`: [`CONNECTED`] or [`RECONNECT`]; valid only when the
+    /// server offers [`FEATURE_RECONNECTION`].
+    pub const CONNECTION: usize = 2068;
+    /// `XENSTORE_SERVER_FEATURE_RECONNECTION`.
+    pub const FEATURE_RECONNECTION: u32 = 1;
+    /// `XENSTORE_CONNECTED`: the steady state; only the server sets it.
+    pub const CONNECTED: u32 = 0;
+    /// `XENSTORE_RECONNECT`: the guest asked for a reset; only the guest
+    /// sets it.
+    pub const RECONNECT: u32 = 1;
 }
 
 /// `struct xencons_interface` (io/console.h).

@@ -22,19 +22,9 @@ const IN: ByteRing = ByteRing {
     prod: cons_ring::IN_PROD,
 };
 
-/// Yields of the CPU (to dom0, where xenconsoled drains the ring) while
-/// waiting for room in the output ring, before output is dropped: a
-/// console nobody drains must not stop the kernel, and spinning instead of
-/// yielding would keep xenconsoled from running.
-const FULL_YIELDS: u32 = 2000;
-
 struct PvConsole {
     page: RawPage,
     port: u32,
-    /// The last write found the ring full and gave up: do not wait again
-    /// until there is room.
-    stalled: bool,
-    dropped: u64,
 }
 
 static CONSOLE: Mutex<Option<PvConsole>> = Mutex::new(None);
@@ -49,8 +39,6 @@ pub unsafe fn attach(addr: usize, port: u32) {
         // SAFETY: forwarded from the caller.
         page: unsafe { RawPage::new(addr) },
         port,
-        stalled: false,
-        dropped: 0,
     });
 }
 
@@ -63,15 +51,18 @@ pub fn is_attached() -> bool {
     CONSOLE.lock().is_some()
 }
 
-/// Bytes dropped because the ring stayed full.
-pub fn dropped() -> u64 {
-    CONSOLE.lock().as_ref().map_or(0, |c| c.dropped)
-}
-
-/// Writes bytes as they are (the caller adds `\r`).
-pub fn write(bytes: &[u8]) {
-    if let Some(c) = CONSOLE.lock().as_mut() {
-        c.write(bytes);
+/// Writes as many of `bytes` as the output ring has room for now and
+/// returns how many: it never waits for xenconsoled (the caller keeps the
+/// rest for later). 0 when there is no PV console or the ring is corrupt.
+pub fn write(bytes: &[u8]) -> usize {
+    let mut guard = CONSOLE.lock();
+    let Some(c) = guard.as_mut() else { return 0 };
+    match OUT.produce(&c.page, bytes) {
+        Ok(0) | Err(_) => 0,
+        Ok(n) => {
+            let _ = evtchn::send(c.port);
+            n
+        }
     }
 }
 
@@ -97,32 +88,4 @@ pub fn read_byte() -> Option<u8> {
 pub unsafe fn force_unlock() {
     // SAFETY: forwarded from the caller.
     unsafe { CONSOLE.force_unlock() };
-}
-
-impl PvConsole {
-    fn write(&mut self, mut bytes: &[u8]) {
-        let mut spins = 0;
-        while !bytes.is_empty() {
-            match OUT.produce(&self.page, bytes) {
-                Ok(0) => {
-                    if self.stalled || spins >= FULL_YIELDS {
-                        self.stalled = true;
-                        self.dropped += bytes.len() as u64;
-                        return;
-                    }
-                    spins += 1;
-                    evtchn::sched_yield();
-                }
-                Ok(n) => {
-                    self.stalled = false;
-                    bytes = &bytes[n..];
-                    let _ = evtchn::send(self.port);
-                }
-                Err(_) => {
-                    self.dropped += bytes.len() as u64;
-                    return;
-                }
-            }
-        }
-    }
 }

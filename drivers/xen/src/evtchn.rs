@@ -89,9 +89,14 @@ pub fn time_info(shared_info: usize) -> Option<crate::time::TimeInfo> {
     None
 }
 
+/// The most ports one `SCHEDOP_poll` takes: Xen's `do_poll`
+/// (xen/common/sched/core.c) answers `-EINVAL` to `nr_ports > 128`.
+pub const SCHEDOP_POLL_MAX_PORTS: usize = 128;
+
 /// Blocks this vCPU until one of `ports` is pending or Xen system time
 /// reaches `deadline` (`SCHEDOP_poll`); no interrupt is involved. Returns
-/// at once if a port is already pending.
+/// at once if a port is already pending. At most
+/// [`SCHEDOP_POLL_MAX_PORTS`] ports; `deadline` 0 means no timeout.
 pub fn poll(ports: &[EvtchnPort], deadline: u64) -> Result<(), XenError> {
     let mut arg = SchedPoll {
         ports: ports.as_ptr() as u64,

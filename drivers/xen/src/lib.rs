@@ -7,7 +7,9 @@
 //!   xenstore ring from the HVM params, our domid; then [`Xen`] implements
 //!   [`hypervisor::Hypervisor`] for netback: grant table v1 (batched copy,
 //!   map/unmap onto frames of our own), 2-level event channels polled from
-//!   shared_info, and a xenstore client with watches and transactions.
+//!   shared_info, and a non-blocking xenstore client (requests queued and
+//!   answered in later pumps, watches, resynchronisation after corruption).
+//!   The main loop sleeps with [`Xen::clear_events`] / [`Xen::block_until`].
 //! - [`console`]: the PV console as a second console beside COM1;
 //!   [`shutdown`]: `SCHEDOP_shutdown`.
 //!
@@ -38,4 +40,4 @@ pub mod xs_wire;
 pub use cpuid::XenCpuid;
 pub use grant::{GrantStats, MappedPage};
 pub use platform::{early_init, hvm_param, is_xen, shutdown, InitError, StoreRing, Xen};
-pub use xenstore::{XsClient, XsStats, XsTransport, PRIVATE_TOKEN_PREFIX};
+pub use xenstore::{XsClient, XsStats, XsTransport, PRIVATE_TOKEN_PREFIX, REQUEST_TIMEOUT_NS};

@@ -1,12 +1,24 @@
 //! The Xen platform as one value: [`Xen`] implements
 //! [`hypervisor::Hypervisor`] (grants, event channels, xenstore) for
-//! netback, plus start-up, HVM params and shutdown.
+//! netback, plus start-up, HVM params, shutdown and the main loop's sleep.
+//!
+//! # The main loop and event channels
+//! aggdom takes no interrupts; it sleeps in `SCHEDOP_poll` on every port it
+//! holds. A wake-up must never be lost between looking at the rings and
+//! going to sleep, so each loop turn is:
+//!
+//! 1. [`Xen::clear_events`]: test-and-clear every polled port's pending
+//!    bit (what was pending is latched for [`EventChannels::take_pending`],
+//!    so netback still learns of it);
+//! 2. all the work: [`Xen::pump_xenstore`], netback, the console;
+//! 3. [`Xen::block_until`]: sleep until a port is pending, which returns at
+//!    once for any event that came after step 1.
 use alloc::vec::Vec;
 use core::fmt;
 
 use hypervisor::{
-    DomId, EventChannels, EvtchnPort, GrantCopy, GrantOps, GrantRef, GrantStatus, Hypervisor,
-    MapAccess, Transaction, WatchEvent, XenError, XenStore,
+    parse_u32, DomId, EventChannels, EvtchnPort, GrantCopy, GrantOps, GrantRef, GrantStatus,
+    Hypervisor, MapAccess, RequestId, WatchEvent, XenError, XenStore, XsOp, XsReply,
 };
 
 use crate::abi::{
@@ -118,7 +130,8 @@ impl XsTransport for StoreRing {
     }
     /// Blocks until xenstored kicks us (or 1 ms): spinning would keep the
     /// CPU from dom0, where xenstored has to run to answer. On the rig
-    /// (2 emulated CPUs) a spinning aggdom starved dom0 for minutes.
+    /// (2 emulated CPUs) a spinning aggdom starved dom0 for minutes. Only
+    /// the boot-time [`XsClient::request_blocking`] gets here.
     fn idle(&mut self) {
         evtchn::wait_port(self.shared_info, self.port, 1_000_000);
     }
@@ -135,7 +148,15 @@ pub struct Xen {
     store_port: EvtchnPort,
     /// Event-channel ports this domain bound or allocated and still holds.
     open_ports: Vec<EvtchnPort>,
+    /// What [`Xen::block_until`] polls: xenstore, console, then
+    /// `open_ports`; rebuilt when they change, so polling allocates nothing.
+    poll_ports: Vec<EvtchnPort>,
+    /// Pending bits [`Xen::clear_events`] took, 2-level layout, until
+    /// [`EventChannels::take_pending`] hands them out.
+    latched: [u64; LATCH_WORDS],
 }
+
+const LATCH_WORDS: usize = (crate::abi::EVTCHN_2L_NR_PORTS / 64) as usize;
 
 impl Xen {
     /// Sets up shared_info and xenstore after [`early_init`]; needs the
@@ -161,10 +182,12 @@ impl Xen {
             shared_info,
         };
         let mut xs = XsClient::new(ring);
+        // Boot: nothing else runs yet, so waiting for xenstored is fine.
         let domid = xs
-            .read_u32(Transaction::NONE, "domid")
+            .request_blocking(XsOp::Read("domid"))
+            .and_then(|v| parse_u32(&v).ok_or(XenError::Inval))
             .map_err(InitError::XenStore)?;
-        Ok(Self {
+        let mut xen = Self {
             info,
             domid: domid as DomId,
             shared_info,
@@ -173,7 +196,11 @@ impl Xen {
             store_pfn,
             store_port,
             open_ports: Vec::new(),
-        })
+            poll_ports: Vec::new(),
+            latched: [0; LATCH_WORDS],
+        };
+        xen.rebuild_poll_ports();
+        Ok(xen)
     }
 
     pub fn version(&self) -> (u32, u32) {
@@ -206,34 +233,89 @@ impl Xen {
         &self.open_ports
     }
 
-    /// Idles until an event channel this domain holds (xenstore, console,
-    /// every bound port) is pending, or `timeout_ns` passed: `SCHEDOP_poll`,
-    /// so the domain sleeps without taking interrupts. The xenstore and
-    /// console pending bits are cleared first (their rings are read in the
-    /// poll loop anyway); a vif's is cleared by netback. `false` if Xen's
-    /// clock could not be read or the poll failed: idle some other way.
-    pub fn idle(&mut self, timeout_ns: u64) -> bool {
-        let mut ports: Vec<EvtchnPort> = Vec::with_capacity(self.open_ports.len() + 2);
-        ports.push(self.store_port);
-        if let Some(p) = console::port() {
-            ports.push(p);
+    /// Step 1 of a main-loop turn (module docs): test-and-clears the
+    /// pending bit of every port [`Self::block_until`] polls, before the
+    /// loop looks at any ring. A bit found set is latched for
+    /// [`EventChannels::take_pending`], so clearing here loses nothing.
+    pub fn clear_events(&mut self) {
+        for &port in &self.poll_ports {
+            if evtchn::take_pending(self.shared_info, port) {
+                if let Some((word, bit)) = evtchn::pending_word_bit(port) {
+                    self.latched[word] |= bit;
+                }
+            }
         }
-        for &p in &ports {
-            let _ = evtchn::take_pending(self.shared_info, p);
+    }
+
+    /// Step 3 of a main-loop turn: sleeps (`SCHEDOP_poll`, no interrupts)
+    /// until a polled port is pending or `timeout_ns` has passed. Returns
+    /// at once if a port became pending after [`Self::clear_events`], or if
+    /// the xenstore client left messages for its next pump. `false` if
+    /// Xen's clock could not be read or the hypercall failed: idle some
+    /// other way.
+    pub fn block_until(&mut self, timeout_ns: u64) -> bool {
+        if self.xs.has_backlog() {
+            return true;
         }
-        ports.extend_from_slice(&self.open_ports);
         let Some(now) =
             evtchn::time_info(self.shared_info).and_then(|t| t.at(crate::hypercall::rdtsc()))
         else {
             return false;
         };
-        evtchn::poll(&ports, now.saturating_add(timeout_ns)).is_ok()
+        // Xen's do_poll refuses more than 128 ports (-EINVAL). Past that we
+        // poll the first 128 (xenstore and console come first) and wake
+        // every 1 ms so the loop still sees the others' rings.
+        let (ports, timeout_ns) = if self.poll_ports.len() > evtchn::SCHEDOP_POLL_MAX_PORTS {
+            (
+                &self.poll_ports[..evtchn::SCHEDOP_POLL_MAX_PORTS],
+                timeout_ns.min(1_000_000),
+            )
+        } else {
+            (&self.poll_ports[..], timeout_ns)
+        };
+        // A timeout of 0 would mean "none" to Xen.
+        let deadline = now.saturating_add(timeout_ns).max(1);
+        evtchn::poll(ports, deadline).is_ok()
+    }
+
+    /// Reads `path`, waiting for xenstored up to
+    /// [`crate::xenstore::REQUEST_TIMEOUT_NS`]. Boot only (the kernel's
+    /// configuration read before the main loop starts): it blocks, and
+    /// must never be called from the main loop.
+    pub fn read_blocking(&mut self, path: &str) -> Result<Vec<u8>, XenError> {
+        self.xs.request_blocking(XsOp::Read(path))
+    }
+
+    /// The main loop's xenstore work for this turn: pushes requests, files
+    /// replies and watch events, times out old requests. Never waits.
+    pub fn pump_xenstore(&mut self) {
+        let now = self.xs.transport_mut().now_ns();
+        self.xs.pump(now);
     }
 
     /// The next event of a watch whose token starts with
     /// [`crate::PRIVATE_TOKEN_PREFIX`].
     pub fn poll_private_watch(&mut self) -> Option<WatchEvent> {
         self.xs.poll_private_watch()
+    }
+
+    fn rebuild_poll_ports(&mut self) {
+        self.poll_ports.clear();
+        self.poll_ports.push(self.store_port);
+        if let Some(p) = console::port().filter(|p| *p != self.store_port) {
+            self.poll_ports.push(p);
+        }
+        self.poll_ports.extend_from_slice(&self.open_ports);
+    }
+
+    /// Takes `port`'s latched bit, if [`Self::clear_events`] saw it.
+    fn take_latched(&mut self, port: EvtchnPort) -> bool {
+        let Some((word, bit)) = evtchn::pending_word_bit(port) else {
+            return false;
+        };
+        let was = self.latched[word] & bit != 0;
+        self.latched[word] &= !bit;
+        was
     }
 }
 
@@ -262,6 +344,7 @@ impl EventChannels for Xen {
     fn alloc_unbound(&mut self, remote: DomId) -> Result<EvtchnPort, XenError> {
         let p = evtchn::alloc_unbound(remote)?;
         self.open_ports.push(p);
+        self.rebuild_poll_ports();
         Ok(p)
     }
 
@@ -272,6 +355,7 @@ impl EventChannels for Xen {
     ) -> Result<EvtchnPort, XenError> {
         let p = evtchn::bind_interdomain(remote, remote_port)?;
         self.open_ports.push(p);
+        self.rebuild_poll_ports();
         Ok(p)
     }
 
@@ -280,50 +364,33 @@ impl EventChannels for Xen {
     }
 
     fn take_pending(&mut self, port: EvtchnPort) -> bool {
-        evtchn::take_pending(self.shared_info, port)
+        // Both, always: the bit may have been latched and set again since.
+        let latched = self.take_latched(port);
+        evtchn::take_pending(self.shared_info, port) || latched
     }
 
     fn close(&mut self, port: EvtchnPort) -> Result<(), XenError> {
         evtchn::close(port)?;
         self.open_ports.retain(|p| *p != port);
+        // A port number is reused by the next bind: no stale latch for it.
+        let _ = self.take_latched(port);
+        self.rebuild_poll_ports();
         Ok(())
     }
 }
 
 impl XenStore for Xen {
-    fn read(&mut self, t: Transaction, path: &str) -> Result<Vec<u8>, XenError> {
-        self.xs.read(t, path)
+    fn submit(&mut self, op: XsOp<'_>) -> Result<RequestId, XenError> {
+        self.xs.submit(op)
     }
-    fn write(&mut self, t: Transaction, path: &str, value: &[u8]) -> Result<(), XenError> {
-        self.xs.write(t, path, value)
+    fn take_reply(&mut self, id: RequestId) -> Option<XsReply> {
+        self.xs.take_reply(id)
     }
-    fn mkdir(&mut self, t: Transaction, path: &str) -> Result<(), XenError> {
-        self.xs.mkdir(t, path)
-    }
-    fn rm(&mut self, t: Transaction, path: &str) -> Result<(), XenError> {
-        self.xs.rm(t, path)
-    }
-    fn directory(
-        &mut self,
-        t: Transaction,
-        path: &str,
-    ) -> Result<Vec<alloc::string::String>, XenError> {
-        self.xs.directory(t, path)
-    }
-    fn watch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
-        self.xs.watch(path, token)
-    }
-    fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
-        self.xs.unwatch(path, token)
+    fn forget(&mut self, id: RequestId) {
+        self.xs.forget(id)
     }
     fn poll_watch(&mut self) -> Option<WatchEvent> {
         self.xs.poll_watch()
-    }
-    fn transaction_start(&mut self) -> Result<Transaction, XenError> {
-        self.xs.transaction_start()
-    }
-    fn transaction_end(&mut self, t: Transaction, commit: bool) -> Result<(), XenError> {
-        self.xs.transaction_end(t, commit)
     }
 }
 

@@ -3,9 +3,8 @@
 //! bytes. Replies come from xenstored, a more trusted party than a guest,
 //! but they are still parsed with checks: a bad length is an error, not a
 //! panic.
-use alloc::string::String;
 use alloc::vec::Vec;
-use hypervisor::{WatchEvent, XenError};
+use hypervisor::{WatchEvent, XenError, XsOp};
 
 pub const HEADER_LEN: usize = 16;
 /// `XENSTORE_PAYLOAD_MAX`.
@@ -17,8 +16,6 @@ pub mod ty {
     pub const READ: u32 = 2;
     pub const WATCH: u32 = 4;
     pub const UNWATCH: u32 = 5;
-    pub const TRANSACTION_START: u32 = 6;
-    pub const TRANSACTION_END: u32 = 7;
     pub const WRITE: u32 = 11;
     pub const MKDIR: u32 = 12;
     pub const RM: u32 = 13;
@@ -79,6 +76,33 @@ pub fn request(ty: u32, req_id: u32, tx_id: u32, parts: &[&[u8]]) -> Result<Vec<
     Ok(msg)
 }
 
+/// The whole request message for `op`, outside any transaction (`tx_id`
+/// 0). `Inval` for a bad path or token, `TooBig` for a payload over
+/// `XENSTORE_PAYLOAD_MAX`.
+pub fn encode(op: &XsOp<'_>, req_id: u32) -> Result<Vec<u8>, XenError> {
+    let (kind, path, rest): (u32, &str, Option<&[u8]>) = match *op {
+        XsOp::Read(p) => (ty::READ, p, None),
+        XsOp::Write(p, v) => (ty::WRITE, p, Some(v)),
+        XsOp::Mkdir(p) => (ty::MKDIR, p, None),
+        XsOp::Rm(p) => (ty::RM, p, None),
+        XsOp::Directory(p) => (ty::DIRECTORY, p, None),
+        XsOp::Watch { path, token } | XsOp::Unwatch { path, token } => {
+            let kind = if matches!(op, XsOp::Watch { .. }) {
+                ty::WATCH
+            } else {
+                ty::UNWATCH
+            };
+            let p = path_part(path)?;
+            let t = path_part(token)?;
+            return request(kind, req_id, 0, &[&p, &t]);
+        }
+    };
+    let p = path_part(path)?;
+    // A written value goes as is, without a NUL (xenstore.txt: `WRITE
+    // <path>|<value|>`).
+    request(kind, req_id, 0, &[&p, rest.unwrap_or(&[])])
+}
+
 /// A path as a request payload part: its bytes and a NUL.
 pub fn path_part(path: &str) -> Result<Vec<u8>, XenError> {
     if path.is_empty() || path.len() > 3072 || path.as_bytes().contains(&0) {
@@ -111,21 +135,24 @@ pub fn parse_watch_event(payload: &[u8]) -> Option<WatchEvent> {
     })
 }
 
-/// An `XS_DIRECTORY` reply: names, each NUL-terminated. Names that are not
-/// UTF-8 are left out.
-pub fn parse_directory(payload: &[u8]) -> Vec<String> {
-    payload
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .filter_map(|n| core::str::from_utf8(n).ok().map(String::from))
-        .collect()
-}
-
-/// Parses the transaction id an `XS_TRANSACTION_START` reply carries
-/// (decimal text, NUL-terminated).
-pub fn parse_tx_id(payload: &[u8]) -> Option<u32> {
-    let text = payload.split(|b| *b == 0).next()?;
-    hypervisor::parse_u32(text).filter(|id| *id != 0)
+/// Whether `h` can start a message xenstored sends a client that never
+/// opens transactions: a reply (the request's type or `XS_ERROR`) or a
+/// watch event, with `tx_id` 0. Anything else means the stream is out of
+/// step (we are reading from the middle of a message).
+pub fn plausible_from_server(h: &Header) -> bool {
+    let known = matches!(
+        h.ty,
+        ty::DIRECTORY
+            | ty::READ
+            | ty::WATCH
+            | ty::UNWATCH
+            | ty::WRITE
+            | ty::MKDIR
+            | ty::RM
+            | ty::WATCH_EVENT
+            | ty::ERROR
+    );
+    known && h.tx_id == 0 && h.len as usize <= PAYLOAD_MAX
 }
 
 /// Collects bytes read from the response ring into whole messages.
@@ -134,8 +161,10 @@ pub struct Assembler {
     buf: Vec<u8>,
 }
 
-/// A message whose header claims more than `XENSTORE_PAYLOAD_MAX`: the
-/// stream cannot be resynchronised.
+/// A header that cannot start a message from xenstored
+/// ([`plausible_from_server`]; e.g. one claiming more than
+/// `XENSTORE_PAYLOAD_MAX`): the stream is corrupt or out of step, and only
+/// a resynchronisation of the connection (see the client) brings it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadMessage;
 
@@ -144,22 +173,29 @@ impl Assembler {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next complete message, if one is there.
+    /// The next complete message, if one is there. The header is checked
+    /// as soon as it is in, so a bad one is found without waiting for the
+    /// payload it claims.
     pub fn next_message(&mut self) -> Result<Option<(Header, Vec<u8>)>, BadMessage> {
         let Some(head) = self.buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let h = Header::parse(head);
-        let len = h.len as usize;
-        if len > PAYLOAD_MAX {
+        if !plausible_from_server(&h) {
             return Err(BadMessage);
         }
+        let len = h.len as usize;
         if self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
         let payload = self.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
         self.buf.drain(..HEADER_LEN + len);
         Ok(Some((h, payload)))
+    }
+
+    /// Bytes held that do not yet make a whole message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn clear(&mut self) {
@@ -211,11 +247,49 @@ mod tests {
             })
         );
         assert_eq!(parse_watch_event(b"only-a-path"), None);
-        assert_eq!(parse_directory(b"0\x001\x00vif\x00"), ["0", "1", "vif"]);
-        assert_eq!(parse_directory(b""), Vec::<String>::new());
-        assert_eq!(parse_tx_id(b"42\0"), Some(42));
-        assert_eq!(parse_tx_id(b"0\0"), None);
-        assert_eq!(parse_tx_id(b"x\0"), None);
+    }
+
+    #[test]
+    fn ops_encode_as_xs_wire_says() {
+        let cases: &[(XsOp<'_>, u32, &[u8])] = &[
+            (XsOp::Read("domid"), ty::READ, b"domid\0"),
+            (XsOp::Write("a/b", b"4"), ty::WRITE, b"a/b\x004"),
+            (XsOp::Write("a", b""), ty::WRITE, b"a\0"),
+            (XsOp::Mkdir("/m"), ty::MKDIR, b"/m\0"),
+            (XsOp::Rm("/r"), ty::RM, b"/r\0"),
+            (XsOp::Directory("/d"), ty::DIRECTORY, b"/d\0"),
+            (
+                XsOp::Watch {
+                    path: "/w",
+                    token: "t",
+                },
+                ty::WATCH,
+                b"/w\0t\0",
+            ),
+            (
+                XsOp::Unwatch {
+                    path: "/w",
+                    token: "t",
+                },
+                ty::UNWATCH,
+                b"/w\0t\0",
+            ),
+        ];
+        for (op, kind, payload) in cases {
+            let msg = encode(op, 9).unwrap();
+            let h = Header::parse(msg.first_chunk().unwrap());
+            assert_eq!((h.ty, h.req_id, h.tx_id), (*kind, 9, 0), "{op:?}");
+            assert_eq!(h.len as usize, payload.len(), "{op:?}");
+            assert_eq!(&msg[HEADER_LEN..], *payload, "{op:?}");
+        }
+        let big = [b'v'; PAYLOAD_MAX];
+        assert_eq!(encode(&XsOp::Write("k", &big), 1), Err(XenError::TooBig));
+        assert_eq!(encode(&XsOp::Read(""), 1), Err(XenError::Inval));
+        let bad_token = XsOp::Watch {
+            path: "/w",
+            token: "a\0",
+        };
+        assert_eq!(encode(&bad_token, 1), Err(XenError::Inval));
     }
 
     #[test]
@@ -247,6 +321,31 @@ mod tests {
         .to_vec();
         bad.push(0);
         a.feed(&bad);
+        assert_eq!(a.next_message(), Err(BadMessage));
+    }
+
+    #[test]
+    fn only_headers_xenstored_can_send_are_plausible() {
+        let h = |ty, tx_id, len| Header {
+            ty,
+            req_id: 3,
+            tx_id,
+            len,
+        };
+        let cases = [
+            (h(ty::READ, 0, 4096), true),
+            (h(ty::WATCH_EVENT, 0, 10), true),
+            (h(ty::ERROR, 0, 7), true),
+            (h(ty::READ, 0, 4097), false),
+            (h(ty::READ, 5, 1), false),
+            (h(6, 0, 1), false),           // XS_TRANSACTION_START: never sent
+            (h(0x6c6f_632f, 0, 1), false), // "/loc" read as a type
+        ];
+        for (header, want) in cases {
+            assert_eq!(plausible_from_server(&header), want, "{header:?}");
+        }
+        let mut a = Assembler::default();
+        a.feed(&h(0x6c6f_632f, 0, 1).to_bytes());
         assert_eq!(a.next_message(), Err(BadMessage));
     }
 }

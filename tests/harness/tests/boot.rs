@@ -257,7 +257,9 @@ fn version_help_mem_and_uptime_answer() {
     }
     let mem = m.command("mem").unwrap();
     assert!(
-        Pattern::regex(r"^heap used \d+ bytes, free \d+ bytes, peak \d+ bytes$")
+        Pattern::regex(
+            r"^heap used \d+ bytes, free \d+ bytes, peak \d+ bytes\r?\nconsole output dropped: com1 0 bytes, pv 0 bytes$"
+        )
             .find(&mem)
             .is_some(),
         "mem: {mem:?}"

@@ -12,13 +12,14 @@
 //!   states and pending bits;
 //! - xenstore: nodes, watches (an initial event; events for the node and
 //!   everything below; removal fires watches inside the removed subtree),
-//!   snapshot transactions that fail with `EAGAIN` on any concurrent change
-//!   (and on demand), and the rule that a guest writes only under its own
-//!   `/local/domain/<id>`.
+//!   and the rule that a guest writes only under its own
+//!   `/local/domain/<id>`. The backend's requests are answered at once, or
+//!   held until the test runs xenstored ([`FakeHypervisor::hold_xenstore`],
+//!   [`FakeHypervisor::run_xenstored`]): a slow or mute dom0.
 mod page;
 mod store;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -31,7 +32,7 @@ use crate::abi::{DomId, EvtchnPort, GrantRef, GrantStatus, PAGE_SIZE};
 use crate::error::XenError;
 use crate::evtchn::EventChannels;
 use crate::grant::{CopyDir, GrantCopy, GrantOps, MapAccess, SharedPage};
-use crate::xenstore::{Transaction, WatchEvent, XenStore};
+use crate::xenstore::{RequestId, WatchEvent, XenStore, XsOp, XsReply};
 use crate::Hypervisor;
 
 /// What the fake has seen the backend do, for tests that count hypercalls.
@@ -112,7 +113,47 @@ pub struct FakeHypervisor {
     /// Live mappings by handle: which grant each maps.
     maps: BTreeMap<u64, (DomId, GrantRef)>,
     next_handle: u64,
+    xs: FakeXsConnection,
 }
+
+/// A request the backend submitted that xenstored has not answered yet.
+enum HeldOp {
+    Read(String),
+    Write(String, Vec<u8>),
+    Mkdir(String),
+    Rm(String),
+    Directory(String),
+    Watch(String, String),
+    Unwatch(String, String),
+}
+
+impl HeldOp {
+    fn of(op: XsOp<'_>) -> Self {
+        match op {
+            XsOp::Read(p) => Self::Read(p.into()),
+            XsOp::Write(p, v) => Self::Write(p.into(), v.to_vec()),
+            XsOp::Mkdir(p) => Self::Mkdir(p.into()),
+            XsOp::Rm(p) => Self::Rm(p.into()),
+            XsOp::Directory(p) => Self::Directory(p.into()),
+            XsOp::Watch { path, token } => Self::Watch(path.into(), token.into()),
+            XsOp::Unwatch { path, token } => Self::Unwatch(path.into(), token.into()),
+        }
+    }
+}
+
+/// The backend's xenstore connection: requests in order, replies by id.
+#[derive(Default)]
+struct FakeXsConnection {
+    next_id: u32,
+    hold: bool,
+    queue: VecDeque<(RequestId, HeldOp)>,
+    replies: BTreeMap<RequestId, XsReply>,
+    forgotten: alloc::collections::BTreeSet<RequestId>,
+    submitted: u64,
+}
+
+/// Unanswered requests the fake accepts before `submit` says `Busy`.
+pub const FAKE_XS_MAX_IN_FLIGHT: usize = 256;
 
 impl FakeHypervisor {
     /// A fake Xen in which the backend is domain `me`; domain 0 (the
@@ -125,6 +166,7 @@ impl FakeHypervisor {
             stats: FakeStats::default(),
             maps: BTreeMap::new(),
             next_handle: 1,
+            xs: FakeXsConnection::default(),
         };
         hv.add_domain(0);
         hv.add_domain(me);
@@ -137,9 +179,7 @@ impl FakeHypervisor {
             next_gref: 8,
             ..Domain::default()
         });
-        let _ = self
-            .store
-            .mkdir(0, Transaction::NONE, &format!("/local/domain/{id}"));
+        let _ = self.store.mkdir(0, &format!("/local/domain/{id}"));
     }
 
     /// Destroys domain `id`: its grants vanish (pages stay alive only in
@@ -159,9 +199,7 @@ impl FakeHypervisor {
             }
         }
         self.store.drop_connection(id);
-        let _ = self
-            .store
-            .rm(0, Transaction::NONE, &format!("/local/domain/{id}"));
+        let _ = self.store.rm(0, &format!("/local/domain/{id}"));
     }
 
     /// Models the backend domain restarting in place (same domain id, as
@@ -188,6 +226,7 @@ impl FakeHypervisor {
         self.maps.clear();
         self.stats.live_maps = 0;
         self.store.drop_connection(me);
+        self.xs = FakeXsConnection::default();
     }
 
     pub fn stats(&self) -> FakeStats {
@@ -388,13 +427,12 @@ impl FakeHypervisor {
 
     /// `dom` writes a node (domain 0 may write anywhere).
     pub fn xs_write_as(&mut self, dom: DomId, path: &str, value: &str) -> Result<(), XenError> {
-        self.store
-            .write(dom, Transaction::NONE, path, value.as_bytes())
+        self.store.write(dom, path, value.as_bytes())
     }
 
     /// `dom` removes a node and its subtree.
     pub fn xs_rm_as(&mut self, dom: DomId, path: &str) -> Result<(), XenError> {
-        self.store.rm(dom, Transaction::NONE, path)
+        self.store.rm(dom, path)
     }
 
     /// `dom` sets a watch.
@@ -414,9 +452,68 @@ impl FakeHypervisor {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
-    /// The next `n` transaction commits fail with `EAGAIN`.
-    pub fn fail_next_commits(&mut self, n: u32) {
-        self.store.fail_commits = n;
+    /// `dom` reads a node (for a test acting as the toolstack or a guest).
+    pub fn xs_read_as(&mut self, dom: DomId, path: &str) -> Result<Vec<u8>, XenError> {
+        self.store.read(dom, path)
+    }
+
+    /// From now on the backend's xenstore requests wait for
+    /// [`FakeHypervisor::run_xenstored`] (`true`), or are answered at once
+    /// (`false`, the default; requests held so far are answered now).
+    pub fn hold_xenstore(&mut self, hold: bool) {
+        self.xs.hold = hold;
+        if !hold {
+            self.run_xenstored(usize::MAX);
+        }
+    }
+
+    /// Lets xenstored answer up to `max` held requests, oldest first.
+    /// Returns how many it answered.
+    pub fn run_xenstored(&mut self, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some((id, op)) = self.xs.queue.pop_front() else {
+                break;
+            };
+            let reply = self.execute(op);
+            if !self.xs.forgotten.remove(&id) {
+                self.xs.replies.insert(id, reply);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Backend requests submitted but not yet answered.
+    pub fn xs_unanswered(&self) -> usize {
+        self.xs.queue.len()
+    }
+
+    /// Backend requests submitted so far.
+    pub fn xs_submitted(&self) -> u64 {
+        self.xs.submitted
+    }
+
+    /// Answers one backend request as xenstored would.
+    fn execute(&mut self, op: HeldOp) -> XsReply {
+        let me = self.me;
+        let s = &mut self.store;
+        match op {
+            HeldOp::Read(p) => s.read(me, &p),
+            HeldOp::Write(p, v) => s.write(me, &p, &v).map(|()| Vec::new()),
+            HeldOp::Mkdir(p) => s.mkdir(me, &p).map(|()| Vec::new()),
+            HeldOp::Rm(p) => s.rm(me, &p).map(|()| Vec::new()),
+            HeldOp::Directory(p) => s.directory(me, &p).map(|names| {
+                let mut out = Vec::new();
+                for n in names {
+                    out.extend_from_slice(n.as_bytes());
+                    out.push(0);
+                }
+                out
+            }),
+            HeldOp::Watch(p, t) => s.watch(me, &p, &t).map(|()| Vec::new()),
+            HeldOp::Unwatch(p, t) => s.unwatch(me, &p, &t).map(|()| Vec::new()),
+        }
     }
 
     fn check_foreign(
@@ -540,35 +637,32 @@ impl EventChannels for FakeHypervisor {
 }
 
 impl XenStore for FakeHypervisor {
-    fn read(&mut self, t: Transaction, path: &str) -> Result<Vec<u8>, XenError> {
-        self.store.read(self.me, t, path)
+    fn submit(&mut self, op: XsOp<'_>) -> Result<RequestId, XenError> {
+        if self.xs.queue.len() + self.xs.replies.len() >= FAKE_XS_MAX_IN_FLIGHT {
+            return Err(XenError::Busy);
+        }
+        self.xs.next_id = self.xs.next_id.wrapping_add(1);
+        let id = RequestId(self.xs.next_id);
+        self.xs.submitted += 1;
+        self.xs.queue.push_back((id, HeldOp::of(op)));
+        if !self.xs.hold {
+            self.run_xenstored(usize::MAX);
+        }
+        Ok(id)
     }
-    fn write(&mut self, t: Transaction, path: &str, value: &[u8]) -> Result<(), XenError> {
-        self.store.write(self.me, t, path, value)
+
+    fn take_reply(&mut self, id: RequestId) -> Option<XsReply> {
+        self.xs.replies.remove(&id)
     }
-    fn mkdir(&mut self, t: Transaction, path: &str) -> Result<(), XenError> {
-        self.store.mkdir(self.me, t, path)
+
+    fn forget(&mut self, id: RequestId) {
+        if self.xs.replies.remove(&id).is_none() {
+            self.xs.forgotten.insert(id);
+        }
     }
-    fn rm(&mut self, t: Transaction, path: &str) -> Result<(), XenError> {
-        self.store.rm(self.me, t, path)
-    }
-    fn directory(&mut self, t: Transaction, path: &str) -> Result<Vec<String>, XenError> {
-        self.store.directory(self.me, t, path)
-    }
-    fn watch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
-        self.store.watch(self.me, path, token)
-    }
-    fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
-        self.store.unwatch(self.me, path, token)
-    }
+
     fn poll_watch(&mut self) -> Option<WatchEvent> {
         self.store.poll_watch(self.me)
-    }
-    fn transaction_start(&mut self) -> Result<Transaction, XenError> {
-        Ok(self.store.transaction_start(self.me))
-    }
-    fn transaction_end(&mut self, t: Transaction, commit: bool) -> Result<(), XenError> {
-        self.store.transaction_end(self.me, t, commit)
     }
 }
 

@@ -1,5 +1,5 @@
-//! The fake's xenstore: a tree of nodes, per-domain watch queues,
-//! snapshot transactions and a "write only under your own home" rule.
+//! The fake's xenstore: a tree of nodes, per-domain watch queues and a
+//! "write only under your own home" rule.
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -7,20 +7,12 @@ use alloc::vec::Vec;
 
 use crate::abi::DomId;
 use crate::error::XenError;
-use crate::xenstore::{Transaction, WatchEvent};
+use crate::xenstore::WatchEvent;
 
 /// `XENSTORE_ABS_PATH_MAX` (io/xs_wire.h).
 const PATH_MAX: usize = 3072;
 
 type Tree = BTreeMap<String, Vec<u8>>;
-
-struct Tx {
-    owner: DomId,
-    tree: Tree,
-    base: u64,
-    /// Changed paths and whether each was a removal, fired at commit.
-    changes: Vec<(String, bool)>,
-}
 
 struct Watch {
     dom: DomId,
@@ -30,12 +22,8 @@ struct Watch {
 
 pub(crate) struct Store {
     tree: Tree,
-    generation: u64,
-    txs: BTreeMap<u32, Tx>,
-    next_tx: u32,
     watches: Vec<Watch>,
     queues: BTreeMap<DomId, VecDeque<WatchEvent>>,
-    pub(crate) fail_commits: u32,
 }
 
 fn home(dom: DomId) -> String {
@@ -64,12 +52,8 @@ impl Store {
         tree.insert("/".to_string(), Vec::new());
         Self {
             tree,
-            generation: 0,
-            txs: BTreeMap::new(),
-            next_tx: 1,
             watches: Vec::new(),
             queues: BTreeMap::new(),
-            fail_commits: 0,
         }
     }
 
@@ -97,27 +81,6 @@ impl Store {
         dom == 0 || is_below(path, &home(dom))
     }
 
-    fn tree_for(&mut self, dom: DomId, t: Transaction) -> Result<&mut Tree, XenError> {
-        if t == Transaction::NONE {
-            return Ok(&mut self.tree);
-        }
-        match self.txs.get_mut(&t.0) {
-            Some(tx) if tx.owner == dom => Ok(&mut tx.tree),
-            _ => Err(XenError::NoEnt),
-        }
-    }
-
-    /// Applies a change outside a transaction (fires watches), or records it
-    /// in the transaction.
-    fn changed(&mut self, t: Transaction, path: &str, removed: bool) {
-        if t == Transaction::NONE {
-            self.generation += 1;
-            self.fire(path, removed);
-        } else if let Some(tx) = self.txs.get_mut(&t.0) {
-            tx.changes.push((path.to_string(), removed));
-        }
-    }
-
     fn fire(&mut self, path: &str, removed: bool) {
         for w in &self.watches {
             let event_path = if is_below(path, &w.path) {
@@ -135,55 +98,41 @@ impl Store {
         }
     }
 
-    pub(crate) fn read(
-        &mut self,
-        dom: DomId,
-        t: Transaction,
-        path: &str,
-    ) -> Result<Vec<u8>, XenError> {
+    pub(crate) fn read(&mut self, dom: DomId, path: &str) -> Result<Vec<u8>, XenError> {
         let p = Self::normalize(dom, path)?;
-        self.tree_for(dom, t)?
-            .get(&p)
-            .cloned()
-            .ok_or(XenError::NoEnt)
+        self.tree.get(&p).cloned().ok_or(XenError::NoEnt)
     }
 
-    pub(crate) fn write(
-        &mut self,
-        dom: DomId,
-        t: Transaction,
-        path: &str,
-        value: &[u8],
-    ) -> Result<(), XenError> {
+    pub(crate) fn write(&mut self, dom: DomId, path: &str, value: &[u8]) -> Result<(), XenError> {
         let p = Self::normalize(dom, path)?;
         if !Self::may_write(dom, &p) {
             return Err(XenError::Acces);
         }
-        let tree = self.tree_for(dom, t)?;
+        let tree = &mut self.tree;
         let mut a = parent(&p);
         while let Some(anc) = a {
             tree.entry(anc.to_string()).or_default();
             a = parent(anc);
         }
         tree.insert(p.clone(), value.to_vec());
-        self.changed(t, &p, false);
+        self.fire(&p, false);
         Ok(())
     }
 
-    pub(crate) fn mkdir(&mut self, dom: DomId, t: Transaction, path: &str) -> Result<(), XenError> {
+    pub(crate) fn mkdir(&mut self, dom: DomId, path: &str) -> Result<(), XenError> {
         let p = Self::normalize(dom, path)?;
-        if self.tree_for(dom, t)?.contains_key(&p) {
+        if self.tree.contains_key(&p) {
             return Ok(());
         }
-        self.write(dom, t, &p, b"")
+        self.write(dom, &p, b"")
     }
 
-    pub(crate) fn rm(&mut self, dom: DomId, t: Transaction, path: &str) -> Result<(), XenError> {
+    pub(crate) fn rm(&mut self, dom: DomId, path: &str) -> Result<(), XenError> {
         let p = Self::normalize(dom, path)?;
         if !Self::may_write(dom, &p) || p == "/" {
             return Err(XenError::Acces);
         }
-        let tree = self.tree_for(dom, t)?;
+        let tree = &mut self.tree;
         if !tree.contains_key(&p) {
             // As xenstored: removing a missing node is fine if its parent exists.
             let parent_exists = parent(&p).is_some_and(|q| tree.contains_key(q));
@@ -194,18 +143,13 @@ impl Store {
             };
         }
         tree.retain(|k, _| !is_below(k, &p));
-        self.changed(t, &p, true);
+        self.fire(&p, true);
         Ok(())
     }
 
-    pub(crate) fn directory(
-        &mut self,
-        dom: DomId,
-        t: Transaction,
-        path: &str,
-    ) -> Result<Vec<String>, XenError> {
+    pub(crate) fn directory(&mut self, dom: DomId, path: &str) -> Result<Vec<String>, XenError> {
         let p = Self::normalize(dom, path)?;
-        let tree = self.tree_for(dom, t)?;
+        let tree = &mut self.tree;
         if !tree.contains_key(&p) {
             return Err(XenError::NoEnt);
         }
@@ -264,61 +208,10 @@ impl Store {
         self.queues.get_mut(&dom)?.pop_front()
     }
 
-    pub(crate) fn transaction_start(&mut self, dom: DomId) -> Transaction {
-        let id = self.next_tx;
-        self.next_tx = self.next_tx.wrapping_add(1).max(1);
-        self.txs.insert(
-            id,
-            Tx {
-                owner: dom,
-                tree: self.tree.clone(),
-                base: self.generation,
-                changes: Vec::new(),
-            },
-        );
-        Transaction(id)
-    }
-
-    pub(crate) fn transaction_end(
-        &mut self,
-        dom: DomId,
-        t: Transaction,
-        commit: bool,
-    ) -> Result<(), XenError> {
-        let tx = match self.txs.remove(&t.0) {
-            Some(tx) if tx.owner == dom => tx,
-            Some(tx) => {
-                self.txs.insert(t.0, tx);
-                return Err(XenError::NoEnt);
-            }
-            None => return Err(XenError::NoEnt),
-        };
-        if !commit {
-            return Ok(());
-        }
-        if self.fail_commits > 0 {
-            self.fail_commits -= 1;
-            return Err(XenError::Again);
-        }
-        // Conservative conflict rule: any change since the start conflicts.
-        if tx.base != self.generation {
-            return Err(XenError::Again);
-        }
-        self.tree = tx.tree;
-        if !tx.changes.is_empty() {
-            self.generation += 1;
-        }
-        for (path, removed) in tx.changes {
-            self.fire(&path, removed);
-        }
-        Ok(())
-    }
-
-    /// Forgets `dom`'s watches, queued events and open transactions.
+    /// Forgets `dom`'s watches and queued events.
     pub(crate) fn drop_connection(&mut self, dom: DomId) {
         self.watches.retain(|w| w.dom != dom);
         self.queues.remove(&dom);
-        self.txs.retain(|_, tx| tx.owner != dom);
     }
 
     /// Reads without permission checks, for test assertions.

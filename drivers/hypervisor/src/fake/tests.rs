@@ -1,7 +1,7 @@
 //! The fake behaves as Xen does in the ways backends rely on.
 use super::*;
 use crate::grant::GrantAddr;
-use crate::transact;
+use crate::{parse_directory, FAKE_XS_MAX_IN_FLIGHT};
 
 const ME: DomId = 1;
 const FE: DomId = 5;
@@ -171,24 +171,32 @@ fn event_channels_bind_send_close() {
     hv.bind_interdomain(FE, fe_port).unwrap();
 }
 
+/// One request answered at once (the fake's default).
+fn rq(hv: &mut FakeHypervisor, op: XsOp<'_>) -> XsReply {
+    let id = hv.submit(op).unwrap();
+    hv.take_reply(id).expect("answered at once")
+}
+
+fn text(r: XsReply) -> String {
+    String::from_utf8(r.unwrap()).unwrap()
+}
+
 #[test]
 fn xenstore_nodes_and_permissions() {
     let mut hv = hv();
-    let t = Transaction::NONE;
-    hv.write_str(t, "/local/domain/1/backend/vif/5/0/state", "2")
-        .unwrap();
-    assert_eq!(hv.read_string(t, "backend/vif/5/0/state").unwrap(), "2");
+    rq(
+        &mut hv,
+        XsOp::Write("/local/domain/1/backend/vif/5/0/state", b"2"),
+    )
+    .unwrap();
+    assert_eq!(text(rq(&mut hv, XsOp::Read("backend/vif/5/0/state"))), "2");
+    let dir = rq(&mut hv, XsOp::Directory("/local/domain/1/backend/vif")).unwrap();
+    assert_eq!(parse_directory(&dir), ["5"]);
     assert_eq!(
-        hv.read_u32(t, "/local/domain/1/backend/vif/5/0/state")
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        hv.directory(t, "/local/domain/1/backend/vif").unwrap(),
-        ["5"]
-    );
-    assert_eq!(
-        hv.write_str(t, "/local/domain/5/device/vif/0/state", "4"),
+        rq(
+            &mut hv,
+            XsOp::Write("/local/domain/5/device/vif/0/state", b"4")
+        ),
         Err(XenError::Acces)
     );
     hv.xs_write_as(FE, "/local/domain/5/device/vif/0/state", "4")
@@ -198,25 +206,27 @@ fn xenstore_nodes_and_permissions() {
         Err(XenError::Acces)
     );
     assert_eq!(
-        hv.read(t, "/local/domain/5/device/vif/0/nothing"),
+        rq(&mut hv, XsOp::Read("/local/domain/5/device/vif/0/nothing")),
         Err(XenError::NoEnt)
     );
-    hv.rm(t, "/local/domain/1/backend/vif/5").unwrap();
+    rq(&mut hv, XsOp::Rm("/local/domain/1/backend/vif/5")).unwrap();
+    let dir = rq(&mut hv, XsOp::Directory("/local/domain/1/backend/vif")).unwrap();
+    assert_eq!(parse_directory(&dir), Vec::<String>::new());
+    rq(&mut hv, XsOp::Rm("/local/domain/1/backend/vif/5")).unwrap();
     assert_eq!(
-        hv.directory(t, "/local/domain/1/backend/vif").unwrap(),
-        Vec::<String>::new()
+        rq(&mut hv, XsOp::Rm("/local/domain/1/a/b")),
+        Err(XenError::NoEnt)
     );
-    hv.rm(t, "/local/domain/1/backend/vif/5").unwrap();
-    assert_eq!(hv.rm(t, "/local/domain/1/a/b"), Err(XenError::NoEnt));
-    assert_eq!(hv.read(t, "/bad//path"), Err(XenError::Inval));
+    assert_eq!(rq(&mut hv, XsOp::Read("/bad//path")), Err(XenError::Inval));
 }
 
 #[test]
 fn watches_fire_for_subtree_and_removal() {
     let mut hv = hv();
-    hv.watch("/local/domain/1/backend/vif", "be").unwrap();
+    let watch = |hv: &mut FakeHypervisor, path, token| rq(hv, XsOp::Watch { path, token });
+    watch(&mut hv, "/local/domain/1/backend/vif", "be").unwrap();
     assert_eq!(
-        hv.watch("/local/domain/1/backend/vif", "be"),
+        watch(&mut hv, "/local/domain/1/backend/vif", "be"),
         Err(XenError::Exist)
     );
     let ev = hv.poll_watch().unwrap();
@@ -237,51 +247,61 @@ fn watches_fire_for_subtree_and_removal() {
         None,
         "a sibling with a common prefix is not below"
     );
-    hv.watch("/local/domain/5/device/vif/0/state", "fe")
-        .unwrap();
+    watch(&mut hv, "/local/domain/5/device/vif/0/state", "fe").unwrap();
     let _ = hv.poll_watch();
     hv.xs_rm_as(0, "/local/domain/5").unwrap();
     assert_eq!(
         hv.poll_watch().unwrap().path,
         "/local/domain/5/device/vif/0/state"
     );
-    hv.unwatch("/local/domain/5/device/vif/0/state", "fe")
-        .unwrap();
+    rq(
+        &mut hv,
+        XsOp::Unwatch {
+            path: "/local/domain/5/device/vif/0/state",
+            token: "fe",
+        },
+    )
+    .unwrap();
     hv.xs_rm_as(0, "/local/domain/1/backend/vif/5").unwrap();
     assert_eq!(hv.poll_watch().unwrap().token, "be");
     assert_eq!(hv.poll_watch(), None);
 }
 
 #[test]
-fn transactions_conflict_and_transact_retries() {
+fn held_requests_are_answered_in_order_when_xenstored_runs() {
     let mut hv = hv();
-    let t = hv.transaction_start().unwrap();
-    hv.write_str(t, "/local/domain/1/a", "1").unwrap();
+    hv.hold_xenstore(true);
+    let w = hv.submit(XsOp::Write("/local/domain/1/a", b"1")).unwrap();
+    let r = hv.submit(XsOp::Read("/local/domain/1/a")).unwrap();
+    let gone = hv.submit(XsOp::Write("/local/domain/1/b", b"2")).unwrap();
+    hv.forget(gone);
+    assert_eq!(hv.take_reply(w), None, "a mute dom0 answers nothing");
+    assert_eq!(hv.xs_get("/local/domain/1/a"), None, "nor applies it");
+    assert_eq!(hv.xs_unanswered(), 3);
+    assert_eq!(hv.run_xenstored(1), 1);
+    assert_eq!(hv.take_reply(w), Some(Ok(Vec::new())));
+    assert_eq!(hv.take_reply(w), None, "a reply is handed out once");
+    assert_eq!(hv.run_xenstored(10), 2);
     assert_eq!(
-        hv.xs_get("/local/domain/1/a"),
-        None,
-        "not visible before commit"
+        hv.take_reply(r),
+        Some(Ok(b"1".to_vec())),
+        "the write sent first landed first"
     );
-    hv.xs_write_as(0, "/local/domain/0/x", "1").unwrap();
-    assert_eq!(hv.transaction_end(t, true), Err(XenError::Again));
-    assert_eq!(hv.xs_get("/local/domain/1/a"), None);
+    assert_eq!(hv.take_reply(gone), None, "a forgotten reply is dropped");
+    assert_eq!(hv.xs_get("/local/domain/1/b").as_deref(), Some("2"));
+}
 
-    hv.fail_next_commits(2);
-    let mut runs = 0;
-    let v = transact(&mut hv, 5, |xs, t| {
-        runs += 1;
-        xs.write_str(t, "/local/domain/1/a", "2")?;
-        xs.read_u32(t, "/local/domain/1/a")
-    })
-    .unwrap();
-    assert_eq!((v, runs), (2, 3));
-    assert_eq!(hv.xs_get("/local/domain/1/a").as_deref(), Some("2"));
-
-    hv.fail_next_commits(10);
+#[test]
+fn a_full_request_queue_is_busy_not_unbounded() {
+    let mut hv = hv();
+    hv.hold_xenstore(true);
+    for _ in 0..FAKE_XS_MAX_IN_FLIGHT {
+        hv.submit(XsOp::Read("/local/domain/1")).unwrap();
+    }
     assert_eq!(
-        transact(&mut hv, 3, |xs, t| xs.write_str(t, "b", "1")),
-        Err(XenError::Again)
+        hv.submit(XsOp::Read("/local/domain/1")),
+        Err(XenError::Busy)
     );
-    let err = transact(&mut hv, 3, |xs, t| xs.read(t, "/nowhere").map(|_| ()));
-    assert_eq!(err, Err(XenError::NoEnt));
+    hv.run_xenstored(1);
+    assert_eq!(hv.xs_unanswered(), FAKE_XS_MAX_IN_FLIGHT - 1);
 }
