@@ -116,6 +116,59 @@ pub struct EvtchnPortArg {
     pub port: u32,
 }
 
+/// `__HYPERVISOR_physdev_op` (xen.h).
+pub const HYPERVISOR_PHYSDEV_OP: u32 = 33;
+/// `PHYSDEVOP_irq_status_query` (physdev.h): does this pirq need an EOI?
+pub const PHYSDEVOP_IRQ_STATUS_QUERY: u64 = 5;
+/// `XENIRQSTAT_needs_eoi`: the pirq must be EOIed (`PHYSDEVOP_eoi`).
+pub const XENIRQSTAT_NEEDS_EOI: u32 = 1;
+/// `PHYSDEVOP_eoi`: the guest is done with an interrupt of this pirq.
+pub const PHYSDEVOP_EOI: u64 = 12;
+/// `PHYSDEVOP_map_pirq`: a guest GSI (or MSI) to a pirq.
+pub const PHYSDEVOP_MAP_PIRQ: u64 = 13;
+/// `MAP_PIRQ_TYPE_GSI`.
+pub const MAP_PIRQ_TYPE_GSI: i32 = 1;
+/// `EVTCHNOP_bind_pirq` (event_channel.h).
+pub const EVTCHNOP_BIND_PIRQ: u32 = 2;
+/// `BIND_PIRQ__WILL_SHARE`: a level-triggered line others may share.
+pub const BIND_PIRQ_WILL_SHARE: u32 = 1;
+
+/// `struct physdev_map_pirq`: `domid` u16 at 0, then `type`, `index`,
+/// `pirq` (in/out), `bus`, `devfn`, `entry_nr` as i32 from 4, and
+/// `table_base` u64 at 32; 40 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhysdevMapPirq {
+    pub domid: u16,
+    pub pad: u16,
+    pub ty: i32,
+    pub index: i32,
+    pub pirq: i32,
+    pub bus: i32,
+    pub devfn: i32,
+    pub entry_nr: i32,
+    pub pad2: u32,
+    pub table_base: u64,
+}
+
+/// `struct physdev_irq_status_query`: `irq` u32 at 0, `flags` (out) at 4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhysdevIrqStatusQuery {
+    pub irq: u32,
+    pub flags: u32,
+}
+
+/// `struct evtchn_bind_pirq`: `pirq` u32 at 0, `flags` at 4, `port` (out)
+/// at 8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvtchnBindPirq {
+    pub pirq: u32,
+    pub flags: u32,
+    pub port: u32,
+}
+
 /// `struct gnttab_map_grant_ref` (grant_table.h): `host_addr` at 0,
 /// `flags` at 8, `ref` at 12, `dom` at 16, `status` (out) at 18, `handle`
 /// (out) at 20, `dev_bus_addr` (out) at 24; 32 bytes.
@@ -231,6 +284,14 @@ mod tests {
         assert_eq!(offset_of!(GnttabMapGrantRef, dev_bus_addr), 24);
         assert_eq!(size_of::<GnttabUnmapGrantRef>(), 24);
         assert_eq!(size_of::<SchedPoll>(), 24);
+        assert_eq!(size_of::<PhysdevMapPirq>(), 40);
+        assert_eq!(offset_of!(PhysdevMapPirq, ty), 4);
+        assert_eq!(offset_of!(PhysdevMapPirq, pirq), 12);
+        assert_eq!(offset_of!(PhysdevMapPirq, entry_nr), 24);
+        assert_eq!(offset_of!(PhysdevMapPirq, table_base), 32);
+        assert_eq!(size_of::<PhysdevIrqStatusQuery>(), 8);
+        assert_eq!(size_of::<EvtchnBindPirq>(), 12);
+        assert_eq!(offset_of!(EvtchnBindPirq, port), 8);
         assert_eq!(offset_of!(SchedPoll, timeout), 16);
         assert_eq!(offset_of!(GnttabUnmapGrantRef, status), 20);
         assert_eq!(size_of::<GnttabCopy>(), l::SIZE);

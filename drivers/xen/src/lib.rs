@@ -31,6 +31,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod hypercall;
 pub mod page;
+pub mod physdev;
 mod platform;
 pub mod ring;
 pub mod time;

@@ -31,7 +31,7 @@ use crate::grant::{GrantStats, Grants, MappedPage};
 use crate::hypercall::{self, check, op2};
 use crate::page::RawPage;
 use crate::xenstore::{XsClient, XsStats, XsTransport};
-use crate::{console, cpuid, evtchn};
+use crate::{console, cpuid, evtchn, physdev};
 
 /// Why the platform could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +154,9 @@ pub struct Xen {
     /// Pending bits [`Xen::clear_events`] took, 2-level layout, until
     /// [`EventChannels::take_pending`] hands them out.
     latched: [u64; LATCH_WORDS],
+    /// Passed-through devices' interrupts bound to event channels.
+    device_irqs: Vec<physdev::DeviceIrq>,
+    device_irq_events: u64,
 }
 
 const LATCH_WORDS: usize = (crate::abi::EVTCHN_2L_NR_PORTS / 64) as usize;
@@ -198,6 +201,8 @@ impl Xen {
             open_ports: Vec::new(),
             poll_ports: Vec::new(),
             latched: [0; LATCH_WORDS],
+            device_irqs: Vec::new(),
+            device_irq_events: 0,
         };
         xen.rebuild_poll_ports();
         Ok(xen)
@@ -297,6 +302,43 @@ impl Xen {
     /// [`crate::PRIVATE_TOKEN_PREFIX`].
     pub fn poll_private_watch(&mut self) -> Option<WatchEvent> {
         self.xs.poll_private_watch()
+    }
+
+    /// Binds a passed-through device's interrupt (its guest `gsi`, see
+    /// [`crate::physdev::hvm_pci_intx_gsi`]) to an event channel the idle
+    /// loop sleeps on: the device then wakes [`Self::block_until`].
+    pub fn bind_device_irq(&mut self, gsi: u32) -> Result<physdev::DeviceIrq, XenError> {
+        let irq = physdev::bind_gsi(gsi)?;
+        self.open_ports.push(irq.port);
+        self.device_irqs.push(irq);
+        self.rebuild_poll_ports();
+        Ok(irq)
+    }
+
+    /// Device interrupts bound so far.
+    pub fn device_irqs(&self) -> &[physdev::DeviceIrq] {
+        &self.device_irqs
+    }
+
+    /// After a loop turn has serviced the devices: EOIs every device
+    /// interrupt that fired since the last call, so a level-triggered line
+    /// can raise the next one. Returns how many fired.
+    pub fn ack_device_irqs(&mut self) -> usize {
+        let mut fired = 0;
+        for i in 0..self.device_irqs.len() {
+            let irq = self.device_irqs[i];
+            if self.take_pending(irq.port) {
+                physdev::eoi(&irq);
+                fired += 1;
+            }
+        }
+        self.device_irq_events += fired as u64;
+        fired
+    }
+
+    /// Device interrupt events seen since start.
+    pub fn device_irq_events(&self) -> u64 {
+        self.device_irq_events
     }
 
     fn rebuild_poll_ports(&mut self) {
