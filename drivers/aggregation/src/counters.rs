@@ -29,6 +29,8 @@ impl DropCounters {
 pub struct UplinkCounters {
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    /// Every frame that arrived here, delivered or dropped (the receive
+    /// load the engine steers by counts only delivered ones).
     pub rx_frames: u64,
     pub rx_bytes: u64,
     /// Frames that arrived here and were dropped, by reason.
@@ -105,6 +107,8 @@ pub struct IdentityCounters {
     /// Times the identity changed holder.
     pub moves: u64,
     pub tx_bytes: u64,
+    /// Bytes sent to this identity and delivered (to a guest or the own
+    /// stack); dropped frames are not its load.
     pub rx_bytes: u64,
 }
 

@@ -681,15 +681,20 @@ impl Engine {
         };
         let len = frame.len() as u64;
         {
+            // The NIC's counters see every arrival ...
             let up = &mut self.uplinks[u];
-            up.rx_pending += len;
             up.counters.rx_frames += 1;
             up.counters.rx_bytes += len;
         }
         let d = match wire::parse(frame) {
-            Ok(p) => self.rx_inner(u, &p, frame, len),
+            Ok(p) => self.rx_inner(u, &p, frame),
             Err(r) => RxDecision::Drop(r),
         };
+        // ... the load only what was delivered: junk must not steer ARP
+        // choices or rebalancing.
+        if !matches!(d, RxDecision::Drop(_)) {
+            self.uplinks[u].rx_pending += len;
+        }
         match d {
             RxDecision::Drop(r) => self.uplinks[u].counters.rx_drops.bump(r),
             RxDecision::ToOwnStack => self.counters.own_rx_frames += 1,
@@ -704,7 +709,7 @@ impl Engine {
     }
 
     #[inline(always)]
-    fn rx_inner(&mut self, u: usize, p: &Parsed, frame: &mut [u8], len: u64) -> RxDecision {
+    fn rx_inner(&mut self, u: usize, p: &Parsed, frame: &mut [u8]) -> RxDecision {
         if p.dst & (1 << 40) != 0 {
             // The switch floods broadcasts to every uplink: take one copy,
             // and none of our own (an identity's or, in literal mode, a
@@ -728,17 +733,19 @@ impl Engine {
             if self.identities[i].holder.0 as usize != u {
                 return RxDecision::Drop(DropReason::NotHolder);
             }
-            let ident = &mut self.identities[i];
-            ident.rx_pending += len;
-            ident.counters.rx_bytes += len;
             let Some(owner) = p.dst_ip().and_then(|ip| self.ip_owner.get(ip)) else {
                 return RxDecision::Drop(DropReason::UnknownDestination);
             };
+            // Counted once delivered: it is the load that follows the
+            // identity when it moves.
+            let len = frame.len() as u64;
             if owner == OWN {
+                self.count_identity_rx(i, len);
                 return RxDecision::ToOwnStack;
             }
             let d = self.guest_for_owner(owner);
             if let RxDecision::ToGuest { guest } = d {
+                self.count_identity_rx(i, len);
                 let gmac = self.guests[guest.0 as usize].mac;
                 wire::set_dst_mac(frame, gmac);
                 if let L3::Arp { tha, .. } = p.l3 {
@@ -765,6 +772,13 @@ impl Engine {
             }
         }
         RxDecision::Drop(DropReason::UnknownDestination)
+    }
+
+    #[inline(always)]
+    fn count_identity_rx(&mut self, i: usize, len: u64) {
+        let ident = &mut self.identities[i];
+        ident.rx_pending += len;
+        ident.counters.rx_bytes += len;
     }
 
     #[inline(always)]

@@ -1366,3 +1366,75 @@ fn rebalance_takes_the_cooler_nic_that_has_room() {
     assert_eq!(e.holder(IdentityId(1)), Some(UplinkId(1)));
     assert_eq!(sent_on(send(&mut e, now, 1, 100)), UplinkId(2));
 }
+
+// ---------------------------------------------------------------------------
+// Load counts only what was delivered (issue 12).
+// ---------------------------------------------------------------------------
+
+/// Frames dropped on receive weigh nothing in the load that steers choices
+/// and rebalancing: junk to an identity MAC (an IP nobody here has, a
+/// denied IP, an identity held elsewhere, a second broadcast copy) leaves
+/// the uplink's and the identity's receive rates at zero. A delivered frame
+/// of the same size does count, so the zeros are not vacuous.
+#[test]
+fn dropped_receive_frames_weigh_nothing() {
+    let mut base = example(Mode::Identity, [1000; 3]);
+    base.bind(ipa(3), &[]).unwrap();
+    let junk: [(&str, u8, MacAddr, [u8; 4], DropReason); 4] = [
+        (
+            "ip for no guest",
+            0,
+            nic(1),
+            [192, 168, 1, 99],
+            DropReason::UnknownDestination,
+        ),
+        ("denied ip", 0, nic(1), ip(3), DropReason::Denied),
+        ("held elsewhere", 0, nic(2), ip(2), DropReason::NotHolder),
+        (
+            "second broadcast copy",
+            1,
+            MacAddr::BROADCAST,
+            [255; 4],
+            DropReason::DuplicateBroadcast,
+        ),
+    ];
+    for (name, u, dst, dip, why) in junk {
+        let mut e = base.clone();
+        let mut now = 0;
+        for _ in 0..10 {
+            for _ in 0..100 {
+                let mut f = vec![0u8; 1500];
+                testkit::ipv4(&mut f, dst, GW, GW_IP, dip);
+                assert_eq!(
+                    e.uplink_receive(now, UplinkId(u), &mut f),
+                    RxDecision::Drop(why),
+                    "{name}"
+                );
+            }
+            now += 10 * MS;
+            e.tick(now);
+        }
+        for k in 0..3 {
+            let load = e.load(UplinkId(k)).unwrap();
+            assert_eq!(load.rx_bytes_per_s, 0, "{name}: uplink {k}");
+            let id = e.identity_counters(IdentityId(k)).unwrap();
+            assert_eq!(id.rx_bytes, 0, "{name}: identity {k}");
+        }
+        // The NIC's own counters still see every arrival.
+        assert_eq!(
+            e.uplink_counters(UplinkId(u)).unwrap().rx_frames,
+            1000,
+            "{name}"
+        );
+    }
+    let mut e = base.clone();
+    let mut f = vec![0u8; 1500];
+    testkit::ipv4(&mut f, nic(1), GW, GW_IP, ip(1));
+    assert_eq!(
+        e.uplink_receive(0, UplinkId(0), &mut f),
+        RxDecision::ToGuest { guest: GuestId(0) }
+    );
+    e.tick(10 * MS);
+    assert!(e.load(UplinkId(0)).unwrap().rx_bytes_per_s > 0);
+    assert_eq!(e.identity_counters(IdentityId(0)).unwrap().rx_bytes, 1500);
+}
