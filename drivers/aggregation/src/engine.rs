@@ -38,11 +38,15 @@ struct Uplink {
     /// `tx_rate` and `rx_rate` as bytes per nominal tick interval.
     tx_base: u64,
     rx_base: u64,
-    /// ARP replies that named an identity of this uplink lately (halved
-    /// every tick), each counted as 1/64 of a tick's capacity: peers that
-    /// resolve in the same instant then spread instead of herding onto
-    /// whichever uplink looked idlest.
+    /// ARP and NDP frames that named an identity of this uplink to a peer
+    /// lately (halved every tick), each counted as 1/64 of a tick's
+    /// capacity: peers that resolve in the same instant then spread
+    /// instead of herding onto whichever uplink looked idlest.
     promises: u64,
+    /// (guest IP, peer) pairs promised here since the last tick, hashed
+    /// into 256 bits: a guest repeating its ARP request promises once. A
+    /// collision forgets a promise, which only makes the spreading rougher.
+    promised: [u64; 4],
     promise_bytes: u64,
     counters: UplinkCounters,
 }
@@ -63,6 +67,7 @@ impl Uplink {
         tx_base: 0,
         rx_base: 0,
         promises: 0,
+        promised: [0; 4],
         promise_bytes: 0,
         counters: UplinkCounters::ZERO,
     };
@@ -560,9 +565,6 @@ impl Engine {
                 }
         );
         let (id, u) = self.least_loaded_holder(binding, by_rx)?;
-        if by_rx {
-            self.uplinks[u].promises += 1;
-        }
 
         let idm = self.identities[id].mac;
         let steering = match self.cfg.mode {
@@ -607,11 +609,32 @@ impl Engine {
         c.tx_frames += 1;
         c.tx_bytes += len;
         c.tx_frames_per_uplink[u] += 1;
+        if by_rx {
+            self.promise(u, g * MAX_IPS_PER_GUEST + slot, p.dst_ip().unwrap_or(0));
+        }
         Ok(TxDecision::Send {
             uplink: UplinkId(u as u8),
             steering,
             flood_local: multicast,
         })
+    }
+
+    /// Guest IP `who` named an identity of uplink `u` to `peer` (an ARP
+    /// target or NDP destination): a promise of receive load, unless this
+    /// pair already made one since the last tick.
+    #[inline(always)]
+    fn promise(&mut self, u: usize, who: usize, peer: u128) {
+        let h = ((peer as u64)
+            ^ ((peer >> 64) as u64)
+            ^ (who as u64).wrapping_mul(0xff51_afd7_ed55_8ccd))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            >> 56;
+        let (word, bit) = ((h >> 6) as usize, 1u64 << (h & 63));
+        let up = &mut self.uplinks[u];
+        if up.promised[word] & bit == 0 {
+            up.promised[word] |= bit;
+            up.promises += 1;
+        }
     }
 
     /// Another guest or the own stack, for a unicast guest frame.
@@ -949,6 +972,7 @@ impl Engine {
                 up.tx_pending = 0;
                 up.rx_pending = 0;
                 up.promises /= 2;
+                up.promised = [0; 4];
                 up.tx_base =
                     (up.tx_rate as u128 * interval / NS_PER_S).min(u64::MAX as u128) as u64;
                 up.rx_base =

@@ -1438,3 +1438,72 @@ fn dropped_receive_frames_weigh_nothing() {
     assert!(e.load(UplinkId(0)).unwrap().rx_bytes_per_s > 0);
     assert_eq!(e.identity_counters(IdentityId(0)).unwrap().rx_bytes, 1500);
 }
+/// An ARP "promise" (receive load expected because a peer learned an
+/// identity) is made once per guest IP and peer: VM1 repeating its ARP
+/// request for the gateway weighs on mac1's uplink no more than one
+/// request does. Probe: VM2, bound to mac1 and mac2, answers ARP through
+/// the identity with the lower receive score; NIC2 carries receive
+/// traffic worth about three promises, so a single promise on NIC1 keeps
+/// NIC1 the lower and twenty would not; four different peers do tip it.
+#[test]
+fn repeated_guest_arp_requests_promise_once() {
+    let mut base = example(Mode::Identity, [1000; 3]);
+    base.bind(ipa(2), &[IdentityId(0), IdentityId(1)]).unwrap();
+    // One promise is 1/64 of a 10 ms tick at 1 Gbit/s: 19 531 bytes.
+    for _ in 0..40 {
+        let mut r = vec![0u8; 1500];
+        testkit::ipv4(&mut r, nic(2), GW, GW_IP, ip(2));
+        assert_eq!(
+            base.uplink_receive(0, UplinkId(1), &mut r),
+            RxDecision::ToGuest { guest: GuestId(1) }
+        );
+    }
+    for requests in [1, 20] {
+        let mut e = base.clone();
+        for _ in 0..requests {
+            let mut f = vec![0u8; 60];
+            testkit::arp(
+                &mut f,
+                1,
+                MacAddr::BROADCAST,
+                vm(1),
+                ip(1),
+                MacAddr::default(),
+                GW_IP,
+            );
+            assert_eq!(
+                sent_on(e.guest_transmit(0, GuestId(0), &mut f)),
+                UplinkId(0)
+            );
+        }
+        let mut f = vec![0u8; 60];
+        testkit::arp(&mut f, 2, GW, vm(2), ip(2), GW, GW_IP);
+        assert_eq!(
+            sent_on(e.guest_transmit(0, GuestId(1), &mut f)),
+            UplinkId(0),
+            "after {requests} ARP requests from VM1"
+        );
+    }
+    // Requests for four different peers are four promises: now NIC1 looks
+    // the busier receiver, so peers learning VM2 spread to NIC2.
+    let mut e = base.clone();
+    for peer in [GW_IP, ip(50), ip(51), ip(52)] {
+        let mut f = vec![0u8; 60];
+        testkit::arp(
+            &mut f,
+            1,
+            MacAddr::BROADCAST,
+            vm(1),
+            ip(1),
+            MacAddr::default(),
+            peer,
+        );
+        e.guest_transmit(0, GuestId(0), &mut f);
+    }
+    let mut f = vec![0u8; 60];
+    testkit::arp(&mut f, 2, GW, vm(2), ip(2), GW, GW_IP);
+    assert_eq!(
+        sent_on(e.guest_transmit(0, GuestId(1), &mut f)),
+        UplinkId(1)
+    );
+}
