@@ -1,7 +1,10 @@
 //! aggdom under real Xen: `make test-xen` runs `tests/xen/run-test-xen.py`
-//! (minutes, needs the rig in `../shared/xen-rig`). This crate only holds
-//! host checks that the xl configs in `tests/xen/` keep the settings an HVM
-//! driver domain needs in Xen 4.17 (`cargo test -p aggdom-xen-test`).
+//! and `make soak-xen` runs `tests/xen/soak-xen.py` (minutes, need the rig
+//! in `../shared/xen-rig`). This crate only holds host checks
+//! (`cargo test -p aggdom-xen-test`): the xl configs in `tests/xen/` keep the
+//! settings an HVM driver domain needs in Xen 4.17, and the Python side
+//! (`xentest.py`'s parsers and verdicts against aggdom's own format strings,
+//! the dom0 shell snippets) passes its unit tests (`test_xentest.py`).
 #![forbid(unsafe_code)]
 
 /// The `key = value` lines of an xl config, comments dropped.
@@ -16,6 +19,66 @@ pub fn xl_keys(text: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::xl_keys;
+    use std::path::Path;
+    use std::process::Command;
+
+    /// `python3`, or None (with a note) where there is none: the rig
+    /// scripts need it anyway, but a host without it can still build.
+    fn python3() -> Option<Command> {
+        match Command::new("python3").arg("--version").output() {
+            Ok(o) if o.status.success() => {
+                let mut c = Command::new("python3");
+                c.env("PYTHONDONTWRITEBYTECODE", "1");
+                Some(c)
+            }
+            _ => {
+                eprintln!("python3 not found: the Xen test scripts' checks are skipped");
+                None
+            }
+        }
+    }
+
+    fn here() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_rig_scripts_compile() {
+        let Some(mut py) = python3() else { return };
+        let out = py
+            .current_dir(here())
+            .args([
+                "-c",
+                "import sys\nfor f in sys.argv[1:]:\n    compile(open(f).read(), f, 'exec')",
+                "run-test-xen.py",
+                "soak-xen.py",
+                "xentest.py",
+                "test_xentest.py",
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_rig_scripts_helpers_pass_their_unit_tests() {
+        let Some(mut py) = python3() else { return };
+        let out = py
+            .current_dir(here())
+            .args(["-m", "unittest", "-q", "test_xentest"])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     fn get(keys: &[(String, String)], k: &str) -> String {
         // xl takes the last assignment of a key.

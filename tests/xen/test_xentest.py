@@ -1,0 +1,170 @@
+"""Host checks of the Xen tests' pure helpers (xentest.py); no rig needed.
+
+Run by `cargo test -p aggdom-xen-test`, or: python3 -m unittest discover -s tests/xen -p 'test_*.py'.
+The `xen` parser is checked against output built from aggdom's own format strings
+(kernel/src/xen_net.rs), so a change of what aggdom prints breaks this test, not a rig run.
+"""
+import itertools, os, re, sys, unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import xentest as xt  # noqa: E402
+
+
+def rust_strings(path, start_marker=None):
+    """The format strings of the println! calls in a Rust file (from start_marker on), unescaped."""
+    with open(os.path.join(ROOT, path)) as f:
+        src = f.read()
+    if start_marker:
+        src = src[src.index(start_marker):]
+    return [s.replace('\\"', '"') for s in re.findall(r'println!\(\s*"((?:[^"\\]|\\.)*)"', src)]
+
+
+def fill(fmt, numbers):
+    """Replaces each {...} placeholder with the next number; returns (text, values used)."""
+    used = []
+
+    def sub(_):
+        used.append(next(numbers))
+        return str(used[-1])
+    return re.sub(r"\{[^}]*\}", sub, fmt), used
+
+
+class CrashLines(unittest.TestCase):
+    # What the rig's README reports, as the kernel / tools print it.
+    SERIAL = "\n".join([
+        "# qemu-system-x86_64 -accel tcg ...",
+        "(XEN) d0v1: general protection fault in the debug dump, not userland",
+        "[  123.456789] xenstore-read[2345]: segfault at 7f12 ip 00007f34 sp 00007ffd error 4 in libxenstore.so.4",
+        "[  124.000000] traps: sh[2400] general protection fault ip:7f00 sp:7ffc error:0 in libc.so.6[7f00+155000]",
+        "Inconsistency detected by ld.so: dl-lookup.c: 111: check_match: Assertion failed!",
+        "libxl: error: libxl_exec.c:117:libxl_report_child_exitstatus: domain monitoring daemonizing child [99] "
+        "died due to fatal signal Segmentation fault",
+        "xc: error: panic: xc_dom_bzimageloader.c:766: xc_dom_probe_bzimage_kernel unable to XZ decompress "
+        "kernel: Invalid kernel",
+        "@@DONE12@@ rc=0",
+        "xen: vif 3/0 attached as guest 0 (vif3.0, mac 00:16:3e:00:00:11, ip 10.0.0.11)",
+    ])
+
+    def test_finds_every_kind_and_skips_xen_lines(self):
+        lines = xt.crash_lines(self.SERIAL)
+        self.assertEqual(len(lines), 5)
+        self.assertFalse(any(l.startswith("(XEN)") for l in lines))
+        self.assertEqual(xt.crash_lines("all well\r\nxen: domid 1\n"), [])
+
+
+class PingStats(unittest.TestCase):
+    def out(self, seqs, tx):
+        lines = [f"64 bytes from 10.0.0.1: seq={s} ttl=64 time=1.2 ms" for s in seqs]
+        if tx is not None:
+            lines += ["", "--- 10.0.0.1 ping statistics ---",
+                      f"{tx} packets transmitted, {len(seqs)} packets received, 0% packet loss"]
+        return "\n".join(lines)
+
+    def test_no_loss(self):
+        s = xt.ping_stats(self.out(range(10), 10))
+        self.assertEqual((s["transmitted"], s["received"], s["max_gap"], s["loss_pct"]), (10, 10, 0, 0.0))
+
+    def test_largest_gap_inside_and_at_both_ends(self):
+        self.assertEqual(xt.ping_stats(self.out([0, 1, 2, 9, 10], 11))["max_gap"], 6)
+        self.assertEqual(xt.ping_stats(self.out([3, 4], 5))["max_gap"], 3)      # the first three lost
+        self.assertEqual(xt.ping_stats(self.out([0, 1], 9))["max_gap"], 7)      # ping stopped, replies did not come
+        s = xt.ping_stats(self.out([0, 2, 4], 5))
+        self.assertEqual((s["max_gap"], s["received"], round(s["loss_pct"])), (1, 3, 40))
+
+    def test_duplicates_and_the_one_line_form_the_soak_reads(self):
+        line = "seq=0 seq=1 seq=1 seq=2 3 packets transmitted "
+        s = xt.ping_stats(line)
+        self.assertEqual((s["transmitted"], s["received"], s["max_gap"]), (3, 3, 0))
+
+    def test_without_summary_or_replies(self):
+        self.assertEqual(xt.ping_stats(self.out([0, 5], None))["max_gap"], 4)
+        self.assertIsNone(xt.ping_stats("ping: sendto: Network unreachable")["max_gap"])
+        s = xt.ping_stats(self.out([], 20))
+        self.assertEqual((s["received"], s["max_gap"]), (0, 20))
+
+
+class XenOutput(unittest.TestCase):
+    """parse_xen and the COM1 regexes against what kernel/src/xen_net.rs prints."""
+
+    def xen_reply(self, vifs):
+        fmts = rust_strings("kernel/src/xen_net.rs", "pub fn command")
+        head = [f for f in fmts if f.startswith(("xen {", "grants ", "config "))]
+        vif = [f for f in fmts if f.startswith("vif {}/{} state")]
+        ctr = [f for f in fmts if f.lstrip().startswith("tx_frames")]
+        self.assertEqual((len(head), len(vif), len(ctr)), (3, 1, 1), fmts)
+        n = itertools.count(1)
+        text, vals = [], {}
+        for f in head:
+            line, used = fill(f, n)
+            text.append(line)
+            vals[f.split()[0]] = used
+        for fe in vifs:
+            # the vif line's numbers; the domid first, handle 0
+            line, used = fill(vif[0], iter([fe, 0] + [next(n) for _ in range(10)]))
+            text.append(line)
+            line, cused = fill(ctr[0], n)
+            text.append(line)
+            vals[fe] = (used, cused)
+        return "aggdom> xen\n" + "\n".join(text) + "\n" + xt.PROMPT, vals
+
+    def test_parse_xen_reads_aggdoms_own_format(self):
+        reply, vals = self.xen_reply([5, 7])
+        log = "old noise\nxen 4.17 domid 1 xenstore requests 1 errors 0 timeouts 0 watch_events 0 resyncs 0 " \
+              "in_flight 0 max_in_flight 0 unknown_replies 0\n" + xt.PROMPT + reply + "xen: vif 9/0 detached (guest 1)\n"
+        x = xt.parse_xen(log)
+        self.assertIsNotNone(x)
+        self.assertEqual(list(x["xenstore"].values()), vals["xen"][3:])   # after major, minor, domid
+        self.assertEqual(list(x["grants"].values()), vals["grants"][:6])
+        self.assertEqual(sorted(x["vifs"]), [(5, 0), (7, 0)])
+        for fe in (5, 7):
+            v, (used, cused) = x["vifs"][(fe, 0)], vals[fe]
+            self.assertEqual(v["state"], used[2])
+            self.assertEqual([v[k] for k in xt.VIF_KEYS[7:]], cused)
+        self.assertIsNone(xt.parse_xen("no xen reply here"))
+
+    def test_com1_lines_the_tests_wait_for(self):
+        fmts = rust_strings("kernel/src/xen_net.rs") + rust_strings("kernel/src/main.rs")
+        att = [f for f in fmts if "attached as guest" in f]
+        det = [f for f in fmts if f.endswith("detached (guest {})")]
+        self.assertTrue(att and det)
+        line = fill(att[0], iter([12, 0, 3, 4, 5, 6, 7]))[0]
+        self.assertRegex(line, xt.attached_re(12))
+        self.assertNotRegex(line, xt.attached_re(1))
+        self.assertRegex(fill(det[0], iter([12, 0, 3]))[0], xt.detached_re(12))
+        for s in ("aggdom ready", "xen: domid {}", "xen: netback serving", "PV console {}", "xen: bind {ip} applied"):
+            self.assertTrue(any(s in f for f in fmts), s)
+
+
+class Verdict(unittest.TestCase):
+    def test_rig_faults_are_named_as_the_rigs(self):
+        f = xt.classify("FAIL guest2 vif Connected", ["xl[1]: segfault at 0 ip 1"], [], [])
+        self.assertTrue(f.startswith("FAIL dom0 userland crashed (rig): xl[1]: segfault"), f)
+        self.assertIn("failing step: guest2 vif Connected", f)
+        f = xt.classify("FAIL x", [], ["ping[3]: segfault at 8"], [])
+        self.assertTrue(f.startswith("FAIL guest userland crashed (rig)"), f)
+
+    def test_aggdom_failures_are_aggdoms(self):
+        self.assertEqual(xt.classify("FAIL guest1 pings dom0", [], [], []),
+                         "FAIL aggdom (no rig crash seen): guest1 pings dom0")
+        f = xt.classify("FAIL timeout", ["x: segfault at 1"], [], [], "triple fault")
+        self.assertTrue(f.startswith("FAIL aggdom crashed (triple fault)"), f)
+        self.assertEqual(xt.classify("FAIL test script error: KeyError: 1", [], [], []),
+                         "FAIL test script error: KeyError: 1")
+
+    def test_retries_are_counted_in_the_result_line(self):
+        self.assertEqual(xt.classify("PASS", [], [], []), "PASS")
+        f = xt.classify("PASS", [], [], ["guest1: Invalid kernel", "guest3: Invalid kernel"])
+        self.assertTrue(f.startswith("PASS") and "retried 2x" in f, f)
+
+    def test_first_error_line(self):
+        out = "Parsing config\nlibxl: error: libxl_create.c:1: cannot (re-)build domain: -3\n" \
+              "xc: error: ... unable to XZ decompress kernel: Invalid kernel\nlast\n"
+        self.assertIn("Invalid kernel", xt.first_error_line(out))
+        self.assertEqual(xt.first_error_line("a\nlibxl: error: x\nb"), "libxl: error: x")
+        self.assertEqual(xt.first_error_line("a\nb\n"), "b")
+
+
+if __name__ == "__main__":
+    unittest.main()

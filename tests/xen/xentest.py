@@ -1,0 +1,516 @@
+"""Shared code of `make test-xen` (run-test-xen.py) and `make soak-xen` (soak-xen.py).
+
+The pure helpers at the top (crash-line scan, ping gaps, `xen` output parsing, classification of the final
+line) import nothing from the rig and are unit-tested on the host (test_xentest.py, run by
+`cargo test -p aggdom-xen-test`). `XenTest` drives the shared rig (../shared/xen-rig, xenrig.py): it boots
+Xen + dom0 + aggdom, starts guests (retrying an `xl create` that dom0's userland botched), records every
+check, and at the end prints RESULTS, TIMINGS and a final line that says whether a FAIL is the rig's
+(dom0 userland crashed) or aggdom's.
+"""
+import os, re, shlex, subprocess, sys, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+RIG_DIR = os.environ.get("XEN_RIG", os.path.abspath(os.path.join(ROOT, "..", "shared", "xen-rig")))
+sys.path.insert(0, RIG_DIR)
+try:
+    from xenrig import Rig, Nic, RigError  # noqa: E402
+except ImportError:  # host unit tests without the rig: only the pure helpers are used
+    Rig, Nic = object, None
+
+    class RigError(RuntimeError):
+        pass
+
+DOM0_IP, AGG_IP = "10.0.0.1", "10.0.0.2"
+SERIAL = "/var/log/xen/console/aggdom-serial.log"     # aggdom's COM1 (serial= in aggdom.cfg)
+PVCON = "/var/log/xen/console/guest-aggdom.log"       # aggdom's PV console (xenconsoled)
+PROMPT = "aggdom> "
+ELF = os.path.join(ROOT, "target/x86_64-unknown-none/release/aggdom32")
+
+# ------------------------------------------------------------------------------------------ pure helpers
+
+# What the rig's PV userland faults look like (xen-rig README, "Seen 2026-12-02" and "Known flakiness"):
+# the kernel's lines for a crashed process, libxenguest failing to decompress a guest kernel, ld.so and
+# libxl's reports of a dead child.
+CRASH_RE = re.compile(r"segfault at|general protection|traps:|Invalid kernel|"
+                      r"Inconsistency detected by ld\.so|died due to fatal signal")
+
+
+def crash_lines(text):
+    """The lines of `text` that report a userland crash in a PV domain. Xen's own lines ("(XEN) ...":
+    debug keys, a guest's exception) are not userland and are left out."""
+    out = []
+    for line in text.replace("\r", "").splitlines():
+        if CRASH_RE.search(line) and not line.lstrip().startswith("(XEN)"):
+            out.append(line.strip())
+    return out
+
+
+def ping_stats(text):
+    """Parses busybox ping output (`64 bytes from ...: seq=N ...` lines and the `N packets transmitted`
+    summary). Returns dict(transmitted, received, max_gap, loss_pct, first, last): max_gap is the longest
+    run of consecutive sequence numbers without a reply among the transmitted ones (the tail included:
+    requests sent but never answered before ping stopped). transmitted is None without a summary (ping
+    did not finish); then only gaps between replies count."""
+    seqs = sorted({int(s) for s in re.findall(r"seq=(\d+)", text)})
+    m = re.search(r"(\d+) packets transmitted", text)
+    tx = int(m.group(1)) if m else None
+    max_gap, prev = 0, -1
+    for s in seqs + ([tx] if tx is not None else []):
+        max_gap = max(max_gap, s - prev - 1)
+        prev = s
+    if tx is None and not seqs:
+        max_gap = None
+    rx = len([s for s in seqs if tx is None or s < tx])
+    loss = (100.0 * (tx - rx) / tx) if tx else None
+    return {"transmitted": tx, "received": rx, "max_gap": max_gap, "loss_pct": loss,
+            "first": seqs[0] if seqs else None, "last": seqs[-1] if seqs else None}
+
+
+XS_RE = re.compile(r"xenstore requests (\d+) errors (\d+) timeouts (\d+) watch_events (\d+) resyncs (\d+) "
+                   r"in_flight (\d+) max_in_flight (\d+) unknown_replies (\d+)")
+XS_KEYS = ["requests", "errors", "timeouts", "watch_events", "resyncs", "in_flight", "max_in_flight",
+           "unknown_replies"]
+GRANTS_RE = re.compile(r"grants copy_ops (\d+) copy_hypercalls (\d+) copy_failures (\d+) maps (\d+) "
+                       r"unmaps (\d+) map_failures (\d+)")
+GRANT_KEYS = ["copy_ops", "copy_hypercalls", "copy_failures", "maps", "unmaps", "map_failures"]
+VIF_RE = re.compile(r"^vif (\d+)/(\d+) state (\d+) (\w+) guest (\S+) mac (\S+) ip (\S+)[^\n]*\n"
+                    r"\s+tx_frames (\d+) tx_bytes (\d+) rx_frames (\d+) rx_bytes (\d+) tx_drops (\d+) "
+                    r"rx_drops (\d+) fatal (\d+) connects (\d+) disconnects (\d+) connect_failures (\d+) "
+                    r"notifies (\d+) refusals (\d+) xenstore_errors (\d+)", re.M)
+VIF_KEYS = ["frontend", "handle", "state", "conn", "guest", "mac", "ip", "tx_frames", "tx_bytes", "rx_frames",
+            "rx_bytes", "tx_drops", "rx_drops", "fatal", "connects", "disconnects", "connect_failures",
+            "notifies", "refusals", "xenstore_errors"]
+
+
+def parse_xen(log):
+    """The last `xen` reply in a console log: {"xenstore": {...}, "grants": {...}, "vifs": {(fe, h): {...}}}
+    with int values (conn, guest, mac, ip stay strings), or None if there is none."""
+    log = log.replace("\r", "")
+    last = None
+    for last in XS_RE.finditer(log):
+        pass
+    if last is None:
+        return None
+    tail = log[last.start():]
+    nxt = tail.find(PROMPT)          # the reply ends at the next prompt
+    if nxt >= 0:
+        tail = tail[:nxt]
+    res = {"xenstore": dict(zip(XS_KEYS, map(int, last.groups()))), "grants": None, "vifs": {}}
+    g = GRANTS_RE.search(tail)
+    if g:
+        res["grants"] = dict(zip(GRANT_KEYS, map(int, g.groups())))
+    for m in VIF_RE.finditer(tail):
+        v = {k: (val if k in ("conn", "guest", "mac", "ip") else int(val)) for k, val in zip(VIF_KEYS, m.groups())}
+        res["vifs"][(v["frontend"], v["handle"])] = v
+    return res
+
+
+def attached_re(feid, handle=0):
+    """aggdom's COM1 line when a vif joins the datapath (kernel/src/xen_net.rs)."""
+    return rf"vif {feid}/{handle} attached as guest"
+
+
+def detached_re(feid, handle=0):
+    return rf"vif {feid}/{handle} detached"
+
+
+def first_error_line(out):
+    """The line of a failed xl command worth quoting: its first error, else its last line."""
+    lines = [l.strip() for l in out.strip().splitlines() if l.strip()]
+    for l in lines:
+        if "Invalid kernel" in l:
+            return l
+    for l in lines:
+        if "error" in l.lower():
+            return l
+    return lines[-1] if lines else ""
+
+
+def classify(raw, dom0_faults, guest_faults, retries, aggdom_crashed=None):
+    """The final line. raw is "PASS" or "FAIL <why>". A FAIL is put on the rig when dom0's (or a guest's)
+    userland crashed during the run, on aggdom otherwise; either way the failing step is kept."""
+    note = f" [xl create retried {len(retries)}x after 'Invalid kernel' (rig)]" if retries else ""
+    if raw == "PASS":
+        n = len(dom0_faults) + len(guest_faults)
+        return "PASS" + note + (f" [{n} userland crash line(s) from the rig, see RIG FAULTS]" if n else "")
+    why = raw[5:] if raw.startswith("FAIL ") else raw
+    if why == "interrupted" or why.startswith("test script error"):
+        return f"FAIL {why}{note}"
+    if aggdom_crashed:
+        return f"FAIL aggdom crashed ({aggdom_crashed}): {why}{note}"
+    for who, lines in (("dom0", dom0_faults), ("guest", guest_faults)):
+        if lines:
+            more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+            return f"FAIL {who} userland crashed (rig): {lines[0][:160]}{more}; failing step: {why}{note}"
+    return f"FAIL aggdom (no rig crash seen): {why}{note}"
+
+
+def cfg_text(path, **subst):
+    """An xl config from tests/xen with `key = value` lines replaced."""
+    with open(path) as f:
+        text = f.read()
+    for k, v in subst.items():
+        text = re.sub(rf"^{k}\s*=.*$", f"{k} = {v}", text, flags=re.M)
+    return text
+
+
+def other_rigs():
+    """Command lines of Xen rigs (QEMU booting images/xen) running on this host."""
+    try:
+        out = subprocess.run(["pgrep", "-af", "qemu-system-x86_64.*xen"], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    return [l for l in out.splitlines() if l.strip() and "pgrep" not in l]
+
+
+# ------------------------------------------------------------------------------------------ the rig
+
+
+class Fail(Exception):
+    pass
+
+
+class TestRig(Rig):
+    """xenrig's Rig that keeps every dom0 command's output, so a crash reported only on a command's stderr
+    (libxenguest's "Invalid kernel", ld.so, libxl's "died due to fatal signal") is found at the end."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.history = []
+
+    def run(self, cmd, timeout=300, check=False, quiet=False):
+        try:
+            rc, out = super().run(cmd, timeout=timeout, check=False, quiet=quiet)
+        except RigError as e:
+            if "@@DONE" not in str(e):
+                raise
+            one = " ".join(cmd.split())
+            raise RigError(f"dom0 stopped answering: no reply in {timeout}s to `{one[:90]}`\n{e}") from None
+        self.history.append({"cmd": cmd, "rc": rc, "out": out, "handled": False})
+        if check and rc != 0:
+            raise RigError(f"command failed rc={rc}: {cmd}\n{out}")
+        return rc, out
+
+
+class XenTest:
+    """One rig run: aggdom booted as the driver domain, guests on top, checks recorded."""
+
+    def __init__(self, args, guest_cfg=None):
+        self.a = args
+        self.tm, self.results, self.retries = {}, [], []
+        self.guest_cfg = guest_cfg or os.path.join(HERE, "guest.cfg")
+        self.rig = TestRig(args.cache, nics=[Nic("e1000", hub=0), Nic("e1000", hub=0), Nic("e1000", hub=0, dom0=True)],
+                           echo=args.echo)
+        self.t_start = time.time()
+        self.aggid = None
+        self.dom0_faults, self.guest_faults = [], []
+        self.extra_files = []          # host files (in the share) whose crash lines count as dom0's
+
+    # -------------------------------------------------------------- reporting
+    def say(self, msg):
+        self.rig.say(msg)
+
+    def check(self, name, ok, detail=""):
+        self.results.append((name, bool(ok), detail))
+        self.say(f"CHECK {'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else ""))
+        return bool(ok)
+
+    def raw_verdict(self):
+        failed = [r[0] for r in self.results if not r[1]]
+        if self.aggdom_crash():
+            failed.append(f"aggdom {self.aggdom_crash()} (see the Xen vCPU dump in the serial log)")
+        return "PASS" if not failed else "FAIL " + "; ".join(failed)
+
+    # -------------------------------------------------------------- aggdom's consoles
+    def serial(self, timeout=300):
+        return self.rig.run(f"cat {SERIAL}", timeout=timeout, quiet=True)[1]
+
+    def wait_serial(self, regex, timeout):
+        t = self.rig.wait_file(SERIAL, regex, timeout)
+        if t is None:
+            print("=== aggdom COM1 (tail):\n" + self.serial()[-3000:], flush=True)
+        return t
+
+    def aggdom_cmd(self, cmd, expect, timeout=60):
+        """Types a command on aggdom's PV console (its console/tty pty, as `xl console -t pv` does) and
+        returns the PV console log once one more line than before matches `expect` and the prompt came
+        back (None on timeout)."""
+        q, p = shlex.quote(expect), shlex.quote(PROMPT)
+        rc, out = self.rig.run(
+            f"n=$(grep -caE {q} {PVCON}); np=$(grep -caF {p} {PVCON}); id=$(xl domid aggdom) && "
+            f"tty=$(xenstore-read /local/domain/$id/console/tty) && "
+            f"printf '%s\\n' {shlex.quote(cmd)} > $tty && i=0 && "
+            f"while [ $(grep -caE {q} {PVCON}) -le $n ]; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 9; "
+            f"sleep 0.5; done; j=0; while [ $(grep -caF {p} {PVCON}) -le $np ] && [ $j -lt 10 ]; do "
+            f"j=$((j+1)); sleep 0.3; done", timeout=timeout + 60, quiet=True)
+        if rc:
+            self.say(f"no reply to '{cmd}' on aggdom's PV console (rc={rc}) {out.strip()}")
+            return None
+        time.sleep(0.3)
+        return self.rig.run(f"cat {PVCON}", quiet=True)[1].replace("\r", "")
+
+    def xen_state(self):
+        """aggdom's `xen` reply, parsed (parse_xen), or None."""
+        log = self.aggdom_cmd("xen", r"grants copy_ops", 60)
+        return parse_xen(log) if log else None
+
+    def xen_debug_dump(self):
+        """Xen's own view when dom0 stops answering: Ctrl-A x3 moves the serial input to Xen, then debug
+        keys q (domains, vCPUs, event channels) and r (run queues); Ctrl-A x3 again gives the input back."""
+        rig = self.rig
+        try:
+            start = len(rig.buf)
+            rig.send("\x01\x01\x01")
+            time.sleep(0.5)
+            for key in "qr":
+                rig.send(key)
+                time.sleep(2)
+            rig.send("\x01\x01\x01")
+            end = time.time() + 8
+            while time.time() < end:
+                rig._pump(0.5)
+            print("=== Xen debug keys q, r:\n" + rig.buf[start:][-12000:], flush=True)
+        except Exception as e:
+            print(f"(Xen debug dump failed: {e})", flush=True)
+
+    # -------------------------------------------------------------- boot
+    def boot_aggdom(self, config):
+        """Rig up, dom0's eth0 at 10.0.0.1, aggdom created paused with `config` in its xenstore node,
+        unpaused; checks that it boots (5 checks). Returns aggdom's domid."""
+        a, rig = self.a, self.rig
+        if not os.path.exists(a.elf):
+            raise Fail(f"{a.elf} missing: run make build")
+        rig.start()
+        rig.wait_dom0()
+        self.tm["dom0 ready"] = rig.t()
+        for n in rig.nics[:2]:
+            rig.assignable(n.bdf)
+        rc, _ = rig.run(f"modprobe e1000; i=0; until [ -e /sys/class/net/eth0 ]; do i=$((i+1)); [ $i -gt 60 ] && break; "
+                        f"sleep 0.5; done; ip link set eth0 up && ip addr add {DOM0_IP}/24 dev eth0; ip -br addr show eth0")
+        if rc:
+            raise Fail("dom0 eth0 (NIC2) did not come up")
+        # aggdom: created paused so its xenstore config is there before it boots.
+        kpath = rig.add_file(a.elf, "aggdom32")
+        pci = "[ " + ", ".join(f'"{n.bdf}"' for n in rig.nics[:2]) + " ]"
+        text = cfg_text(os.path.join(HERE, "aggdom.cfg"), kernel=f'"{kpath}"', pci=pci)
+        cfg = rig.write_cfg("aggdom", text)
+        t = time.time()
+        rc, out = rig.run(f"xl create -p {cfg}", timeout=400)
+        if rc:
+            raise Fail(f"xl create aggdom rc={rc}: {first_error_line(out)}")
+        self.tm["xl create aggdom"] = time.time() - t
+        aggid = self.aggid = rig.domid("aggdom")
+        rig.run(f"xenstore-write /local/domain/{aggid}/aggdom/config {shlex.quote(config)} && xl unpause aggdom",
+                check=True)
+        t = time.time()
+        w = self.wait_serial("aggdom ready", a.timeout)
+        if not self.check("aggdom boots under Xen", w is not None, f"'aggdom ready' {w}s after unpause"):
+            raise Fail("aggdom did not boot")
+        self.tm["aggdom ready after unpause"] = time.time() - t
+        log = self.serial()
+        print("=== aggdom COM1 (boot):\n" + log[-2500:], flush=True)
+        self.check("platform up (xenstore, domid)", f"xen: domid {aggid}" in log,
+                   (re.search(r"xen: domid.*", log) or re.search(r"xen: .*", log) or [""])[0])
+        self.check("config read from xenstore", config in log)
+        if not self.check("netback serving", "xen: netback serving" in log):
+            raise Fail("netback did not start")
+        self.check("PV console attached", "PV console attached" in log)
+        return aggid
+
+    # -------------------------------------------------------------- guests
+    def _wait_gone(self, paths, timeout=30):
+        """Waits in dom0 until none of the xenstore paths exists (a torn-down domain's leftovers)."""
+        tests = " || ".join(f"xenstore-exists {p}" for p in paths)
+        rc, _ = self.rig.run(f"i=0; while {tests}; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 1; sleep 0.5; "
+                             f"done", timeout=timeout + 60, quiet=True)
+        return rc == 0
+
+    def destroy_leftovers(self, name, out):
+        """After a failed `xl create`: destroy what is left of the domain and wait until its xenstore
+        directories (and its vif's backend directory in aggdom) are gone, so a retry does not race the
+        teardown."""
+        ids = set(re.findall(r"[Dd]omain (\d+)", out))
+        d = self.rig.domid(name)
+        if d is not None:
+            ids.add(str(d))
+        self.rig.run(f"xl destroy {name} 2>&1; xl list", timeout=120)
+        paths = []
+        for i in sorted(ids):
+            paths += [f"/local/domain/{i}"] + ([f"/local/domain/{self.aggid}/backend/vif/{i}"] if self.aggid else [])
+        if paths and not self._wait_gone(paths):
+            self.say(f"leftovers of {name} still in xenstore: {paths}")
+
+    def create_guest(self, name, ip, mac, attempts=3):
+        """`xl create` of a busybox guest whose vif's backend is aggdom. An `xl create` that fails with
+        "Invalid kernel" (dom0's libxenguest botching the guest kernel's decompression: a rig fault, see
+        the rig's README) is retried after its leftovers are destroyed, at most `attempts` times in all;
+        retries are counted in self.retries. Returns the guest's domid."""
+        text = cfg_text(self.guest_cfg, name=f'"{name}"', extra=f'"console=hvc0 ip={ip}"',
+                        vif=f"[ \"backend=aggdom,mac={mac},ip={ip}\" ]")
+        for attempt in range(1, attempts + 1):
+            rc, out, secs = self.rig.xl_create(text, name=name, check=False, timeout=400)
+            if rc == 0:
+                self.tm[f"xl create {name}"] = secs
+                return self.rig.domid(name)
+            line = first_error_line(out)
+            if "Invalid kernel" not in out or attempt == attempts:
+                raise Fail(f"xl create {name} rc={rc}: {line}" + (f" (attempt {attempt}/{attempts})" if attempt > 1 else ""))
+            self.rig.history[-1]["handled"] = True   # a retried rig fault, not the verdict's business
+            self.retries.append(f"{name}: {line}")
+            self.say(f"*** xl create {name}: attempt {attempt}/{attempts} failed with 'Invalid kernel' (rig); "
+                     f"destroying leftovers and retrying")
+            self.destroy_leftovers(name, out)
+        raise Fail("unreachable")
+
+    def start_guest(self, name, ip, mac, tag=""):
+        """create_guest, then checks that its vif reaches Connected on both sides and waits for the guest
+        to configure eth0. Returns its domid. tag prefixes the check's name."""
+        rig, a = self.rig, self.a
+        t = time.time()
+        feid = self.create_guest(name, ip, mac)
+        be = f"/local/domain/{self.aggid}/backend/vif/{feid}/0"
+        fep = f"/local/domain/{feid}/device/vif/0"
+        ok, v, secs = rig.wait_xs({"backend": be + "/state", "hotplug": be + "/hotplug-status",
+                                   "frontend": fep + "/state"},
+                                  lambda v: v["backend"] == "4" and v["frontend"] == "4", timeout=a.timeout,
+                                  label=f"{name}'s vif Connected on both sides")
+        self.tm[f"{name} vif connected"] = secs
+        if not self.check(f"{tag}{name} vif Connected (backend and frontend state 4)", ok, f"{v} after {secs:.1f}s"):
+            rig.run(f"xenstore-ls -f {be}; xenstore-ls -f {fep}; "
+                    f"xenstore-read /local/domain/{self.aggid}/error/backend/vif/{feid}/0/error")
+            raise Fail(f"{name}'s vif did not connect: {v}")
+        w = rig.wait_console(name, "GUEST-NET", a.timeout)
+        if w is None:
+            print(f"=== {name} console:\n" + rig.console(name)[-1500:], flush=True)
+            raise Fail(f"{name} did not configure eth0")
+        self.tm[f"{name} up"] = time.time() - t
+        return feid
+
+    def ping_from(self, name, ip, tries=4):
+        t = time.time()
+        out = ""
+        for i in range(tries):
+            rc, out = self.rig.guest_run(name, f"ping -c 3 -W 3 {ip}", timeout=90)
+            if rc == 0:
+                self.tm[f"ping {name}->{ip}"] = time.time() - t
+                return True, out.strip().splitlines()[-2:] if out.strip() else ""
+            self.say(f"{name}: ping {ip} attempt {i + 1} rc={rc}")
+        return False, out[-400:] if out else ""
+
+    # background pings inside a guest (busybox ash on its console; ping's output goes to a file there)
+    def bg_ping_start(self, name, ip=DOM0_IP, interval=0.5, tag="bg"):
+        rc, _ = self.rig.guest_run(name, f"ping -i {interval} {ip} > /tmp/{tag}.ping 2>&1 & echo $! > /tmp/{tag}.pid",
+                                   timeout=60)
+        return rc == 0
+
+    def bg_ping_stop(self, name, tag="bg"):
+        """Stops the guest's background ping (SIGINT: it prints its summary) and returns ping_stats of its
+        output, or None if the guest did not answer."""
+        rc, out = self.rig.guest_run(
+            name, f"kill -INT $(cat /tmp/{tag}.pid); sleep 1; grep -oE 'seq=[0-9]+|[0-9]+ packets transmitted' "
+                  f"/tmp/{tag}.ping | tr '\\n' ' '", timeout=60)
+        if rc is None:
+            return None
+        return ping_stats(out)
+
+    # -------------------------------------------------------------- the end
+    def scan_faults(self):
+        """Collects userland crash lines: dom0's (the rig's serial log: Xen console + dom0's kernel;
+        every dom0 command's output except retried ones and reads of console logs; extra share files) and
+        the guests' (their console logs, read in dom0 if it still answers)."""
+        rig = self.rig
+        dom0 = crash_lines(rig.buf)
+        for h in rig.history:
+            if not h["handled"] and "/var/log/xen/console/" not in h["cmd"]:
+                dom0 += crash_lines(h["out"])
+        for f in self.extra_files:
+            try:
+                with open(f, errors="replace") as fh:
+                    dom0 += crash_lines(fh.read())
+            except OSError:
+                pass
+        guest = []
+        if rig.proc is not None:
+            try:
+                rc, out = rig.run("cd /var/log/xen/console && for f in guest-*.log; do case $f in *aggdom*) continue;; "
+                                  "esac; grep -aHE 'segfault at|general protection|traps:|Inconsistency detected by "
+                                  "ld.so|died due to fatal signal' $f; done; true", timeout=30, quiet=True)
+                rig.history[-1]["handled"] = True
+                guest = crash_lines(out)
+            except Exception:
+                pass
+        seen, self.dom0_faults = set(), []
+        for l in dom0:
+            if l not in seen:
+                seen.add(l)
+                self.dom0_faults.append(l)
+        self.guest_faults = guest
+
+    def aggdom_crash(self):
+        if "Triple fault" in self.rig.buf:
+            return "triple fault"
+        return None
+
+    def on_error(self, e):
+        """A step could not go on (Fail or a rig timeout): dumps what explains it; returns the raw FAIL."""
+        final = f"FAIL {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        self.xen_debug_dump()
+        if "Triple fault" in self.rig.buf:
+            m = re.search(r"Triple fault.*?\n((?:.*\n){12})", self.rig.buf)
+            print("=== Xen on the triple fault:\n" + (m.group(0) if m else ""), flush=True)
+        try:   # short timeouts: dom0 may be the one that stopped answering
+            print("=== aggdom COM1 (tail):\n" + self.serial(timeout=30)[-3000:], flush=True)
+            self.rig.run("xl list; xl dmesg | tail -30", timeout=30)
+        except Exception:
+            pass
+        return final
+
+    def close(self):
+        self.tm["total"] = time.time() - self.t_start
+        try:
+            self.scan_faults()
+        finally:
+            self.rig.close()
+
+    def report(self, raw, extra_timings=None):
+        """Prints RESULTS, the rig faults, TIMINGS and the final line; exits 0 on PASS."""
+        print("RESULTS:")
+        for name, ok, detail in self.results:
+            print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+        if self.dom0_faults or self.guest_faults or self.retries:
+            print("RIG FAULTS (userland crashes in PV domains; not aggdom's):")
+            for l in self.retries:
+                print(f"  retried xl create  {l}")
+            for l in self.dom0_faults:
+                print(f"  dom0   {l}")
+            for l in self.guest_faults:
+                print(f"  guest  {l}")
+        tm = dict(self.tm)
+        items = [f"{k.replace(' ', '_')}={v:.1f}s" for k, v in tm.items()]
+        items += [f"{k}={v}" for k, v in (extra_timings or {}).items()]
+        items.append(f"xl_create_retries={len(self.retries)}")
+        print("TIMINGS " + " ".join(items))
+        final = classify(raw, self.dom0_faults, self.guest_faults, self.retries, self.aggdom_crash())
+        print(final, flush=True)
+        sys.exit(0 if final.startswith("PASS") else 1)
+
+
+def common_args(ap):
+    ap.add_argument("--cache", default=os.environ.get("XEN_RIG_CACHE", "/tmp/xen-rig-cache"),
+                    help="the rig's CACHE_DIR (setup.sh output)")
+    ap.add_argument("--elf", default=ELF)
+    ap.add_argument("--timeout", type=int, default=180, help="per-step timeout, seconds")
+    ap.add_argument("--echo", action="store_true", help="copy the rig's serial console to stdout")
+    ap.add_argument("--allow-other-rig", action="store_true",
+                    help="start even if another Xen rig's QEMU runs on this host (2 cores: both would crawl)")
+    return ap
+
+
+def refuse_if_other_rig(a):
+    """Two rigs on this 2-core host starve each other (every step times out): refuse to start."""
+    others = other_rigs()
+    if others and not a.allow_other_rig:
+        print("another Xen rig is running on this host:\n  " + "\n  ".join(o[:200] for o in others))
+        print("FAIL not started: another Xen rig is running (--allow-other-rig to start anyway)")
+        sys.exit(1)
