@@ -15,7 +15,14 @@ whose vif has backend=aggdom, and checks:
   7. a run-time change of bind= in xenstore is applied, and the datapath's `stats` count uplink frames;
   8. destroying guest 2 detaches its vif and unmaps its rings; a guest 3 with guest 2's MAC and IP
      connects (ring frames reused) and pings;
-  9. `shutdown` on the console powers aggdom off.
+  9. hostile guest: while guest 1 pings dom0 every 0.2 s, dom0 (as the toolstack and as guest 3 itself)
+     churns guest 3's vif for --churn seconds: its frontend `state` flapped 1/4/5/6 with junk
+     `tx-ring-ref`, and a second vif hot-plugged and unplugged (xl network-attach/-detach) in a loop.
+     Guest 1 must lose no more than 5 consecutive replies; aggdom must still answer and release every
+     vif of guest 3 when it is destroyed;
+ 10. a vif without a `mac` key (backend and frontend nodes written by hand, dom0 as the frontend) goes to
+     Closing (5) with `error` = "22 reading mac: missing or malformed", removed with the vif;
+ 11. `shutdown` on the console powers aggdom off.
 
 Network (QEMU hub 0): NIC0 + NIC1 (0000:00:03.0, 00:04.0, aggdom's uplinks) and NIC2 (dom0's eth0,
 10.0.0.1/24). aggdom's own IP is 10.0.0.2, guests 10.0.0.11 and 10.0.0.12.
@@ -34,9 +41,112 @@ from xentest import (DOM0_IP, XenTest, Fail, RigError, common_args, refuse_if_ot
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--guests", type=int, default=2, choices=(1, 2))
+ap.add_argument("--churn", type=int, default=25, help="seconds of hostile churn on guest 3's vif (0: skip)")
+ap.add_argument("--max-lost", type=int, default=5, help="most consecutive ping replies guest 1 may lose")
 a = ap.parse_args()
 
 GUESTS = [("guest1", "10.0.0.11", "00:16:3e:00:00:11"), ("guest2", "10.0.0.12", "00:16:3e:00:00:12")]
+HOT_MAC, HOT_IP = "00:16:3e:00:00:13", "10.0.0.13"    # guest 3's hot-plugged second vif
+NOMAC_HANDLE, NOMAC_IP = 7, "10.0.0.14"               # the hand-made vif without a mac (frontend dom0)
+
+# dom0 churning guest 3's vif: the frontend's `state` flapped with junk ring refs (as a hostile guest, or
+# a toolstack gone mad, could), and a second vif attached and detached in a loop (xl, as the toolstack).
+HOSTILE_SH = """
+G={g}; A={agg}; fe=/local/domain/$G/device/vif/0; end=$(( $(date +%s) + {dur} ))
+( n=0; while [ $(date +%s) -lt $end ]; do
+    xl network-attach {name} 'backend=aggdom,mac={mac},ip={ip}' >/tmp/na.log 2>&1; ra=$?
+    sleep 1
+    xl network-detach {name} {mac} >>/tmp/na.log 2>&1; rd=$?
+    n=$((n+1)); echo "hot-plug $n: attach rc=$ra detach rc=$rd"; [ $ra$rd = 00 ] || tail -3 /tmp/na.log
+    sleep 0.5
+  done ) &
+w=0; bad=0
+while [ $(date +%s) -lt $end ]; do
+  for s in 1 4 5 6 4 1 4; do
+    case $((w % 6)) in 0) j=junk;; 1) j=4294967295;; 2) j=;; 3) j=8;; 4) j=99999999999;; 5) j=-1;; esac
+    xenstore-write $fe/tx-ring-ref "$j" $fe/state $s || bad=$((bad+1))
+    w=$((w+1)); sleep 0.2
+  done
+done
+wait
+echo "hostile: $w xenstore rewrites of $fe ($bad failed)"
+xenstore-ls -f /local/domain/$A/backend/vif/$G 2>&1 | grep -E '/(state|hotplug-status)'
+xenstore-ls -f /local/domain/$A/error 2>&1 | tail -4
+true
+"""
+
+# A vif netback cannot serve: backend and frontend nodes written by hand (dom0 is the frontend), no mac.
+NOMAC_SH = """
+A={agg}; H={h}; be=/local/domain/$A/backend/vif/0/$H; fe=/local/domain/0/device/vif/$H
+xenstore-write $fe/backend $be $fe/backend-id $A $fe/handle $H $fe/state 1 $fe/tx-ring-ref 8 \
+  $fe/rx-ring-ref 9 $fe/event-channel 5 $fe/request-rx-copy 1
+xenstore-chmod -r $fe n0 r$A
+xenstore-write $be/frontend $fe $be/frontend-id 0 $be/online 1 $be/state 1 $be/handle $H $be/type vif $be/ip {ip}
+xenstore-chmod -r /local/domain/$A/backend/vif/0 n$A r0
+xenstore-write $be/online 1
+sleep 2
+xenstore-write $fe/state 4
+xenstore-ls -f $be
+"""
+
+
+def hostile(t, aggid, g3):
+    """Check 9: guest 1 keeps its connectivity while guest 3's vif is churned."""
+    rig = t.rig
+    name, feid = g3
+    if not t.bg_ping_start("guest1", interval=0.2, tag="h"):
+        t.check("guest1's background ping started", False)
+        return
+    time.sleep(2)
+    t0 = time.time()
+    rc, out = rig.run(HOSTILE_SH.format(g=feid, agg=aggid, dur=a.churn, name=name, mac=HOT_MAC, ip=HOT_IP),
+                      timeout=a.churn + 180)
+    t.tm["hostile churn"] = time.time() - t0
+    hot = len(re.findall(r"hot-plug \d+: attach rc=0 detach rc=0", out))
+    time.sleep(3)
+    st = t.bg_ping_stop("guest1", tag="h")
+    t.tm["hostile ping"] = time.time() - t0 + 2
+    expected = int((time.time() - t0) / 0.2 * 0.5)       # at least half the requests went out
+    ok = bool(st) and st["max_gap"] is not None and st["max_gap"] <= a.max_lost and \
+        (st["transmitted"] or 0) >= expected and st["received"] > 0
+    detail = (f"largest gap {st['max_gap']} replies, {st['received']}/{st['transmitted']} received "
+              f"({st['loss_pct']:.1f}% lost) over {time.time() - t0:.0f}s" if st and st["transmitted"]
+              else f"no ping summary from guest1: {st}")
+    t.check(f"guest1 pings dom0 every 0.2s while guest3's vif is churned ({a.churn}s, {hot} clean "
+            f"hot-plug cycles): at most {a.max_lost} consecutive replies lost", ok, detail)
+
+    x = t.xen_state()
+    v = (x or {}).get("vifs", {})
+    g3v = {k: {f: vv[f] for f in ("state", "conn", "connects", "disconnects", "connect_failures", "fatal",
+                                 "refusals", "xenstore_errors")} for k, vv in v.items() if k[0] == feid}
+    t.check("aggdom answers on its console after the churn", x is not None,
+            f"xenstore {x['xenstore']}; guest3's vifs {g3v}" if x else "no `xen` reply")
+
+    rig.run(f"xl destroy {name}", timeout=120)
+    gone = t._wait_gone([f"/local/domain/{aggid}/backend/vif/{feid}"], timeout=60)
+    x = t.xen_state()
+    left = [k for k in (x or {}).get("vifs", {}) if k[0] == feid]
+    t.check("guest3 destroyed after the churn: aggdom released all its vifs",
+            gone and x is not None and not left, f"backend dir gone {gone}, vifs still listed {left}")
+
+
+def nomac(t, aggid):
+    """Check 10: a vif without a mac goes to Closing with an error node, removed with the vif."""
+    rig = t.rig
+    be = f"/local/domain/{aggid}/backend/vif/0/{NOMAC_HANDLE}"
+    fe = f"/local/domain/0/device/vif/{NOMAC_HANDLE}"
+    err = f"/local/domain/{aggid}/error/backend/vif/0/{NOMAC_HANDLE}"
+    rig.run(NOMAC_SH.format(agg=aggid, h=NOMAC_HANDLE, ip=NOMAC_IP), timeout=120)
+    ok, v, secs = rig.wait_xs({"state": be + "/state", "error": err + "/error"},
+                              lambda v: v["state"] == "5" and (v["error"] or "").startswith("22 "), timeout=60,
+                              label="the mac-less vif at Closing with an error node")
+    t.check("a vif without mac goes to Closing (5) with error '22 reading mac: missing or malformed'",
+            ok and v["error"] == "22 reading mac: missing or malformed", f"{v} after {secs:.1f}s")
+    rig.run(f"xenstore-rm {be}; xenstore-rm /local/domain/{aggid}/backend/vif/0; xenstore-rm {fe}", timeout=60)
+    gone = t._wait_gone([err], timeout=30)
+    t.check("removing the mac-less vif removes its error node", gone, err)
+
+
 refuse_if_other_rig(a)
 t = XenTest(a)
 rig = t.rig
@@ -96,6 +206,9 @@ try:
         w = t.wait_serial(attached_re(feid), 30)
         ok, out = t.ping_from(name, DOM0_IP)
         t.check("guest3 (guest2's MAC and IP, frames reused) attaches and pings dom0", w is not None and ok, str(out))
+        if a.churn > 0:
+            hostile(t, aggid, (name, feid))
+    nomac(t, aggid)
 
     t0 = time.time()
     rig.run("id=$(xl domid aggdom) && printf 'shutdown\\n' > $(xenstore-read /local/domain/$id/console/tty)",

@@ -1,10 +1,10 @@
-"""Host checks of the Xen tests' pure helpers (xentest.py); no rig needed.
+"""Host checks of the Xen tests' pure helpers (xentest.py) and shell snippets; no rig needed.
 
 Run by `cargo test -p aggdom-xen-test`, or: python3 -m unittest discover -s tests/xen -p 'test_*.py'.
 The `xen` parser is checked against output built from aggdom's own format strings
 (kernel/src/xen_net.rs), so a change of what aggdom prints breaks this test, not a rig run.
 """
-import itertools, os, re, sys, unittest
+import ast, itertools, os, re, subprocess, sys, unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -164,6 +164,23 @@ class Verdict(unittest.TestCase):
         self.assertIn("Invalid kernel", xt.first_error_line(out))
         self.assertEqual(xt.first_error_line("a\nlibxl: error: x\nb"), "libxl: error: x")
         self.assertEqual(xt.first_error_line("a\nb\n"), "b")
+
+
+class ShellSnippets(unittest.TestCase):
+    """The dom0 scripts run-test-xen.py sends are valid sh once filled in."""
+
+    def test_snippets_parse(self):
+        with open(os.path.join(HERE, "run-test-xen.py")) as f:
+            tree = ast.parse(f.read())
+        snippets = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name) and t.id.endswith("_SH")}
+        self.assertEqual(sorted(snippets), ["HOSTILE_SH", "NOMAC_SH"])
+        filled = {"HOSTILE_SH": dict(g=5, agg=1, dur=25, name="guest3", mac="00:16:3e:00:00:13", ip="10.0.0.13"),
+                  "NOMAC_SH": dict(agg=1, h=7, ip="10.0.0.14")}
+        for k, text in snippets.items():
+            script = text.format(**filled[k])
+            r = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, f"{k}: {r.stderr}")
 
 
 if __name__ == "__main__":
