@@ -1,6 +1,6 @@
 //! What the engine tells the driver layer to do: plain values, no callbacks.
 
-use crate::types::{GuestId, IdentityId, MacAddr, UplinkId, MAX_IDENTITIES};
+use crate::types::{GuestId, GuestSet, IdentityId, MacAddr, UplinkId, MAX_IDENTITIES};
 
 /// Why a frame was dropped. Every drop is counted under its reason.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -116,9 +116,9 @@ pub enum RxDecision {
     ToGuest { guest: GuestId },
     /// Deliver to the domain's own IP stack.
     ToOwnStack,
-    /// A broadcast or multicast: deliver a copy to every guest with a
-    /// non-empty binding and to the own stack.
-    Flood,
+    /// A broadcast or multicast: deliver a copy to each of `guests` and to
+    /// the own stack.
+    Flood { guests: GuestSet },
     /// Drop the frame; it was counted under `DropReason`.
     Drop(DropReason),
 }

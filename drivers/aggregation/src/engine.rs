@@ -9,8 +9,8 @@ use crate::decision::{DropReason, Move, Moves, OwnTxDecision, RxDecision, Steeri
 use crate::error::Error;
 use crate::table::Table;
 use crate::types::{
-    ip_key, Config, GuestId, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig, UplinkId,
-    MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
+    ip_key, Config, GuestId, GuestSet, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig,
+    UplinkId, MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
 };
 use crate::wire::{self, Parsed, L3};
 
@@ -721,7 +721,7 @@ impl Engine {
         match d {
             RxDecision::Drop(r) => self.uplinks[u].counters.rx_drops.bump(r),
             RxDecision::ToOwnStack => self.counters.own_rx_frames += 1,
-            RxDecision::Flood => self.counters.rx_flooded += 1,
+            RxDecision::Flood { .. } => self.counters.rx_flooded += 1,
             RxDecision::ToGuest { guest } => {
                 let c = &mut self.guests[guest.0 as usize].counters;
                 c.rx_frames += 1;
@@ -745,10 +745,14 @@ impl Engine {
                 return match self.ip_owner.get(tpa) {
                     Some(OWN) => RxDecision::ToOwnStack,
                     Some(v) => self.guest_for_owner(v),
-                    None => RxDecision::Flood,
+                    None => RxDecision::Flood {
+                        guests: self.attached(),
+                    },
                 };
             }
-            return RxDecision::Flood;
+            return RxDecision::Flood {
+                guests: self.attached(),
+            };
         }
         let owner = self.macs.get(p.dst);
         if let Some(i) = owner.filter(|o| o & IDENTITY_TAG != 0) {
@@ -795,6 +799,14 @@ impl Engine {
             }
         }
         RxDecision::Drop(DropReason::UnknownDestination)
+    }
+
+    fn attached(&self) -> GuestSet {
+        let mut s = GuestSet::EMPTY;
+        for g in self.guests() {
+            s.insert(g);
+        }
+        s
     }
 
     #[inline(always)]

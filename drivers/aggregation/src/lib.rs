@@ -135,8 +135,8 @@ pub use decision::{DropReason, Move, Moves, OwnTxDecision, RxDecision, Steering,
 pub use engine::{Engine, Load};
 pub use error::Error;
 pub use types::{
-    Config, GuestId, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig, UplinkId, MAX_GUESTS,
-    MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
+    Config, GuestId, GuestSet, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig, UplinkId,
+    MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
 };
 pub use wire::learning_frame;
 

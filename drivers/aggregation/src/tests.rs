@@ -802,6 +802,7 @@ fn arp_probe_and_dad_use_the_claimed_address() {
 #[test]
 fn receive_table() {
     let mut e = example(Mode::Identity, [1000; 3]);
+    let all = GuestSet(0b111);
     struct Case {
         name: &'static str,
         uplink: u8,
@@ -888,7 +889,7 @@ fn receive_table() {
             name: "gratuitous arp",
             uplink: 0,
             frame: arp_req(GW_IP),
-            want: RxDecision::Flood,
+            want: RxDecision::Flood { guests: all },
             dst_after: None,
         },
         Case {
@@ -902,7 +903,7 @@ fn receive_table() {
             name: "ipv4 broadcast",
             uplink: 0,
             frame: v4(MacAddr::BROADCAST, [255; 4]),
-            want: RxDecision::Flood,
+            want: RxDecision::Flood { guests: all },
             dst_after: None,
         },
         Case {
@@ -1025,7 +1026,10 @@ fn broadcast_uplink_moves_when_first_dies() {
         MacAddr::default(),
         GW_IP,
     );
-    assert_eq!(e.uplink_receive(0, UplinkId(1), &mut f), RxDecision::Flood);
+    assert!(matches!(
+        e.uplink_receive(0, UplinkId(1), &mut f),
+        RxDecision::Flood { .. }
+    ));
 }
 
 #[test]

@@ -117,6 +117,61 @@ impl core::fmt::Debug for IdentitySet {
     }
 }
 
+/// A set of guests: those a flooded frame reaches ([`crate::RxDecision::Flood`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct GuestSet(pub u128);
+
+const _: () = assert!(MAX_GUESTS <= 128, "a GuestSet is a u128");
+
+impl GuestSet {
+    pub const EMPTY: GuestSet = GuestSet(0);
+    /// Every guest there can be.
+    pub const ALL: GuestSet = GuestSet(u128::MAX);
+
+    pub const fn contains(self, g: GuestId) -> bool {
+        (g.0 as usize) < MAX_GUESTS && self.0 & (1 << g.0) != 0
+    }
+
+    pub fn insert(&mut self, g: GuestId) {
+        if (g.0 as usize) < MAX_GUESTS {
+            self.0 |= 1 << g.0;
+        }
+    }
+
+    pub fn remove(&mut self, g: GuestId) {
+        if (g.0 as usize) < MAX_GUESTS {
+            self.0 &= !(1 << g.0);
+        }
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The guests in ascending order.
+    pub fn iter(self) -> impl Iterator<Item = GuestId> {
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros();
+            bits &= bits - 1;
+            Some(GuestId(i as u16))
+        })
+    }
+}
+
+impl core::fmt::Debug for GuestSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_set().entries(self.iter().map(|g| g.0)).finish()
+    }
+}
+
 /// How a guest frame is steered onto the chosen uplink (DESIGN.md, "Two
 /// MAC-steering modes").
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

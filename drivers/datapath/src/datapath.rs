@@ -3,8 +3,8 @@
 use crate::frame_queue::FrameQueue;
 use crate::guest_port::{GuestPort, PortError};
 use aggregation::{
-    learning_frame, Engine, GuestId, Mode, Move, Moves, OwnTxDecision, RxDecision, Steering,
-    TxDecision, UplinkConfig, UplinkId,
+    learning_frame, Engine, GuestId, GuestSet, Mode, Move, Moves, OwnTxDecision, RxDecision,
+    Steering, TxDecision, UplinkConfig, UplinkId,
 };
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -418,7 +418,9 @@ impl Datapath {
                 flood_local,
             } => {
                 if flood_local {
-                    self.flood(Some(guest), frame);
+                    let mut others = GuestSet::ALL;
+                    others.remove(guest);
+                    self.flood(others, frame);
                 }
                 self.send_on_uplink(uplink, Some(steering), frame);
             }
@@ -450,18 +452,15 @@ impl Datapath {
         match self.engine.uplink_receive(now, uplink, frame) {
             RxDecision::ToGuest { guest } => self.deliver_to_guest(guest, frame),
             RxDecision::ToOwnStack => self.to_own_stack(frame),
-            RxDecision::Flood => self.flood(None, frame),
+            RxDecision::Flood { guests } => self.flood(guests, frame),
             RxDecision::Drop(_) => {}
         }
     }
 
-    /// A broadcast to every guest but `except`, and to the own stack.
-    fn flood(&mut self, except: Option<GuestId>, frame: &[u8]) {
+    /// A broadcast to the guests in `to`, and to the own stack.
+    fn flood(&mut self, to: GuestSet, frame: &[u8]) {
         for g in 0..self.ports.len() {
-            if except.is_some_and(|e| usize::from(e.0) == g) {
-                continue;
-            }
-            if self.ports[g].is_some() {
+            if to.contains(GuestId(g as u16)) && self.ports[g].is_some() {
                 self.deliver_to_guest(GuestId(g as u16), frame);
             }
         }
