@@ -117,7 +117,9 @@ pub enum RxDecision {
     /// Deliver to the domain's own IP stack.
     ToOwnStack,
     /// A broadcast or multicast: deliver a copy to each of `guests` and to
-    /// the own stack.
+    /// the own stack. `guests` are those that may use the network in the
+    /// frame's family (an IPv4 bound for IPv4 and ARP, an IPv6 for IPv6): a
+    /// denied guest (\[0029\]) hears nothing from the outside.
     Flood { guests: GuestSet },
     /// Drop the frame; it was counted under `DropReason`.
     Drop(DropReason),

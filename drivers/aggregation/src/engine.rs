@@ -187,6 +187,10 @@ pub struct Engine {
     n_own_ips: u8,
     /// The live uplink that accepts broadcasts (the lowest-numbered one).
     bcast_uplink: Option<UplinkId>,
+    /// Guests with an IPv4 / an IPv6 address bound to some identity: those
+    /// an IPv4 (or ARP) / IPv6 broadcast from the outside may reach.
+    reach_v4: GuestSet,
+    reach_v6: GuestSet,
     last_tick: u64,
     last_rebalance: u64,
     counters: EngineCounters,
@@ -208,6 +212,8 @@ impl Engine {
             own_ips: [0; MAX_OWN_IPS],
             n_own_ips: 0,
             bcast_uplink: None,
+            reach_v4: GuestSet::EMPTY,
+            reach_v6: GuestSet::EMPTY,
             last_tick: 0,
             last_rebalance: 0,
             counters: EngineCounters {
@@ -326,6 +332,7 @@ impl Engine {
             let b = self.spread_pick();
             self.guests[g].bindings[slot] = b;
         }
+        self.refresh_reach(g);
         Ok(GuestId(g as u16))
     }
 
@@ -338,6 +345,7 @@ impl Engine {
             self.ip_owner.remove(k);
         }
         self.guests[g] = Guest::EMPTY;
+        self.refresh_reach(g);
         Ok(())
     }
 
@@ -354,6 +362,7 @@ impl Engine {
         }
         self.guests[g].bindings[slot] = set;
         self.guests[g].auto[slot] = false;
+        self.refresh_reach(g);
         Ok(())
     }
 
@@ -364,6 +373,7 @@ impl Engine {
         self.guests[g].bindings[slot] = IdentitySet::EMPTY;
         let b = self.spread_pick();
         self.guests[g].bindings[slot] = b;
+        self.refresh_reach(g);
         Ok(())
     }
 
@@ -391,7 +401,32 @@ impl Engine {
                     self.guests[g].bindings[s] = b;
                 }
             }
+            self.refresh_reach(g);
         }
+    }
+
+    /// Recompute whether guest `g` may hear broadcasts from the outside,
+    /// per family, after its bindings changed.
+    fn refresh_reach(&mut self, g: usize) {
+        let (v4, v6) = self.guest_reach(g);
+        let id = GuestId(g as u16);
+        self.reach_v4.remove(id);
+        self.reach_v6.remove(id);
+        if v4 {
+            self.reach_v4.insert(id);
+        }
+        if v6 {
+            self.reach_v6.insert(id);
+        }
+    }
+
+    /// (has a bound IPv4, has a bound IPv6).
+    fn guest_reach(&self, g: usize) -> (bool, bool) {
+        let gu = &self.guests[g];
+        let n = (gu.n_ips as usize).min(MAX_IPS_PER_GUEST);
+        let bound =
+            |v4: bool| (0..n).any(|s| is_v4_key(gu.ips[s]) == v4 && !gu.bindings[s].is_empty());
+        (gu.active && bound(true), gu.active && bound(false))
     }
 
     /// The identity with the fewest IPs bound, preferring identities that
@@ -746,12 +781,12 @@ impl Engine {
                     Some(OWN) => RxDecision::ToOwnStack,
                     Some(v) => self.guest_for_owner(v),
                     None => RxDecision::Flood {
-                        guests: self.attached(),
+                        guests: self.reach(&p.l3),
                     },
                 };
             }
             return RxDecision::Flood {
-                guests: self.attached(),
+                guests: self.reach(&p.l3),
             };
         }
         let owner = self.macs.get(p.dst);
@@ -786,12 +821,15 @@ impl Engine {
         if self.cfg.mode == Mode::Literal {
             if let Some(g) = owner {
                 let g = g as usize;
-                // A denied IP receives nothing either ([0029]).
-                if let Some(slot) = p.dst_ip().and_then(|ip| self.guests[g].slot_of(ip)) {
-                    if self.guests[g].bindings[slot].is_empty() {
-                        self.guests[g].counters.rx_drops.bump(DropReason::Denied);
-                        return RxDecision::Drop(DropReason::Denied);
-                    }
+                // A denied IP receives nothing either ([0029]), nor does a
+                // guest denied in the frame's family, whatever IP it names.
+                let denied = match p.dst_ip().and_then(|ip| self.guests[g].slot_of(ip)) {
+                    Some(slot) => self.guests[g].bindings[slot].is_empty(),
+                    None => !self.reach(&p.l3).contains(GuestId(g as u16)),
+                };
+                if denied {
+                    self.guests[g].counters.rx_drops.bump(DropReason::Denied);
+                    return RxDecision::Drop(DropReason::Denied);
                 }
                 return RxDecision::ToGuest {
                     guest: GuestId(g as u16),
@@ -801,12 +839,19 @@ impl Engine {
         RxDecision::Drop(DropReason::UnknownDestination)
     }
 
-    fn attached(&self) -> GuestSet {
-        let mut s = GuestSet::EMPTY;
-        for g in self.guests() {
-            s.insert(g);
+    /// The guests a frame not addressed to one of their IPs may reach: a
+    /// broadcast or multicast. A guest hears one only if it may use the
+    /// network in that frame's family (an IP of it bound to some identity),
+    /// so a denied guest (\[0029\]) hears nothing from the outside; frames
+    /// of other ethertypes reach any guest not wholly denied.
+    #[inline(always)]
+    fn reach(&self, l3: &L3) -> GuestSet {
+        match *l3 {
+            L3::Arp { .. } => self.reach_v4,
+            L3::Ip { dst, .. } if is_v4_key(dst) => self.reach_v4,
+            L3::Ip { .. } => self.reach_v6,
+            L3::Other(_) => GuestSet(self.reach_v4.0 | self.reach_v6.0),
         }
-        s
     }
 
     #[inline(always)]
@@ -1362,6 +1407,12 @@ impl Engine {
         if self.macs.len() != guests + n || self.ip_owner.len() != ips + self.n_own_ips as usize {
             return Err("lookup tables hold stale entries");
         }
+        for g in 0..MAX_GUESTS {
+            let id = GuestId(g as u16);
+            if self.guest_reach(g) != (self.reach_v4.contains(id), self.reach_v6.contains(id)) {
+                return Err("broadcast reach out of step with the bindings");
+            }
+        }
         Ok(())
     }
 
@@ -1444,6 +1495,12 @@ impl Engine {
         self.last_rebalance = now;
         self.rebalance(now)
     }
+}
+
+/// An engine IP key of an IPv4 address (`::ffff:a.b.c.d`, see `ip_key`).
+#[inline(always)]
+fn is_v4_key(k: u128) -> bool {
+    k >> 32 == 0xffff
 }
 
 fn valid_ip(ip: IpAddr) -> Result<u128, Error> {

@@ -65,8 +65,10 @@
 //! - **Received frame** ([`Engine::uplink_receive`]): [`RxDecision::ToGuest`]
 //!   (identity mode: identity + destination IP → guest, destination MAC and
 //!   ARP target rewritten to the guest's), [`RxDecision::ToOwnStack`],
-//!   [`RxDecision::Flood`] for broadcasts (taken on one uplink only), or a
-//!   counted drop. ARP requests for a guest go to that guest; its reply goes
+//!   [`RxDecision::Flood`] for broadcasts (taken on one uplink only; it
+//!   names the guests not denied in the frame's family), or a counted drop.
+//!   Receive load counts delivered frames only. ARP requests for a guest go
+//!   to that guest (dropped if its IP is denied); its reply goes
 //!   out through the least-loaded bound identity, so peers learn different
 //!   identities and receive load spreads too.
 //! - **Own-stack frame** ([`Engine::own_transmit`], claim steps 3–6): the

@@ -6,8 +6,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::{
-    Config, DropReason, Engine, GuestId, IdentityId, MacAddr, Mode, Moves, OwnTxDecision,
-    RxDecision, Steering, TxDecision, UplinkConfig, UplinkId, MAX_UPLINKS,
+    Config, Engine, GuestId, IdentityId, MacAddr, Mode, Moves, OwnTxDecision, RxDecision, Steering,
+    TxDecision, UplinkConfig, UplinkId, MAX_UPLINKS,
 };
 
 /// Write an IPv4 frame header (no options) into `f`; returns 34.
@@ -542,7 +542,7 @@ impl Harness {
             .identity_mac(IdentityId(identity % HARNESS_UPLINKS))
             .unwrap_or_default();
         let b = &mut self.buf;
-        let n = match kind % 5 {
+        let n = match kind % 6 {
             0 => ipv4(b, id, PEER_MAC, PEER_IP, guest_ip(gi)),
             1 => arp(
                 b,
@@ -555,6 +555,7 @@ impl Harness {
             ),
             2 => arp(b, 2, id, PEER_MAC, PEER_IP, id, guest_ip(gi)),
             3 => ipv4(b, guest_mac(gi), PEER_MAC, PEER_IP, guest_ip(gi)),
+            4 => ipv4(b, MacAddr::BROADCAST, PEER_MAC, PEER_IP, [255; 4]),
             _ => ipv4(b, id, PEER_MAC, PEER_IP, OWN_IP),
         };
         let n = n.max(60);
@@ -587,8 +588,29 @@ impl Harness {
                 }
             }
         }
-        if let RxDecision::Drop(DropReason::UnknownPort) = d {
-            return Ok(());
+        if let RxDecision::Flood { guests } = d {
+            // A denied guest hears no broadcast: it must have an IP of the
+            // frame's family bound (any IP, for other ethertypes).
+            let l3 = crate::wire::parse(&self.buf[..n]).map_err(|_| "flooded a bad frame")?;
+            for g in guests.iter() {
+                let gi = g.0 as u8;
+                let v4 = e.binding(IpAddr::V4(Ipv4Addr::from(guest_ip(gi))));
+                let v4 = v4.ok_or("flooded to no guest")?;
+                let v6 = match gi {
+                    0 => e.binding(IpAddr::V6(Ipv6Addr::from(GUEST0_V6))),
+                    _ => None,
+                };
+                let v6 = v6.unwrap_or_default();
+                let ok = match l3.l3 {
+                    crate::wire::L3::Arp { .. } => !v4.is_empty(),
+                    crate::wire::L3::Ip { dst, .. } if dst >> 32 == 0xffff => !v4.is_empty(),
+                    crate::wire::L3::Ip { .. } => !v6.is_empty(),
+                    crate::wire::L3::Other(_) => !v4.is_empty() || !v6.is_empty(),
+                };
+                if !ok {
+                    return Err("a broadcast reached a guest denied in its family");
+                }
+            }
         }
         Ok(())
     }

@@ -1511,3 +1511,218 @@ fn repeated_guest_arp_requests_promise_once() {
         UplinkId(1)
     );
 }
+// ---------------------------------------------------------------------------
+// Group-addressed frames from the outside and denied guests (issue 12).
+// ---------------------------------------------------------------------------
+
+fn v6(k: u8) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = 0xfd;
+    a[15] = k;
+    a
+}
+
+/// A plain IPv6 frame (UDP, no payload) into `f`.
+fn ipv6_frame(f: &mut [u8], dst: MacAddr, src: MacAddr, sip: [u8; 16], dip: [u8; 16]) {
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    f[14..54].fill(0);
+    f[14] = 0x60;
+    f[20] = 17;
+    f[21] = 64;
+    f[22..38].copy_from_slice(&sip);
+    f[38..54].copy_from_slice(&dip);
+}
+
+/// Three guests, each with an IPv4 and an IPv6 address: A (guest 0) may use
+/// the network, D (guest 1) is denied ([0029]: both IPs bound to nothing),
+/// M (guest 2) has its IPv4 bound and its IPv6 denied.
+fn deny_setup(mode: Mode) -> Engine {
+    let mut e = Engine::new(Config::with_mode(mode));
+    for k in 0..2 {
+        e.add_uplink(UplinkConfig::new(nic(k + 1))).unwrap();
+    }
+    for k in 1..=3 {
+        let ips = [ipa(k), IpAddr::V6(Ipv6Addr::from(v6(k)))];
+        e.add_guest(vm(k), &ips).unwrap();
+    }
+    e.bind(ipa(2), &[]).unwrap();
+    e.bind(IpAddr::V6(Ipv6Addr::from(v6(2))), &[]).unwrap();
+    e.bind(IpAddr::V6(Ipv6Addr::from(v6(3))), &[]).unwrap();
+    e.set_own_stack(IdentityId(0), &[IpAddr::V4(Ipv4Addr::from(OWN_IP))])
+        .unwrap();
+    e
+}
+
+/// A group-addressed frame from the outside reaches a guest only if the
+/// guest may use the network in that frame's family: one of its IPv4
+/// addresses is bound for IPv4 and ARP, one of its IPv6 addresses for
+/// IPv6, any for other ethertypes. ARP for a local IP goes to its owner
+/// alone, and not at all if that IP is denied. A denied guest hears
+/// nothing from the outside; local switching is unchanged.
+#[test]
+fn group_addressed_frames_skip_denied_guests() {
+    const A: GuestId = GuestId(0);
+    const D: GuestId = GuestId(1);
+    const M: GuestId = GuestId(2);
+    let set = |gs: &[GuestId]| {
+        let mut s = GuestSet::EMPTY;
+        for &g in gs {
+            s.insert(g);
+        }
+        s
+    };
+    let v4 = |dst: MacAddr, dip: [u8; 4]| {
+        let mut f = vec![0u8; 60];
+        testkit::ipv4(&mut f, dst, GW, GW_IP, dip);
+        f
+    };
+    let v6f = |dst: MacAddr, dip: [u8; 16]| {
+        let mut f = vec![0u8; 60];
+        ipv6_frame(&mut f, dst, GW, v6(254), dip);
+        f
+    };
+    let arp_req = |tpa: [u8; 4]| {
+        let mut f = vec![0u8; 60];
+        testkit::arp(
+            &mut f,
+            1,
+            MacAddr::BROADCAST,
+            GW,
+            GW_IP,
+            MacAddr::default(),
+            tpa,
+        );
+        f
+    };
+    let lldp = || {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&[0x01, 0x80, 0xc2, 0, 0, 0x0e]);
+        f[6..12].copy_from_slice(&GW.0);
+        f[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        f
+    };
+    let v4_mcast = MacAddr([0x01, 0, 0x5e, 0, 0, 0xfb]);
+    let v6_all_nodes = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
+    let mut ff02_1 = [0u8; 16];
+    ff02_1[0] = 0xff;
+    ff02_1[1] = 0x02;
+    ff02_1[15] = 1;
+    let cases: Vec<(&str, Vec<u8>, RxDecision)> = vec![
+        (
+            "ipv4 broadcast",
+            v4(MacAddr::BROADCAST, [255; 4]),
+            RxDecision::Flood {
+                guests: set(&[A, M]),
+            },
+        ),
+        (
+            "ipv4 subnet broadcast",
+            v4(MacAddr::BROADCAST, ip(255)),
+            RxDecision::Flood {
+                guests: set(&[A, M]),
+            },
+        ),
+        (
+            "ipv4 multicast",
+            v4(v4_mcast, [224, 0, 0, 251]),
+            RxDecision::Flood {
+                guests: set(&[A, M]),
+            },
+        ),
+        (
+            "ipv6 multicast",
+            v6f(v6_all_nodes, ff02_1),
+            RxDecision::Flood { guests: set(&[A]) },
+        ),
+        (
+            "other ethertype",
+            lldp(),
+            RxDecision::Flood {
+                guests: set(&[A, M]),
+            },
+        ),
+        (
+            "arp for the allowed guest",
+            arp_req(ip(1)),
+            RxDecision::ToGuest { guest: A },
+        ),
+        (
+            "arp for the denied guest",
+            arp_req(ip(2)),
+            RxDecision::Drop(DropReason::Denied),
+        ),
+        (
+            "arp for the mixed guest's ipv4",
+            arp_req(ip(3)),
+            RxDecision::ToGuest { guest: M },
+        ),
+        (
+            "arp for nobody here",
+            arp_req([192, 168, 1, 99]),
+            RxDecision::Flood {
+                guests: set(&[A, M]),
+            },
+        ),
+    ];
+    for mode in [Mode::Identity, Mode::Literal] {
+        let mut e = deny_setup(mode);
+        for (name, frame, want) in &cases {
+            let mut f = frame.clone();
+            let d = e.uplink_receive(0, UplinkId(0), &mut f);
+            assert_eq!(d, *want, "{mode:?}: {name}");
+            e.check_invariants().unwrap();
+        }
+        // Bound again, D hears IPv4 broadcasts again; denied again, not.
+        e.bind(ipa(2), &[IdentityId(1)]).unwrap();
+        let mut f = v4(MacAddr::BROADCAST, [255; 4]);
+        assert_eq!(
+            e.uplink_receive(0, UplinkId(0), &mut f),
+            RxDecision::Flood {
+                guests: set(&[A, D, M])
+            },
+            "{mode:?}"
+        );
+        e.bind(ipa(2), &[]).unwrap();
+        assert_eq!(
+            e.uplink_receive(0, UplinkId(0), &mut f),
+            RxDecision::Flood {
+                guests: set(&[A, M])
+            },
+            "{mode:?}"
+        );
+        // Local switching still reaches D: a guest's broadcast is the
+        // bridge's to flood, and unicast between guests is allowed.
+        let mut f = vec![0u8; 60];
+        testkit::ipv4(&mut f, vm(2), vm(1), ip(1), ip(2));
+        assert_eq!(
+            e.guest_transmit(0, A, &mut f),
+            TxDecision::SwitchLocal { guest: D },
+            "{mode:?}"
+        );
+    }
+}
+
+/// Literal mode reaches guests at their own MAC: a denied guest gets
+/// nothing there either, whatever IP the frame names.
+#[test]
+fn literal_mode_denied_guest_gets_nothing_at_its_mac() {
+    let mut e = deny_setup(Mode::Literal);
+    for dip in [ip(2), [192, 168, 1, 99], ip(1)] {
+        let mut f = vec![0u8; 60];
+        testkit::ipv4(&mut f, vm(2), GW, GW_IP, dip);
+        assert_eq!(
+            e.uplink_receive(0, UplinkId(0), &mut f),
+            RxDecision::Drop(DropReason::Denied),
+            "to {dip:?}"
+        );
+    }
+    // The allowed guest still receives at its MAC.
+    let mut f = vec![0u8; 60];
+    testkit::ipv4(&mut f, vm(1), GW, GW_IP, ip(1));
+    assert_eq!(
+        e.uplink_receive(0, UplinkId(0), &mut f),
+        RxDecision::ToGuest { guest: GuestId(0) }
+    );
+}
