@@ -147,11 +147,27 @@ class Verdict(unittest.TestCase):
 
     def test_aggdom_failures_are_aggdoms(self):
         self.assertEqual(xt.classify("FAIL guest1 pings dom0", [], [], []),
-                         "FAIL aggdom (no rig crash seen): guest1 pings dom0")
+                         "FAIL aggdom (no rig crash at the failing step): guest1 pings dom0")
         f = xt.classify("FAIL timeout", ["x: segfault at 1"], [], [], "triple fault")
         self.assertTrue(f.startswith("FAIL aggdom crashed (triple fault)"), f)
         self.assertEqual(xt.classify("FAIL test script error: KeyError: 1", [], [], []),
                          "FAIL test script error: KeyError: 1")
+
+    def test_earlier_rig_crashes_do_not_take_the_blame(self):
+        f = xt.classify("FAIL guest1 pings dom0", [], [], [], earlier=2)
+        self.assertEqual(f, "FAIL aggdom (no rig crash at the failing step; 2 rig crash line(s) earlier, "
+                            "not at the failing step): guest1 pings dom0")
+        self.assertIn("2 userland crash line(s)", xt.classify("PASS", [], [], [], earlier=2))
+
+    def test_failure_window(self):
+        marks = [(10, True), (20, True), (30, False), (40, True), (50, False)]
+        self.assertEqual(xt.failure_window(marks, None), (20, 30))
+        self.assertEqual(xt.failure_window(marks, 45), (20, 30))      # the first failure counts
+        self.assertEqual(xt.failure_window(marks[:2], 60), (20, 60))  # an abort after two passes
+        self.assertEqual(xt.failure_window([], 5), (0, 5))
+        self.assertIsNone(xt.failure_window(marks[:2], None))         # a PASS
+        text = "ok\n(XEN) general protection\nsh[1]: segfault at 0\r\nmore\n"
+        self.assertEqual(xt.crash_lines_at(text, 100), [(100 + text.index("sh[1]"), "sh[1]: segfault at 0")])
 
     def test_retries_are_counted_in_the_result_line(self):
         self.assertEqual(xt.classify("PASS", [], [], []), "PASS")

@@ -42,8 +42,41 @@ def crash_lines(text):
     out = []
     for line in text.replace("\r", "").splitlines():
         if CRASH_RE.search(line) and not line.lstrip().startswith("(XEN)"):
-            out.append(line.strip())
+            out.append(_unprompt(line))
     return out
+
+
+def _unprompt(line):
+    """A dom0 kernel line printed after the shell's prompt: without the prompt."""
+    line = line.strip()
+    return line[2:] if line.startswith("# ") else line
+
+
+def crash_lines_at(text, base=0):
+    """crash_lines with each line's offset in text (plus base): [(offset, line)]."""
+    out, pos = [], 0
+    for line in text.replace("\r", "\n").split("\n"):
+        if CRASH_RE.search(line) and not line.lstrip().startswith("(XEN)"):
+            out.append((base + pos, _unprompt(line)))
+        pos += len(line) + 1
+    return out
+
+
+def failure_window(marks, fail_at):
+    """(start, end] of the serial log in which the run failed. marks = [(offset, ok)] of the checks in
+    order; fail_at = the offset at which a step gave up (exception), or None. The window runs from the
+    last check that passed before the first failure up to that failure; None for a PASS."""
+    end, last_ok = None, 0
+    for off, ok in marks:
+        if not ok:
+            end = off
+            break
+        last_ok = off
+    if end is None:
+        if fail_at is None:
+            return None
+        end = fail_at
+    return (last_ok, end)
 
 
 def ping_stats(text):
@@ -127,12 +160,14 @@ def first_error_line(out):
     return lines[-1] if lines else ""
 
 
-def classify(raw, dom0_faults, guest_faults, retries, aggdom_crashed=None):
-    """The final line. raw is "PASS" or "FAIL <why>". A FAIL is put on the rig when dom0's (or a guest's)
-    userland crashed during the run, on aggdom otherwise; either way the failing step is kept."""
+def classify(raw, dom0_faults, guest_faults, retries, aggdom_crashed=None, earlier=0):
+    """The final line. raw is "PASS" or "FAIL <why>". A FAIL is put on the rig when dom0's userland crashed
+    at the failing step (dom0_faults: the crash lines between the last passing check and the failure) or a
+    guest's did; on aggdom otherwise, saying how many rig crashes came earlier (runs went on after them,
+    so they did not cause this failure). Either way the failing step is kept."""
     note = f" [xl create retried {len(retries)}x after 'Invalid kernel' (rig)]" if retries else ""
     if raw == "PASS":
-        n = len(dom0_faults) + len(guest_faults)
+        n = len(dom0_faults) + len(guest_faults) + earlier
         return "PASS" + note + (f" [{n} userland crash line(s) from the rig, see RIG FAULTS]" if n else "")
     why = raw[5:] if raw.startswith("FAIL ") else raw
     if why == "interrupted" or why.startswith("test script error"):
@@ -143,7 +178,8 @@ def classify(raw, dom0_faults, guest_faults, retries, aggdom_crashed=None):
         if lines:
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
             return f"FAIL {who} userland crashed (rig): {lines[0][:160]}{more}; failing step: {why}{note}"
-    return f"FAIL aggdom (no rig crash seen): {why}{note}"
+    seen = f"; {earlier} rig crash line(s) earlier, not at the failing step" if earlier else ""
+    return f"FAIL aggdom (no rig crash at the failing step{seen}): {why}{note}"
 
 
 def cfg_text(path, **subst):
@@ -187,7 +223,7 @@ class TestRig(Rig):
                 raise
             one = " ".join(cmd.split())
             raise RigError(f"dom0 stopped answering: no reply in {timeout}s to `{one[:90]}`\n{e}") from None
-        self.history.append({"cmd": cmd, "rc": rc, "out": out, "handled": False})
+        self.history.append({"cmd": cmd, "rc": rc, "out": out, "handled": False, "pos": len(self.buf)})
         if check and rc != 0:
             raise RigError(f"command failed rc={rc}: {cmd}\n{out}")
         return rc, out
@@ -204,7 +240,9 @@ class XenTest:
                            echo=args.echo)
         self.t_start = time.time()
         self.aggid = None
-        self.dom0_faults, self.guest_faults = [], []
+        self.dom0_faults, self.guest_faults = [], []   # at the failing step (all of them on a PASS)
+        self.earlier_faults = []                        # before it: the run went on after them
+        self.marks, self.fail_at = [], None             # serial-log offsets of the checks / of an abort
         self.extra_files = []          # host files (in the share) whose crash lines count as dom0's
 
     # -------------------------------------------------------------- reporting
@@ -213,6 +251,7 @@ class XenTest:
 
     def check(self, name, ok, detail=""):
         self.results.append((name, bool(ok), detail))
+        self.marks.append((len(self.rig.buf), bool(ok)))
         self.say(f"CHECK {'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else ""))
         return bool(ok)
 
@@ -237,13 +276,18 @@ class XenTest:
         returns the PV console log once one more line than before matches `expect` and the prompt came
         back (None on timeout)."""
         q, p = shlex.quote(expect), shlex.quote(PROMPT)
-        rc, out = self.rig.run(
-            f"n=$(grep -caE {q} {PVCON}); np=$(grep -caF {p} {PVCON}); id=$(xl domid aggdom) && "
-            f"tty=$(xenstore-read /local/domain/$id/console/tty) && "
-            f"printf '%s\\n' {shlex.quote(cmd)} > $tty && i=0 && "
-            f"while [ $(grep -caE {q} {PVCON}) -le $n ]; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 9; "
-            f"sleep 0.5; done; j=0; while [ $(grep -caF {p} {PVCON}) -le $np ] && [ $j -lt 10 ]; do "
-            f"j=$((j+1)); sleep 0.3; done", timeout=timeout + 60, quiet=True)
+        for attempt in (1, 2):
+            rc, out = self.rig.run(
+                f"n=$(grep -caE {q} {PVCON}); np=$(grep -caF {p} {PVCON}); id=$(xl domid aggdom) && "
+                f"tty=$(xenstore-read /local/domain/$id/console/tty) && "
+                f"printf '%s\\n' {shlex.quote(cmd)} > $tty && i=0 && "
+                f"while [ $(grep -caE {q} {PVCON}) -le $n ]; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 9; "
+                f"sleep 0.5; done; j=0; while [ $(grep -caF {p} {PVCON}) -le $np ] && [ $j -lt 10 ]; do "
+                f"j=$((j+1)); sleep 0.3; done", timeout=timeout + 60, quiet=True)
+            if rc in (0, 9):
+                break
+            # xl or xenstore-read died in dom0 (the rig's userland faults): the command was not typed
+            self.say(f"typing '{cmd}' on aggdom's PV console failed in dom0 (rc={rc}), attempt {attempt}: {out.strip()}")
         if rc:
             self.say(f"no reply to '{cmd}' on aggdom's PV console (rc={rc}) {out.strip()}")
             return None
@@ -349,6 +393,10 @@ class XenTest:
         text = cfg_text(self.guest_cfg, name=f'"{name}"', extra=f'"console=hvc0 ip={ip}"',
                         vif=f"[ \"backend=aggdom,mac={mac},ip={ip}\" ]")
         for attempt in range(1, attempts + 1):
+            # A guest created again under the same name (soak-xen) gets a fresh console log: waits for
+            # GUEST-NET must not be satisfied by the previous incarnation's lines.
+            self.rig.run(f"f=/var/log/xen/console/guest-{name}.log; [ ! -e $f ] || mv $f $f.$(date +%s%N)",
+                         quiet=True)
             rc, out, secs = self.rig.xl_create(text, name=name, check=False, timeout=400)
             if rc == 0:
                 self.tm[f"xl create {name}"] = secs
@@ -399,17 +447,26 @@ class XenTest:
         return False, out[-400:] if out else ""
 
     # background pings inside a guest (busybox ash on its console; ping's output goes to a file there)
+    def guest_run_twice(self, name, cmd, timeout=60):
+        """guest_run, once more if the first gave no answer (typing into the guest's console goes through
+        xl and xenstore-read in dom0, which the rig sometimes kills). Only for commands safe to repeat."""
+        rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
+        if rc is None:
+            self.say(f"{name}: no answer to '{cmd}', once more")
+            rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
+        return rc, out
+
     def bg_ping_start(self, name, ip=DOM0_IP, interval=0.5, tag="bg"):
-        rc, _ = self.rig.guest_run(name, f"ping -i {interval} {ip} > /tmp/{tag}.ping 2>&1 & echo $! > /tmp/{tag}.pid",
-                                   timeout=60)
+        rc, _ = self.guest_run_twice(name, f"kill -INT $(cat /tmp/{tag}.pid 2>/dev/null) 2>/dev/null; "
+                                           f"ping -i {interval} {ip} > /tmp/{tag}.ping 2>&1 & echo $! > /tmp/{tag}.pid")
         return rc == 0
 
     def bg_ping_stop(self, name, tag="bg"):
         """Stops the guest's background ping (SIGINT: it prints its summary) and returns ping_stats of its
         output, or None if the guest did not answer."""
-        rc, out = self.rig.guest_run(
+        rc, out = self.guest_run_twice(
             name, f"kill -INT $(cat /tmp/{tag}.pid); sleep 1; grep -oE 'seq=[0-9]+|[0-9]+ packets transmitted' "
-                  f"/tmp/{tag}.ping | tr '\\n' ' '", timeout=60)
+                  f"/tmp/{tag}.ping | tr '\\n' ' '")
         if rc is None:
             return None
         return ping_stats(out)
@@ -418,33 +475,41 @@ class XenTest:
     def scan_faults(self):
         """Collects userland crash lines: dom0's (the rig's serial log: Xen console + dom0's kernel;
         every dom0 command's output except retried ones and reads of console logs; extra share files) and
-        the guests' (their console logs, read in dom0 if it still answers)."""
+        the guests' (their console logs, read in dom0 if it still answers). On a FAIL, dom0's are split
+        into those at the failing step (after the last passing check) and earlier ones."""
         rig = self.rig
-        dom0 = crash_lines(rig.buf)
+        # a serial line counts where it ends, a command's output where the command returned
+        found = [(p + len(l), l) for p, l in crash_lines_at(rig.buf)]
         for h in rig.history:
             if not h["handled"] and "/var/log/xen/console/" not in h["cmd"]:
-                dom0 += crash_lines(h["out"])
+                found += [(h["pos"], l) for l in crash_lines(h["out"])]
         for f in self.extra_files:
             try:
                 with open(f, errors="replace") as fh:
-                    dom0 += crash_lines(fh.read())
+                    found += [(len(rig.buf), l) for l in crash_lines(fh.read())]
             except OSError:
                 pass
         guest = []
         if rig.proc is not None:
             try:
-                rc, out = rig.run("cd /var/log/xen/console && for f in guest-*.log; do case $f in *aggdom*) continue;; "
+                rc, out = rig.run("cd /var/log/xen/console && for f in guest-*; do case $f in *aggdom*) continue;; "
                                   "esac; grep -aHE 'segfault at|general protection|traps:|Inconsistency detected by "
                                   "ld.so|died due to fatal signal' $f; done; true", timeout=30, quiet=True)
                 rig.history[-1]["handled"] = True
                 guest = crash_lines(out)
             except Exception:
                 pass
-        seen, self.dom0_faults = set(), []
-        for l in dom0:
-            if l not in seen:
-                seen.add(l)
+        window = failure_window(self.marks, self.fail_at)
+        seen = set()
+        self.dom0_faults, self.earlier_faults = [], []
+        for pos, l in sorted(found):
+            if l in seen:
+                continue
+            seen.add(l)
+            if window is None or pos > window[0]:
                 self.dom0_faults.append(l)
+            else:
+                self.earlier_faults.append(l)
         self.guest_faults = guest
 
     def aggdom_crash(self):
@@ -454,6 +519,7 @@ class XenTest:
 
     def on_error(self, e):
         """A step could not go on (Fail or a rig timeout): dumps what explains it; returns the raw FAIL."""
+        self.fail_at = len(self.rig.buf)
         final = f"FAIL {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         self.xen_debug_dump()
         if "Triple fault" in self.rig.buf:
@@ -478,10 +544,12 @@ class XenTest:
         print("RESULTS:")
         for name, ok, detail in self.results:
             print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-        if self.dom0_faults or self.guest_faults or self.retries:
+        if self.dom0_faults or self.guest_faults or self.retries or self.earlier_faults:
             print("RIG FAULTS (userland crashes in PV domains; not aggdom's):")
             for l in self.retries:
                 print(f"  retried xl create  {l}")
+            for l in self.earlier_faults:
+                print(f"  dom0 (earlier; checks passed after it)  {l}")
             for l in self.dom0_faults:
                 print(f"  dom0   {l}")
             for l in self.guest_faults:
@@ -491,7 +559,8 @@ class XenTest:
         items += [f"{k}={v}" for k, v in (extra_timings or {}).items()]
         items.append(f"xl_create_retries={len(self.retries)}")
         print("TIMINGS " + " ".join(items))
-        final = classify(raw, self.dom0_faults, self.guest_faults, self.retries, self.aggdom_crash())
+        final = classify(raw, self.dom0_faults, self.guest_faults, self.retries, self.aggdom_crash(),
+                         len(self.earlier_faults))
         print(final, flush=True)
         sys.exit(0 if final.startswith("PASS") else 1)
 
