@@ -112,8 +112,10 @@ def hostile(t, aggid, g3):
     detail = (f"largest gap {st['max_gap']} replies, {st['received']}/{st['transmitted']} received "
               f"({st['loss_pct']:.1f}% lost) over {time.time() - t0:.0f}s" if st and st["transmitted"]
               else f"no ping summary from guest1: {st}")
-    t.check(f"guest1 pings dom0 every 0.2s while guest3's vif is churned ({a.churn}s, {hot} clean "
-            f"hot-plug cycles): at most {a.max_lost} consecutive replies lost", ok, detail)
+    detail += f"; churn {a.churn}s: {out.count('hot-plug ')} hot-plug cycles, {hot} clean; " + \
+        ((re.search(r"hostile: .*", out) or [""])[0])
+    t.check(f"guest1 pings dom0 every 0.2s while guest3's vif is churned: at most {a.max_lost} consecutive "
+            f"replies lost", ok, detail)
 
     x = t.xen_state()
     v = (x or {}).get("vifs", {})
