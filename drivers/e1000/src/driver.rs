@@ -419,6 +419,14 @@ impl<H: Hal, R: Registers> NicDatapath for E1000<H, R> {
         self.reclaim_tx();
         usize::from(self.tx.free())
     }
+
+    fn arm_interrupt(&mut self) -> bool {
+        // Unmask first (a reset masked everything), then read the causes to
+        // clear them: the line drops and rises again at the next cause.
+        self.regs.write(regs::IMS, regs::IMS_WAKE);
+        self.regs.read(regs::ICR);
+        true
+    }
 }
 
 impl<H: Hal, R: Registers> NicControl for E1000<H, R> {

@@ -20,9 +20,22 @@ pub const FCT: u32 = 0x0030;
 /// Flow Control Transmit Timer Value.
 pub const FCTTV: u32 = 0x0170;
 
-// 13.4 Interrupt registers: aggdom polls, so all are masked.
+// 13.4 Interrupt registers. aggdom polls, and under QEMU sleeps until the
+// INTx line says a frame or a link change came (`arm_interrupt`).
+/// Interrupt Cause Read (clears on read, and so deasserts the line).
+pub const ICR: u32 = 0x00c0;
+/// Interrupt Mask Set/Read.
+pub const IMS: u32 = 0x00d0;
 /// Interrupt Mask Clear.
 pub const IMC: u32 = 0x00d8;
+/// Interrupt causes (13.4.17): link status change, receive descriptor
+/// minimum threshold, receiver overrun, receiver timer (a frame written back).
+pub const ICR_LSC: u32 = 1 << 2;
+pub const ICR_RXDMT0: u32 = 1 << 4;
+pub const ICR_RXO: u32 = 1 << 6;
+pub const ICR_RXT0: u32 = 1 << 7;
+/// The causes `arm_interrupt` enables: received frames and link changes.
+pub const IMS_WAKE: u32 = ICR_LSC | ICR_RXDMT0 | ICR_RXO | ICR_RXT0;
 
 // 13.4.22 ff. Receive registers.
 /// Receive Control.

@@ -33,6 +33,18 @@ pub trait NicDatapath {
     /// buffers first.
     fn tx_space(&mut self) -> usize;
 
+    /// Acknowledges whatever interrupt the device raised and asks it to
+    /// raise one (on its PCI INTx line) for the next received frame or link
+    /// change; transmit completions raise none. Cheap (a register read and
+    /// write or two) and idempotent, also after [`NicControl::reset`].
+    ///
+    /// Call it when `receive` has drained the ring, then poll once more: a
+    /// frame that arrived before the call raises nothing (the usual race).
+    /// Returns false if the driver has no interrupts (poll it on a timer).
+    fn arm_interrupt(&mut self) -> bool {
+        false
+    }
+
     /// Copies `frames` into the transmit ring in order and flushes. Returns
     /// how many were taken: it stops at the first frame that does not fit;
     /// frames of bad length are taken, dropped and counted.

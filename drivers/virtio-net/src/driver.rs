@@ -228,7 +228,7 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
     /// Gives the device every receive buffer, sets DRIVER_OK, and programs
     /// the bring-up receive filter.
     fn start(&mut self) -> Result<(), VirtioNetError> {
-        // Poll mode: no used-buffer notifications (interrupts) wanted.
+        // Poll mode until `arm_interrupt`: no used-buffer notifications.
         self.rx.set_dev_notify(false);
         self.tx.set_dev_notify(false);
         if let Some(c) = self.ctrl.as_mut() {
@@ -478,6 +478,19 @@ impl<H: Hal, T: Transport> NicDatapath for VirtioNetNic<H, T> {
             return 0;
         }
         self.tx_free.len().min(self.tx.available_desc())
+    }
+
+    fn arm_interrupt(&mut self) -> bool {
+        // Used-buffer notifications on the receive queue only (transmit
+        // completions are reclaimed when polled); a link change raises a
+        // configuration interrupt regardless. Reading the ISR clears both
+        // causes and deasserts INTx (virtio 1.2, 4.1.4.5).
+        self.rx.set_dev_notify(true);
+        // The flag must be visible before the caller's next look at the
+        // used ring, or a frame could slip between the two unnoticed.
+        fence(Ordering::SeqCst);
+        self.transport.ack_interrupt();
+        true
     }
 }
 

@@ -228,6 +228,8 @@ impl Registers for FakeE1000 {
                 }
                 v
             }
+            // Interrupt causes clear on read (8254x SDM 13.4.17).
+            ICR => core::mem::take(&mut s.regs[i]),
             _ => s.regs[i],
         }
     }
@@ -257,6 +259,9 @@ impl Registers for FakeE1000 {
                     }
                 }
                 RDH | RDT | TDH | TDT => s.regs[i] = value & 0xffff,
+                // IMS sets mask bits and IMC clears them; IMS reads the mask.
+                IMS => s.regs[i] |= value,
+                IMC => s.regs[(IMS / 4) as usize] &= !value,
                 _ => s.regs[i] = value,
             }
         }

@@ -405,6 +405,22 @@ fn reset_restores_bring_up_state_and_keeps_counters() {
 }
 
 #[test]
+fn arm_interrupt_clears_the_causes_and_unmasks_frames_and_link() {
+    let (mut nic, dev) = up();
+    assert_eq!(dev.reg(IMS), 0, "poll mode until armed");
+    dev.set_reg(ICR, ICR_RXT0 | ICR_LSC);
+    assert!(nic.arm_interrupt());
+    assert_eq!(dev.reg(IMS), IMS_WAKE);
+    assert_eq!(dev.reg(ICR), 0, "the causes were read, so the line drops");
+    assert_eq!(IMS_WAKE & (ICR_RXT0 | ICR_LSC), ICR_RXT0 | ICR_LSC);
+    // A reset masks everything again; arming again is all it takes.
+    nic.reset().unwrap();
+    assert_eq!(dev.reg(IMS), 0);
+    assert!(nic.arm_interrupt());
+    assert_eq!(dev.reg(IMS), IMS_WAKE);
+}
+
+#[test]
 fn autonegotiation_can_be_turned_back_on() {
     let (mut nic, dev) = up();
     // Off after bring-up (so the write below is what turns it on).

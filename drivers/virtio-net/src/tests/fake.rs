@@ -72,6 +72,8 @@ pub struct Device {
     /// Frames that found no receive buffer.
     pub missed: usize,
     pub notifies: [usize; 3],
+    /// Reads of the ISR status (each acknowledges the interrupt).
+    pub isr_reads: usize,
 }
 
 /// The emulated device; clones share it, so a test keeps one handle while
@@ -118,6 +120,7 @@ impl FakeVirtioNet {
             sent: Vec::new(),
             missed: 0,
             notifies: [0; 3],
+            isr_reads: 0,
         })))
     }
 
@@ -176,6 +179,16 @@ impl FakeVirtioNet {
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             wr(queue.used + 2, idx.wrapping_add(1));
         }
+    }
+
+    /// Whether the driver wants used-buffer notifications on queue `q`: the
+    /// avail ring's flags without VIRTQ_AVAIL_F_NO_INTERRUPT (virtio 1.2,
+    /// 2.7.7; no EVENT_IDX here).
+    pub fn wants_interrupts(&self, q: usize) -> bool {
+        let d = self.0.borrow();
+        // SAFETY: the avail ring is the driver's queue memory for the device.
+        let flags: u16 = unsafe { rd(d.queues[q].avail) };
+        flags & 1 == 0
     }
 
     /// Writes `id`/`len` into the used ring without any chain behind it: a
@@ -374,6 +387,7 @@ impl Transport for FakeVirtioNet {
     }
 
     fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.0.borrow_mut().isr_reads += 1;
         InterruptStatus::empty()
     }
 

@@ -330,6 +330,23 @@ fn without_a_control_queue_it_moves_frames_but_stays_promiscuous() {
 }
 
 #[test]
+fn arm_interrupt_asks_for_receive_notifications_only_and_reads_the_isr() {
+    let (mut nic, dev) = up();
+    assert!(!dev.wants_interrupts(0), "poll mode until armed");
+    assert!(nic.arm_interrupt());
+    assert!(dev.wants_interrupts(0));
+    assert!(!dev.wants_interrupts(1), "transmit completions stay quiet");
+    assert_eq!(dev.0.borrow().isr_reads, 1);
+    // Frames still flow, and a reset goes back to poll mode until re-armed.
+    assert!(dev.deliver(&frame(FACTORY, 60, 1)));
+    assert_eq!(received(&mut nic).len(), 1);
+    nic.reset().unwrap();
+    assert!(!dev.wants_interrupts(0));
+    assert!(nic.arm_interrupt());
+    assert!(dev.wants_interrupts(0));
+}
+
+#[test]
 fn reset_restores_bring_up_state_and_keeps_counters() {
     let (mut nic, dev) = up();
     nic.set_mac(NEW).unwrap();
