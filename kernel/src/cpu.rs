@@ -1,10 +1,9 @@
-//! CPU tables: the GDT with a TSS (so a double fault gets a good stack), the
-//! IDT with exception stubs that report and exit, and the legacy PIC + PIT
-//! whose only job is waking the idle loop from `hlt`.
-use crate::{console, power};
+//! CPU tables: the GDT with a TSS (so a double fault gets a good stack), and
+//! the IDT with exception stubs that report and exit and interrupt stubs for
+//! the legacy PIC's 16 lines, which hand over to irq.rs.
+use crate::{console, irq, power};
 use core::ptr::addr_of;
 use spin::Once;
-use x86_64::instructions::port::Port;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::{lidt, load_tss};
 use x86_64::registers::control::Cr2;
@@ -16,13 +15,6 @@ use x86_64::VirtAddr;
 const DOUBLE_FAULT_STACK_BYTES: usize = 16 * 1024;
 /// IST slot (1-based in the gate, 0-based in the TSS array) for #DF.
 const DOUBLE_FAULT_IST: u8 = 1;
-/// The PIC's IRQ 0-7 are remapped to these vectors (above the exceptions).
-const PIC_VECTOR_BASE: u8 = 0x20;
-const IRQ_TIMER: u8 = 0;
-const IRQ_COM1: u8 = 4;
-/// PIT input clock (Intel 8254 datasheet): 1.193182 MHz.
-pub const PIT_HZ: u64 = 1_193_182;
-const TICK_HZ: u64 = 1000;
 
 #[repr(C, align(16))]
 struct Stack([u8; DOUBLE_FAULT_STACK_BYTES]);
@@ -105,13 +97,41 @@ core::arch::global_asm!(
         call {report}
         ud2
 
-    /* PIC interrupts: acknowledge and return; waking `hlt` is the point. */
-    .global irq_wake_stub
-    irq_wake_stub:
+    /* PIC interrupts: save the scratch registers, call irq::handle with
+       the line, return. The CPU aligned rsp to 16 before its 5-word frame;
+       the line and 9 registers make 80 bytes, 8 more re-align the call. */
+    .macro IRQ_STUB n
+    irq_stub_\n:
+        push \n
+        jmp irq_common
+    .endm
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    IRQ_STUB \n
+    .endr
+    irq_common:
         push rax
-        mov al, 0x20
-        out 0x20, al
+        push rcx
+        push rdx
+        push rsi
+        push rdi
+        push r8
+        push r9
+        push r10
+        push r11
+        mov rdi, [rsp + 72]
+        sub rsp, 8
+        call {irq_entry}
+        add rsp, 8
+        pop r11
+        pop r10
+        pop r9
+        pop r8
+        pop rdi
+        pop rsi
+        pop rdx
+        pop rcx
         pop rax
+        add rsp, 8
         iretq
 
     .section .rodata.exceptions, "a"
@@ -121,13 +141,23 @@ core::arch::global_asm!(
     .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         .quad exc_stub_\n
     .endr
+    .global irq_stubs
+    irq_stubs:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+        .quad irq_stub_\n
+    .endr
     "#,
     report = sym exception_report,
+    irq_entry = sym irq_entry,
 );
 
 unsafe extern "C" {
     static exception_stubs: [u64; 32];
-    fn irq_wake_stub();
+    static irq_stubs: [u64; irq::LINES as usize];
+}
+
+extern "C" fn irq_entry(line: u64) {
+    irq::handle(line as u8);
 }
 
 #[repr(C)]
@@ -216,9 +246,10 @@ pub fn init_tables() {
             let ist = if vector == 8 { DOUBLE_FAULT_IST } else { 0 };
             idt[vector] = Gate::interrupt(stub, sel.code, ist);
         }
-        for irq in 0..8 {
-            idt[usize::from(PIC_VECTOR_BASE + irq)] =
-                Gate::interrupt(irq_wake_stub as *const () as u64, sel.code, 0);
+        // SAFETY: `irq_stubs` is a table of 16 code addresses in rodata.
+        let stubs = unsafe { &*addr_of!(irq_stubs) };
+        for (line, &stub) in stubs.iter().enumerate() {
+            idt[usize::from(irq::VECTOR_BASE) + line] = Gate::interrupt(stub, sel.code, 0);
         }
         idt
     });
@@ -230,36 +261,8 @@ pub fn init_tables() {
     unsafe { lidt(&pointer) };
 }
 
-/// Remaps the PICs above the exceptions, unmasks only the timer and COM1,
-/// and starts the PIT at 1 kHz. Interrupts stay off until the idle loop.
+/// Programs the PICs and the PIT (irq.rs); interrupts stay off until the
+/// idle loop sleeps.
 pub fn init_wakeups() {
-    // SAFETY: 8259A initialisation words (ICW1-4) and 8254 mode/divisor
-    // writes, on the standard ports; nothing else programs them.
-    unsafe {
-        let mut cmd1 = Port::<u8>::new(0x20);
-        let mut data1 = Port::<u8>::new(0x21);
-        let mut cmd2 = Port::<u8>::new(0xa0);
-        let mut data2 = Port::<u8>::new(0xa1);
-        cmd1.write(0x11);
-        cmd2.write(0x11);
-        data1.write(PIC_VECTOR_BASE);
-        data2.write(PIC_VECTOR_BASE + 8);
-        data1.write(4); // slave on IRQ2
-        data2.write(2);
-        data1.write(0x01); // 8086 mode
-        data2.write(0x01);
-        data1.write(!((1 << IRQ_TIMER) | (1 << IRQ_COM1)));
-        data2.write(0xff);
-
-        let divisor = (PIT_HZ / TICK_HZ) as u16;
-        Port::<u8>::new(0x43).write(0x34); // channel 0, lo/hi, rate generator
-        Port::<u8>::new(0x40).write(divisor as u8);
-        Port::<u8>::new(0x40).write((divisor >> 8) as u8);
-    }
-}
-
-/// Sleeps until the next interrupt (at most one timer tick).
-pub fn idle() {
-    x86_64::instructions::interrupts::enable_and_hlt();
-    x86_64::instructions::interrupts::disable();
+    irq::init();
 }

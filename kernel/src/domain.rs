@@ -2,7 +2,7 @@
 //! configuration, and the own IP stack; polled from the main loop.
 use crate::nics::{self, FoundNic};
 use crate::ownstack::OwnStack;
-use crate::{println, time};
+use crate::{irq, println, time, xen_net};
 use aggdom_config::NicAddress;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -45,7 +45,24 @@ pub struct Domain {
     /// bare forwarding and the datapath, for the per-frame cost of
     /// aggregation (`forward` prints them; `bench-datapath` reads them).
     pub busy: Busy,
+    /// Every NIC can wake the idle loop by interrupt, on these PIC lines
+    /// (bit n = IRQ n). `None`: the loop must poll on a short timer (under
+    /// Xen, or a NIC without a routed INTx).
+    irq_lines: Option<u16>,
+    /// When a poll last moved something.
+    last_work_ns: u64,
 }
+
+/// How often an idle domain wakes to poll when its NICs cannot interrupt
+/// (the 1 ms tick it always had).
+const POLL_FALLBACK_NS: u64 = 1_000_000;
+/// After the last frame, the datapath keeps its own cadence (engine tick,
+/// link check: 10 ms) this long, so rates decay and rebalancing decides as
+/// under load; ten EWMA time constants (100 ms each) leave nothing to decay.
+const SETTLE_NS: u64 = 1_000_000_000;
+/// Then it wakes only this often: link changes and frames interrupt, so the
+/// timer is left for the shell's `watch` and the own stack's retransmits.
+const IDLE_TIMER_NS: u64 = 100_000_000;
 
 impl Domain {
     /// Builds the datapath from `cmdline`; a bad configuration is reported
@@ -55,15 +72,34 @@ impl Domain {
         let mut drivers = Vec::new();
         for f in found {
             if let Ok(nic) = f.driver {
-                meta.push((f.at, f.vendor_id, f.device_id, f.kind));
+                meta.push((f.at, f.vendor_id, f.device_id, f.kind, f.irq_line));
                 drivers.push(nic);
             }
         }
         let addresses: Vec<NicAddress> = meta.iter().map(|(at, ..)| nics::address(*at)).collect();
+        // Plain QEMU only: under Xen the loop takes no interrupts at all.
+        let lines = meta
+            .iter()
+            .map(|m| m.4)
+            .try_fold(0u16, |acc, line| line.map(|l| acc | 1 << l));
+        let irq_lines = match lines {
+            _ if xen_net::is_xen() => None,
+            Some(lines) => {
+                let taken = irq::add_nic_lines(lines);
+                if taken != lines {
+                    println!("irq: NIC lines {lines:#06x} include 0-2; polling every 1 ms");
+                }
+                (taken == lines).then_some(lines)
+            }
+            None => {
+                println!("irq: a NIC has no routed INTx line; polling every 1 ms");
+                None
+            }
+        };
         let slots = |roles: Vec<Role>| -> Vec<NicSlot> {
             meta.iter()
                 .zip(roles)
-                .map(|(&(at, vendor_id, device_id, kind), role)| NicSlot {
+                .map(|(&(at, vendor_id, device_id, kind, _), role)| NicSlot {
                     at,
                     vendor_id,
                     device_id,
@@ -84,6 +120,8 @@ impl Domain {
                     forwarded: 0,
                     forward_drops: 0,
                     busy: Busy::default(),
+                    irq_lines,
+                    last_work_ns: 0,
                 };
             }
         };
@@ -114,6 +152,8 @@ impl Domain {
                     forwarded: 0,
                     forward_drops: 0,
                     busy: Busy::default(),
+                    irq_lines,
+                    last_work_ns: 0,
                 };
                 domain.print_roles();
                 domain
@@ -133,6 +173,8 @@ impl Domain {
                     forwarded: 0,
                     forward_drops: 0,
                     busy: Busy::default(),
+                    irq_lines,
+                    last_work_ns: 0,
                 }
             }
         }
@@ -266,7 +308,48 @@ impl Domain {
             own.poll(dp, now_ns / 1_000_000);
             work += dp.own_queues().1.len().saturating_sub(before);
         }
+        if work > 0 {
+            self.last_work_ns = now_ns;
+        }
         work
+    }
+
+    /// Before the loop sleeps: acknowledges every NIC's interrupt, asks it
+    /// for one at the next frame or link change, and unmasks the NIC lines.
+    /// The caller must poll once more before sleeping (a frame that came
+    /// before the re-arm raises nothing). False when the NICs cannot wake
+    /// the loop (then [`Domain::next_deadline`] stays short).
+    pub fn arm_interrupts(&mut self) -> bool {
+        let Some(lines) = self.irq_lines else {
+            return false;
+        };
+        let mut all = true;
+        for i in 0..self.nics.len() {
+            all &= self.nic_mut(i).is_some_and(|nic| nic.arm_interrupt());
+        }
+        if !all {
+            // Only at start-up (a driver without interrupts): poll instead.
+            self.irq_lines = None;
+            println!("irq: a NIC driver cannot interrupt; polling every 1 ms");
+            return false;
+        }
+        irq::unmask(lines);
+        true
+    }
+
+    /// When the domain next needs the loop, with nothing arriving: the
+    /// datapath's tick while traffic settles, then a slow timer; 1 ms when
+    /// the NICs cannot interrupt.
+    pub fn next_deadline(&self, now_ns: u64) -> u64 {
+        if self.irq_lines.is_none() {
+            return now_ns + POLL_FALLBACK_NS;
+        }
+        let settling = now_ns.saturating_sub(self.last_work_ns) < SETTLE_NS;
+        let tick = self
+            .dp
+            .as_ref()
+            .map_or(IDLE_TIMER_NS, |dp| dp.engine().config().tick_interval_ns);
+        now_ns + if settling { tick } else { IDLE_TIMER_NS }
     }
 }
 

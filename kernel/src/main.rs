@@ -10,6 +10,7 @@ extern crate alloc;
 mod console;
 mod cpu;
 mod domain;
+mod irq;
 mod memory;
 mod nics;
 mod ownstack;
@@ -89,8 +90,12 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
         if busy {
             xen_net::yield_if_due(now);
         } else if !xen_net::block(UPLINK_POLL_NS) {
-            // Nothing moved: sleep until the next timer tick (1 ms) or byte.
-            cpu::idle();
+            // Nothing moved: re-arm the NICs' interrupts, look once more (a
+            // frame that came before the re-arm raises none), then sleep
+            // until an interrupt or the next timer the domain needs.
+            if !domain.arm_interrupts() || domain.poll(now) == 0 {
+                irq::sleep_until(domain.next_deadline(now));
+            }
         }
     }
 }

@@ -17,7 +17,19 @@ pub struct FoundNic {
     pub vendor_id: u16,
     pub device_id: u16,
     pub kind: NicKind,
+    /// The legacy PIC line its INTx is wired to, as firmware wrote it into
+    /// the Interrupt Line register (`None`: no INTx pin, or not routed).
+    pub irq_line: Option<u8>,
     pub driver: Result<Box<dyn Nic>, String>,
+}
+
+/// PCI config dword 0x3c: Interrupt Line (byte 0, written by firmware:
+/// SeaBIOS routes PIIX PIRQA-D to ISA IRQs 10/11) and Interrupt Pin (byte 1,
+/// 0 = none). PCI Local Bus spec 3.0, 6.2.4.
+fn irq_line(cam: &PortIoCam, at: DeviceFunction) -> Option<u8> {
+    let dword = cam.read_word(at, 0x3c);
+    let (line, pin) = (dword as u8, (dword >> 8) as u8);
+    (pin != 0 && line < 16).then_some(line)
 }
 
 /// A PCI function's address, which config's [`NicAddress`] prints as
@@ -72,6 +84,7 @@ pub fn discover() -> Vec<FoundNic> {
                 vendor_id: info.vendor_id,
                 device_id: info.device_id,
                 kind,
+                irq_line: irq_line(&reader, at),
                 driver,
             });
         }

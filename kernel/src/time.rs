@@ -1,5 +1,5 @@
 //! The monotonic clock: the TSC, calibrated once against PIT channel 2.
-use crate::cpu::PIT_HZ;
+use crate::irq::PIT_HZ;
 use core::arch::x86_64::_rdtsc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
