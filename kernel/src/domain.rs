@@ -45,10 +45,9 @@ pub struct Domain {
     /// bare forwarding and the datapath, for the per-frame cost of
     /// aggregation (`forward` prints them; `bench-datapath` reads them).
     pub busy: Busy,
-    /// Every NIC can wake the idle loop by interrupt, on these PIC lines
-    /// (bit n = IRQ n). `None`: the loop must poll on a short timer (under
-    /// Xen, or a NIC without a routed INTx).
-    irq_lines: Option<u16>,
+    /// How the NICs wake the idle loop, if they all can; `None`: the loop
+    /// must poll on a short timer.
+    wake: Option<Wake>,
     /// When a poll last moved something.
     last_work_ns: u64,
 }
@@ -64,6 +63,16 @@ const SETTLE_NS: u64 = 1_000_000_000;
 /// timer is left for the shell's `watch` and the own stack's retransmits.
 const IDLE_TIMER_NS: u64 = 100_000_000;
 
+/// How every NIC's interrupt reaches the idle loop.
+#[derive(Clone, Copy)]
+enum Wake {
+    /// Plain QEMU: these PIC lines (bit n = IRQ n) wake `hlt`.
+    Pic(u16),
+    /// Under Xen: each NIC's INTx is bound to an event channel
+    /// (`xen_net::bind_nic_irqs`), which wakes `SCHEDOP_poll`.
+    EventChannels,
+}
+
 impl Domain {
     /// Builds the datapath from `cmdline`; a bad configuration is reported
     /// and leaves every NIC idle (the console still works).
@@ -72,34 +81,30 @@ impl Domain {
         let mut drivers = Vec::new();
         for f in found {
             if let Ok(nic) = f.driver {
-                meta.push((f.at, f.vendor_id, f.device_id, f.kind, f.irq_line));
+                meta.push((
+                    f.at,
+                    f.vendor_id,
+                    f.device_id,
+                    f.kind,
+                    f.irq_line,
+                    f.irq_pin,
+                ));
                 drivers.push(nic);
             }
         }
         let addresses: Vec<NicAddress> = meta.iter().map(|(at, ..)| nics::address(*at)).collect();
-        // Plain QEMU only: under Xen the loop takes no interrupts at all.
-        let lines = meta
-            .iter()
-            .map(|m| m.4)
-            .try_fold(0u16, |acc, line| line.map(|l| acc | 1 << l));
-        let irq_lines = match lines {
-            _ if xen_net::is_xen() => None,
-            Some(lines) => {
-                let taken = irq::add_nic_lines(lines);
-                if taken != lines {
-                    println!("irq: NIC lines {lines:#06x} include 0-2; polling every 1 ms");
-                }
-                (taken == lines).then_some(lines)
-            }
-            None => {
-                println!("irq: a NIC has no routed INTx line; polling every 1 ms");
-                None
-            }
+        let wake = if xen_net::is_xen() {
+            // Under Xen the loop takes no interrupts: the NICs' INTx become
+            // event channels, polled like the vifs'.
+            let pins: Vec<(DeviceFunction, u8)> = meta.iter().map(|m| (m.0, m.5)).collect();
+            xen_net::bind_nic_irqs(&pins).then_some(Wake::EventChannels)
+        } else {
+            pic_lines(meta.iter().map(|m| m.4)).map(Wake::Pic)
         };
         let slots = |roles: Vec<Role>| -> Vec<NicSlot> {
             meta.iter()
                 .zip(roles)
-                .map(|(&(at, vendor_id, device_id, kind, _), role)| NicSlot {
+                .map(|(&(at, vendor_id, device_id, kind, ..), role)| NicSlot {
                     at,
                     vendor_id,
                     device_id,
@@ -120,7 +125,7 @@ impl Domain {
                     forwarded: 0,
                     forward_drops: 0,
                     busy: Busy::default(),
-                    irq_lines,
+                    wake,
                     last_work_ns: 0,
                 };
             }
@@ -152,7 +157,7 @@ impl Domain {
                     forwarded: 0,
                     forward_drops: 0,
                     busy: Busy::default(),
-                    irq_lines,
+                    wake,
                     last_work_ns: 0,
                 };
                 domain.print_roles();
@@ -173,7 +178,7 @@ impl Domain {
                     forwarded: 0,
                     forward_drops: 0,
                     busy: Busy::default(),
-                    irq_lines,
+                    wake,
                     last_work_ns: 0,
                 }
             }
@@ -320,7 +325,7 @@ impl Domain {
     /// before the re-arm raises nothing). False when the NICs cannot wake
     /// the loop (then [`Domain::next_deadline`] stays short).
     pub fn arm_interrupts(&mut self) -> bool {
-        let Some(lines) = self.irq_lines else {
+        let Some(wake) = self.wake else {
             return false;
         };
         let mut all = true;
@@ -329,11 +334,15 @@ impl Domain {
         }
         if !all {
             // Only at start-up (a driver without interrupts): poll instead.
-            self.irq_lines = None;
+            self.wake = None;
             println!("irq: a NIC driver cannot interrupt; polling every 1 ms");
             return false;
         }
-        irq::unmask(lines);
+        match wake {
+            Wake::Pic(lines) => irq::unmask(lines),
+            // The devices are acknowledged: let Xen deliver the next one.
+            Wake::EventChannels => xen_net::ack_nic_irqs(),
+        }
         true
     }
 
@@ -341,7 +350,7 @@ impl Domain {
     /// datapath's tick while traffic settles, then a slow timer; 1 ms when
     /// the NICs cannot interrupt.
     pub fn next_deadline(&self, now_ns: u64) -> u64 {
-        if self.irq_lines.is_none() {
+        if self.wake.is_none() {
             return now_ns + POLL_FALLBACK_NS;
         }
         let settling = now_ns.saturating_sub(self.last_work_ns) < SETTLE_NS;
@@ -351,6 +360,22 @@ impl Domain {
             .map_or(IDLE_TIMER_NS, |dp| dp.engine().config().tick_interval_ns);
         now_ns + if settling { tick } else { IDLE_TIMER_NS }
     }
+}
+
+/// The PIC lines of the NICs' INTx, if every NIC has one the loop may take.
+fn pic_lines(lines: impl Iterator<Item = Option<u8>>) -> Option<u16> {
+    let Some(lines) = lines
+        .map(|l| l.map(|l| 1u16 << l))
+        .try_fold(0u16, |acc, bit| bit.map(|b| acc | b))
+    else {
+        println!("irq: a NIC has no routed INTx line; polling every 1 ms");
+        return None;
+    };
+    let taken = irq::add_nic_lines(lines);
+    if taken != lines {
+        println!("irq: NIC lines {lines:#06x} include 0-2; polling every 1 ms");
+    }
+    (taken == lines).then_some(lines)
 }
 
 pub fn pci_text(at: DeviceFunction) -> String {

@@ -89,21 +89,20 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
         console::flush();
         if busy {
             xen_net::yield_if_due(now);
-        } else if !xen_net::block(UPLINK_POLL_NS) {
-            // Nothing moved: re-arm the NICs' interrupts, look once more (a
-            // frame that came before the re-arm raises none), then sleep
-            // until an interrupt or the next timer the domain needs.
-            if !domain.arm_interrupts() || domain.poll(now) == 0 {
-                irq::sleep_until(domain.next_deadline(now));
+        } else if !domain.arm_interrupts() || domain.poll(now) == 0 {
+            // Nothing moved. The NICs' interrupts are re-armed and looked
+            // at once more (a frame that came before the re-arm raises
+            // none): sleep until an interrupt or event, or the next timer
+            // the domain needs. Under Xen that is SCHEDOP_poll on the event
+            // channels (NIC INTx bound to pirqs, vifs, xenstore, console);
+            // under QEMU `hlt` with the PIC.
+            let deadline = domain.next_deadline(now);
+            if !xen_net::block(deadline.saturating_sub(now)) {
+                irq::sleep_until(deadline);
             }
         }
     }
 }
-
-/// Under Xen the uplink NICs raise no event channel yet (their interrupts
-/// are not bound to pirqs), so an idle loop still wakes this often to look
-/// at their rings; vif, xenstore and console events wake it at once.
-const UPLINK_POLL_NS: u64 = 1_000_000;
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {

@@ -20,6 +20,9 @@ pub struct FoundNic {
     /// The legacy PIC line its INTx is wired to, as firmware wrote it into
     /// the Interrupt Line register (`None`: no INTx pin, or not routed).
     pub irq_line: Option<u8>,
+    /// Its Interrupt Pin (1 = INTA .. 4 = INTD; 0 = none): under Xen the
+    /// guest GSI of a passed-through device follows from slot and pin.
+    pub irq_pin: u8,
     pub driver: Result<Box<dyn Nic>, String>,
 }
 
@@ -27,9 +30,13 @@ pub struct FoundNic {
 /// SeaBIOS routes PIIX PIRQA-D to ISA IRQs 10/11) and Interrupt Pin (byte 1,
 /// 0 = none). PCI Local Bus spec 3.0, 6.2.4.
 fn irq_line(cam: &PortIoCam, at: DeviceFunction) -> Option<u8> {
-    let dword = cam.read_word(at, 0x3c);
-    let (line, pin) = (dword as u8, (dword >> 8) as u8);
+    let (line, pin) = line_and_pin(cam, at);
     (pin != 0 && line < 16).then_some(line)
+}
+
+fn line_and_pin(cam: &PortIoCam, at: DeviceFunction) -> (u8, u8) {
+    let dword = cam.read_word(at, 0x3c);
+    (dword as u8, (dword >> 8) as u8)
 }
 
 /// A PCI function's address, which config's [`NicAddress`] prints as
@@ -85,6 +92,7 @@ pub fn discover() -> Vec<FoundNic> {
                 device_id: info.device_id,
                 kind,
                 irq_line: irq_line(&reader, at),
+                irq_pin: line_and_pin(&reader, at).1,
                 driver,
             });
         }

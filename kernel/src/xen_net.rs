@@ -190,6 +190,49 @@ pub fn poll(domain: &mut Domain) -> usize {
     work
 }
 
+/// Binds every passed-through NIC's INTx (its slot on bus 0 and its
+/// Interrupt Pin) to an event channel, so a frame wakes the idle loop's
+/// `SCHEDOP_poll`. True only if every NIC's was bound: one NIC that cannot
+/// wake the loop means polling on a timer anyway.
+pub fn bind_nic_irqs(nics: &[(pci::DeviceFunction, u8)]) -> bool {
+    let mut guard = NET.lock();
+    let Some(net) = guard.as_mut() else {
+        return false;
+    };
+    let mut all = !nics.is_empty();
+    for &(at, pin) in nics {
+        let gsi = (at.bus == 0)
+            .then(|| xen::physdev::hvm_pci_intx_gsi(at.device, pin))
+            .flatten();
+        let addr = crate::domain::pci_text(at);
+        match gsi.map(|gsi| (gsi, net.hv.bind_device_irq(gsi))) {
+            Some((gsi, Ok(irq))) => println!(
+                "xen: NIC {addr} interrupt: GSI {gsi} -> pirq {} -> event channel {}",
+                irq.pirq, irq.port
+            ),
+            Some((gsi, Err(e))) => {
+                println!("xen: NIC {addr} interrupt: GSI {gsi} not bound: {e}");
+                all = false;
+            }
+            None => {
+                println!("xen: NIC {addr} has no INTx this domain can bind (pin {pin})");
+                all = false;
+            }
+        }
+    }
+    if !all {
+        println!("xen: uplinks are polled every 1 ms");
+    }
+    all
+}
+
+/// After the NICs were acknowledged: EOIs their interrupts that fired.
+pub fn ack_nic_irqs() {
+    if let Some(net) = NET.try_lock().as_mut().and_then(|g| g.as_mut()) {
+        net.hv.ack_device_irqs();
+    }
+}
+
 /// Step 1 of a loop turn under Xen: clears the pending bits of every event
 /// channel the loop sleeps on, before any ring is looked at, so an event
 /// that comes later in the turn cuts the next sleep short.
@@ -487,6 +530,21 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         g.map_failures,
         net.hv.open_ports().len(),
         if xen::console::is_attached() { "attached" } else { "absent" }
+    );
+    let irqs: Vec<String> = net
+        .hv
+        .device_irqs()
+        .iter()
+        .map(|i| format!("gsi {} pirq {} port {}", i.gsi, i.pirq, i.port))
+        .collect();
+    println!(
+        "nic interrupts {} events {}",
+        if irqs.is_empty() {
+            "none (uplinks polled every 1 ms)".to_string()
+        } else {
+            irqs.join(", ")
+        },
+        net.hv.device_irq_events()
     );
     println!("config {} \"{}\"", net.config_path, net.config_text.trim());
     let Some(nb) = net.netback.as_ref() else {
