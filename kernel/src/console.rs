@@ -79,6 +79,13 @@ pub fn flush() {
     }
 }
 
+/// Output is still queued for a sink that was busy: the idle loop should
+/// come back soon to flush it.
+pub fn has_pending() -> bool {
+    let uart = UART_OUT.try_lock().is_some_and(|f| !f.is_empty());
+    uart || PV_OUT.try_lock().is_some_and(|f| !f.is_empty())
+}
+
 /// Bytes lost because a sink stayed full: COM1's and the PV console's.
 pub fn dropped() -> (u64, u64) {
     (UART_OUT.lock().dropped(), PV_OUT.lock().dropped())

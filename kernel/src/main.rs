@@ -96,13 +96,21 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             // the domain needs. Under Xen that is SCHEDOP_poll on the event
             // channels (NIC INTx bound to pirqs, vifs, xenstore, console);
             // under QEMU `hlt` with the PIC.
-            let deadline = domain.next_deadline(now);
+            let mut deadline = domain.next_deadline(now);
+            if console::has_pending() {
+                // A busy console raises nothing when it drains.
+                deadline = deadline.min(now + CONSOLE_RETRY_NS);
+            }
             if !xen_net::block(deadline.saturating_sub(now)) {
                 irq::sleep_until(deadline);
             }
         }
     }
 }
+
+/// How soon an idle loop looks again at console output a sink could not
+/// take.
+const CONSOLE_RETRY_NS: u64 = 1_000_000;
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
