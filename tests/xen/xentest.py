@@ -7,7 +7,7 @@ Xen + dom0 + aggdom, starts guests (retrying an `xl create` that dom0's userland
 check, and at the end prints RESULTS, TIMINGS and a final line that says whether a FAIL is the rig's
 (dom0 userland crashed) or aggdom's.
 """
-import os, re, shlex, subprocess, sys, time
+import hashlib, os, re, shlex, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -235,6 +235,7 @@ class XenTest:
     def __init__(self, args, guest_cfg=None):
         self.a = args
         self.tm, self.results, self.retries = {}, [], []
+        self.image_checks, self.image_mismatches = 0, 0   # check_guest_images
         self.guest_cfg = guest_cfg or os.path.join(HERE, "guest.cfg")
         self.rig = TestRig(args.cache, nics=[Nic("e1000", hub=0), Nic("e1000", hub=0), Nic("e1000", hub=0, dom0=True)],
                            echo=args.echo)
@@ -393,6 +394,7 @@ class XenTest:
         text = cfg_text(self.guest_cfg, name=f'"{name}"', extra=f'"console=hvc0 ip={ip}"',
                         vif=f"[ \"backend=aggdom,mac={mac},ip={ip}\" ]")
         for attempt in range(1, attempts + 1):
+            self.check_guest_images()
             # A guest created again under the same name (soak-xen) gets a fresh console log: waits for
             # GUEST-NET must not be satisfied by the previous incarnation's lines.
             self.rig.run(f"f=/var/log/xen/console/guest-{name}.log; [ ! -e $f ] || mv $f $f.$(date +%s%N)",
@@ -410,6 +412,30 @@ class XenTest:
                      f"destroying leftovers and retrying")
             self.destroy_leftovers(name, out)
         raise Fail("unreachable")
+
+    def check_guest_images(self):
+        """Evidence for the rig's "Invalid kernel": dom0 reads the guest kernel and ramdisk from the 9p
+        share at every `xl create`. Their md5 as dom0 reads them now is compared with the host's copy; a
+        mismatch is printed (and counted in self.image_mismatches), so a failed decompression can be told
+        apart from a corrupt read."""
+        names = ("vmlinuz", "guest.cpio.gz")
+        want = {}
+        for n in names:
+            path = os.path.join(self.rig.share, n)
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    want[n] = hashlib.md5(f.read()).hexdigest()
+        if not want:
+            return
+        rc, out = self.rig.run("md5sum " + " ".join(f"/share/{n}" for n in want), quiet=True)
+        got = dict((l.split()[1].rsplit("/", 1)[-1], l.split()[0]) for l in out.splitlines()
+                   if len(l.split()) == 2)
+        bad = [n for n in want if got.get(n) != want[n]]
+        self.image_checks += 1
+        if bad:
+            self.image_mismatches += 1
+            self.say(f"*** rig: dom0 read {bad} from the 9p share with the wrong md5 "
+                     f"(host {[want[n] for n in bad]}, dom0 {[got.get(n) for n in bad]})")
 
     def start_guest(self, name, ip, mac, tag=""):
         """create_guest, then checks that its vif reaches Connected on both sides and waits for the guest
@@ -558,6 +584,7 @@ class XenTest:
         items = [f"{k.replace(' ', '_')}={v:.1f}s" for k, v in tm.items()]
         items += [f"{k}={v}" for k, v in (extra_timings or {}).items()]
         items.append(f"xl_create_retries={len(self.retries)}")
+        items.append(f"guest_image_md5_mismatches={self.image_mismatches}/{self.image_checks}")
         print("TIMINGS " + " ".join(items))
         final = classify(raw, self.dom0_faults, self.guest_faults, self.retries, self.aggdom_crash(),
                          len(self.earlier_faults))
