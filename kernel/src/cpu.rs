@@ -134,6 +134,13 @@ core::arch::global_asm!(
         add rsp, 8
         iretq
 
+    /* Xen's event-channel callback vector: registered only because Xen
+       wants one before it maps a NIC's GSI to a pirq; interrupts stay off
+       under Xen, so this never runs. Vector delivery needs no EOI. */
+    .global xen_callback_stub
+    xen_callback_stub:
+        iretq
+
     .section .rodata.exceptions, "a"
     .p2align 3
     .global exception_stubs
@@ -154,7 +161,12 @@ core::arch::global_asm!(
 unsafe extern "C" {
     static exception_stubs: [u64; 32];
     static irq_stubs: [u64; irq::LINES as usize];
+    fn xen_callback_stub();
 }
+
+/// The vector registered as Xen's event-channel callback
+/// (`xen_net::bind_nic_irqs`); its gate only returns.
+pub const XEN_CALLBACK_VECTOR: u8 = 0xf3;
 
 extern "C" fn irq_entry(line: u64) {
     irq::handle(line as u8);
@@ -251,6 +263,8 @@ pub fn init_tables() {
         for (line, &stub) in stubs.iter().enumerate() {
             idt[usize::from(irq::VECTOR_BASE) + line] = Gate::interrupt(stub, sel.code, 0);
         }
+        idt[usize::from(XEN_CALLBACK_VECTOR)] =
+            Gate::interrupt(xen_callback_stub as *const () as u64, sel.code, 0);
         idt
     });
     let pointer = DescriptorTablePointer {

@@ -199,6 +199,14 @@ pub fn bind_nic_irqs(nics: &[(pci::DeviceFunction, u8)]) -> bool {
     let Some(net) = guard.as_mut() else {
         return false;
     };
+    // Xen maps a GSI for an HVM domain only while it has a callback vector
+    // (`is_hvm_pv_evtchn_domain`); the vector is removed again once the
+    // pirqs are bound, so event delivery stays as before: pending bits
+    // that SCHEDOP_poll sees, and no upcall state left set.
+    if let Err(e) = xen::physdev::set_callback_vector(Some(crate::cpu::XEN_CALLBACK_VECTOR)) {
+        println!("xen: no event-channel callback vector ({e}): uplinks are polled every 1 ms");
+        return false;
+    }
     let mut all = !nics.is_empty();
     for &(at, pin) in nics {
         let gsi = (at.bus == 0)
@@ -219,6 +227,9 @@ pub fn bind_nic_irqs(nics: &[(pci::DeviceFunction, u8)]) -> bool {
                 all = false;
             }
         }
+    }
+    if let Err(e) = xen::physdev::set_callback_vector(None) {
+        println!("xen: callback vector not removed: {e}");
     }
     if !all {
         println!("xen: uplinks are polled every 1 ms");

@@ -30,6 +30,14 @@ pub struct AddToPhysmap {
 
 /// `HVMOP_get_param` (hvm/hvm_op.h).
 pub const HVMOP_GET_PARAM: u64 = 1;
+/// `HVMOP_set_param` (hvm_op.h).
+pub const HVMOP_SET_PARAM: u64 = 0;
+/// `HVM_PARAM_CALLBACK_IRQ` (params.h): how event channels notify an HVM
+/// guest; type in bits 63:56.
+pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
+/// `HVM_PARAM_CALLBACK_TYPE_VECTOR`: an interrupt vector, delivered
+/// without the local APIC (nothing to EOI).
+pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2;
 
 /// `struct xen_hvm_param` (hvm/hvm_op.h): `domid` u16 at 0, `index` u32 at
 /// 4, `value` u64 at 8.

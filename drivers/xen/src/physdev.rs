@@ -9,7 +9,11 @@
 //! interrupt (`hvm_dirq_assist` → `send_guest_pirq`) besides asserting the
 //! virtual line, which aggdom leaves masked. Ports stay masked: the event
 //! is only a pending bit, which is all `SCHEDOP_poll` needs. This is the
-//! path Linux HVM guests with `XENFEAT_hvm_pirqs` take.
+//! path Linux HVM guests with `XENFEAT_hvm_pirqs` take. Xen allows it only
+//! to a domain that has an event-channel callback vector
+//! (`is_hvm_pv_evtchn_domain`; `-EINVAL` otherwise): see
+//! [`set_callback_vector`]. aggdom keeps interrupts off under Xen, so the
+//! vector is never taken; it only has to be registered.
 use hypervisor::abi::{DOMID_SELF, HYPERVISOR_EVENT_CHANNEL_OP};
 use hypervisor::{EvtchnPort, XenError};
 
@@ -17,6 +21,10 @@ use crate::abi::{
     EvtchnBindPirq, PhysdevIrqStatusQuery, PhysdevMapPirq, BIND_PIRQ_WILL_SHARE,
     EVTCHNOP_BIND_PIRQ, HYPERVISOR_PHYSDEV_OP, MAP_PIRQ_TYPE_GSI, PHYSDEVOP_EOI,
     PHYSDEVOP_IRQ_STATUS_QUERY, PHYSDEVOP_MAP_PIRQ, XENIRQSTAT_NEEDS_EOI,
+};
+use crate::abi::{
+    HvmParam, HVMOP_SET_PARAM, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_VECTOR,
+    HYPERVISOR_HVM_OP,
 };
 use crate::hypercall::{check, op2};
 
@@ -30,6 +38,22 @@ pub fn hvm_pci_intx_gsi(slot: u8, pin: u8) -> Option<u32> {
     }
     let (dev, intx) = (u32::from(slot), u32::from(pin - 1));
     Some((((dev << 2) + (dev >> 3) + intx) & 31) + 16)
+}
+
+/// Registers `vector` as this domain's event-channel callback
+/// (`HVM_PARAM_CALLBACK_IRQ`, vector type), which Xen requires before it
+/// maps a GSI to a pirq for an HVM domain; `None` removes it again. The
+/// caller has an IDT gate for `vector` that simply returns, in case
+/// interrupts are ever enabled with events pending.
+pub fn set_callback_vector(vector: Option<u8>) -> Result<(), XenError> {
+    let mut p = HvmParam {
+        domid: DOMID_SELF,
+        pad: 0,
+        index: HVM_PARAM_CALLBACK_IRQ,
+        value: vector.map_or(0, |v| (HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | u64::from(v)),
+    };
+    // SAFETY: a valid xen_hvm_param; Xen only reads it.
+    check(unsafe { op2(HYPERVISOR_HVM_OP, HVMOP_SET_PARAM, &mut p) }).map(drop)
 }
 
 /// A device interrupt bound to an event channel.
