@@ -189,6 +189,13 @@ impl Datapath {
     /// Removes a guest (its vif went away) and returns its port.
     pub fn remove_guest(&mut self, id: GuestId) -> Option<Box<dyn GuestPort>> {
         self.engine.remove_guest(id).ok()?;
+        if self.engine.mode() == Mode::Literal {
+            // Literal mode put the guest's MAC in every uplink's filter: take
+            // it out, or the uplinks keep accepting (and the switch keeps
+            // sending) frames for a guest that is gone, and a filter that had
+            // overflowed into promiscuous stays there.
+            self.program_all();
+        }
         let at = usize::from(id.0);
         self.guests.get_mut(at)?.take();
         self.ports.get_mut(at)?.take()

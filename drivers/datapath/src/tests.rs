@@ -228,6 +228,60 @@ fn literal_mode_writes_the_guest_mac_for_the_send_and_restores_it() {
 }
 
 #[test]
+fn literal_mode_removing_a_guest_takes_its_mac_out_of_every_uplink_filter() {
+    let mut r = rig(Mode::Literal, 2);
+    for u in 0..2 {
+        let nic = r.dp.uplink(UplinkId(u)).unwrap();
+        assert!(nic.filter().contains(&MacAddr(GUEST_MACS[0])), "uplink {u}");
+    }
+    assert!(r.dp.remove_guest(aggregation::GuestId(0)).is_some());
+    for u in 0..2 {
+        let nic = r.dp.uplink(UplinkId(u)).unwrap();
+        assert!(
+            !nic.filter().contains(&MacAddr(GUEST_MACS[0])),
+            "uplink {u} still accepts the departed guest's MAC: {:?}",
+            nic.filter()
+        );
+        assert!(
+            nic.filter().contains(&MacAddr(GUEST_MACS[1])),
+            "uplink {u} still accepts the remaining guest"
+        );
+    }
+    // A frame to the departed MAC no longer gets past the uplink's filter.
+    r.uplinks[0]
+        .borrow_mut()
+        .inbound
+        .push(ipv4(GUEST_MACS[0], GW, [8, 8, 8, 8], GUEST_IPS[0], 60));
+    r.dp.poll(1);
+    let c = r.dp.uplink(UplinkId(0)).unwrap().counters();
+    assert_eq!(c.rx_frames, 0, "{c:?}");
+}
+
+#[test]
+fn literal_mode_removing_a_guest_turns_promiscuous_off_once_the_filter_fits_again() {
+    let mut dp = Datapath::new(Config::with_mode(Mode::Literal), 16);
+    // One filter entry per uplink: two guest MACs do not fit.
+    let nic = Box::new(FakeNic::new(MacAddr(UPLINK_MACS[0])).with_filter_slots(1));
+    dp.add_uplink(nic, 1000, false).unwrap();
+    let mut ids = Vec::new();
+    for (mac, ip) in GUEST_MACS.iter().zip(GUEST_IPS) {
+        let port_nic: Box<dyn nic::Nic> =
+            Box::new(FakeNic::new(MacAddr([0x0e, 0, 0, 0, 9, mac[5]])));
+        let port: Box<dyn GuestPort> = Box::new(NicPort::new(port_nic).unwrap());
+        ids.push(
+            dp.add_guest("g", port, MacAddr(*mac), &[IpAddr::V4(Ipv4Addr::from(ip))])
+                .unwrap(),
+        );
+    }
+    dp.program_all();
+    assert!(dp.uplink(UplinkId(0)).unwrap().promiscuous());
+    dp.remove_guest(ids[0]).unwrap();
+    let nic = dp.uplink(UplinkId(0)).unwrap();
+    assert!(!nic.promiscuous(), "one guest MAC fits the filter again");
+    assert_eq!(nic.filter(), [MacAddr(GUEST_MACS[1])]);
+}
+
+#[test]
 fn a_denied_guest_gets_nothing_out() {
     let mut r = rig(Mode::Identity, 2);
     r.dp.engine_mut()
