@@ -3,7 +3,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use hypervisor::{DomId, FakeHypervisor, GrantRef, XenbusState};
+use hypervisor::{DomId, FakeHypervisor, GrantRef, XenError, XenbusState};
 use proptest::prelude::*;
 
 use crate::testkit::{self, create_vif, FakeFrontend};
@@ -274,15 +274,52 @@ fn toolstack_detach_and_removal_release_everything() {
     assert!(!nb.vif(id(A)).unwrap().is_connected());
     f.set_state(&mut hv, XenbusState::Closed);
     settle(&mut hv, &mut nb);
-    assert_eq!(f.backend_state(&hv), XenbusState::Closed);
-    // Offline: a frontend coming back does not bring the backend back.
-    f.set_state(&mut hv, XenbusState::Initialising);
-    settle(&mut hv, &mut nb);
-    assert_eq!(f.backend_state(&hv), XenbusState::Closed);
+    // Both sides closed and unplugged: the backend removes its directory,
+    // as a driver domain must (libxl waits for it), and forgets the vif.
+    assert_eq!(
+        hv.xs_read_as(0, &f.backend_path),
+        Err(XenError::NoEnt),
+        "backend directory left behind"
+    );
+    assert!(nb.vif(id(A)).is_none());
+    assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
+    // The toolstack's own clean-up afterwards finds nothing to trip on.
     testkit::remove_vif(&mut hv, &f);
     settle(&mut hv, &mut nb);
     assert!(nb.vif(id(A)).is_none());
-    assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
+}
+
+#[test]
+fn offline_vif_stays_closed_until_its_frontend_closes() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let f = guest(&mut hv, &mut nb, A);
+    hv.xs_write_as(0, &format!("{}/online", f.backend_path), "0")
+        .unwrap();
+    hv.xs_write_as(0, &format!("{}/state", f.backend_path), "5")
+        .unwrap();
+    settle(&mut hv, &mut nb);
+    // The frontend has not closed yet: the directory stays, and the vif
+    // is not served.
+    assert!(hv.xs_read_as(0, &f.backend_path).is_ok());
+    assert!(!nb.vif(id(A)).unwrap().is_connected());
+    // Offline: a frontend coming back does not bring the backend back.
+    f.set_state(&mut hv, XenbusState::Initialising);
+    settle(&mut hv, &mut nb);
+    assert_eq!(f.backend_state(&hv), XenbusState::Closing);
+    assert!(!nb.vif(id(A)).unwrap().is_connected());
+}
+
+#[test]
+fn online_vif_keeps_its_directory_when_the_frontend_closes() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let f = guest(&mut hv, &mut nb, A);
+    // A guest that closes its vif (a netfront module unload) is not an
+    // unplug: the directory and the vif stay for it to come back.
+    f.set_state(&mut hv, XenbusState::Closed);
+    settle(&mut hv, &mut nb);
+    assert_eq!(f.backend_state(&hv), XenbusState::Closed);
+    assert!(hv.xs_read_as(0, &f.backend_path).is_ok());
+    assert!(nb.vif(id(A)).is_some());
 }
 
 #[test]

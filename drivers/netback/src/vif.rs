@@ -117,6 +117,9 @@ pub struct Vif<H: Hypervisor> {
     round: Option<ReadRound>,
     /// Writes in flight whose failure is counted.
     writes: Vec<RequestId>,
+    /// The backend directory's removal was asked for (the vif was
+    /// unplugged).
+    unplugged: bool,
 }
 
 impl<H: Hypervisor> Vif<H> {
@@ -138,6 +141,7 @@ impl<H: Hypervisor> Vif<H> {
             dirty: true,
             round: None,
             writes: Vec::new(),
+            unplugged: false,
         }
     }
 
@@ -471,6 +475,20 @@ impl<H: Hypervisor> Vif<H> {
             // First sight, frontend in no state we act on: whatever a
             // previous aggdom left in `state` must not stand.
             self.set_state(hv, XenbusState::InitWait);
+        }
+        // Unplugged (xl network-detach, xl destroy: `online` 0) and both
+        // sides closed: remove the backend directory. libxl waits for the
+        // backend domain to do it (Linux driver domains: xl devd, after
+        // netback unregisters the device), 10 s and an error otherwise.
+        // Its watch brings the removal back here as `Gone`.
+        if !online
+            && !self.unplugged
+            && self.state == XenbusState::Closed
+            && matches!(fe_state, XenbusState::Closed | XenbusState::Unknown)
+        {
+            self.unplugged = true;
+            let dir = self.backend.clone();
+            self.send(hv, XsOp::Rm(&dir));
         }
         Presence::Present
     }
