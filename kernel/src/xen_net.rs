@@ -520,7 +520,7 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     let xs = net.hv.xenstore_stats();
     let g = net.hv.grant_stats();
     println!(
-        "xen {major}.{minor} domid {} xenstore requests {} errors {} timeouts {} watch_events {} resyncs {} in_flight {} max_in_flight {} unknown_replies {}",
+        "xen {major}.{minor} domid {} xenstore requests {} errors {} timeouts {} watch_events {} resyncs {} in_flight {} max_in_flight {} unknown_replies {} noent {}",
         net.hv.domid(),
         xs.requests,
         xs.errors,
@@ -529,7 +529,8 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         xs.resyncs,
         xs.in_flight,
         xs.max_in_flight,
-        xs.unknown_replies
+        xs.unknown_replies,
+        xs.noent
     );
     println!(
         "grants copy_ops {} copy_hypercalls {} copy_failures {} maps {} unmaps {} map_failures {}; evtchn open {}; pv console {}",

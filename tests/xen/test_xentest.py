@@ -112,7 +112,7 @@ class XenOutput(unittest.TestCase):
     def test_parse_xen_reads_aggdoms_own_format(self):
         reply, vals = self.xen_reply([5, 7])
         log = "old noise\nxen 4.17 domid 1 xenstore requests 1 errors 0 timeouts 0 watch_events 0 resyncs 0 " \
-              "in_flight 0 max_in_flight 0 unknown_replies 0\n" + xt.PROMPT + reply + "xen: vif 9/0 detached (guest 1)\n"
+              "in_flight 0 max_in_flight 0 unknown_replies 0 noent 0\n" + xt.PROMPT + reply + "xen: vif 9/0 detached (guest 1)\n"
         x = xt.parse_xen(log)
         self.assertIsNotNone(x)
         self.assertEqual(list(x["xenstore"].values()), vals["xen"][3:])   # after major, minor, domid

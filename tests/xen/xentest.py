@@ -101,9 +101,9 @@ def ping_stats(text):
 
 
 XS_RE = re.compile(r"xenstore requests (\d+) errors (\d+) timeouts (\d+) watch_events (\d+) resyncs (\d+) "
-                   r"in_flight (\d+) max_in_flight (\d+) unknown_replies (\d+)")
+                   r"in_flight (\d+) max_in_flight (\d+) unknown_replies (\d+) noent (\d+)")
 XS_KEYS = ["requests", "errors", "timeouts", "watch_events", "resyncs", "in_flight", "max_in_flight",
-           "unknown_replies"]
+           "unknown_replies", "noent"]
 GRANTS_RE = re.compile(r"grants copy_ops (\d+) copy_hypercalls (\d+) copy_failures (\d+) maps (\d+) "
                        r"unmaps (\d+) map_failures (\d+)")
 GRANT_KEYS = ["copy_ops", "copy_hypercalls", "copy_failures", "maps", "unmaps", "map_failures"]

@@ -101,8 +101,11 @@ pub trait XsTransport {
 pub struct XsStats {
     /// Requests sent, including watches re-sent after a resync.
     pub requests: u64,
-    /// `XS_ERROR` replies.
+    /// `XS_ERROR` replies other than `ENOENT`: something failed.
     pub errors: u64,
+    /// `ENOENT` replies: a node that is not there, the normal answer to
+    /// reading an optional key (netback reads a dozen per vif).
+    pub noent: u64,
     /// Requests failed with `Io` after [`REQUEST_TIMEOUT_NS`] unanswered.
     pub timeouts: u64,
     /// `XS_WATCH_EVENT`s received.
@@ -380,8 +383,13 @@ impl<T: XsTransport> XsClient<T> {
             return;
         };
         let reply = if h.ty == ty::ERROR {
-            self.stats.errors += 1;
-            Err(xs_wire::parse_error(&payload))
+            let e = xs_wire::parse_error(&payload);
+            if e == XenError::NoEnt {
+                self.stats.noent += 1;
+            } else {
+                self.stats.errors += 1;
+            }
+            Err(e)
         } else {
             Ok(payload)
         };

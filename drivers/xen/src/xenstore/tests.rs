@@ -300,8 +300,16 @@ fn read_write_directory_rm() {
         r.call(XsOp::Mkdir("/m")).unwrap();
         assert_eq!(r.call(XsOp::Read("/m")).unwrap(), b"");
         assert!(r.server.borrow().notifies > 0);
+        let watch = XsOp::Watch {
+            path: "/w",
+            token: "t",
+        };
+        r.call(watch).unwrap();
+        assert_eq!(r.call(watch), Err(XenError::Exist));
         let s = r.c.stats();
-        assert_eq!((s.requests, s.errors, s.in_flight), (9, 1, 0));
+        // The missing /a/b is counted apart from the failed watch: an
+        // absent optional key is no error.
+        assert_eq!((s.requests, s.errors, s.noent, s.in_flight), (11, 1, 1, 0));
         assert_eq!(r.c.transport().idles, 0, "something waited");
     }
 }
