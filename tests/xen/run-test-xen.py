@@ -54,17 +54,19 @@ NOMAC_HANDLE, NOMAC_IP = 7, "10.0.0.14"               # the hand-made vif withou
 HOSTILE_SH = """
 G={g}; A={agg}; fe=/local/domain/$G/device/vif/0; end=$(( $(date +%s) + {dur} ))
 ( n=0; while [ $(date +%s) -lt $end ]; do
-    xl network-attach {name} 'backend=aggdom,mac={mac},ip={ip}' >/tmp/na.log 2>&1; ra=$?
+    xl -vvv network-attach {name} 'backend=aggdom,mac={mac},ip={ip}' >/tmp/na.log 2>&1; ra=$?
     sleep 1
     xl network-detach {name} {mac} >>/tmp/na.log 2>&1; rd=$?
-    n=$((n+1)); echo "hot-plug $n: attach rc=$ra detach rc=$rd"; [ $ra$rd = 00 ] || tail -3 /tmp/na.log
+    n=$((n+1)); echo "hot-plug $n: attach rc=$ra detach rc=$rd"
+    [ $ra$rd = 00 ] || {{ grep -iE 'error|warn|fail|wanted|timed out|Unknown' /tmp/na.log | head -12
+                         xenstore-ls -f /local/domain/$A/backend/vif/$G 2>&1 | grep -E '/1/(state|online|hotplug-status) '; }}
     sleep 0.5
   done ) &
 w=0; bad=0
 while [ $(date +%s) -lt $end ]; do
   for s in 1 4 5 6 4 1 4; do
     case $((w % 6)) in 0) j=junk;; 1) j=4294967295;; 2) j=;; 3) j=8;; 4) j=99999999999;; 5) j=-1;; esac
-    xenstore-write $fe/tx-ring-ref "$j" $fe/state $s || bad=$((bad+1))
+    xenstore-write -- $fe/tx-ring-ref "$j" $fe/state $s || bad=$((bad+1))
     w=$((w+1)); sleep 0.2
   done
 done
