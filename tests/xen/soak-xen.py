@@ -27,6 +27,7 @@ ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=ar
 ap.add_argument("--cycles", type=int, default=10)
 ap.add_argument("--guests", type=int, default=3, help="guests (at least 3 for the soak to mean much)")
 ap.add_argument("--max-lost", type=int, default=5, help="most consecutive ping replies a bystander may lose")
+ap.add_argument("--ping-interval", type=float, default=0.5, help="seconds between a bystander's pings")
 a = ap.parse_args()
 
 SLOTS = [(f"soak{i + 1}", f"10.0.0.{11 + i}", f"00:16:3e:00:00:{0x11 + i:02x}") for i in range(a.guests)]
@@ -48,7 +49,7 @@ def bring_up(t, name, ip, mac, cycle):
     t.check(f"{tag}{name} (dom {feid}) vif attached to the datapath", w is not None)
     ok, out = t.ping_from(name, DOM0_IP, tries=3)
     t.check(f"{tag}{name} pings dom0 through aggdom", ok, str(out))
-    t.check(f"{tag}{name} background ping started", t.bg_ping_start(name))
+    t.check(f"{tag}{name} background ping started", t.bg_ping_start(name, interval=a.ping_interval))
     return feid
 
 
@@ -92,8 +93,14 @@ try:
             st = t.bg_ping_stop(other)
             ok = bool(st) and st["transmitted"] and st["received"] > 0 and st["max_gap"] <= a.max_lost
             t.check(f"cycle {cycle}: {other} kept pinging (at most {a.max_lost} consecutive replies lost)", ok,
-                    f"largest gap {st['max_gap']}, {st['received']}/{st['transmitted']} received" if st else "no answer")
-            t.bg_ping_start(other)
+                    f"largest gap {st['max_gap']} (from seq {st['gap_from']}, {a.ping_interval}s apart, the cycle "
+                    f"began at seq 0), {st['received']}/{st['transmitted']} received" if st else "no answer")
+            if st and not ok:
+                # Where frames went: the datapath's drop counters and aggdom's view of the vifs.
+                log = t.aggdom_cmd("stats", r"lost: uplink full", 60) or ""
+                t.say("aggdom `stats` after the gap:\n" + log[log.rfind("stats"):][-2500:])
+                t.say(f"aggdom `xen` after the gap: {t.xen_state()}")
+            t.bg_ping_start(other, interval=a.ping_interval)
         cycle_times.append(time.time() - c0)
         t.say(f"===== cycle {cycle} done in {cycle_times[-1]:.1f}s")
 

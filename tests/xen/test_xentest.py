@@ -65,10 +65,13 @@ class PingStats(unittest.TestCase):
     def test_no_loss(self):
         s = xt.ping_stats(self.out(range(10), 10))
         self.assertEqual((s["transmitted"], s["received"], s["max_gap"], s["loss_pct"]), (10, 10, 0, 0.0))
+        self.assertIsNone(s["gap_from"])
 
     def test_largest_gap_inside_and_at_both_ends(self):
-        self.assertEqual(xt.ping_stats(self.out([0, 1, 2, 9, 10], 11))["max_gap"], 6)
-        self.assertEqual(xt.ping_stats(self.out([3, 4], 5))["max_gap"], 3)      # the first three lost
+        s = xt.ping_stats(self.out([0, 1, 2, 9, 10], 11))
+        self.assertEqual((s["max_gap"], s["gap_from"]), (6, 3))
+        s = xt.ping_stats(self.out([3, 4], 5))
+        self.assertEqual((s["max_gap"], s["gap_from"]), (3, 0))     # the first three lost
         self.assertEqual(xt.ping_stats(self.out([0, 1], 9))["max_gap"], 7)      # ping stopped, replies did not come
         s = xt.ping_stats(self.out([0, 2, 4], 5))
         self.assertEqual((s["max_gap"], s["received"], round(s["loss_pct"])), (1, 3, 40))

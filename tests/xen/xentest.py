@@ -81,22 +81,24 @@ def failure_window(marks, fail_at):
 
 def ping_stats(text):
     """Parses busybox ping output (`64 bytes from ...: seq=N ...` lines and the `N packets transmitted`
-    summary). Returns dict(transmitted, received, max_gap, loss_pct, first, last): max_gap is the longest
-    run of consecutive sequence numbers without a reply among the transmitted ones (the tail included:
-    requests sent but never answered before ping stopped). transmitted is None without a summary (ping
-    did not finish); then only gaps between replies count."""
+    summary). Returns dict(transmitted, received, max_gap, gap_from, loss_pct, first, last): max_gap is the
+    longest run of consecutive sequence numbers without a reply among the transmitted ones (the tail
+    included: requests sent but never answered before ping stopped), gap_from its first sequence number
+    (None without a gap). transmitted is None without a summary (ping did not finish); then only gaps
+    between replies count."""
     seqs = sorted({int(s) for s in re.findall(r"seq=(\d+)", text)})
     m = re.search(r"(\d+) packets transmitted", text)
     tx = int(m.group(1)) if m else None
-    max_gap, prev = 0, -1
+    max_gap, gap_from, prev = 0, None, -1
     for s in seqs + ([tx] if tx is not None else []):
-        max_gap = max(max_gap, s - prev - 1)
+        if s - prev - 1 > max_gap:
+            max_gap, gap_from = s - prev - 1, prev + 1
         prev = s
     if tx is None and not seqs:
         max_gap = None
     rx = len([s for s in seqs if tx is None or s < tx])
     loss = (100.0 * (tx - rx) / tx) if tx else None
-    return {"transmitted": tx, "received": rx, "max_gap": max_gap, "loss_pct": loss,
+    return {"transmitted": tx, "received": rx, "max_gap": max_gap, "gap_from": gap_from, "loss_pct": loss,
             "first": seqs[0] if seqs else None, "last": seqs[-1] if seqs else None}
 
 
