@@ -15,6 +15,7 @@
 //! | `ip` | `<a.b.c.d>/<prefix>` | the domain's own IP (ARP, ping, `GET /metrics`) |
 //! | `gw` | `<a.b.c.d>` | the own stack's default gateway |
 //! | `own` | `<id>` | the identity the own stack starts on (default 0) |
+//! | `metrics_allow` | `<a.b.c.d>/<len>,...` | clients allowed to read `GET /metrics` (default: all) |
 //! | `rebalance_ms`, `overload_pct`, `hysteresis_pct`, `dwell_s` | integers | rebalance tuning |
 //!
 //! `<nic>` is a NIC's index in PCI order (as `nics` lists them) or its PCI
@@ -28,9 +29,11 @@ extern crate alloc;
 pub mod merge;
 mod parse;
 mod plan;
+mod prefix;
 
 pub use parse::{parse, parse_bind, ConfigError};
 pub use plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan, Resolved, UplinkPlan};
+pub use prefix::{AllowList, Ipv4Prefix};
 
 #[cfg(test)]
 mod tests;

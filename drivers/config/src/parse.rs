@@ -1,6 +1,7 @@
 //! From `key=value` words to a [`Plan`], one word at a time, then checks
 //! across words. The first bad word stops everything.
 use crate::plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan};
+use crate::prefix::AllowList;
 use aggregation::Mode;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -47,6 +48,7 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
         own: None,
         exclusive: Vec::new(),
         capacity: Vec::new(),
+        metrics_allow: AllowList::open(),
     };
     let mut own_ip: Option<(Ipv4Addr, u8)> = None;
     let mut gateway = None;
@@ -103,6 +105,7 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
             "ip" => own_ip = Some(parse_cidr(value).map_err(bad)?),
             "gw" => gateway = Some(parse_ip(value).map_err(bad)?),
             "own" => own_identity = parse_index(value).map_err(bad)?,
+            "metrics_allow" => plan.metrics_allow = AllowList::parse(value).map_err(bad)?,
             "rebalance_ms" => {
                 plan.engine.rebalance_interval_ns =
                     parse_int::<u64>(value, 3_600_000).map_err(bad)? * 1_000_000;
@@ -147,6 +150,12 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
             ))
         }
         (None, None) => {}
+    }
+    if plan.own.is_none() && !plan.metrics_allow.is_empty() {
+        return Err(ConfigError::new(
+            "metrics_allow",
+            "there is no /metrics without ip=<a.b.c.d>/<prefix>".into(),
+        ));
     }
     Ok(plan)
 }

@@ -1,6 +1,7 @@
 //! What a parsed configuration asks for, and its resolution against the NICs
 //! actually found.
 use crate::parse::ConfigError;
+use crate::prefix::AllowList;
 use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
@@ -83,6 +84,8 @@ pub struct Plan {
     pub exclusive: Vec<usize>,
     /// Line rate of uplink k in Mbit/s (0 or missing = unknown).
     pub capacity: Vec<u32>,
+    /// Clients the own stack serves `GET /metrics` to (empty: all).
+    pub metrics_allow: AllowList,
 }
 
 /// One uplink, resolved.

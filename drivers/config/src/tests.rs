@@ -158,6 +158,70 @@ fn each_bad_item_is_named() {
 }
 
 #[test]
+fn metrics_allow_is_a_list_of_client_prefixes() {
+    let plan = parse("ip=10.0.0.2/24 metrics_allow=10.0.0.0/24,10.0.1.5/32,0.0.0.0/0").unwrap();
+    let want: Vec<String> = ["10.0.0.0/24", "10.0.1.5/32", "0.0.0.0/0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let got: Vec<String> = plan
+        .metrics_allow
+        .prefixes()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(got, want);
+    let allow = &plan.metrics_allow;
+    let ip = |s: &str| core::net::IpAddr::V4(s.parse().unwrap());
+    let only = parse("ip=10.0.0.2/24 metrics_allow=10.0.0.0/24,10.0.1.5/32")
+        .unwrap()
+        .metrics_allow;
+    for (client, allowed) in [
+        ("10.0.0.0", true),
+        ("10.0.0.77", true),
+        ("10.0.0.255", true),
+        ("10.0.1.5", true),
+        ("10.0.1.4", false),
+        ("10.0.1.6", false),
+        ("10.0.2.1", false),
+        ("192.168.0.1", false),
+    ] {
+        assert_eq!(only.allows(ip(client)), allowed, "{client}");
+    }
+    assert!(allow.allows(ip("192.168.0.1")), "0.0.0.0/0 admits everyone");
+    assert!(
+        !only.allows("::ffff:10.0.0.1".parse().unwrap()),
+        "IPv6 clients match no IPv4 prefix"
+    );
+    // Absent: every client, as before the key existed.
+    let open = parse("ip=10.0.0.2/24").unwrap().metrics_allow;
+    assert!(open.is_empty() && open.allows(ip("192.168.0.1")));
+}
+
+#[test]
+fn a_bad_metrics_prefix_is_named_with_why() {
+    let table: &[(&str, &str)] = &[
+        ("metrics_allow=", "empty"),
+        ("metrics_allow=10.0.0.0/24,", "not a prefix"),
+        ("metrics_allow=10.0.0.0", "needs a /prefix"),
+        ("metrics_allow=10.0.0.0/33", "more than 32"),
+        ("metrics_allow=10.0.0.0/x", "not a number"),
+        ("metrics_allow=10.0.0/24", "not an IPv4 address"),
+        ("metrics_allow=10.0.0.5/24", "host bits"),
+        ("metrics_allow=fe80::/64", "not an IPv4 address"),
+    ];
+    for (word, why) in table {
+        let line = format!("ip=10.0.0.2/24 {word}");
+        let err = parse(&line).expect_err(word);
+        assert_eq!(err.item, *word, "{line}: {err}");
+        assert!(err.why.contains(why), "{word}: {err}");
+    }
+    let err = parse("metrics_allow=10.0.0.0/24").expect_err("no own IP");
+    assert_eq!(err.item, "metrics_allow", "{err}");
+    assert!(err.why.contains("ip="), "{err}");
+}
+
+#[test]
 fn resolution_rejects_missing_and_doubly_used_nics() {
     let table: &[(&str, &str)] = &[
         ("uplinks=0,9", "uplinks"),
@@ -202,7 +266,7 @@ proptest! {
 
     #[test]
     fn config_like_words_never_panic(words in proptest::collection::vec(
-        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s)=[0-9a-f:.,+/x]{0,30}", 0..8)) {
+        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s|metrics_allow)=[0-9a-f:.,+/x]{0,30}", 0..8)) {
         if let Ok(plan) = parse(&words.join(" ")) {
             let _ = plan.resolve(&NICS);
         }
