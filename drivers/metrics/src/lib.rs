@@ -7,11 +7,13 @@
 
 extern crate alloc;
 
+mod conns;
 mod http;
 mod prometheus;
 mod snapshot;
 mod table;
 
+pub use conns::{Action, Connections, Limits, ServerCounters, Socket};
 pub use http::{http_response, MAX_REQUEST};
 pub use prometheus::render_prometheus;
 pub use snapshot::{GuestRow, IdentityRow, Snapshot, UplinkRow};

@@ -149,5 +149,20 @@ pub fn render_tables(s: &Snapshot) -> String {
         d.literal_mac_writes,
         drop_list(&e.own_tx_drops, ""),
     );
+    if !s.extra.is_empty() {
+        // `aggdom_http_refused_total` -> `http_refused`: the /metrics
+        // name, without what every name has.
+        let mut words = String::new();
+        for (name, _, value) in &s.extra {
+            let name = name.strip_prefix("aggdom_").unwrap_or(name);
+            let name = name.strip_suffix("_total").unwrap_or(name);
+            let _ = write!(
+                words,
+                "{}{name} {value}",
+                if words.is_empty() { "" } else { ", " }
+            );
+        }
+        let _ = writeln!(o, "domain: {words}");
+    }
     o
 }

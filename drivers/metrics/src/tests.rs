@@ -177,3 +177,40 @@ fn receive_and_own_drops_show_in_both_renderings() {
     assert!(tables.contains("own tx drops runt=1"), "{tables}");
     assert!(prom.contains("aggdom_own_tx_drops_total{reason=\"runt\"} 1"));
 }
+
+/// The /metrics server's own counters (refused clients among them) show in
+/// `stats` and in Prometheus alike.
+#[test]
+fn server_counters_show_in_both_renderings() {
+    let mut dp = datapath();
+    let mut snap = Snapshot::take(&mut dp, 0);
+    assert!(
+        !render_tables(&snap).contains("http_"),
+        "no own stack, no line"
+    );
+    let counters = crate::ServerCounters {
+        served: 3,
+        refused: 2,
+        timed_out: 1,
+        evicted: 4,
+    };
+    snap.extra.extend(counters.rows());
+    let tables = render_tables(&snap);
+    let line = tables
+        .lines()
+        .find(|l| l.starts_with("domain:"))
+        .expect(&tables);
+    assert_eq!(
+        line,
+        "domain: http_requests 3, http_refused 2, http_timeouts 1, http_evicted 4"
+    );
+    let prom = render_prometheus(&snap);
+    for sample in [
+        "aggdom_http_requests_total 3",
+        "aggdom_http_refused_total 2",
+        "aggdom_http_timeouts_total 1",
+        "aggdom_http_evicted_total 4",
+    ] {
+        assert!(prom.lines().any(|l| l == sample), "{sample} in\n{prom}");
+    }
+}
