@@ -145,6 +145,7 @@ impl Domain {
                         o.ip,
                         o.prefix,
                         o.gateway,
+                        plan.metrics_allow.clone(),
                         now / 1_000_000,
                         now,
                     )
@@ -201,8 +202,15 @@ impl Domain {
             if guests.is_empty() { " none" } else { &guests }
         );
         if let Some(own) = &self.own {
+            let allow = own.metrics_allow().prefixes();
+            let clients = if allow.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = allow.iter().map(|p| alloc::format!("{p}")).collect();
+                alloc::format!(" for {}", list.join(","))
+            };
             println!(
-                "own stack: {} at {}, HTTP /metrics on port {}",
+                "own stack: {} at {}, HTTP /metrics on port {}{clients}",
                 own.ip,
                 nic::MacAddr(own.mac.0),
                 crate::ownstack::HTTP_PORT

@@ -1,7 +1,10 @@
 //! The domain's own IP stack (smoltcp) on its own IP: ARP, ICMP echo, and an
 //! HTTP server for `GET /metrics`. Its frames go through the datapath like
 //! everything else, so they take the claim's own-traffic path (steps 3-6).
-use aggdom_metrics::{http_response, render_prometheus, Snapshot, MAX_REQUEST};
+use aggdom_config::AllowList;
+use aggdom_metrics::{
+    http_response, render_prometheus, Action, Connections, Limits, Snapshot, Socket, MAX_REQUEST,
+};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -14,8 +17,9 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
 /// The port `GET /metrics` is served on.
 pub const HTTP_PORT: u16 = 80;
-/// Connections served at once.
-const HTTP_SOCKETS: usize = 2;
+/// HTTP connections at once (sockets); which client holds one and for how
+/// long is `aggdom_metrics::Connections`' call.
+const HTTP_SOCKETS: usize = 4;
 
 /// The datapath's two frame queues, seen by smoltcp as an Ethernet device.
 struct QueueDevice<'a> {
@@ -88,25 +92,30 @@ impl Device for QueueDevice<'_> {
 struct HttpConn {
     request: Vec<u8>,
     response: Option<(String, usize)>,
+    /// The socket's unacknowledged bytes at the last look: a change means
+    /// the client is reading.
+    send_queue: usize,
 }
 
 pub struct OwnStack {
     iface: Interface,
     sockets: SocketSet<'static>,
     http: [(SocketHandle, HttpConn); HTTP_SOCKETS],
+    /// Who may hold the HTTP slots, and for how long.
+    conns: Connections,
     pub ip: Ipv4Address,
     pub mac: EthernetAddress,
-    /// Scrapes served.
-    pub http_requests: u64,
 }
 
 impl OwnStack {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dp: &mut Datapath,
         mac: [u8; 6],
         ip: core::net::Ipv4Addr,
         prefix: u8,
         gateway: Option<core::net::Ipv4Addr>,
+        metrics_allow: AllowList,
         now_ms: u64,
         seed: u64,
     ) -> Self {
@@ -132,10 +141,20 @@ impl OwnStack {
             iface,
             sockets,
             http,
+            conns: Connections::new(HTTP_SOCKETS, Limits::DEFAULT, metrics_allow),
             ip,
             mac,
-            http_requests: 0,
         }
+    }
+
+    /// The clients `GET /metrics` is served to (empty: all).
+    pub fn metrics_allow(&self) -> &AllowList {
+        self.conns.allow()
+    }
+
+    /// The HTTP server's counters, as `Snapshot::extra` rows.
+    pub fn counter_rows(&self) -> [(&'static str, &'static str, u64); 4] {
+        self.conns.counters.rows()
     }
 
     /// Runs the stack: frames from the datapath in, frames to it out, and
@@ -147,12 +166,22 @@ impl OwnStack {
             let mut device = QueueDevice { rx, tx };
             self.iface.poll(ts, &mut device, &mut self.sockets);
         }
-        for (handle, conn) in &mut self.http {
+        for (i, (handle, conn)) in self.http.iter_mut().enumerate() {
             let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
-            if !socket.is_open() {
-                *conn = HttpConn::default();
-                let _ = socket.listen(HTTP_PORT);
-                continue;
+            let seen = match (socket.state(), socket.remote_endpoint()) {
+                (tcp::State::Listen, _) => Socket::Listening,
+                (tcp::State::Closed | tcp::State::TimeWait, _) | (_, None) => Socket::Closed,
+                (_, Some(peer)) => Socket::Connected(peer.addr.into()),
+            };
+            match self.conns.check(i, seen, now_ms) {
+                Action::None => continue,
+                Action::Reset => {
+                    // An RST goes out at the next interface poll; the socket
+                    // listens again after it.
+                    socket.abort();
+                    continue;
+                }
+                Action::Serve => {}
             }
             if conn.response.is_none() && socket.can_recv() {
                 let _ = socket.recv(|data| {
@@ -161,34 +190,56 @@ impl OwnStack {
                     conn.request.extend_from_slice(&data[..take]);
                     (data.len(), ())
                 });
-                let served = self.http_requests;
+                let conns = &self.conns;
                 let metrics = || {
                     let mut snap = Snapshot::take(dp, now_ms);
-                    snap.extra.push((
-                        "aggdom_http_requests_total",
-                        "Metrics scrapes served.",
-                        served + 1,
-                    ));
+                    let mut rows = conns.counters.rows();
+                    // This answer counts itself.
+                    rows[0].2 += 1;
+                    snap.extra.extend(rows);
                     render_prometheus(&snap)
                 };
                 if let Some(resp) = http_response(&conn.request, metrics) {
-                    self.http_requests += 1;
                     conn.response = Some((resp, 0));
+                    self.conns.answered(i, now_ms);
                 }
             }
             if let Some((resp, sent)) = &mut conn.response {
                 if socket.can_send() && *sent < resp.len() {
-                    *sent += socket.send_slice(&resp.as_bytes()[*sent..]).unwrap_or(0);
+                    let n = socket.send_slice(&resp.as_bytes()[*sent..]).unwrap_or(0);
+                    *sent += n;
+                    if n > 0 {
+                        self.conns.progress(i, now_ms);
+                    }
+                }
+                if socket.send_queue() != conn.send_queue {
+                    conn.send_queue = socket.send_queue();
+                    self.conns.progress(i, now_ms);
                 }
                 if *sent >= resp.len() {
                     socket.close();
                 }
             }
         }
+        if let Some(i) = self.conns.evict() {
+            // Every slot is taken: the connection that has waited longest
+            // for its request makes room for the next client.
+            self.sockets.get_mut::<tcp::Socket>(self.http[i].0).abort();
+        }
         {
             let (rx, tx) = dp.own_queues();
             let mut device = QueueDevice { rx, tx };
             self.iface.poll(ts, &mut device, &mut self.sockets);
+        }
+        // Only now, after any RST went out: listening resets the socket's
+        // connection state, and an aborted one would leave silently.
+        for (i, (handle, conn)) in self.http.iter_mut().enumerate() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
+            if !socket.is_open() {
+                *conn = HttpConn::default();
+                let _ = socket.listen(HTTP_PORT);
+                self.conns.released(i);
+            }
         }
     }
 }

@@ -740,8 +740,11 @@ fn mode(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
 fn stats(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     no_args(args)?;
     let uptime_ms = time::now_ns() / 1_000_000;
+    let own_rows = domain.own.as_ref().map(|o| o.counter_rows());
     let dp = datapath(domain)?;
-    let snap = aggdom_metrics::Snapshot::take(dp, uptime_ms);
+    let mut snap = aggdom_metrics::Snapshot::take(dp, uptime_ms);
+    // The /metrics server's counters, as a scrape shows them.
+    snap.extra.extend(own_rows.into_iter().flatten());
     print!("{}", aggdom_metrics::render_tables(&snap));
     Ok(())
 }

@@ -178,6 +178,90 @@ pub fn request(
     }
 }
 
+/// Opens a TCP connection as [`request`] does, then says nothing: the
+/// handshake only, the way a client that holds a server's socket idle
+/// behaves. `Ok(true)` once the server's SYN-ACK was acknowledged,
+/// `Ok(false)` if the server reset the attempt; fails after `timeout`.
+pub fn open_silent(
+    link: &dyn Link,
+    ends: Ipv4Ends,
+    src_port: u16,
+    dst_port: u16,
+    timeout: Duration,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let iss: u32 = 0x2000_0000 ^ u32::from(src_port) << 8;
+    let seg = |seq: u32, ack: u32, flags: u8| {
+        let mss = (flags & SYN != 0).then_some(MSS);
+        frame::tcp(
+            ends,
+            TcpFields {
+                src_port,
+                dst_port,
+                seq,
+                ack,
+                flags,
+                window: WINDOW,
+                mss,
+            },
+            b"",
+        )
+    };
+    let mut ours = |f: &[u8]| {
+        let Some(eth) = Eth::parse(f) else {
+            return false;
+        };
+        if let Some(arp) = eth.arp() {
+            return arp.op == ARP_REQUEST && arp.target_ip == ends.src_ip;
+        }
+        eth.ipv4()
+            .filter(|ip| ip.src == ends.dst_ip && ip.dst == ends.src_ip)
+            .and_then(|ip| ip.tcp())
+            .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
+    };
+    let mut next_send = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::Timeout {
+                what: format!("TCP SYN-ACK from {}:{dst_port}", ends.dst_ip),
+                context: String::new(),
+            });
+        }
+        if now >= next_send {
+            link.send(&seg(iss, 0, SYN))?;
+            next_send = now + RTO;
+        }
+        let wait = next_send
+            .min(deadline)
+            .saturating_duration_since(Instant::now());
+        let Some(f) = link.recv_matching(wait, &mut ours) else {
+            continue;
+        };
+        let eth = Eth::parse(&f).expect("matched frames parse");
+        if let Some(arp) = eth.arp() {
+            link.send(&frame::arp_reply(
+                ends.src_mac,
+                ends.src_ip,
+                arp.sender_mac,
+                arp.sender_ip,
+            ))?;
+            continue;
+        }
+        let t = eth
+            .ipv4()
+            .and_then(|ip| ip.tcp())
+            .expect("matched frames parse");
+        if t.has(RST) {
+            return Ok(false);
+        }
+        if t.has(SYN | ACK) && t.ack == iss.wrapping_add(1) {
+            link.send(&seg(iss.wrapping_add(1), t.seq.wrapping_add(1), ACK))?;
+            return Ok(true);
+        }
+    }
+}
+
 /// `a >= b` in sequence space.
 fn seq_ge(a: u32, b: u32) -> bool {
     a.wrapping_sub(b) < 1 << 31

@@ -935,6 +935,106 @@ fn metrics_over_tcp_agree_with_stats() {
     }
 }
 
+/// Remote host `k`'s TCP ends towards the own IP (reached at identity 0).
+fn to_own_ip(k: usize) -> Ipv4Ends {
+    let r = remote(k);
+    Ipv4Ends {
+        src_mac: r.mac,
+        dst_mac: uplink_mac(0),
+        src_ip: r.ip,
+        dst_ip: OWN_IP,
+    }
+}
+
+/// `GET /metrics` from remote host `k`: the response, or why there is none.
+fn scrape(m: &Machine, net: &Net, k: usize, src_port: u16) -> Result<String, String> {
+    let raw = aggdom_harness::tcp::request(
+        &net.link(m, k),
+        to_own_ip(k),
+        src_port,
+        80,
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// The `domain:` line of `stats` as (name, value) pairs.
+fn domain_counters(m: &mut Machine) -> std::collections::BTreeMap<String, u64> {
+    let text = m.command("stats").unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("domain: "))
+        .unwrap_or_else(|| panic!("no domain line in stats:\n{text}"));
+    line.split(", ")
+        .filter_map(|w| w.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn silent_clients_holding_connections_do_not_block_a_scrape() {
+    let layout = Layout::new(2, 1).with("ip=10.0.0.2/24");
+    let mut m = layout.boot().unwrap();
+    let net = Net::new(2, 1);
+    net.announce(&m, 0).unwrap();
+    // More silent connections than the server has sockets: each completes
+    // the handshake (or is refused) and never sends a byte.
+    let mut held = 0;
+    for port in 41000..41006 {
+        let open = aggdom_harness::tcp::open_silent(
+            &net.link(&m, 0),
+            to_own_ip(0),
+            port,
+            80,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        held += usize::from(open);
+    }
+    assert!(held >= 2, "only {held} silent connections were accepted");
+    let text = scrape(&m, &net, 0, 41100)
+        .unwrap_or_else(|why| panic!("a scrape behind {held} silent connections failed: {why}"));
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let p = parse_prometheus(body);
+    assert!(
+        p["aggdom_http_evicted_total"] >= 2,
+        "silent connections made room: {body}"
+    );
+    let c = domain_counters(&mut m);
+    assert_eq!(c["http_requests"], 1, "{c:?}");
+    assert_eq!(c["http_refused"], 0, "{c:?}");
+    assert!(c["http_evicted"] >= 2, "{c:?}");
+}
+
+#[test]
+fn metrics_allow_resets_other_clients_and_counts_them() {
+    let layout = Layout::new(2, 1).with("ip=10.0.0.2/24 metrics_allow=10.0.0.100/32");
+    let mut m = layout.boot().unwrap();
+    assert!(
+        m.transcript()
+            .contains("HTTP /metrics on port 80 for 10.0.0.100/32"),
+        "{}",
+        m.transcript()
+    );
+    let net = Net::new(2, 2);
+    net.announce(&m, 0).unwrap();
+    net.announce(&m, 1).unwrap();
+    // Remote 1 (10.0.0.101) is outside the list: reset, and counted.
+    let refused = scrape(&m, &net, 1, 42000).expect_err("10.0.0.101 was served");
+    assert!(refused.contains("reset"), "{refused}");
+    let c = domain_counters(&mut m);
+    assert_eq!((c["http_refused"], c["http_requests"]), (1, 0), "{c:?}");
+    // Remote 0 (10.0.0.100) is in it.
+    let text = scrape(&m, &net, 0, 42001).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    let p = parse_prometheus(text.split_once("\r\n\r\n").unwrap().1);
+    assert_eq!(p["aggdom_http_refused_total"], 1);
+    assert_eq!(p["aggdom_http_requests_total"], 1);
+}
+
 #[test]
 fn bad_config_item_is_named_at_boot_and_nothing_is_applied() {
     // One bad word among good ones (parse time), and one that only fails
