@@ -75,6 +75,10 @@ XEN_RIG_CACHE ?= /tmp/xen-rig-cache
 # "Rig faults"). Override with XENRIG_XEN_EXTRA= to try another setting.
 XENRIG_XEN_EXTRA ?= sched=credit
 export XENRIG_XEN_EXTRA
+# dom0 answers SysRq on its console (Ctrl-O + key), so that a failed run can
+# ask dom0's kernel what it is doing (tests/xen/xentest.py, xen_debug_dump).
+XENRIG_DOM0_EXTRA ?= sysrq_always_enabled
+export XENRIG_DOM0_EXTRA
 test-xen: build
 	$(SUDO) bash $(XEN_RIG)/setup.sh $(XEN_RIG_CACHE)
 	XEN_RIG=$(XEN_RIG) python3 tests/xen/run-test-xen.py --cache $(XEN_RIG_CACHE)

@@ -304,7 +304,12 @@ class XenTest:
 
     def xen_debug_dump(self):
         """Xen's own view when dom0 stops answering: Ctrl-A x3 moves the serial input to Xen, then debug
-        keys q (domains, vCPUs, event channels) and r (run queues); Ctrl-A x3 again gives the input back."""
+        keys q (domains, vCPUs, event channels) and r (run queues); Ctrl-A x3 again gives the input back.
+        Xen runs the key handlers in a tasklet, in the idle vCPU's context of the CPU that took the serial
+        interrupt (CPU0): that CPU shows as idle with whatever it was running put back on its run queue,
+        so `r` alone cannot tell a vCPU Xen forgot from one that was running. dom0's kernel is asked too
+        (hvc0's SysRq, Ctrl-O then a key; the Makefile boots dom0 with sysrq_always_enabled): w (blocked
+        tasks) and l (backtraces of the CPUs). An answer means dom0's kernel runs; none, that it does not."""
         rig = self.rig
         try:
             start = len(rig.buf)
@@ -318,6 +323,17 @@ class XenTest:
             while time.time() < end:
                 rig._pump(0.5)
             print("=== Xen debug keys q, r:\n" + rig.buf[start:][-12000:], flush=True)
+            start = len(rig.buf)
+            for key in "9wl":
+                rig.send("\x0f" + key)
+                time.sleep(1)
+            end = time.time() + 10
+            while time.time() < end:
+                rig._pump(0.5)
+            out = rig.buf[start:]
+            alive = "sysrq:" in out.lower()
+            print(f"=== dom0 kernel, SysRq 9 w l ({'it answered' if alive else 'no answer: dom0 kernel not running'}):\n"
+                  + out[-12000:], flush=True)
         except Exception as e:
             print(f"(Xen debug dump failed: {e})", flush=True)
 
