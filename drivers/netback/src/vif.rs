@@ -476,16 +476,20 @@ impl<H: Hypervisor> Vif<H> {
             // previous aggdom left in `state` must not stand.
             self.set_state(hv, XenbusState::InitWait);
         }
-        // Unplugged (xl network-detach, xl destroy: `online` 0) and both
-        // sides closed: remove the backend directory. libxl waits for the
-        // backend domain to do it (Linux driver domains: xl devd, after
-        // netback unregisters the device), 10 s and an error otherwise.
-        // Its watch brings the removal back here as `Gone`.
-        if !online
-            && !self.unplugged
-            && self.state == XenbusState::Closed
-            && matches!(fe_state, XenbusState::Closed | XenbusState::Unknown)
-        {
+        // Unplugged: xl network-detach and xl destroy write `online` 0 and
+        // state Closing, wait for Closed, then wait for the backend domain
+        // to remove the backend directory (in a Linux driver domain xl devd
+        // does it once netback has unregistered the device); 10 s and an
+        // error each otherwise. Linux netback waits for the frontend to
+        // close first; here the rings are already unmapped, so there is
+        // nothing to wait for, and a frontend that never closes (a dying
+        // or hostile guest) cannot hold the toolstack up. The directory's
+        // watch brings the removal back here as `Gone`.
+        if !online && self.state == XenbusState::Closing {
+            self.disconnect(hv);
+            self.set_state(hv, XenbusState::Closed);
+        }
+        if !online && !self.unplugged && self.state == XenbusState::Closed {
             self.unplugged = true;
             let dir = self.backend.clone();
             self.send(hv, XsOp::Rm(&dir));
