@@ -55,7 +55,7 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             time::tsc_hz() / 1_000_000
         ),
     }
-    if power::init(info.and_then(|i| i.rsdp)).is_none() {
+    if power::init(info).is_none() {
         println!("acpi: no power-off recipe; shutdown will try QEMU's fixed port");
     }
     // Under Xen, xenstore adds to the configuration (xen_net.rs).

@@ -158,22 +158,48 @@ pub fn ensure_identity_mapped(start: u64, len: u64) -> Result<(), &'static str> 
     Ok(())
 }
 
-/// Reads physical memory through the identity mapping.
-pub struct IdentityMapped;
+/// Reads firmware tables through the identity mapping: only where the
+/// loader's memory map puts firmware data (and the BIOS area), checked on
+/// every read, so a wrong pointer in a table can make the walk read neither
+/// a device register (BARs sit in the map's gaps) nor memory the kernel
+/// owns (RAM).
+pub struct IdentityMapped {
+    ranges: acpi::FirmwareRanges,
+}
+
+impl IdentityMapped {
+    /// The firmware regions of the loader's memory map: reserved, ACPI
+    /// reclaimable, ACPI NVS. Without a map (start info version 0) only
+    /// the BIOS area is readable.
+    pub fn from_map(info: Option<&BootInfo>) -> Self {
+        let mut ranges = acpi::FirmwareRanges::new();
+        for r in info.map_or(&[][..], BootInfo::memory_map) {
+            if matches!(
+                r.kind,
+                MemoryType::Reserved | MemoryType::AcpiReclaimable | MemoryType::AcpiNvs
+            ) {
+                ranges.add(r.start, r.len);
+            }
+        }
+        Self { ranges }
+    }
+}
 
 impl acpi::PhysicalMemory for IdentityMapped {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        match addr.checked_add(buf.len() as u64) {
-            Some(end) if addr != 0 && end <= IDENTITY_MAPPED_END => {
-                // SAFETY: the range is inside the identity mapping; firmware
-                // tables are plain memory, read without side effects.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len())
-                };
-                true
-            }
-            _ => false,
+        let Some(end) = addr.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if end > IDENTITY_MAPPED_END || !self.ranges.covers(addr, buf.len()) {
+            return false;
         }
+        // SAFETY: (1) the range is identity mapped (below 4 GiB); (2) the
+        // memory map gives it to firmware, so no Rust object lives there
+        // and no device register does (the chipset window is excluded by
+        // `covers`, BARs lie in the map's gaps); a plain copy reads it
+        // without side effects.
+        unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
     }
 }
 

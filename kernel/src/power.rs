@@ -20,8 +20,11 @@ pub enum Failure {
 static POWER_OFF: spin::Once<Option<acpi::PowerOff>> = spin::Once::new();
 
 /// Reads the ACPI tables once, so `shutdown` does not walk them late.
-pub fn init(rsdp: Option<u64>) -> Option<acpi::PowerOff> {
-    *POWER_OFF.call_once(|| acpi::find_power_off(&IdentityMapped, rsdp))
+pub fn init(info: Option<&boot::BootInfo>) -> Option<acpi::PowerOff> {
+    *POWER_OFF.call_once(|| {
+        let rsdp = info.and_then(|i| i.rsdp);
+        acpi::find_power_off(&IdentityMapped::from_map(info), rsdp)
+    })
 }
 
 fn halt_forever() -> ! {

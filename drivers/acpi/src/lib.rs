@@ -8,6 +8,10 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+mod ranges;
+
+pub use ranges::{FirmwareRanges, BIOS_AREA, CHIPSET_WINDOW};
+
 /// Reads physical memory. `false` when the range is not readable.
 pub trait PhysicalMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool;
