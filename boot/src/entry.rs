@@ -8,6 +8,7 @@
 use crate::start_info::BootInfo;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Boot stack size; the kernel runs on it for its whole life.
 pub const BOOT_STACK_BYTES: usize = 1024 * 1024;
@@ -169,12 +170,25 @@ unsafe extern "C" {
     static mut boot_pdpt: [u64; 512];
 }
 
-/// The boot PDPT, for extending the identity map (512 GiB reach).
+/// Set once the boot PDPT has been handed out.
+static PDPT_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The boot PDPT, for extending the identity map (512 GiB reach). Handed
+/// out once: the first call gets the only reference there will ever be,
+/// later calls `None`, so two `&mut` to the live page table cannot exist.
 ///
 /// # Safety
-/// The caller is the only one changing the page tables, and flushes the TLB
-/// after changing an entry.
-pub unsafe fn identity_pdpt() -> &'static mut [u64; 512] {
-    // SAFETY: forwarded to the caller; the table is 'static and page aligned.
-    unsafe { &mut *core::ptr::addr_of_mut!(boot_pdpt) }
+/// Page tables decide what every address means: the caller only adds
+/// entries for addresses nothing maps yet (identity, as the rest of the
+/// map), never changes one in use, and flushes the TLB after a change.
+pub unsafe fn take_identity_pdpt() -> Option<&'static mut [u64; 512]> {
+    if PDPT_TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    // SAFETY: (1) the flag makes this the one reference to `boot_pdpt`
+    // Rust ever creates (nothing else in Rust names it); (2) the 32-bit
+    // entry code wrote it before any Rust ran and never touches it again;
+    // (3) the CPU's page walker reading it is not a Rust access. The table
+    // is 'static and page aligned.
+    Some(unsafe { &mut *core::ptr::addr_of_mut!(boot_pdpt) })
 }

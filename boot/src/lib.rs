@@ -8,7 +8,7 @@
 
 mod entry;
 
-pub use entry::{arm_stack_canary, identity_pdpt, stack_intact};
+pub use entry::{arm_stack_canary, stack_intact, take_identity_pdpt};
 mod start_info;
 
 pub use start_info::{BootInfo, MemoryRegion, MemoryType, START_INFO_MAGIC};

@@ -116,6 +116,11 @@ pub fn heap_used_free() -> (usize, usize) {
     (heap.used(), heap.free())
 }
 
+/// The boot PDPT, owned here: `ensure_identity_mapped` is the one code
+/// that edits the page tables after boot. The lock turns a reentrant call
+/// (none exists) into a deadlock instead of two `&mut` to one table.
+static IDENTITY_PDPT: spin::Once<spin::Mutex<&'static mut [u64; 512]>> = spin::Once::new();
+
 /// The reach of the boot PML4 entry that `ensure_identity_mapped` extends.
 const PDPT_REACH: u64 = 512 << 30;
 
@@ -129,9 +134,14 @@ pub fn ensure_identity_mapped(start: u64, len: u64) -> Result<(), &'static str> 
         return Err("above 512 GiB, beyond the identity map's reach");
     }
     let (first, last) = ((start >> 30) as usize, ((end - 1) >> 30) as usize);
-    // SAFETY: the kernel runs on one CPU and only this function edits the
-    // page tables after boot; the TLB is flushed below after any change.
-    let pdpt = unsafe { boot::identity_pdpt() };
+    let mut pdpt = IDENTITY_PDPT
+        .call_once(|| {
+            // SAFETY: this is the only caller, and below entries are only
+            // added for GiB not mapped yet, identity, then the TLB flushed.
+            let pdpt = unsafe { boot::take_identity_pdpt() };
+            spin::Mutex::new(pdpt.expect("the boot PDPT is taken only here"))
+        })
+        .lock();
     let mut changed = false;
     for gib in first..=last {
         if pdpt[gib] & 1 != 0 {
