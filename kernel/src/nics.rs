@@ -52,10 +52,12 @@ pub fn address(at: DeviceFunction) -> NicAddress {
 /// Enumerates PCI (bus 0 and every bus behind a bridge), starts a driver on
 /// each NIC and prints one line per function.
 pub fn discover() -> Vec<FoundNic> {
-    // SAFETY: the kernel's one user of ports 0xCF8/0xCFC.
+    // SAFETY: x86 PCs have the CF8/CFC pair, and nothing in the kernel
+    // but `PortIoCam` touches those ports.
     let mut root = PciRoot::new(unsafe { PortIoCam::new() });
-    // SAFETY: a second handle used only for reads of bridge headers, between
-    // the main handle's accesses, on the one CPU (`unsafe_clone`'s rule).
+    // SAFETY: as above. A second handle is sound: each `PortIoCam` access
+    // is an indivisible address/data pair, so handles cannot interleave;
+    // this one only reads (bridge headers, interrupt line and pin).
     let reader = unsafe { PortIoCam::new() };
     let mut found = Vec::new();
     let mut buses = alloc::vec![0u8];
