@@ -1,5 +1,6 @@
 //! The virtio-net device: bring-up, the receive, transmit and control
 //! queues, and the NIC traits.
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{fence, Ordering};
 
 use nic::{
@@ -69,17 +70,24 @@ const STATUS_LINK_UP: u16 = 1;
 /// A virtio-net device in poll mode, generic over the DMA allocator `H`
 /// and the transport `T` (`PciTransport` for QEMU's virtio-net-pci, modern
 /// or transitional).
+///
+/// The device writes into the queues and buffers until a reset completes,
+/// so they are `ManuallyDrop`: `Drop` frees them only after it has seen the
+/// reset complete, and leaks them if it never does (as `reset` replaces
+/// the queues only after a completed reset).
 pub struct VirtioNetNic<H: Hal, T: Transport = PciTransport> {
-    transport: T,
+    /// Dropped last: `PciTransport`'s own drop resets the device again and
+    /// waits for it without a bound.
+    transport: ManuallyDrop<T>,
     features: u64,
     hdr_len: usize,
-    rx: VirtQueue<H, QUEUE_LEN>,
-    tx: VirtQueue<H, QUEUE_LEN>,
-    ctrl: Option<VirtQueue<H, CTRL_QUEUE_LEN>>,
+    rx: ManuallyDrop<VirtQueue<H, QUEUE_LEN>>,
+    tx: ManuallyDrop<VirtQueue<H, QUEUE_LEN>>,
+    ctrl: ManuallyDrop<Option<VirtQueue<H, CTRL_QUEUE_LEN>>>,
     /// Receive buffers, then transmit buffers.
-    bufs: DmaRegion<H>,
+    bufs: ManuallyDrop<DmaRegion<H>>,
     /// Control command header, data and ack.
-    ctrl_mem: DmaRegion<H>,
+    ctrl_mem: ManuallyDrop<DmaRegion<H>>,
     rx_out: Outstanding<QUEUE_LEN>,
     tx_out: Outstanding<QUEUE_LEN>,
     /// Frame length in each transmit buffer the device holds.
@@ -148,14 +156,14 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
             return Err(Self::fail(&mut transport, VirtioNetError::NoMac));
         }
         let mut nic = Self {
-            transport,
+            transport: ManuallyDrop::new(transport),
             features: q.features,
             hdr_len: features::header_len(q.features),
-            rx: q.rx,
-            tx: q.tx,
-            ctrl: q.ctrl,
-            bufs,
-            ctrl_mem,
+            rx: ManuallyDrop::new(q.rx),
+            tx: ManuallyDrop::new(q.tx),
+            ctrl: ManuallyDrop::new(q.ctrl),
+            bufs: ManuallyDrop::new(bufs),
+            ctrl_mem: ManuallyDrop::new(ctrl_mem),
             rx_out: Outstanding::new(),
             tx_out: Outstanding::new(),
             tx_len: [0; QUEUE_LEN],
@@ -596,24 +604,45 @@ impl<H: Hal, T: Transport> NicControl for VirtioNetNic<H, T> {
 
     fn reset(&mut self) -> Result<(), NicError> {
         // Reset first, so the device lets go of the old queues before they
-        // are dropped in the assignments below.
+        // are freed below (`negotiate` resets again: the new queues).
         Self::reset_device(&mut self.transport)?;
         let q = Self::negotiate(&mut self.transport)?;
         self.features = q.features;
         self.hdr_len = features::header_len(q.features);
-        self.rx = q.rx;
-        self.tx = q.tx;
-        self.ctrl = q.ctrl;
+        drop(replace(&mut self.rx, q.rx));
+        drop(replace(&mut self.tx, q.tx));
+        drop(replace(&mut self.ctrl, q.ctrl));
         self.start()?;
         Ok(())
     }
 }
 
+/// Puts `new` in `slot` and returns the old value, to be dropped.
+fn replace<X>(slot: &mut ManuallyDrop<X>, new: X) -> X {
+    ManuallyDrop::into_inner(core::mem::replace(slot, ManuallyDrop::new(new)))
+}
+
 impl<H: Hal, T: Transport> Drop for VirtioNetNic<H, T> {
-    /// Resets the device, so it lets go of the queues and buffers before
-    /// they are freed.
+    /// Resets the device and waits, bounded, for the reset to complete
+    /// (virtio 1.2, 4.1.4.3.2: the driver reads `device_status` back until
+    /// 0), and only then frees the queues and buffers. A device that does
+    /// not reset may still write into them: they are leaked, and so is the
+    /// transport, whose own drop would wait for that reset forever.
     fn drop(&mut self) {
-        self.transport.set_status(DeviceStatus::empty());
+        if Self::reset_device(&mut self.transport).is_err() {
+            return;
+        }
+        // SAFETY: each field is dropped once, here, and never used again
+        // (this is the driver's drop); the device has completed its reset,
+        // so it no longer reads or writes the memory freed.
+        unsafe {
+            ManuallyDrop::drop(&mut self.rx);
+            ManuallyDrop::drop(&mut self.tx);
+            ManuallyDrop::drop(&mut self.ctrl);
+            ManuallyDrop::drop(&mut self.bufs);
+            ManuallyDrop::drop(&mut self.ctrl_mem);
+            ManuallyDrop::drop(&mut self.transport);
+        }
     }
 }
 

@@ -16,6 +16,77 @@ use crate::features;
 /// DMA from the host heap, page aligned, physical == virtual.
 pub use dma_region::HeapHal as TestHal;
 
+thread_local! {
+    /// The device [`WatchedHal`] checks frees against, and (frees, frees
+    /// while it could still use the memory).
+    static WATCHED: RefCell<Option<FakeVirtioNet>> = const { RefCell::new(None) };
+    static FREES: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// [`TestHal`] that counts DMA frees, and those made while the device
+/// named by [`WatchedHal::watch`] has not finished a reset (it may still
+/// write there: a use after free in a real machine).
+pub struct WatchedHal;
+
+impl WatchedHal {
+    pub fn watch(dev: &FakeVirtioNet) {
+        WATCHED.with(|w| *w.borrow_mut() = Some(dev.clone()));
+        FREES.with(|f| f.set((0, 0)));
+    }
+
+    /// (frees, frees while the device was live) since `watch`.
+    pub fn frees() -> (usize, usize) {
+        FREES.with(|f| f.get())
+    }
+}
+
+// SAFETY: forwards to `TestHal`; the counting touches no DMA memory.
+unsafe impl virtio_drivers::Hal for WatchedHal {
+    fn dma_alloc(
+        pages: usize,
+        direction: virtio_drivers::BufferDirection,
+    ) -> (PhysAddr, core::ptr::NonNull<u8>) {
+        TestHal::dma_alloc(pages, direction)
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: core::ptr::NonNull<u8>, pages: usize) -> i32 {
+        let live = WATCHED.with(|w| {
+            w.borrow().as_ref().is_some_and(|dev| {
+                let d = dev.0.borrow();
+                d.reset_pending > 0 || d.reset_sticks || !d.status.is_empty()
+            })
+        });
+        FREES.with(|f| {
+            let (n, l) = f.get();
+            f.set((n + 1, l + usize::from(live)));
+        });
+        // SAFETY: forwarded: the caller returns what `dma_alloc` gave.
+        unsafe { TestHal::dma_dealloc(paddr, vaddr, pages) }
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> core::ptr::NonNull<u8> {
+        // SAFETY: forwarded.
+        unsafe { TestHal::mmio_phys_to_virt(paddr, size) }
+    }
+
+    unsafe fn share(
+        buffer: core::ptr::NonNull<[u8]>,
+        direction: virtio_drivers::BufferDirection,
+    ) -> PhysAddr {
+        // SAFETY: forwarded.
+        unsafe { TestHal::share(buffer, direction) }
+    }
+
+    unsafe fn unshare(
+        paddr: PhysAddr,
+        buffer: core::ptr::NonNull<[u8]>,
+        direction: virtio_drivers::BufferDirection,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { TestHal::unshare(paddr, buffer, direction) }
+    }
+}
+
 pub const FACTORY: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
 
 /// What QEMU's virtio-net-pci offers that matters here, plus two it offers
@@ -53,6 +124,10 @@ pub struct Device {
     pub refuse_features: bool,
     /// Status never reads back as reset.
     pub reset_sticks: bool,
+    /// Status reads a reset takes to complete (0: at once); until then the
+    /// device still runs and may use the driver's queues and buffers.
+    pub reset_reads: u32,
+    reset_pending: u32,
     pub max_queue: [u32; 3],
     queues: [Queue; 3],
     pub link: bool,
@@ -106,6 +181,8 @@ impl FakeVirtioNet {
             status: DeviceStatus::empty(),
             refuse_features: false,
             reset_sticks: false,
+            reset_reads: 0,
+            reset_pending: 0,
             max_queue: [256, 256, 64],
             queues: [Queue::default(); 3],
             link: true,
@@ -334,16 +411,32 @@ impl Transport for FakeVirtioNet {
     }
 
     fn get_status(&self) -> DeviceStatus {
-        let d = self.0.borrow();
-        if d.reset_sticks {
-            DeviceStatus::DRIVER
-        } else {
-            d.status
+        if self.0.borrow().reset_sticks {
+            return DeviceStatus::DRIVER;
         }
+        let done = {
+            let mut d = self.0.borrow_mut();
+            if d.reset_pending == 0 {
+                return d.status;
+            }
+            d.reset_pending -= 1;
+            d.reset_pending == 0
+        };
+        if done {
+            self.device_reset();
+            self.0.borrow_mut().status = DeviceStatus::empty();
+        }
+        self.0.borrow().status
     }
 
     fn set_status(&mut self, status: DeviceStatus) {
         if status.is_empty() {
+            let delay = self.0.borrow().reset_reads;
+            if delay > 0 {
+                // The reset completes over the next status reads.
+                self.0.borrow_mut().reset_pending = delay;
+                return;
+            }
             self.device_reset();
         }
         let mut d = self.0.borrow_mut();

@@ -2,7 +2,7 @@
 //! queues, filters, link, counters and the ways a device can misbehave.
 mod fake;
 
-use fake::{FakeVirtioNet, TestHal, FACTORY, OFFERED};
+use fake::{FakeVirtioNet, TestHal, WatchedHal, FACTORY, OFFERED};
 use nic::{MacAddr, NicControl, NicDatapath, NicError};
 
 use crate::ctrl;
@@ -376,4 +376,30 @@ fn reset_restores_bring_up_state_and_keeps_counters() {
 fn the_driver_can_live_in_a_static_mutex() {
     fn assert_send<T: Send>() {}
     assert_send::<VirtioNetNic<TestHal, virtio_drivers::transport::pci::PciTransport>>();
+}
+
+#[test]
+fn dropping_the_driver_frees_its_memory_only_after_the_device_reset() {
+    let dev = FakeVirtioNet::new();
+    let nic = VirtioNetNic::<WatchedHal, FakeVirtioNet>::new(dev.clone()).expect("bring-up");
+    // The reset takes a few status reads, as on a real device.
+    dev.with(|d| d.reset_reads = 3);
+    WatchedHal::watch(&dev);
+    drop(nic);
+    let (frees, live) = WatchedHal::frees();
+    assert!(frees >= 4, "queues and buffers freed: {frees}");
+    assert_eq!(live, 0, "{live} of {frees} frees before the device let go");
+    assert!(dev.0.borrow().status.is_empty(), "the device is reset");
+}
+
+#[test]
+fn a_device_that_never_resets_keeps_its_memory() {
+    let dev = FakeVirtioNet::new();
+    let nic = VirtioNetNic::<WatchedHal, FakeVirtioNet>::new(dev.clone()).expect("bring-up");
+    dev.with(|d| d.reset_sticks = true);
+    WatchedHal::watch(&dev);
+    drop(nic);
+    // It may still write into its queues and buffers: they are leaked, not
+    // handed back to the heap.
+    assert_eq!(WatchedHal::frees(), (0, 0));
 }
