@@ -58,6 +58,7 @@ G={g}; A={agg}; fe=/local/domain/$G/device/vif/0; end=$(( $(date +%s) + {dur} ))
     sleep 1
     xl network-detach {name} {mac} >>/tmp/na.log 2>&1; rd=$?
     n=$((n+1)); echo "hot-plug $n: attach rc=$ra detach rc=$rd"
+    [ $ra$rd = 00 ] || [ $n -gt 1 ] || grep -B25 -m1 'unable to add' /tmp/na.log | cut -c1-220
     [ $ra$rd = 00 ] || {{ grep -iE 'error|warn|fail|wanted|timed out|Unknown' /tmp/na.log | head -12
                          xenstore-ls -f /local/domain/$A/backend/vif/$G 2>&1 | grep -E '/1/(state|online|hotplug-status) '; }}
     sleep 0.5
