@@ -140,4 +140,10 @@ pub struct EngineCounters {
     pub stranded: u64,
     /// Broadcast/multicast frames flooded to the guests.
     pub rx_flooded: u64,
+    /// Neighbour solicitations from the outside (to a solicited-node
+    /// group) delivered to the one guest owning their target instead.
+    pub rx_nd_directed: u64,
+    /// MLD reports from guests sent out through the uplink that takes in
+    /// group traffic.
+    pub mld_out: u64,
 }

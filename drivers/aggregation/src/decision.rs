@@ -34,11 +34,37 @@ pub enum DropReason {
     UnknownDestination,
     /// A guest frame addressed to the guest itself.
     Hairpin,
+    /// A guest frame whose IPv6 source (or, for duplicate address
+    /// detection, the address claimed) is not the guest's: not configured,
+    /// not in one of its prefixes, not link-local, nor `::` for DAD / MLD.
+    SpoofedIp6,
+    /// A guest's neighbour advertisement for a target that is not its own
+    /// (RFC 4861 7.2.4: an NA is only the target owner's to send).
+    NdTarget,
+    /// A guest's NDP message with a link-layer address option that names a
+    /// MAC other than the guest's (neighbour-cache poisoning).
+    NdLladdr,
+    /// An NDP message shorter than its fixed part, or with an option of
+    /// length zero, past the end, or a link-layer option of the wrong size.
+    NdMalformed,
+    /// A router advertisement or redirect from a guest (RA guard, RFC 6105):
+    /// guests are hosts, the routers are outside.
+    RaGuard,
+    /// An IPv6 extension header chain that is too long or runs past the
+    /// packet, or an NDP message inside a fragment (RFC 6980): NDP behind
+    /// headers that cannot be walked is never passed unrewritten.
+    Ip6ExtHeader,
+    /// A link-local or in-prefix IPv6 address another guest (or the own
+    /// stack) holds already.
+    Ip6Taken,
+    /// The guest holds as many learned IPv6 addresses as `learn_max`
+    /// allows (and none of them has been idle long enough to forget).
+    Ip6LearnLimit,
 }
 
 impl DropReason {
     /// Number of reasons, for counter arrays.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 20;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
@@ -53,6 +79,14 @@ impl DropReason {
         DropReason::DuplicateBroadcast,
         DropReason::UnknownDestination,
         DropReason::Hairpin,
+        DropReason::SpoofedIp6,
+        DropReason::NdTarget,
+        DropReason::NdLladdr,
+        DropReason::NdMalformed,
+        DropReason::RaGuard,
+        DropReason::Ip6ExtHeader,
+        DropReason::Ip6Taken,
+        DropReason::Ip6LearnLimit,
     ];
 
     /// A short snake_case name, for consoles and metric labels.
@@ -70,6 +104,14 @@ impl DropReason {
             DropReason::DuplicateBroadcast => "duplicate_broadcast",
             DropReason::UnknownDestination => "unknown_destination",
             DropReason::Hairpin => "hairpin",
+            DropReason::SpoofedIp6 => "spoofed_ip6",
+            DropReason::NdTarget => "nd_target",
+            DropReason::NdLladdr => "nd_lladdr",
+            DropReason::NdMalformed => "nd_malformed",
+            DropReason::RaGuard => "ra_guard",
+            DropReason::Ip6ExtHeader => "ip6_ext_header",
+            DropReason::Ip6Taken => "ip6_taken",
+            DropReason::Ip6LearnLimit => "ip6_learn_limit",
         }
     }
 }

@@ -9,14 +9,64 @@ use crate::decision::{DropReason, Move, Moves, OwnTxDecision, RxDecision, Steeri
 use crate::error::Error;
 use crate::table::Table;
 use crate::types::{
-    ip_key, Config, GuestId, GuestSet, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig,
-    UplinkId, MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
+    ip_key, net_contains, Config, GuestId, GuestSet, IdentityId, IdentitySet, IpNet, MacAddr, Mode,
+    UplinkConfig, UplinkId, MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_LEARNED_PER_GUEST,
+    MAX_OWN_IPS, MAX_UPLINKS,
 };
-use crate::wire::{self, Parsed, L3};
+use crate::wire::{self, Icmp6, Parsed, L3};
 
 const NS_PER_S: u128 = 1_000_000_000;
 /// `ip_owner` value meaning "the own stack".
 const OWN: u16 = u16::MAX;
+/// `ip_owner` values with this bit name a learned IPv6 address (guest
+/// index × [`MAX_LEARNED_PER_GUEST`] + entry); without it (and not
+/// [`OWN`]), a configured one (guest index × [`MAX_IPS_PER_GUEST`] + slot).
+const LEARNED_TAG: u16 = 0x4000;
+const _: () = assert!(MAX_GUESTS * MAX_LEARNED_PER_GUEST < LEARNED_TAG as usize);
+const _: () = assert!(MAX_GUESTS * MAX_IPS_PER_GUEST < LEARNED_TAG as usize);
+/// Prefix length of a guest slot holding a single address (an IPv4 key is
+/// 128 bits too).
+const HOST: u8 = 128;
+/// `learned_from` value: a link-local address, bound as the union of the
+/// guest's IPv6 bindings.
+const ALL_V6: u8 = u8::MAX;
+
+/// Who an `ip_owner` value names.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Owner {
+    Own,
+    /// A configured address: guest, slot.
+    Slot(usize, usize),
+    /// A learned IPv6 address: guest, entry.
+    Learned(usize, usize),
+}
+
+#[inline(always)]
+fn owner(v: u16) -> Owner {
+    if v == OWN {
+        Owner::Own
+    } else if v & LEARNED_TAG != 0 {
+        let i = (v & !LEARNED_TAG) as usize;
+        Owner::Learned(i / MAX_LEARNED_PER_GUEST, i % MAX_LEARNED_PER_GUEST)
+    } else {
+        Owner::Slot(
+            v as usize / MAX_IPS_PER_GUEST,
+            v as usize % MAX_IPS_PER_GUEST,
+        )
+    }
+}
+
+/// Where a guest frame's binding comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Src {
+    /// A configured address.
+    Slot(usize),
+    /// A learned IPv6 address.
+    Learned(usize),
+    /// `::` (DAD, MLD, router solicitation before an address is ready):
+    /// the union of the guest's IPv6 bindings.
+    AllV6,
+}
 /// `macs` values with this bit name an identity, without it a guest.
 const IDENTITY_TAG: u16 = 0x8000;
 
@@ -132,10 +182,20 @@ struct Guest {
     active: bool,
     mac: u64,
     n_ips: u8,
+    /// Engine keys of the configured addresses, or networks of IPv6 prefixes.
     ips: [u128; MAX_IPS_PER_GUEST],
+    /// [`HOST`] for an address, else the IPv6 prefix length.
+    plen: [u8; MAX_IPS_PER_GUEST],
     bindings: [IdentitySet; MAX_IPS_PER_GUEST],
     /// Bound by the spreading rule of \[0030\] rather than by the operator.
     auto: [bool; MAX_IPS_PER_GUEST],
+    /// Learned IPv6 addresses (0: a free entry), each bound as the prefix
+    /// slot it lies in (or [`ALL_V6`] for link-local ones), and when a
+    /// frame last came from or went to it.
+    learned: [u128; MAX_LEARNED_PER_GUEST],
+    learned_from: [u8; MAX_LEARNED_PER_GUEST],
+    learned_seen: [u64; MAX_LEARNED_PER_GUEST],
+    n_learned: u8,
     counters: GuestCounters,
 }
 
@@ -145,15 +205,71 @@ impl Guest {
         mac: 0,
         n_ips: 0,
         ips: [0; MAX_IPS_PER_GUEST],
+        plen: [HOST; MAX_IPS_PER_GUEST],
         bindings: [IdentitySet::EMPTY; MAX_IPS_PER_GUEST],
         auto: [false; MAX_IPS_PER_GUEST],
+        learned: [0; MAX_LEARNED_PER_GUEST],
+        learned_from: [0; MAX_LEARNED_PER_GUEST],
+        learned_seen: [0; MAX_LEARNED_PER_GUEST],
+        n_learned: 0,
         counters: GuestCounters::ZERO,
     };
 
+    /// The slot of configured address `ip` (not of a prefix).
     #[inline(always)]
     fn slot_of(&self, ip: u128) -> Option<usize> {
         let n = (self.n_ips as usize).min(MAX_IPS_PER_GUEST);
-        self.ips[..n].iter().position(|&x| x == ip)
+        (0..n).find(|&s| self.ips[s] == ip && self.plen[s] == HOST)
+    }
+
+    /// The slot of the configured network `net`/`len` (an address or prefix).
+    fn net_slot(&self, net: u128, len: u8) -> Option<usize> {
+        let n = (self.n_ips as usize).min(MAX_IPS_PER_GUEST);
+        (0..n).find(|&s| self.ips[s] == net && self.plen[s] == len)
+    }
+
+    /// Configured IPv6 addresses and prefixes.
+    fn v6_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        let n = (self.n_ips as usize).min(MAX_IPS_PER_GUEST);
+        (0..n).filter(|&s| !is_v4_key(self.ips[s]) || self.plen[s] != HOST)
+    }
+
+    /// Every identity one of the guest's IPv6 entries is bound to: where
+    /// its link-local and `::` traffic may go.
+    fn v6_union(&self) -> IdentitySet {
+        IdentitySet(self.v6_slots().fold(0, |a, s| a | self.bindings[s].0))
+    }
+
+    /// What binds IPv6 address `a` if the guest may claim it: the first
+    /// prefix slot holding it, or [`ALL_V6`] for a link-local address of a
+    /// guest with some IPv6 entry. `None` for anything else (and for
+    /// addresses no host may use as its own).
+    fn governing(&self, a: u128) -> Option<u8> {
+        if !is_unicast_v6(a) {
+            return None;
+        }
+        let n = (self.n_ips as usize).min(MAX_IPS_PER_GUEST);
+        if let Some(s) =
+            (0..n).find(|&s| self.plen[s] != HOST && net_contains(self.ips[s], self.plen[s], a))
+        {
+            return Some(s as u8);
+        }
+        (is_link_local(a) && self.v6_slots().next().is_some()).then_some(ALL_V6)
+    }
+
+    fn learned_binding(&self, k: usize) -> IdentitySet {
+        match self.learned_from[k] {
+            ALL_V6 => self.v6_union(),
+            s => self.bindings[(s as usize).min(MAX_IPS_PER_GUEST - 1)],
+        }
+    }
+
+    fn src_binding(&self, src: Src) -> IdentitySet {
+        match src {
+            Src::Slot(s) => self.bindings[s],
+            Src::Learned(k) => self.learned_binding(k),
+            Src::AllV6 => self.v6_union(),
+        }
     }
 }
 
@@ -179,9 +295,15 @@ pub struct Engine {
     /// Guest MACs (value: guest index) and identity MACs (value:
     /// [`IDENTITY_TAG`] | identity index): one probe answers "whose MAC?".
     macs: Table<u64, { 2 * (MAX_GUESTS + MAX_IDENTITIES).next_power_of_two() }>,
-    /// guest index × 4 + IP slot, or [`OWN`].
-    ip_owner:
-        Table<u128, { 2 * (MAX_GUESTS * MAX_IPS_PER_GUEST + MAX_OWN_IPS).next_power_of_two() }>,
+    /// guest index × 4 + IP slot, [`LEARNED_TAG`] | guest index × 16 +
+    /// entry, or [`OWN`] (see [`owner`]).
+    ip_owner: Table<
+        u128,
+        {
+            2 * (MAX_GUESTS * (MAX_IPS_PER_GUEST + MAX_LEARNED_PER_GUEST) + MAX_OWN_IPS)
+                .next_power_of_two()
+        },
+    >,
     own_identity: Option<IdentityId>,
     own_ips: [u128; MAX_OWN_IPS],
     n_own_ips: u8,
@@ -226,6 +348,8 @@ impl Engine {
                 failover_moves: 0,
                 stranded: 0,
                 rx_flooded: 0,
+                rx_nd_directed: 0,
+                mld_out: 0,
             },
         }
     }
@@ -296,23 +420,53 @@ impl Engine {
     /// Add a guest with its MAC and IPs. Each IP is bound to one identity,
     /// spread so each identity has about as many IPs bound (\[0030\]).
     pub fn add_guest(&mut self, mac: MacAddr, ips: &[IpAddr]) -> Result<GuestId, Error> {
+        let mut nets =
+            [IpNet::host(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)); MAX_IPS_PER_GUEST];
+        if ips.len() > MAX_IPS_PER_GUEST {
+            return Err(Error::TooManyIps);
+        }
+        for (n, ip) in nets.iter_mut().zip(ips) {
+            *n = IpNet::host(*ip);
+        }
+        self.add_guest_nets(mac, &nets[..ips.len()])
+    }
+
+    /// [`Engine::add_guest`] with IPv6 prefixes beside addresses: the guest
+    /// may then use any address inside a prefix (SLAAC, privacy
+    /// addresses), learned when it first claims it. Prefixes may be shared
+    /// by several guests (a LAN's /64); addresses may not.
+    pub fn add_guest_nets(&mut self, mac: MacAddr, nets: &[IpNet]) -> Result<GuestId, Error> {
         let m = mac.to_u64();
         if m == 0 || mac.is_multicast() {
             return Err(Error::InvalidMac);
         }
-        if ips.len() > MAX_IPS_PER_GUEST {
+        if nets.len() > MAX_IPS_PER_GUEST {
             return Err(Error::TooManyIps);
         }
         if self.macs.get(m).is_some() {
             return Err(Error::DuplicateMac);
         }
         let mut keys = [0u128; MAX_IPS_PER_GUEST];
-        for (i, ip) in ips.iter().enumerate() {
-            let k = valid_ip(*ip)?;
-            if self.ip_owner.get(k).is_some() || keys[..i].contains(&k) {
+        let mut plen = [HOST; MAX_IPS_PER_GUEST];
+        for (i, net) in nets.iter().enumerate() {
+            let (k, l) = if net.is_host() {
+                let k = valid_ip(net.addr())?;
+                if self.ip_owner.get(k).is_some() {
+                    return Err(Error::DuplicateIp);
+                }
+                (k, HOST)
+            } else {
+                match net.addr() {
+                    IpAddr::V6(_) => (ip_key(net.addr()), net.prefix_len()),
+                    // Prefixes are for SLAAC; IPv4 guests name addresses.
+                    IpAddr::V4(_) => return Err(Error::InvalidIp),
+                }
+            };
+            if (0..i).any(|j| keys[j] == k && plen[j] == l) {
                 return Err(Error::DuplicateIp);
             }
             keys[i] = k;
+            plen[i] = l;
         }
         let Some(g) = self.guests.iter().position(|g| !g.active) else {
             return Err(Error::TooManyGuests);
@@ -320,15 +474,18 @@ impl Engine {
         self.guests[g] = Guest {
             active: true,
             mac: m,
-            n_ips: ips.len() as u8,
+            n_ips: nets.len() as u8,
             ips: keys,
+            plen,
             auto: [true; MAX_IPS_PER_GUEST],
             ..Guest::EMPTY
         };
         self.macs.insert(m, g as u16);
-        for (slot, &k) in keys[..ips.len()].iter().enumerate() {
-            self.ip_owner
-                .insert(k, (g * MAX_IPS_PER_GUEST + slot) as u16);
+        for slot in 0..nets.len() {
+            if plen[slot] == HOST {
+                self.ip_owner
+                    .insert(keys[slot], (g * MAX_IPS_PER_GUEST + slot) as u16);
+            }
             let b = self.spread_pick();
             self.guests[g].bindings[slot] = b;
         }
@@ -336,23 +493,50 @@ impl Engine {
         Ok(GuestId(g as u16))
     }
 
-    /// Remove a guest; its counters are discarded.
+    /// Remove a guest; its counters and learned addresses are discarded.
     pub fn remove_guest(&mut self, guest: GuestId) -> Result<(), Error> {
         let g = self.guest_index(guest).ok_or(Error::UnknownGuest)?;
         let gu = self.guests[g];
         self.macs.remove(gu.mac);
-        for &k in &gu.ips[..gu.n_ips as usize] {
-            self.ip_owner.remove(k);
+        for s in 0..gu.n_ips as usize {
+            if gu.plen[s] == HOST {
+                self.ip_owner.remove(gu.ips[s]);
+            }
+        }
+        for &a in gu.learned.iter().filter(|&&a| a != 0) {
+            self.ip_owner.remove(a);
         }
         self.guests[g] = Guest::EMPTY;
         self.refresh_reach(g);
         Ok(())
     }
 
+    /// The configured slots `net` names: the guest owning it, for an
+    /// address; every guest configured with it, for a prefix.
+    fn net_slots(&self, net: IpNet) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let host = if net.is_host() {
+            self.guest_ip(net.addr()).ok()
+        } else {
+            None
+        };
+        let key = ip_key(net.addr());
+        let len = net.prefix_len();
+        let prefix = !net.is_host() && matches!(net.addr(), IpAddr::V6(_));
+        host.into_iter().chain(
+            self.guests
+                .iter()
+                .enumerate()
+                .filter(move |(_, g)| prefix && g.active)
+                .filter_map(move |(i, g)| Some((i, g.net_slot(key, len)?))),
+        )
+    }
+
     /// Bind a guest IP to a set of identities (\[0028\]–\[0029\], \[0052\]): one
-    /// (default), several (more bandwidth) or none (`&[]`: denied).
-    pub fn bind(&mut self, ip: IpAddr, identities: &[IdentityId]) -> Result<(), Error> {
-        let (g, slot) = self.guest_ip(ip)?;
+    /// (default), several (more bandwidth) or none (`&[]`: denied). An
+    /// IPv6 prefix is bound for every guest configured with it, and its
+    /// learned addresses follow it.
+    pub fn bind(&mut self, ip: impl Into<IpNet>, identities: &[IdentityId]) -> Result<(), Error> {
+        let net = ip.into();
         let mut set = IdentitySet::EMPTY;
         for &id in identities {
             if id.0 >= self.n_uplinks {
@@ -360,27 +544,82 @@ impl Engine {
             }
             set.insert(id);
         }
-        self.guests[g].bindings[slot] = set;
-        self.guests[g].auto[slot] = false;
-        self.refresh_reach(g);
+        let mut slots = [(0usize, 0usize); MAX_GUESTS];
+        let mut n = 0;
+        for gs in self.net_slots(net) {
+            slots[n] = gs;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::UnknownIp);
+        }
+        for &(g, slot) in &slots[..n] {
+            self.guests[g].bindings[slot] = set;
+            self.guests[g].auto[slot] = false;
+            self.refresh_reach(g);
+        }
         Ok(())
     }
 
-    /// Give a guest IP back to the spreading rule of \[0030\].
-    pub fn bind_auto(&mut self, ip: IpAddr) -> Result<(), Error> {
-        let (g, slot) = self.guest_ip(ip)?;
-        self.guests[g].auto[slot] = true;
-        self.guests[g].bindings[slot] = IdentitySet::EMPTY;
-        let b = self.spread_pick();
-        self.guests[g].bindings[slot] = b;
-        self.refresh_reach(g);
+    /// Give a guest IP (or IPv6 prefix) back to the spreading rule of \[0030\].
+    pub fn bind_auto(&mut self, ip: impl Into<IpNet>) -> Result<(), Error> {
+        let net = ip.into();
+        let mut slots = [(0usize, 0usize); MAX_GUESTS];
+        let mut n = 0;
+        for gs in self.net_slots(net) {
+            slots[n] = gs;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::UnknownIp);
+        }
+        for &(g, slot) in &slots[..n] {
+            self.guests[g].auto[slot] = true;
+            self.guests[g].bindings[slot] = IdentitySet::EMPTY;
+            let b = self.spread_pick();
+            self.guests[g].bindings[slot] = b;
+            self.refresh_reach(g);
+        }
         Ok(())
     }
 
-    /// The binding of a guest IP.
-    pub fn binding(&self, ip: IpAddr) -> Option<IdentitySet> {
-        let (g, slot) = self.guest_ip(ip).ok()?;
-        Some(self.guests[g].bindings[slot])
+    /// The binding of a guest IP: a configured address's or prefix's, or
+    /// for a learned IPv6 address the binding it follows.
+    pub fn binding(&self, ip: impl Into<IpNet>) -> Option<IdentitySet> {
+        let net = ip.into();
+        if let Some((g, slot)) = self.net_slots(net).next() {
+            return Some(self.guests[g].bindings[slot]);
+        }
+        if !net.is_host() {
+            return None;
+        }
+        match owner(self.ip_owner.get(ip_key(net.addr()))?) {
+            Owner::Learned(g, k) => Some(self.guests[g].learned_binding(k)),
+            _ => None,
+        }
+    }
+
+    /// Guest `g`'s binding of its configured address or prefix `net`.
+    pub fn guest_binding(&self, g: GuestId, net: impl Into<IpNet>) -> Option<IdentitySet> {
+        let net = net.into();
+        let gu = &self.guests[self.guest_index(g)?];
+        let len = if net.is_host() {
+            HOST
+        } else {
+            net.prefix_len()
+        };
+        Some(gu.bindings[gu.net_slot(ip_key(net.addr()), len)?])
+    }
+
+    /// The IPv6 addresses guest `g` has learned (link-local, in-prefix).
+    pub fn learned(&self, g: GuestId) -> impl Iterator<Item = core::net::Ipv6Addr> + '_ {
+        let gu = self.guest_index(g).map(|i| &self.guests[i]);
+        gu.into_iter().flat_map(|gu| {
+            gu.learned
+                .iter()
+                .filter(|&&a| a != 0)
+                .map(|&a| core::net::Ipv6Addr::from(a))
+        })
     }
 
     /// Spread every automatically bound IP evenly again over the identities
@@ -518,11 +757,10 @@ impl Engine {
     /// link-layer option) already rewritten; a `SwitchLocal` to a guest
     /// reached at an identity comes with the destination rewritten.
     pub fn guest_transmit(&mut self, now: u64, guest: GuestId, frame: &mut [u8]) -> TxDecision {
-        let _ = now;
         let Some(g) = self.guest_index(guest) else {
             return TxDecision::Drop(DropReason::UnknownPort);
         };
-        match self.guest_tx_inner(g, frame) {
+        match self.guest_tx_inner(now, g, frame) {
             Ok(d) => d,
             Err(r) => {
                 self.guests[g].counters.tx_drops.bump(r);
@@ -532,7 +770,12 @@ impl Engine {
     }
 
     #[inline(always)]
-    fn guest_tx_inner(&mut self, g: usize, frame: &mut [u8]) -> Result<TxDecision, DropReason> {
+    fn guest_tx_inner(
+        &mut self,
+        now: u64,
+        g: usize,
+        frame: &mut [u8],
+    ) -> Result<TxDecision, DropReason> {
         let p = wire::parse(frame)?;
         let gmac = self.guests[g].mac;
         if p.src != gmac {
@@ -540,27 +783,27 @@ impl Engine {
         }
         // Step 1: the source IP (or, for an ARP probe / IPv6 DAD from the
         // unspecified address, the address being claimed) must be the guest's.
-        let src_ip = match p.l3 {
+        let src = match p.l3 {
             L3::Arp { sha, spa, tpa, .. } => {
                 if sha != gmac {
                     return Err(DropReason::SpoofedMac);
                 }
-                if spa == 0xffff_0000_0000 {
+                let ip = if spa == 0xffff_0000_0000 {
                     tpa // RFC 5227 2.1.1 probe
                 } else {
                     spa
-                }
+                };
+                Src::Slot(self.guests[g].slot_of(ip).ok_or(DropReason::SpoofedIp)?)
             }
-            L3::Ip {
-                src, dad_target, ..
-            } => match (src, dad_target) {
-                (0, Some(t)) => t,
-                _ => src,
-            },
+            L3::Ip { src, .. } if is_v4_key(src) => {
+                Src::Slot(self.guests[g].slot_of(src).ok_or(DropReason::SpoofedIp)?)
+            }
+            L3::Ip { src, icmp6, .. } => self.v6_source(now, g, frame, src, icmp6.as_ref())?,
             L3::Other(_) => return Err(DropReason::BadEthertype),
         };
-        let Some(slot) = self.guests[g].slot_of(src_ip) else {
-            return Err(DropReason::SpoofedIp);
+        let slot = match src {
+            Src::Slot(s) => s,
+            Src::Learned(_) | Src::AllV6 => 0,
         };
         let len = frame.len() as u64;
 
@@ -583,7 +826,7 @@ impl Engine {
         }
 
         // Step 7: assign a NIC by the source IP's binding.
-        let binding = self.guests[g].bindings[slot];
+        let binding = self.guests[g].src_binding(src);
         if binding.is_empty() {
             return Err(DropReason::Denied);
         }
@@ -591,29 +834,41 @@ impl Engine {
         // and a request or solicitation updates the target's cache too):
         // pick by receive load, so peers of a guest bound to several
         // identities spread over them.
-        let by_rx = matches!(
-            p.l3,
-            L3::Arp { .. }
-                | L3::Ip {
-                    nd_lladdr: Some(_),
-                    ..
-                }
-        );
-        let (id, u) = self.least_loaded_holder(binding, by_rx)?;
+        let icmp6 = p.icmp6().copied();
+        let by_rx = matches!(p.l3, L3::Arp { .. }) || icmp6.is_some_and(|m| m.ll_count > 0);
+        // MLD reports leave where group traffic is taken in: a snooping
+        // switch sends a group only to the ports its reports came from.
+        let mld_out = icmp6
+            .filter(|m| {
+                matches!(
+                    m.ty,
+                    wire::ICMPV6_MLD_REPORT | wire::ICMPV6_MLD_DONE | wire::ICMPV6_MLD2_REPORT
+                )
+            })
+            .and(self.bcast_uplink)
+            .and_then(|u| {
+                Some((
+                    self.uplinks[u.0 as usize].held.first()?.0 as usize,
+                    u.0 as usize,
+                ))
+            });
+        let (id, u) = match mld_out {
+            Some(pair) => pair,
+            None => self.least_loaded_holder(binding, by_rx)?,
+        };
 
         let idm = self.identities[id].mac;
         let steering = match self.cfg.mode {
             Mode::Identity => {
                 wire::set_src_mac(frame, idm);
-                match p.l3 {
-                    L3::Arp { .. } => wire::set_arp_sha(frame, idm),
-                    L3::Ip {
-                        nd_lladdr: Some(off),
-                        ..
-                    } if wire::parse_mac_at(frame, off) == Some(gmac) => {
-                        wire::set_nd_lladdr(frame, off, idm);
+                if let L3::Arp { .. } = p.l3 {
+                    wire::set_arp_sha(frame, idm);
+                }
+                if let Some(m) = icmp6 {
+                    // Every option was checked to be the guest's MAC.
+                    for &off in m.lladdrs() {
+                        wire::set_nd_lladdr(frame, m.at, off, idm);
                     }
-                    _ => {}
                 }
                 Steering::Rewritten {
                     identity: IdentityId(id as u8),
@@ -647,11 +902,134 @@ impl Engine {
         if by_rx {
             self.promise(u, g * MAX_IPS_PER_GUEST + slot, p.dst_ip().unwrap_or(0));
         }
+        if mld_out.is_some() {
+            self.counters.mld_out += 1;
+        }
         Ok(TxDecision::Send {
             uplink: UplinkId(u as u8),
             steering,
             flood_local: multicast,
         })
+    }
+
+    /// Step 1 for IPv6: the guards on what a guest may say in NDP, then the
+    /// source address, claimed (learned) if it is link-local or inside one
+    /// of the guest's prefixes. Returns where the frame's binding comes
+    /// from.
+    fn v6_source(
+        &mut self,
+        now: u64,
+        g: usize,
+        frame: &[u8],
+        src: u128,
+        icmp6: Option<&Icmp6>,
+    ) -> Result<Src, DropReason> {
+        if let Some(m) = icmp6 {
+            // RA guard (RFC 6105): guests are hosts.
+            if m.ty == wire::ICMPV6_RA || m.ty == wire::ICMPV6_REDIRECT {
+                return Err(DropReason::RaGuard);
+            }
+            let gmac = self.guests[g].mac;
+            if m.lladdrs()
+                .iter()
+                .any(|&off| wire::parse_mac_at(frame, off) != Some(gmac))
+            {
+                return Err(DropReason::NdLladdr);
+            }
+        }
+        let from = if src == 0 {
+            // The unspecified source is for DAD (RFC 4862 5.4.2), router
+            // solicitation before an address is ready (RFC 4861 4.1) and
+            // MLD reports meanwhile (RFC 3810 5.2.13); DAD claims its target.
+            match icmp6 {
+                Some(m) if m.ty == wire::ICMPV6_NS => {
+                    let t = m.target.ok_or(DropReason::NdMalformed)?;
+                    self.claim_v6(now, g, t)?
+                }
+                Some(m) if m.ty == wire::ICMPV6_RS || m.is_mld() => Src::AllV6,
+                _ => return Err(DropReason::SpoofedIp6),
+            }
+        } else {
+            self.claim_v6(now, g, src)?
+        };
+        if let Some(m) = icmp6.filter(|m| m.ty == wire::ICMPV6_NA) {
+            // RFC 4861 7.2.4: an advertisement is its target owner's to send.
+            let t = m.target.ok_or(DropReason::NdMalformed)?;
+            match self.claim_v6(now, g, t) {
+                Ok(_) => {}
+                Err(DropReason::SpoofedIp6 | DropReason::Ip6Taken | DropReason::Denied) => {
+                    return Err(DropReason::NdTarget)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(from)
+    }
+
+    /// IPv6 address `a` as guest `g`'s: configured, learned before, or
+    /// learned now if it is link-local or inside one of its prefixes and no
+    /// one else holds it.
+    fn claim_v6(&mut self, now: u64, g: usize, a: u128) -> Result<Src, DropReason> {
+        if let Some(s) = self.guests[g].slot_of(a) {
+            return Ok(Src::Slot(s));
+        }
+        let governing = self.guests[g].governing(a);
+        match self.ip_owner.get(a).map(owner) {
+            Some(Owner::Learned(h, k)) if h == g => {
+                self.guests[g].learned_seen[k] = now;
+                Ok(Src::Learned(k))
+            }
+            Some(_) if governing.is_some() => Err(DropReason::Ip6Taken),
+            Some(_) => Err(DropReason::SpoofedIp6),
+            None => match governing {
+                Some(from) => self.learn(now, g, a, from).map(Src::Learned),
+                // A link-local address of a guest with no IPv6 entry: it may
+                // not use IPv6 at all.
+                None if is_link_local(a) && is_unicast_v6(a) => Err(DropReason::Denied),
+                None => Err(DropReason::SpoofedIp6),
+            },
+        }
+    }
+
+    /// Records `a` as learned by guest `g`, bound as `from`. When the
+    /// guest is at `learn_max`, its least recently used address makes room
+    /// if it has been idle `learn_idle_ns`.
+    fn learn(&mut self, now: u64, g: usize, a: u128, from: u8) -> Result<usize, DropReason> {
+        let max = (self.cfg.learn_max as usize).min(MAX_LEARNED_PER_GUEST);
+        let gu = &self.guests[g];
+        let k = if (gu.n_learned as usize) < max {
+            gu.learned.iter().position(|&x| x == 0)
+        } else {
+            (0..MAX_LEARNED_PER_GUEST)
+                .filter(|&k| gu.learned[k] != 0)
+                .min_by_key(|&k| gu.learned_seen[k])
+                .filter(|&k| now.saturating_sub(gu.learned_seen[k]) >= self.cfg.learn_idle_ns)
+        };
+        let Some(k) = k else {
+            return Err(DropReason::Ip6LearnLimit);
+        };
+        if self.guests[g].learned[k] != 0 {
+            self.forget(g, k);
+        }
+        let v = LEARNED_TAG | (g * MAX_LEARNED_PER_GUEST + k) as u16;
+        if !self.ip_owner.insert(a, v) {
+            return Err(DropReason::Ip6LearnLimit);
+        }
+        let gu = &mut self.guests[g];
+        gu.learned[k] = a;
+        gu.learned_from[k] = from;
+        gu.learned_seen[k] = now;
+        gu.n_learned += 1;
+        Ok(k)
+    }
+
+    fn forget(&mut self, g: usize, k: usize) {
+        let a = self.guests[g].learned[k];
+        if a != 0 {
+            self.ip_owner.remove(a);
+            self.guests[g].learned[k] = 0;
+            self.guests[g].n_learned -= 1;
+        }
     }
 
     /// Guest IP `who` named an identity of uplink `u` to `peer` (an ARP
@@ -675,29 +1053,40 @@ impl Engine {
     /// Another guest or the own stack, for a unicast guest frame.
     #[inline(always)]
     fn local_destination(&self, p: &Parsed, frame: &mut [u8]) -> Option<TxDecision> {
-        let owner = self.macs.get(p.dst)?;
-        if owner & IDENTITY_TAG == 0 {
+        let by_mac = self.macs.get(p.dst)?;
+        if by_mac & IDENTITY_TAG == 0 {
             return Some(TxDecision::SwitchLocal {
-                guest: GuestId(owner),
+                guest: GuestId(by_mac),
             });
         }
         // Sent to an identity: the outside's name for a local guest or for
         // the own stack. Deliver here, with the real MAC put back.
-        match self.ip_owner.get(p.dst_ip()?)? {
-            OWN => Some(TxDecision::ToOwnStack),
-            v => {
-                let d = v as usize / MAX_IPS_PER_GUEST;
-                let dmac = self.guests[d].mac;
-                wire::set_dst_mac(frame, dmac);
-                if let L3::Arp { tha, .. } = p.l3 {
-                    if tha == p.dst {
-                        wire::set_arp_tha(frame, dmac);
+        let d = match owner(self.ip_owner.get(p.dst_ip()?)?) {
+            Owner::Own => return Some(TxDecision::ToOwnStack),
+            Owner::Slot(d, _) | Owner::Learned(d, _) => d,
+        };
+        self.restore_guest_mac(p, frame, self.guests[d].mac);
+        Some(TxDecision::SwitchLocal {
+            guest: GuestId(d as u16),
+        })
+    }
+
+    /// A frame sent to identity `p.dst` for a guest: the guest's own MAC put
+    /// back as destination, and where the frame names the identity as the
+    /// guest's link-layer address (ARP target, NDP option), there too.
+    #[inline(always)]
+    fn restore_guest_mac(&self, p: &Parsed, frame: &mut [u8], gmac: u64) {
+        wire::set_dst_mac(frame, gmac);
+        match &p.l3 {
+            L3::Arp { tha, .. } if *tha == p.dst => wire::set_arp_tha(frame, gmac),
+            L3::Ip { icmp6: Some(m), .. } => {
+                for &off in m.lladdrs() {
+                    if wire::parse_mac_at(frame, off) == Some(p.dst) {
+                        wire::set_nd_lladdr(frame, m.at, off, gmac);
                     }
                 }
-                Some(TxDecision::SwitchLocal {
-                    guest: GuestId(d as u16),
-                })
             }
+            _ => {}
         }
     }
 
@@ -776,14 +1165,36 @@ impl Engine {
             if self.bcast_uplink != Some(UplinkId(u as u8)) || self.macs.get(p.src).is_some() {
                 return RxDecision::Drop(DropReason::DuplicateBroadcast);
             }
-            if let L3::Arp { tpa, .. } = p.l3 {
-                return match self.ip_owner.get(tpa) {
-                    Some(OWN) => RxDecision::ToOwnStack,
-                    Some(v) => self.guest_for_owner(v),
-                    None => RxDecision::Flood {
-                        guests: self.reach(&p.l3),
-                    },
-                };
+            // ARP requests and neighbour solicitations for an address here
+            // go to its owner alone (RFC 4861 7.2.2: an NS goes to the
+            // target's solicited-node group, which only its owner joins).
+            let target = match p.l3 {
+                L3::Arp { tpa, .. } => Some(tpa),
+                L3::Ip {
+                    icmp6:
+                        Some(Icmp6 {
+                            ty: wire::ICMPV6_NS,
+                            target,
+                            ..
+                        }),
+                    ..
+                } => target,
+                _ => None,
+            };
+            if let Some(t) = target {
+                match self.ip_owner.get(t) {
+                    Some(OWN) => return RxDecision::ToOwnStack,
+                    Some(v) => {
+                        let d = self.guest_for_owner(v);
+                        if !matches!(p.l3, L3::Arp { .. }) {
+                            if let RxDecision::ToGuest { .. } = d {
+                                self.counters.rx_nd_directed += 1;
+                            }
+                        }
+                        return d;
+                    }
+                    None => {}
+                }
             }
             return RxDecision::Flood {
                 guests: self.reach(&p.l3),
@@ -809,12 +1220,7 @@ impl Engine {
             if let RxDecision::ToGuest { guest } = d {
                 self.count_identity_rx(i, len);
                 let gmac = self.guests[guest.0 as usize].mac;
-                wire::set_dst_mac(frame, gmac);
-                if let L3::Arp { tha, .. } = p.l3 {
-                    if tha == p.dst {
-                        wire::set_arp_tha(frame, gmac);
-                    }
-                }
+                self.restore_guest_mac(p, frame, gmac);
             }
             return d;
         }
@@ -823,8 +1229,8 @@ impl Engine {
                 let g = g as usize;
                 // A denied IP receives nothing either ([0029]), nor does a
                 // guest denied in the frame's family, whatever IP it names.
-                let denied = match p.dst_ip().and_then(|ip| self.guests[g].slot_of(ip)) {
-                    Some(slot) => self.guests[g].bindings[slot].is_empty(),
+                let denied = match p.dst_ip().and_then(|ip| self.guest_binding_of(g, ip)) {
+                    Some(b) => b.is_empty(),
                     None => !self.reach(&p.l3).contains(GuestId(g as u16)),
                 };
                 if denied {
@@ -861,16 +1267,32 @@ impl Engine {
         ident.counters.rx_bytes += len;
     }
 
+    /// The guest an `ip_owner` value names, unless the address is denied.
     #[inline(always)]
-    fn guest_for_owner(&mut self, owner: u16) -> RxDecision {
-        let g = owner as usize / MAX_IPS_PER_GUEST;
-        let slot = owner as usize % MAX_IPS_PER_GUEST;
-        if self.guests[g].bindings[slot].is_empty() {
+    fn guest_for_owner(&mut self, v: u16) -> RxDecision {
+        let (g, binding) = match owner(v) {
+            Owner::Own => return RxDecision::ToOwnStack,
+            Owner::Slot(g, s) => (g, self.guests[g].bindings[s]),
+            Owner::Learned(g, k) => (g, self.guests[g].learned_binding(k)),
+        };
+        if binding.is_empty() {
             self.guests[g].counters.rx_drops.bump(DropReason::Denied);
             return RxDecision::Drop(DropReason::Denied);
         }
         RxDecision::ToGuest {
             guest: GuestId(g as u16),
+        }
+    }
+
+    /// The binding of `ip` if it is guest `g`'s (configured or learned).
+    fn guest_binding_of(&self, g: usize, ip: u128) -> Option<IdentitySet> {
+        let gu = &self.guests[g];
+        if let Some(s) = gu.slot_of(ip) {
+            return Some(gu.bindings[s]);
+        }
+        match owner(self.ip_owner.get(ip)?) {
+            Owner::Learned(h, k) if h == g => Some(gu.learned_binding(k)),
+            _ => None,
         }
     }
 
@@ -1277,9 +1699,12 @@ impl Engine {
             .map(|g| MacAddr::from_u64(self.guests[g].mac))
     }
 
-    /// The guest that owns `ip`, if any.
+    /// The guest that owns `ip` (configured, or a learned IPv6 address), if any.
     pub fn guest_of_ip(&self, ip: IpAddr) -> Option<GuestId> {
-        self.guest_ip(ip).ok().map(|(g, _)| GuestId(g as u16))
+        match owner(self.ip_owner.get(ip_key(ip))?) {
+            Owner::Own => None,
+            Owner::Slot(g, _) | Owner::Learned(g, _) => Some(GuestId(g as u16)),
+        }
     }
 
     /// Which uplink holds `id` (its MAC register / receive filter has it).
@@ -1390,14 +1815,34 @@ impl Engine {
                 return Err("guest MAC table out of step");
             }
             for s in 0..g.n_ips as usize {
+                if g.bindings[s].0 >> n != 0 {
+                    return Err("binding names a nonexistent identity");
+                }
+                if g.plen[s] != HOST {
+                    continue;
+                }
                 ips += 1;
                 if self.ip_owner.get(g.ips[s]) != Some((gi * MAX_IPS_PER_GUEST + s) as u16) {
                     return Err("IP table out of step");
                 }
-                if g.bindings[s].0 >> n != 0 {
-                    return Err("binding names a nonexistent identity");
+            }
+            let mut learned = 0;
+            for (k, &a) in g.learned.iter().enumerate().filter(|(_, &a)| a != 0) {
+                learned += 1;
+                let v = LEARNED_TAG | (gi * MAX_LEARNED_PER_GUEST + k) as u16;
+                if self.ip_owner.get(a) != Some(v) {
+                    return Err("learned address table out of step");
+                }
+                if g.governing(a) != Some(g.learned_from[k]) {
+                    return Err("learned address outside the guest's prefixes");
                 }
             }
+            if learned != g.n_learned as usize
+                || learned > (self.cfg.learn_max as usize).min(MAX_LEARNED_PER_GUEST)
+            {
+                return Err("learned address count out of step");
+            }
+            ips += learned;
         }
         for (i, id) in self.identities[..n].iter().enumerate() {
             if self.macs.get(id.mac) != Some(IDENTITY_TAG | i as u16) {
@@ -1449,13 +1894,11 @@ impl Engine {
         Ok(&mut self.identities[id.0 as usize])
     }
 
+    /// The guest and slot of a configured address.
     fn guest_ip(&self, ip: IpAddr) -> Result<(usize, usize), Error> {
-        match self.ip_owner.get(ip_key(ip)) {
-            Some(OWN) | None => Err(Error::UnknownIp),
-            Some(v) => Ok((
-                v as usize / MAX_IPS_PER_GUEST,
-                v as usize % MAX_IPS_PER_GUEST,
-            )),
+        match self.ip_owner.get(ip_key(ip)).map(owner) {
+            Some(Owner::Slot(g, s)) => Ok((g, s)),
+            _ => Err(Error::UnknownIp),
         }
     }
 }
@@ -1501,6 +1944,19 @@ impl Engine {
 #[inline(always)]
 fn is_v4_key(k: u128) -> bool {
     k >> 32 == 0xffff
+}
+
+/// fe80::/10 (RFC 4291 2.5.6).
+#[inline(always)]
+fn is_link_local(a: u128) -> bool {
+    a >> 118 == 0x3fa
+}
+
+/// An IPv6 address a host may send from as its own: not `::`, `::1`,
+/// multicast (ff00::/8) or IPv4-mapped (the engine's IPv4 keys).
+#[inline(always)]
+fn is_unicast_v6(a: u128) -> bool {
+    a > 1 && a >> 120 != 0xff && !is_v4_key(a)
 }
 
 fn valid_ip(ip: IpAddr) -> Result<u128, Error> {

@@ -5,8 +5,9 @@
 //! (NICs with a factory MAC, link state, receive-filter slots, capacity),
 //! identities (MACs the outside network associates with guests; identity
 //! *k* starts as uplink *k*'s factory MAC; every identity is held by exactly
-//! one uplink), guests (a MAC and up to four IPs, each IP bound to a set of
-//! identities), and counters. It never touches hardware, never reads a clock
+//! one uplink), guests (a MAC and up to four IP entries, IPv4 or IPv6
+//! addresses or IPv6 prefixes, each bound to a set of identities), and
+//! counters. It never touches hardware, never reads a clock
 //! and never allocates: the datapath asks it what to do with each frame and
 //! carries out the answer, which is a plain value.
 //!
@@ -47,14 +48,16 @@
 //! # The contract
 //!
 //! - **Setup / control**: [`Engine::new`] (`const`), [`Engine::add_uplink`],
-//!   [`Engine::add_guest`] (IPs spread over identities, \[0030\]),
+//!   [`Engine::add_guest`] / [`Engine::add_guest_nets`] (IPs spread over
+//!   identities, \[0030\]),
 //!   [`Engine::remove_guest`], [`Engine::bind`] (one, several, or no
 //!   identities: \[0028\]–\[0029\], \[0052\]), [`Engine::bind_auto`],
 //!   [`Engine::respread`], [`Engine::pin`] / [`Engine::unpin`] and
 //!   [`Engine::set_exclusive`] (\[0051\]), [`Engine::set_own_stack`]. They
 //!   return [`Error`] and change nothing on error.
 //! - **Guest frame** ([`Engine::guest_transmit`], claim steps 7–10):
-//!   validated (runt, malformed, ethertype, spoofed source MAC / IP), then
+//!   validated (runt, malformed, ethertype, spoofed source MAC / IP; for
+//!   IPv6 see below), then
 //!   [`TxDecision::SwitchLocal`] / [`TxDecision::ToOwnStack`] for local
 //!   destinations, `Drop(Denied)` for an empty binding, else
 //!   [`TxDecision::Send`] through the least-loaded live uplink holding a
@@ -71,6 +74,22 @@
 //!   to that guest (dropped if its IP is denied); its reply goes
 //!   out through the least-loaded bound identity, so peers learn different
 //!   identities and receive load spreads too.
+//! - **IPv6**: a guest may send from its configured addresses, from any
+//!   address inside one of its prefixes and from link-local addresses
+//!   (learned when first claimed, by DAD or use: at most
+//!   `Config::learn_max` per guest, the longest-idle one forgotten after
+//!   `learn_idle_ns` to make room; an address another guest or the own
+//!   stack holds is refused as `Ip6Taken`), and from `::` for DAD, router
+//!   solicitation and MLD. Learned addresses follow their prefix's binding;
+//!   link-local ones and `::` the union of the guest's IPv6 bindings.
+//!   NDP is checked and rewritten like ARP: every link-layer option must be
+//!   the guest's MAC (`NdLladdr`) and becomes the identity (checksum
+//!   patched), an NA's target must be the guest's (`NdTarget`), RAs and
+//!   redirects are dropped (`RaGuard`), NDP is found behind extension
+//!   headers or the frame is dropped (`Ip6ExtHeader`, `NdMalformed`). MLD
+//!   reports leave through the broadcast uplink (where multicast is taken
+//!   in). From the outside, a solicitation goes to its target's owner
+//!   alone, other IPv6 multicast to the guests with IPv6 bound.
 //! - **Own-stack frame** ([`Engine::own_transmit`], claim steps 3–6): the
 //!   least-loaded uplink; if it does not hold the source MAC, the
 //!   [`OwnTxDecision::Send`] carries the swap as [`Moves`].
@@ -104,9 +123,9 @@
 //! - Receive spreading is per peer: a peer (or a router, for everything
 //!   behind it) keeps the identity its last ARP reply named.
 //! - Guests must send from their configured IPs: DHCP from 0.0.0.0 is
-//!   dropped as spoofed (ARP probes and IPv6 DAD are allowed). IPv6 NDP is
-//!   rewritten only without extension headers. Own-stack broadcasts are not
-//!   copied to guests.
+//!   dropped as spoofed (ARP probes and IPv6 DAD are allowed). Own-stack
+//!   broadcasts are not copied to guests. DHCPv6 is not guarded (only
+//!   router advertisements and redirects are).
 //!
 //! # Testing
 //!
@@ -137,10 +156,13 @@ pub use decision::{DropReason, Move, Moves, OwnTxDecision, RxDecision, Steering,
 pub use engine::{Engine, Load};
 pub use error::Error;
 pub use types::{
-    Config, GuestId, GuestSet, IdentityId, IdentitySet, MacAddr, Mode, UplinkConfig, UplinkId,
-    MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_OWN_IPS, MAX_UPLINKS,
+    Config, GuestId, GuestSet, IdentityId, IdentitySet, IpNet, IpNetError, MacAddr, Mode,
+    UplinkConfig, UplinkId, MAX_GUESTS, MAX_IDENTITIES, MAX_IPS_PER_GUEST, MAX_LEARNED_PER_GUEST,
+    MAX_OWN_IPS, MAX_UPLINKS,
 };
 pub use wire::learning_frame;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ipv6;

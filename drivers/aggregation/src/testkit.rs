@@ -6,8 +6,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::{
-    Config, Engine, GuestId, IdentityId, MacAddr, Mode, Moves, OwnTxDecision, RxDecision, Steering,
-    TxDecision, UplinkConfig, UplinkId, MAX_UPLINKS,
+    Config, Engine, GuestId, IdentityId, IpNet, MacAddr, Mode, Moves, OwnTxDecision, RxDecision,
+    Steering, TxDecision, UplinkConfig, UplinkId, MAX_UPLINKS,
 };
 
 /// Write an IPv4 frame header (no options) into `f`; returns 34.
@@ -66,6 +66,164 @@ pub fn ipv6_na(f: &mut [u8], dst: MacAddr, src: MacAddr, sip: [u8; 16], dip: [u8
     f[80..86].copy_from_slice(&src.0);
     86
 }
+
+/// IPv6 next header "hop-by-hop options", with a router alert for MLD
+/// (RFC 2711) and padding: one 8-byte extension header.
+pub const EXT_HOP_BY_HOP: (u8, [u8; 8]) = (0, [0, 0, 5, 2, 0, 0, 1, 0]);
+/// IPv6 "destination options" holding only padding (PadN, RFC 8200 4.2).
+pub const EXT_DEST_OPTS: (u8, [u8; 8]) = (60, [0, 0, 1, 4, 0, 0, 0, 0]);
+/// A first fragment header (offset 0, more fragments).
+pub const EXT_FRAGMENT: (u8, [u8; 8]) = (44, [0, 0, 0, 1, 0, 0, 0, 7]);
+
+/// The Internet checksum (RFC 1071) of `data`, added to `init`.
+pub fn internet_checksum(data: &[u8], init: u32) -> u16 {
+    let mut sum = init;
+    for c in data.chunks(2) {
+        let hi = c[0];
+        let lo = c.get(1).copied().unwrap_or(0);
+        sum += u16::from_be_bytes([hi, lo]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The RFC 8200 8.1 pseudo-header sum for an upper-layer message of `len`
+/// bytes with next header `nh` in an IPv6 frame.
+fn pseudo_sum(f: &[u8], len: usize, nh: u8) -> u32 {
+    let mut s = 0u32;
+    for c in f[22..54].chunks(2) {
+        s += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    s + (len as u32 >> 16) + (len as u32 & 0xffff) + nh as u32
+}
+
+/// Write an IPv6 frame into `f`: the header, the extension headers `exts`
+/// in order (each 8 bytes; the first byte, next header, is filled in),
+/// then `payload` as upper layer `upper`. An ICMPv6 payload gets its
+/// checksum (bytes 2–3) computed. Returns the frame's length (at least 60).
+#[allow(clippy::too_many_arguments)]
+pub fn ipv6_packet(
+    f: &mut [u8],
+    dst: MacAddr,
+    src: MacAddr,
+    sip: [u8; 16],
+    dip: [u8; 16],
+    exts: &[(u8, [u8; 8])],
+    upper: u8,
+    payload: &[u8],
+) -> usize {
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+    f[14..54].fill(0);
+    f[14] = 0x60;
+    let plen = exts.len() * 8 + payload.len();
+    f[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
+    f[20] = exts.first().map_or(upper, |e| e.0);
+    f[21] = 255;
+    f[22..38].copy_from_slice(&sip);
+    f[38..54].copy_from_slice(&dip);
+    let mut off = 54;
+    for (i, (_, body)) in exts.iter().enumerate() {
+        f[off..off + 8].copy_from_slice(body);
+        f[off] = exts.get(i + 1).map_or(upper, |e| e.0);
+        off += 8;
+    }
+    f[off..off + payload.len()].copy_from_slice(payload);
+    if upper == crate::wire::NH_ICMPV6 && payload.len() >= 4 {
+        f[off + 2..off + 4].fill(0);
+        let ck = internet_checksum(
+            &f[off..off + payload.len()],
+            pseudo_sum(f, payload.len(), 58),
+        );
+        f[off + 2..off + 4].copy_from_slice(&ck.to_be_bytes());
+    }
+    let end = off + payload.len();
+    if end < 60 {
+        f[end..60].fill(0);
+    }
+    end.max(60)
+}
+
+/// Whether the ICMPv6 message in `frame` (behind any extension headers)
+/// has a valid checksum; `None` if the frame carries none.
+pub fn icmp6_checksum_ok(frame: &[u8]) -> Option<bool> {
+    let p = crate::wire::parse(frame).ok()?;
+    let m = p.icmp6()?;
+    let plen = u16::from_be_bytes([frame[18], frame[19]]) as usize;
+    let end = (54 + plen).min(frame.len());
+    let body = frame.get(m.at..end)?;
+    Some(internet_checksum(body, pseudo_sum(frame, body.len(), 58)) == 0)
+}
+
+/// An NDP message body into `b` (RFC 4861 4.1–4.5): type, code 0, a zero
+/// checksum, the fixed part (flags zero; `target` for NS, NA and
+/// redirect), then one link-layer option (type 1 source, 2 target) per
+/// `opts` entry. Returns its length.
+pub fn nd_body(b: &mut [u8], ty: u8, target: [u8; 16], opts: &[(u8, MacAddr)]) -> usize {
+    let fixed = match ty {
+        133 => 8,
+        134 => 16,
+        135 | 136 => 24,
+        _ => 40,
+    };
+    b[..fixed].fill(0);
+    b[0] = ty;
+    if matches!(ty, 135..=137) {
+        b[8..24].copy_from_slice(&target);
+    }
+    if ty == 136 {
+        b[4] = 0x60; // solicited, override (RFC 4861 4.4)
+    }
+    let mut off = fixed;
+    for (t, mac) in opts {
+        b[off] = *t;
+        b[off + 1] = 1;
+        b[off + 2..off + 8].copy_from_slice(&mac.0);
+        off += 8;
+    }
+    off
+}
+
+/// An MLDv2 report (RFC 3810 5.2) joining `group`, into `b`; returns 28.
+pub fn mld2_report_body(b: &mut [u8], group: [u8; 16]) -> usize {
+    b[..28].fill(0);
+    b[0] = 143;
+    b[7] = 1; // one record
+    b[8] = 4; // CHANGE_TO_EXCLUDE_MODE: join
+    b[12..28].copy_from_slice(&group);
+    28
+}
+
+/// The solicited-node multicast group of `a` (RFC 4291 2.7.1), and its MAC
+/// (RFC 2464 7).
+pub fn solicited_node(a: [u8; 16]) -> ([u8; 16], MacAddr) {
+    let mut g = [0u8; 16];
+    g[0] = 0xff;
+    g[1] = 0x02;
+    g[11] = 1;
+    g[12] = 0xff;
+    g[13..16].copy_from_slice(&a[13..16]);
+    (g, MacAddr([0x33, 0x33, 0xff, a[13], a[14], a[15]]))
+}
+
+/// A link-local address whose last byte is `k`.
+pub const fn link_local(k: u8) -> [u8; 16] {
+    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, k]
+}
+
+/// The IPv6 prefix guests 0 and 1 share in the harness, and its address
+/// with last byte `k`.
+pub const PREFIX6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+pub const fn in_prefix(k: u8) -> [u8; 16] {
+    let mut a = PREFIX6;
+    a[15] = k;
+    a
+}
+/// A host out on the wire, in IPv6.
+pub const PEER_V6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xfe];
 
 /// Uplink *k*'s factory MAC in the harness.
 pub const fn uplink_mac(k: u8) -> MacAddr {
@@ -152,9 +310,10 @@ pub enum Op {
     },
 }
 
-/// An engine with four uplinks (filter slots 1, 2, 16, 4), six guests (guest
-/// 0 also has an IPv6 address) and the own stack on identity 0, plus the
-/// checks run after every [`Op`].
+/// An engine with four uplinks (filter slots 1, 2, 16, 4), six guests
+/// (guest 0 also has an IPv6 address, guests 0 and 1 share the IPv6 prefix
+/// [`PREFIX6`]; three learned addresses per guest at most) and the own
+/// stack on identity 0, plus the checks run after every [`Op`].
 pub struct Harness {
     pub engine: Engine,
     pub now: u64,
@@ -167,6 +326,8 @@ impl Harness {
         cfg.rebalance_interval_ns = 100_000_000;
         cfg.min_dwell_ns = 1_000_000_000;
         cfg.overload_permille = 300;
+        cfg.learn_max = 3;
+        cfg.learn_idle_ns = 2_000_000_000;
         let mut engine = Engine::new(cfg);
         let slots = [1, 2, 16, 4];
         for k in 0..HARNESS_UPLINKS {
@@ -175,11 +336,18 @@ impl Harness {
             u.filter_slots = slots[k as usize];
             engine.add_uplink(u).expect("harness uplink");
         }
+        let prefix = IpNet::new(IpAddr::V6(Ipv6Addr::from(PREFIX6)), 64).expect("prefix");
         for g in 0..HARNESS_GUESTS {
-            let v4 = IpAddr::V4(Ipv4Addr::from(guest_ip(g)));
-            let v6 = IpAddr::V6(Ipv6Addr::from(GUEST0_V6));
-            let ips: &[IpAddr] = if g == 0 { &[v4, v6] } else { &[v4] };
-            engine.add_guest(guest_mac(g), ips).expect("harness guest");
+            let v4 = IpNet::host(IpAddr::V4(Ipv4Addr::from(guest_ip(g))));
+            let v6 = IpNet::host(IpAddr::V6(Ipv6Addr::from(GUEST0_V6)));
+            let ips: &[IpNet] = match g {
+                0 => &[v4, v6, prefix],
+                1 => &[v4, prefix],
+                _ => &[v4],
+            };
+            engine
+                .add_guest_nets(guest_mac(g), ips)
+                .expect("harness guest");
         }
         engine
             .set_own_stack(IdentityId(0), &[IpAddr::V4(Ipv4Addr::from(OWN_IP))])
@@ -278,7 +446,11 @@ impl Harness {
                     .link_changed(self.now, UplinkId(uplink % HARNESS_UPLINKS), up);
             }
             Op::Bind { guest, set } => {
-                let ip = IpAddr::V4(Ipv4Addr::from(guest_ip(guest % HARNESS_GUESTS)));
+                let ip = if guest & 0x80 != 0 {
+                    IpNet::new(IpAddr::V6(Ipv6Addr::from(PREFIX6)), 64).ok_or("prefix")?
+                } else {
+                    IpNet::host(IpAddr::V4(Ipv4Addr::from(guest_ip(guest % HARNESS_GUESTS))))
+                };
                 let mut ids = [IdentityId(0); MAX_UPLINKS];
                 let mut n = 0;
                 for i in 0..HARNESS_UPLINKS {
@@ -335,12 +507,13 @@ impl Harness {
             Op::RebalanceNow => moves = self.engine.rebalance_now(self.now),
             Op::RawRx { uplink, len } => {
                 let n = (len as usize).min(self.buf.len());
+                let valid = icmp6_checksum_ok(&self.buf[..n]);
                 let d = self.engine.uplink_receive(
                     self.now,
                     UplinkId(uplink % (HARNESS_UPLINKS + 1)),
                     &mut self.buf[..n],
                 );
-                self.check_rx(d, n)?;
+                self.check_rx(d, n, valid)?;
             }
         }
         let e = &self.engine;
@@ -389,13 +562,19 @@ impl Harness {
         } else {
             guest_ip(gi)
         };
-        let spoofed = src != guest_mac(gi) || sip != guest_ip(gi);
+        // IPv4 and ARP: a spoof is plain to see. IPv6 frames below pick
+        // their addresses from `other` (link-local, in-prefix: several
+        // guests contend for them) and are judged by `check_tx`.
+        let kind = kind % GUEST_KINDS;
+        let spoofed = src != guest_mac(gi) || (kind < 5 && sip != guest_ip(gi));
         let id = self
             .engine
             .identity_mac(IdentityId(other % HARNESS_UPLINKS))
             .unwrap_or_default();
+        let ll = link_local(if spoof & 2 != 0 { oi } else { gi } + 1);
+        let mut body = [0u8; 64];
         let b = &mut self.buf;
-        let n = match kind % 7 {
+        let n = match kind {
             0 => ipv4(b, PEER_MAC, src, sip, PEER_IP),
             1 => arp(
                 b,
@@ -414,15 +593,10 @@ impl Harness {
                 if gi != 0 || spoof & 2 != 0 {
                     v6[15] = 0x99;
                 }
-                ipv6_na(
-                    b,
-                    PEER_MAC,
-                    src,
-                    v6,
-                    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                )
+                let k = nd_body(&mut body, 136, v6, &[(2, src)]);
+                ipv6_packet(b, PEER_MAC, src, v6, PEER_V6, &[], 58, &body[..k])
             }
-            _ => arp(
+            6 => arp(
                 b,
                 1,
                 MacAddr::BROADCAST,
@@ -431,21 +605,105 @@ impl Harness {
                 MacAddr::default(),
                 sip,
             ),
+            // UDP from an address in the shared prefix.
+            7 => ipv6_packet(
+                b,
+                PEER_MAC,
+                src,
+                in_prefix(oi + 1),
+                PEER_V6,
+                &[],
+                17,
+                &[0; 8],
+            ),
+            // Neighbour solicitation from a link-local address.
+            8 => {
+                let (grp, gmac) = solicited_node(PEER_V6);
+                let k = nd_body(&mut body, 135, PEER_V6, &[(1, src)]);
+                ipv6_packet(b, gmac, src, ll, grp, &[], 58, &body[..k])
+            }
+            // Duplicate address detection for an in-prefix address.
+            9 => {
+                let t = in_prefix(oi + 1);
+                let (grp, gmac) = solicited_node(t);
+                let k = nd_body(&mut body, 135, t, &[]);
+                ipv6_packet(b, gmac, src, [0; 16], grp, &[], 58, &body[..k])
+            }
+            // A router advertisement: never let out.
+            10 => {
+                let k = nd_body(&mut body, 134, [0; 16], &[(1, src)]);
+                let all = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+                ipv6_packet(
+                    b,
+                    MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+                    src,
+                    ll,
+                    all,
+                    &[],
+                    58,
+                    &body[..k],
+                )
+            }
+            // An MLDv2 report behind a hop-by-hop header, from :: or link-local.
+            11 => {
+                let k = mld2_report_body(&mut body, solicited_node(ll).0);
+                let s6 = if other & 1 != 0 { [0; 16] } else { ll };
+                let mld = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16];
+                let mac = MacAddr([0x33, 0x33, 0, 0, 0, 0x16]);
+                ipv6_packet(b, mac, src, s6, mld, &[EXT_HOP_BY_HOP], 58, &body[..k])
+            }
+            // A neighbour advertisement for an in-prefix target, with a
+            // second, foreign link-layer option when spoofing.
+            12 => {
+                let t = in_prefix(oi + 1);
+                let opts = [(2, src), (1, guest_mac(oi))];
+                let k = nd_body(&mut body, 136, t, &opts[..1 + (spoof as usize >> 1 & 1)]);
+                ipv6_packet(b, PEER_MAC, src, ll, PEER_V6, &[], 58, &body[..k])
+            }
+            // A solicitation behind destination options (or a fragment
+            // header, where it must be dropped).
+            _ => {
+                let (grp, gmac) = solicited_node(PEER_V6);
+                let k = nd_body(&mut body, 135, PEER_V6, &[(1, src)]);
+                let ext = if other & 1 != 0 {
+                    EXT_FRAGMENT
+                } else {
+                    EXT_DEST_OPTS
+                };
+                ipv6_packet(b, gmac, src, ll, grp, &[ext], 58, &body[..k])
+            }
         };
         let n = if spoof & 4 != 0 {
             (cut as usize).min(n)
         } else {
             n.max(60)
         };
+        let valid = icmp6_checksum_ok(&self.buf[..n]) == Some(true);
         let d = self.engine.guest_transmit(self.now, g, &mut self.buf[..n]);
         if spoofed && !matches!(d, TxDecision::Drop(_)) {
             return Err("a spoofed frame was not dropped");
         }
-        self.check_tx(g, d, n, Some(kind % 7))
+        if valid
+            && matches!(d, TxDecision::Send { .. })
+            && icmp6_checksum_ok(&self.buf[..n]) != Some(true)
+        {
+            return Err("an ICMPv6 checksum went wrong");
+        }
+        if kind == 10 && !matches!(d, TxDecision::Drop(_)) {
+            return Err("a guest's router advertisement was let through");
+        }
+        if kind == 13 && other & 1 != 0 && !matches!(d, TxDecision::Drop(_)) {
+            return Err("NDP in a fragment was let through");
+        }
+        self.check_tx(g, d, n, Some(kind))
     }
 
     /// The transmit properties: a denied IP never gets an uplink, no frame
-    /// leaves with another guest's source, literal mode always restores.
+    /// leaves with another guest's source (IP, DAD or NA target), no frame
+    /// leaves with a link-layer address (Ethernet source, ARP sender, NDP
+    /// option) that is neither an identity the uplink holds (identity mode)
+    /// nor the guest's own (literal mode), NDP checksums stay valid, and
+    /// literal mode always restores.
     fn check_tx(
         &self,
         g: GuestId,
@@ -466,48 +724,74 @@ impl Harness {
         }
         let frame = &self.buf[..n];
         let p = crate::wire::parse(frame).map_err(|_| "sent a frame that does not parse")?;
-        // The IP the binding was taken from.
+        let key_ip = |k: u128| {
+            if k >> 32 == 0xffff {
+                IpAddr::V4(Ipv4Addr::from(k as u32))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(k))
+            }
+        };
+        let icmp6 = p.icmp6().copied();
+        if icmp6.is_some_and(|m| m.ty == 134 || m.ty == 137) {
+            return Err("a router advertisement or redirect left a guest");
+        }
+        // The IP the binding was taken from (`None`: `::`, bound as the
+        // union of the guest's IPv6 entries).
         let ip = match p.l3 {
             crate::wire::L3::Arp { spa, tpa, .. } => {
-                if spa == 0xffff_0000_0000 {
-                    tpa
-                } else {
-                    spa
-                }
+                Some(if spa == 0xffff_0000_0000 { tpa } else { spa })
             }
-            crate::wire::L3::Ip {
-                src: 0,
-                dad_target: Some(t),
-                ..
-            } => t,
-            crate::wire::L3::Ip { src, .. } => src,
+            crate::wire::L3::Ip { src: 0, .. } => p.dad_target(),
+            crate::wire::L3::Ip { src, .. } => Some(src),
             crate::wire::L3::Other(_) => return Err("sent a non-IP frame"),
         };
-        let ipaddr = if ip >> 32 == 0xffff {
-            IpAddr::V4(Ipv4Addr::from(ip as u32))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(ip))
+        let binding = match ip {
+            Some(ip) => {
+                if e.guest_of_ip(key_ip(ip)) != Some(g) {
+                    return Err("a frame left with another guest's source IP");
+                }
+                e.binding(key_ip(ip)).ok_or("no binding")?
+            }
+            None => {
+                let m = icmp6.ok_or("a non-ICMPv6 frame left from ::")?;
+                if !(m.ty == 133 || m.is_mld()) {
+                    return Err("a frame left from :: that may not");
+                }
+                self.v6_union(g)
+            }
         };
-        if e.guest_of_ip(ipaddr) != Some(g) {
-            return Err("a frame left with another guest's source IP");
-        }
-        let binding = e.binding(ipaddr).ok_or("no binding")?;
         if binding.is_empty() {
             return Err("a denied IP got an uplink");
         }
+        if let Some(m) = icmp6 {
+            if m.ty == 136 {
+                let t = m.target.ok_or("NA without target")?;
+                if e.guest_of_ip(key_ip(t)) != Some(g) {
+                    return Err("a neighbour advertisement for another's target left");
+                }
+            }
+        }
+        // MLD reports leave by the broadcast uplink, whatever the binding.
+        let mld = icmp6.is_some_and(|m| matches!(m.ty, 131 | 132 | 143));
         let src = MacAddr::from_u64(p.src);
+        let lladdrs = icmp6.map(|m| m.ll).unwrap_or_default();
+        let lladdrs = &lladdrs[..icmp6.map_or(0, |m| m.ll_count as usize)];
+        let opt = |off: usize| crate::wire::parse_mac_at(frame, off).map(MacAddr::from_u64);
         match (e.mode(), steering) {
             (Mode::Identity, Steering::Rewritten { identity, mac }) => {
                 if src != mac || e.identity_mac(identity) != Some(mac) {
                     return Err("identity mode: source is not the chosen identity");
                 }
-                if e.holder(identity) != Some(uplink) || !binding.contains(identity) {
+                if e.holder(identity) != Some(uplink) || !(mld || binding.contains(identity)) {
                     return Err("identity mode: identity not bound or not held by the uplink");
                 }
                 if let crate::wire::L3::Arp { sha, .. } = p.l3 {
                     if sha != p.src {
                         return Err("identity mode: ARP sender not rewritten");
                     }
+                }
+                if lladdrs.iter().any(|&o| opt(o) != Some(mac)) {
+                    return Err("identity mode: an NDP link-layer option is not the identity");
                 }
             }
             (Mode::Literal, Steering::WriteMacThenRestore { mac, restore }) => {
@@ -517,8 +801,11 @@ impl Harness {
                 if e.uplink_mac(uplink) != Some(restore) {
                     return Err("literal mode: restore is not the uplink's MAC");
                 }
-                if !e.held(uplink).iter().any(|i| binding.contains(i)) {
+                if !mld && !e.held(uplink).iter().any(|i| binding.contains(i)) {
                     return Err("literal mode: uplink holds no bound identity");
+                }
+                if lladdrs.iter().any(|&o| opt(o) != Some(gmac)) {
+                    return Err("literal mode: an NDP link-layer option is not the guest's");
                 }
             }
             _ => return Err("steering does not match the mode"),
@@ -527,6 +814,18 @@ impl Harness {
             return Err("a frame to a local guest left through an uplink");
         }
         Ok(())
+    }
+
+    /// The union of guest `g`'s IPv6 bindings, as the harness set it up.
+    fn v6_union(&self, g: GuestId) -> crate::IdentitySet {
+        let e = &self.engine;
+        let v6 = IpNet::host(IpAddr::V6(Ipv6Addr::from(GUEST0_V6)));
+        let prefix = IpNet::new(IpAddr::V6(Ipv6Addr::from(PREFIX6)), 64);
+        let mut set = e.guest_binding(g, v6).unwrap_or_default().0;
+        if let Some(p) = prefix {
+            set |= e.guest_binding(g, p).unwrap_or_default().0;
+        }
+        crate::IdentitySet(set)
     }
 
     fn uplink_rx(
@@ -541,8 +840,9 @@ impl Harness {
             .engine
             .identity_mac(IdentityId(identity % HARNESS_UPLINKS))
             .unwrap_or_default();
+        let mut body = [0u8; 64];
         let b = &mut self.buf;
-        let n = match kind % 6 {
+        let n = match kind % 9 {
             0 => ipv4(b, id, PEER_MAC, PEER_IP, guest_ip(gi)),
             1 => arp(
                 b,
@@ -556,22 +856,59 @@ impl Harness {
             2 => arp(b, 2, id, PEER_MAC, PEER_IP, id, guest_ip(gi)),
             3 => ipv4(b, guest_mac(gi), PEER_MAC, PEER_IP, guest_ip(gi)),
             4 => ipv4(b, MacAddr::BROADCAST, PEER_MAC, PEER_IP, [255; 4]),
-            _ => ipv4(b, id, PEER_MAC, PEER_IP, OWN_IP),
+            5 => ipv4(b, id, PEER_MAC, PEER_IP, OWN_IP),
+            // A peer resolving an in-prefix address (maybe learned).
+            6 => {
+                let t = in_prefix(gi + 1);
+                let (grp, gmac) = solicited_node(t);
+                let k = nd_body(&mut body, 135, t, &[(1, PEER_MAC)]);
+                ipv6_packet(b, gmac, PEER_MAC, PEER_V6, grp, &[], 58, &body[..k])
+            }
+            // Unicast to an identity for an in-prefix or link-local address.
+            7 => {
+                let d = if identity & 0x10 != 0 {
+                    link_local(gi + 1)
+                } else {
+                    in_prefix(gi + 1)
+                };
+                ipv6_packet(b, id, PEER_MAC, PEER_V6, d, &[], 17, &[0; 8])
+            }
+            // An advertisement naming the identity it is sent to.
+            _ => {
+                let k = nd_body(&mut body, 136, PEER_V6, &[(2, id)]);
+                ipv6_packet(
+                    b,
+                    id,
+                    PEER_MAC,
+                    PEER_V6,
+                    in_prefix(gi + 1),
+                    &[],
+                    58,
+                    &body[..k],
+                )
+            }
         };
         let n = n.max(60);
+        let valid = icmp6_checksum_ok(&self.buf[..n]);
         let d = self.engine.uplink_receive(
             self.now,
             UplinkId(uplink % HARNESS_UPLINKS),
             &mut self.buf[..n],
         );
-        self.check_rx(d, n)
+        self.check_rx(d, n, valid)
     }
 
-    fn check_rx(&self, d: RxDecision, n: usize) -> Result<(), &'static str> {
+    /// The receive properties; `valid`: whether the frame's ICMPv6
+    /// checksum was valid before the engine saw it.
+    fn check_rx(&self, d: RxDecision, n: usize, valid: Option<bool>) -> Result<(), &'static str> {
         let e = &self.engine;
         if let RxDecision::ToGuest { guest } = d {
             let gmac = e.guest_mac(guest).ok_or("delivered to no guest")?;
-            let p = crate::wire::parse(&self.buf[..n]).map_err(|_| "delivered a bad frame")?;
+            let frame = &self.buf[..n];
+            if valid == Some(true) && icmp6_checksum_ok(frame) != Some(true) {
+                return Err("an ICMPv6 checksum went wrong on receive");
+            }
+            let p = crate::wire::parse(frame).map_err(|_| "delivered a bad frame")?;
             if MacAddr::from_u64(p.dst) != gmac && p.dst & (1 << 40) == 0 {
                 return Err("delivered unicast not addressed to the guest");
             }
@@ -587,6 +924,18 @@ impl Harness {
                     }
                 }
             }
+            if let Some(m) = p.icmp6() {
+                if e.mode() == Mode::Identity && p.dst & (1 << 40) == 0 {
+                    for &o in m.lladdrs() {
+                        let mac = crate::wire::parse_mac_at(frame, o).unwrap_or(0);
+                        if (0..e.identity_count()).any(|i| {
+                            e.identity_mac(IdentityId(i as u8)).map(|m| m.to_u64()) == Some(mac)
+                        }) {
+                            return Err("a guest was told an identity as a link-layer address");
+                        }
+                    }
+                }
+            }
         }
         if let RxDecision::Flood { guests } = d {
             // A denied guest hears no broadcast: it must have an IP of the
@@ -596,11 +945,7 @@ impl Harness {
                 let gi = g.0 as u8;
                 let v4 = e.binding(IpAddr::V4(Ipv4Addr::from(guest_ip(gi))));
                 let v4 = v4.ok_or("flooded to no guest")?;
-                let v6 = match gi {
-                    0 => e.binding(IpAddr::V6(Ipv6Addr::from(GUEST0_V6))),
-                    _ => None,
-                };
-                let v6 = v6.unwrap_or_default();
+                let v6 = self.v6_union(g);
                 let ok = match l3.l3 {
                     crate::wire::L3::Arp { .. } => !v4.is_empty(),
                     crate::wire::L3::Ip { dst, .. } if dst >> 32 == 0xffff => !v4.is_empty(),
@@ -615,6 +960,9 @@ impl Harness {
         Ok(())
     }
 }
+
+/// Frame shapes [`Op::GuestTx`] picks from.
+pub const GUEST_KINDS: u8 = 14;
 
 /// One decoded operation, the bytes after it, and its raw frame if any.
 pub type Decoded<'a> = (Op, &'a [u8], Option<&'a [u8]>);

@@ -1293,6 +1293,13 @@ fn harness_reaches_every_decision() {
             DropReason::SpoofedIp,
             DropReason::Denied,
             DropReason::NoLiveUplink,
+            DropReason::SpoofedIp6,
+            DropReason::NdTarget,
+            DropReason::NdLladdr,
+            DropReason::RaGuard,
+            DropReason::Ip6ExtHeader,
+            DropReason::Ip6Taken,
+            DropReason::Ip6LearnLimit,
         ] {
             assert!(
                 sum(&|c| c.tx_drops.get(r)) > 0,
@@ -1301,8 +1308,12 @@ fn harness_reaches_every_decision() {
         }
         let c = e.counters();
         assert!(
-            c.failover_moves > 0 && c.own_tx_frames > 0,
+            c.failover_moves > 0 && c.own_tx_frames > 0 && c.rx_nd_directed > 0 && c.mld_out > 0,
             "{mode:?}: {c:?}"
+        );
+        assert!(
+            e.guests().any(|g| e.learned(g).count() > 0),
+            "{mode:?}: nothing learned"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Small value types shared by the whole engine: addresses, ids, identity sets, config.
 
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv6Addr};
 
 /// Most uplinks (and so identities) one engine manages. e1000 has 16
 /// receive-address slots (82540EM datasheet 13.4.26, RAL/RAH 0..15), which
@@ -11,8 +11,13 @@ pub const MAX_UPLINKS: usize = 16;
 pub const MAX_IDENTITIES: usize = MAX_UPLINKS;
 /// Most guests (vifs or guest ports) one engine serves.
 pub const MAX_GUESTS: usize = 128;
-/// Most IP addresses (v4 or v6) one guest may own, each with its own binding.
+/// Most IP entries (IPv4 or IPv6 addresses, IPv6 prefixes) one guest may
+/// have configured, each with its own binding.
 pub const MAX_IPS_PER_GUEST: usize = 4;
+/// Most IPv6 addresses one guest may have learned (link-local ones, and
+/// those inside its prefixes: SLAAC and privacy addresses); the engine's
+/// tables are sized for this, `Config::learn_max` sets the limit in use.
+pub const MAX_LEARNED_PER_GUEST: usize = 16;
 /// Most IP addresses of the domain's own stack.
 pub const MAX_OWN_IPS: usize = 4;
 
@@ -26,6 +31,151 @@ pub(crate) const fn ip_key(ip: IpAddr) -> u128 {
         IpAddr::V4(v4) => (0xffff_u128 << 32) | (u32::from_be_bytes(v4.octets()) as u128),
         IpAddr::V6(v6) => u128::from_be_bytes(v6.octets()),
     }
+}
+
+/// An IP address with a prefix length: a single address (`/32`, `/128`:
+/// [`IpNet::host`]) or a network whose bits past the length are zero.
+/// Guests are configured with addresses and IPv6 prefixes; a prefix lets
+/// the guest use any address inside it (SLAAC, privacy addresses).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct IpNet {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl IpNet {
+    /// The single address `addr`.
+    pub const fn host(addr: IpAddr) -> IpNet {
+        let len = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        IpNet { addr, len }
+    }
+
+    /// `None` if `len` is longer than the family allows or `addr` has bits
+    /// set past it.
+    pub fn new(addr: IpAddr, len: u8) -> Option<IpNet> {
+        let net = IpNet { addr, len };
+        (len <= net.max_len() && net.network() == addr).then_some(net)
+    }
+
+    pub const fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub const fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// A single address, not a network.
+    pub const fn is_host(&self) -> bool {
+        self.len == self.max_len()
+    }
+
+    const fn max_len(&self) -> u8 {
+        match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+
+    /// `addr` with every bit past `len` cleared.
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let m = u32::MAX
+                    .checked_shl(32 - self.len.min(32) as u32)
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(a) & m).into())
+            }
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & v6_mask(self.len))),
+        }
+    }
+
+    /// Whether `ip` is inside (a host net contains only its address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V6(n), IpAddr::V6(a)) => net_contains(u128::from(n), self.len, u128::from(a)),
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let m = u32::MAX
+                    .checked_shl(32 - self.len.min(32) as u32)
+                    .unwrap_or(0);
+                u32::from(a) & m == u32::from(n)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<IpAddr> for IpNet {
+    fn from(addr: IpAddr) -> IpNet {
+        IpNet::host(addr)
+    }
+}
+
+impl core::fmt::Display for IpNet {
+    /// `a.b.c.d` or `x::y` for a single address, `addr/len` for a network.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.is_host() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+/// Why text is not an [`IpNet`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IpNetError {
+    /// Not an IPv4 or IPv6 address.
+    Address,
+    /// The `/len` is not a number, or longer than the family allows.
+    Length,
+    /// Bits are set past the length (`2001:db8::1/64`): name the network.
+    HostBits,
+}
+
+impl core::str::FromStr for IpNet {
+    type Err = IpNetError;
+
+    /// `addr` or `addr/len` (IPv4 or IPv6); IPv6 may be in brackets.
+    fn from_str(s: &str) -> Result<IpNet, IpNetError> {
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let a = a
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(a);
+        let addr: IpAddr = a.parse().map_err(|_| IpNetError::Address)?;
+        let Some(len) = len else {
+            return Ok(IpNet::host(addr));
+        };
+        let len: u8 = len.parse().map_err(|_| IpNetError::Length)?;
+        if len > IpNet::host(addr).len {
+            return Err(IpNetError::Length);
+        }
+        IpNet::new(addr, len).ok_or(IpNetError::HostBits)
+    }
+}
+
+/// The top `len` bits of an IPv6 address.
+pub(crate) const fn v6_mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else if len >= 128 {
+        u128::MAX
+    } else {
+        u128::MAX << (128 - len as u32)
+    }
+}
+
+/// Whether IPv6 `addr` is inside `net/len` (as 128-bit integers).
+#[inline(always)]
+pub(crate) const fn net_contains(net: u128, len: u8, addr: u128) -> bool {
+    addr & v6_mask(len) == net
 }
 
 /// Index of an uplink (a NIC the domain owns), in the order it was added.
@@ -220,11 +370,18 @@ pub struct Config {
     /// An identity that moved stays put at least this long (except when its
     /// uplink's link goes down).
     pub min_dwell_ns: u64,
+    /// IPv6 addresses one guest may have learned (link-local and in-prefix
+    /// ones), at most [`MAX_LEARNED_PER_GUEST`].
+    pub learn_max: u8,
+    /// A learned address the guest has sent nothing from this long may be
+    /// forgotten to make room for a new one.
+    pub learn_idle_ns: u64,
 }
 
 impl Config {
     /// Identity mode, 10 ms ticks, rebalance at most every second, 80 %
-    /// overload mark, 15 % hysteresis, 30 s dwell.
+    /// overload mark, 15 % hysteresis, 30 s dwell; 8 learned IPv6
+    /// addresses per guest, forgettable after 10 minutes unused.
     pub const DEFAULT: Config = Config {
         mode: Mode::Identity,
         ewma_tau_ns: 100_000_000,
@@ -233,6 +390,8 @@ impl Config {
         overload_permille: 800,
         hysteresis_permille: 150,
         min_dwell_ns: 30_000_000_000,
+        learn_max: 8,
+        learn_idle_ns: 600_000_000_000,
     };
 
     /// [`Config::DEFAULT`] in the given mode.

@@ -22,10 +22,72 @@ const ARP_LEN: usize = 28;
 const ARP_SHA: usize = ETH_HEADER_LEN + 8;
 const ARP_THA: usize = ETH_HEADER_LEN + 18;
 const IPV6_LEN: usize = 40;
-const ICMPV6: usize = ETH_HEADER_LEN + IPV6_LEN;
 
 /// ARP operation "request" (RFC 826).
 pub const ARP_REQUEST: u16 = 1;
+
+/// IPv6 next-header values (IANA "Assigned Internet Protocol Numbers").
+const NH_HOP_BY_HOP: u8 = 0;
+const NH_ROUTING: u8 = 43;
+const NH_FRAGMENT: u8 = 44;
+const NH_AH: u8 = 51;
+const NH_DEST_OPTS: u8 = 60;
+pub const NH_ICMPV6: u8 = 58;
+/// Extension headers walked before giving up: a legitimate packet carries
+/// a handful (RFC 8200 4.1 lists six kinds); a long chain only hides what
+/// follows it.
+const MAX_EXT_HEADERS: usize = 8;
+
+/// ICMPv6 types (RFC 4443, RFC 4861 4, RFC 2710, RFC 3810).
+pub const ICMPV6_MLD_QUERY: u8 = 130;
+pub const ICMPV6_MLD_REPORT: u8 = 131;
+pub const ICMPV6_MLD_DONE: u8 = 132;
+pub const ICMPV6_RS: u8 = 133;
+pub const ICMPV6_RA: u8 = 134;
+pub const ICMPV6_NS: u8 = 135;
+pub const ICMPV6_NA: u8 = 136;
+pub const ICMPV6_REDIRECT: u8 = 137;
+pub const ICMPV6_MLD2_REPORT: u8 = 143;
+
+/// Most link-layer address options one NDP message may carry here: one
+/// source and one target (RFC 4861 4.1–4.5 define at most one of each per
+/// message); more is treated as malformed.
+pub const MAX_ND_LLADDRS: usize = 2;
+
+/// What the engine needs of an ICMPv6 message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Icmp6 {
+    /// Offset of the ICMPv6 header in the frame (after any extension headers).
+    pub at: usize,
+    /// The ICMPv6 type.
+    pub ty: u8,
+    /// NS, NA and redirect: the target address (RFC 4861 4.3–4.5).
+    pub target: Option<u128>,
+    /// Offsets of the MACs in the message's source / target link-layer
+    /// address options (RFC 4861 4.6.1), `ll_count` of them.
+    pub ll: [usize; MAX_ND_LLADDRS],
+    pub ll_count: u8,
+}
+
+impl Icmp6 {
+    /// One of the five NDP messages (RFC 4861 4.1–4.5).
+    pub const fn is_nd(&self) -> bool {
+        self.ty >= ICMPV6_RS && self.ty <= ICMPV6_REDIRECT
+    }
+
+    /// An MLD message (RFC 2710 3, RFC 3810 5).
+    pub const fn is_mld(&self) -> bool {
+        matches!(
+            self.ty,
+            ICMPV6_MLD_QUERY | ICMPV6_MLD_REPORT | ICMPV6_MLD_DONE | ICMPV6_MLD2_REPORT
+        )
+    }
+
+    /// The link-layer option offsets found.
+    pub fn lladdrs(&self) -> &[usize] {
+        &self.ll[..(self.ll_count as usize).min(MAX_ND_LLADDRS)]
+    }
+}
 
 /// The layer-3 facts the engine needs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,12 +104,10 @@ pub enum L3 {
     Ip {
         src: u128,
         dst: u128,
-        /// Offset of an NDP link-layer address option's MAC, if the frame is
-        /// an ICMPv6 NDP message carrying one (RFC 4861 4.6.1).
-        nd_lladdr: Option<usize>,
-        /// For an NDP neighbour solicitation from the unspecified address
-        /// (duplicate address detection, RFC 4862 5.4.2): its target.
-        dad_target: Option<u128>,
+        /// IPv6 only: the ICMPv6 message the packet carries, found behind
+        /// any extension headers (`None` for other upper layers, and for
+        /// non-first fragments, whose upper layer cannot be seen).
+        icmp6: Option<Icmp6>,
     },
     /// Any other ethertype.
     Other(u16),
@@ -62,6 +122,32 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// For an NDP neighbour solicitation from the unspecified address
+    /// (duplicate address detection, RFC 4862 5.4.2): its target.
+    pub fn dad_target(&self) -> Option<u128> {
+        match self.l3 {
+            L3::Ip {
+                src: 0,
+                icmp6:
+                    Some(Icmp6 {
+                        ty: ICMPV6_NS,
+                        target,
+                        ..
+                    }),
+                ..
+            } => target,
+            _ => None,
+        }
+    }
+
+    /// The ICMPv6 message, if the frame carries one.
+    pub fn icmp6(&self) -> Option<&Icmp6> {
+        match &self.l3 {
+            L3::Ip { icmp6: Some(i), .. } => Some(i),
+            _ => None,
+        }
+    }
+
     /// The layer-3 destination (ARP target or IP destination), if any.
     pub fn dst_ip(&self) -> Option<u128> {
         match self.l3 {
@@ -136,8 +222,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
             L3::Ip {
                 src: v4([h[12], h[13], h[14], h[15]]),
                 dst: v4([h[16], h[17], h[18], h[19]]),
-                nd_lladdr: None,
-                dad_target: None,
+                icmp6: None,
             }
         }
         ETHERTYPE_ARP => {
@@ -168,12 +253,12 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
             let src = u128::from_be_bytes(a);
             a.copy_from_slice(&h[24..40]);
             let dst = u128::from_be_bytes(a);
-            let (nd_lladdr, dad_target) = ndp(frame, src);
+            let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+            let end = frame.len().min(ETH_HEADER_LEN + IPV6_LEN + payload);
             L3::Ip {
                 src,
                 dst,
-                nd_lladdr,
-                dad_target,
+                icmp6: icmp6(frame, h[6], end)?,
             }
         }
         other => L3::Other(other),
@@ -191,46 +276,122 @@ fn v4(b: [u8; 4]) -> u128 {
     (0xffff_u128 << 32) | u32::from_be_bytes(b) as u128
 }
 
-/// For an ICMPv6 NDP message directly after the IPv6 header (next header
-/// 58, no extension headers): the offset of the MAC in its first source or
-/// target link-layer address option, and the DAD target if `src` is `::`.
-fn ndp(frame: &[u8], src: u128) -> (Option<usize>, Option<u128>) {
-    if frame.get(ETH_HEADER_LEN + 6) != Some(&58) {
-        return (None, None);
+/// Walks the extension headers after the IPv6 header (RFC 8200 4) from
+/// next header `nh` to the upper layer, within `end`. Returns the ICMPv6
+/// message if that is what the packet carries.
+///
+/// Errors: a chain longer than [`MAX_EXT_HEADERS`] or one that runs past
+/// the packet, and an NDP message inside a fragment (RFC 6980: NDP must
+/// not be fragmented, and a fragment's options cannot all be seen, so it
+/// could never be rewritten) are `Ip6ExtHeader`; an ICMPv6 header cut
+/// short is `Runt`; an NDP message shorter than its fixed part or with a
+/// bad option is `NdMalformed`. Non-first fragments, ESP and "no next
+/// header" end the walk with no upper layer to see.
+fn icmp6(frame: &[u8], mut nh: u8, end: usize) -> Result<Option<Icmp6>, DropReason> {
+    let mut off = ETH_HEADER_LEN + IPV6_LEN;
+    let mut fragment = false;
+    let mut walked = 0;
+    loop {
+        let len = match nh {
+            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
+                // Length in 8-byte units, not counting the first 8.
+                let Some(&l) = frame.get(off + 1) else {
+                    return Err(DropReason::Ip6ExtHeader);
+                };
+                (l as usize + 1) * 8
+            }
+            NH_FRAGMENT => {
+                // RFC 8200 4.5: offset in the top 13 bits of bytes 2–3.
+                let Some(fo) = u16_at(frame, off + 2) else {
+                    return Err(DropReason::Ip6ExtHeader);
+                };
+                if fo >> 3 != 0 {
+                    return Ok(None);
+                }
+                fragment = true;
+                8
+            }
+            NH_AH => {
+                // RFC 4302 2.2: length in 4-byte units, minus 2.
+                let Some(&l) = frame.get(off + 1) else {
+                    return Err(DropReason::Ip6ExtHeader);
+                };
+                (l as usize + 2) * 4
+            }
+            _ => break,
+        };
+        walked += 1;
+        if walked > MAX_EXT_HEADERS || off + len > end {
+            return Err(DropReason::Ip6ExtHeader);
+        }
+        let Some(&next) = frame.get(off) else {
+            return Err(DropReason::Ip6ExtHeader);
+        };
+        nh = next;
+        off += len;
     }
-    let Some(&ty) = frame.get(ICMPV6) else {
-        return (None, None);
+    if nh != NH_ICMPV6 {
+        return Ok(None);
+    }
+    if off + 4 > end {
+        return Err(if fragment {
+            DropReason::Ip6ExtHeader
+        } else {
+            DropReason::Runt
+        });
+    }
+    let Some(&ty) = frame.get(off) else {
+        return Err(DropReason::Runt);
     };
+    let mut m = Icmp6 {
+        at: off,
+        ty,
+        target: None,
+        ll: [0; MAX_ND_LLADDRS],
+        ll_count: 0,
+    };
+    if !m.is_nd() {
+        return Ok(Some(m));
+    }
+    if fragment {
+        return Err(DropReason::Ip6ExtHeader);
+    }
     // Fixed part of each NDP message before its options (RFC 4861 4.1–4.5).
     let fixed = match ty {
-        133 => 8,
-        134 => 16,
-        135 | 136 => 24,
-        137 => 40,
-        _ => return (None, None),
+        ICMPV6_RS => 8,
+        ICMPV6_RA => 16,
+        ICMPV6_NS | ICMPV6_NA => 24,
+        _ => 40,
     };
-    let payload = u16_at(frame, ETH_HEADER_LEN + 4).unwrap_or(0) as usize;
-    let end = frame.len().min(ICMPV6 + payload);
-    let dad = if ty == 135 && src == 0 {
-        v6_at(frame, ICMPV6 + 8)
-    } else {
-        None
-    };
-    let mut off = ICMPV6 + fixed;
-    // Options are type, length in units of 8 bytes, data (RFC 4861 4.6).
-    while off + 8 <= end {
-        let (Some(&otype), Some(&olen)) = (frame.get(off), frame.get(off + 1)) else {
-            break;
-        };
-        if olen == 0 {
-            break; // RFC 4861 4.6: a zero length must be discarded.
-        }
-        if (otype == 1 || otype == 2) && olen == 1 {
-            return (Some(off + 2), dad);
-        }
-        off += olen as usize * 8;
+    if off + fixed > end {
+        return Err(DropReason::NdMalformed);
     }
-    (None, dad)
+    if matches!(ty, ICMPV6_NS | ICMPV6_NA | ICMPV6_REDIRECT) {
+        m.target = v6_at(frame, off + 8);
+    }
+    // Options are type, length in units of 8 bytes, data (RFC 4861 4.6);
+    // every one is walked, so none can hide behind another.
+    let mut o = off + fixed;
+    while o < end {
+        let (Some(&otype), Some(&olen)) = (frame.get(o), frame.get(o + 1)) else {
+            return Err(DropReason::NdMalformed);
+        };
+        let olen = olen as usize * 8;
+        // RFC 4861 4.6: a zero length must be discarded.
+        if olen == 0 || o + olen > end {
+            return Err(DropReason::NdMalformed);
+        }
+        if otype == 1 || otype == 2 {
+            // An Ethernet address fills exactly one unit (RFC 2464 6).
+            if olen != 8 || m.ll_count as usize >= MAX_ND_LLADDRS {
+                return Err(DropReason::NdMalformed);
+            }
+            m.ll[m.ll_count as usize] = o + 2;
+            m.ll_count += 1;
+        }
+        o += olen;
+    }
+    Ok(Some(m))
 }
 
 #[inline(always)]
@@ -261,14 +422,14 @@ pub fn set_arp_tha(frame: &mut [u8], mac: u64) {
 }
 
 /// Replace the NDP link-layer address at `off` with `mac` and patch the
-/// ICMPv6 checksum incrementally (RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')).
-/// The option sits at an even offset from the ICMPv6 header, so its 16-bit
-/// words line up with the checksum's.
-pub fn set_nd_lladdr(frame: &mut [u8], off: usize, mac: u64) {
-    let (Some(old), Some(ck)) = (mac_at(frame, off), u16_at(frame, ICMPV6 + 2)) else {
+/// checksum of the ICMPv6 message at `icmp` incrementally (RFC 1624 eqn. 3:
+/// HC' = ~(~HC + ~m + m')). The option sits at an even offset from the
+/// ICMPv6 header, so its 16-bit words line up with the checksum's.
+pub fn set_nd_lladdr(frame: &mut [u8], icmp: usize, off: usize, mac: u64) {
+    let (Some(old), Some(ck)) = (mac_at(frame, off), u16_at(frame, icmp + 2)) else {
         return;
     };
-    match off.checked_sub(ICMPV6) {
+    match off.checked_sub(icmp) {
         Some(rel) if rel % 2 == 0 => {}
         _ => return,
     }
@@ -285,7 +446,7 @@ pub fn set_nd_lladdr(frame: &mut [u8], off: usize, mac: u64) {
     }
     let new_ck = !(sum as u16);
     put_mac(frame, off, mac);
-    if let Some(s) = frame.get_mut(ICMPV6 + 2..ICMPV6 + 4) {
+    if let Some(s) = frame.get_mut(icmp + 2..icmp + 4) {
         s.copy_from_slice(&new_ck.to_be_bytes());
     }
 }
@@ -384,17 +545,166 @@ mod tests {
         let ck = internet_checksum(&f[54..86], pseudo(&f));
         f[56..58].copy_from_slice(&ck.to_be_bytes());
         let p = parse(&f).unwrap();
-        let L3::Ip {
-            nd_lladdr: Some(off),
-            ..
-        } = p.l3
-        else {
-            panic!("no option found: {p:?}")
-        };
-        assert_eq!(off, 80);
-        set_nd_lladdr(&mut f, off, 0x02aa_bbcc_ddee);
+        let m = p.icmp6().copied().expect("an ICMPv6 message");
+        assert_eq!((m.at, m.ty, m.lladdrs()), (54, 136, &[80][..]));
+        set_nd_lladdr(&mut f, m.at, 80, 0x02aa_bbcc_ddee);
         assert_eq!(&f[80..86], &[0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
         assert_eq!(internet_checksum(&f[54..86], pseudo(&f)), 0);
+    }
+
+    use crate::testkit::{
+        icmp6_checksum_ok, ipv6_packet, link_local, mld2_report_body, nd_body, EXT_DEST_OPTS,
+        EXT_FRAGMENT, EXT_HOP_BY_HOP, PEER_V6,
+    };
+    use crate::MacAddr;
+
+    const M: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+
+    fn nd(exts: &[(u8, [u8; 8])], ty: u8, opts: &[(u8, MacAddr)]) -> ([u8; 200], usize) {
+        let mut body = [0u8; 80];
+        let k = nd_body(&mut body, ty, PEER_V6, opts);
+        let mut f = [0u8; 200];
+        let n = ipv6_packet(&mut f, M, M, link_local(1), PEER_V6, exts, 58, &body[..k]);
+        (f, n)
+    }
+
+    /// NDP and MLD are found behind any walkable chain of extension
+    /// headers, at the offset the rewrite needs; what cannot be walked is
+    /// an error, never a frame passed with its NDP unseen.
+    #[test]
+    fn extension_header_table() {
+        let ext = |t: u8, l: u8| (t, [0, l, 0, 0, 0, 0, 0, 0]);
+        type Ext = (u8, [u8; 8]);
+        type Want = Result<Option<(usize, u8)>, DropReason>;
+        let cases: &[(&str, &[Ext], Want)] = &[
+            ("none", &[], Ok(Some((54, 135)))),
+            ("destination options", &[EXT_DEST_OPTS], Ok(Some((62, 135)))),
+            (
+                "hop-by-hop, routing, destination options",
+                &[EXT_HOP_BY_HOP, ext(43, 0), EXT_DEST_OPTS],
+                Ok(Some((78, 135))),
+            ),
+            ("authentication header", &[ext(51, 0)], Ok(Some((62, 135)))),
+            (
+                "first fragment",
+                &[EXT_FRAGMENT],
+                Err(DropReason::Ip6ExtHeader),
+            ),
+            (
+                "nine headers",
+                &[EXT_DEST_OPTS; 9],
+                Err(DropReason::Ip6ExtHeader),
+            ),
+            ("eight headers", &[EXT_DEST_OPTS; 8], Ok(Some((118, 135)))),
+            ("no next header", &[ext(59, 0)], Ok(None)),
+            ("ESP", &[ext(50, 0)], Ok(None)),
+        ];
+        for (name, exts, want) in cases {
+            let (f, n) = nd(exts, 135, &[(1, M)]);
+            let got = parse(&f[..n]).map(|p| p.icmp6().map(|m| (m.at, m.ty)));
+            assert_eq!(got, *want, "{name}");
+            if let Ok(Some(_)) = got {
+                assert_eq!(icmp6_checksum_ok(&f[..n]), Some(true), "{name}");
+            }
+        }
+        // A header whose length runs past the packet.
+        let (mut f, n) = nd(&[EXT_DEST_OPTS], 135, &[(1, M)]);
+        f[55] = 20;
+        assert_eq!(parse(&f[..n]), Err(DropReason::Ip6ExtHeader));
+        // A chain cut off by the payload length.
+        let (mut f, n) = nd(&[EXT_DEST_OPTS], 135, &[]);
+        f[18..20].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(parse(&f[..n]), Err(DropReason::Ip6ExtHeader));
+        // A non-first fragment: nothing to see, nothing to rewrite.
+        let (mut f, n) = nd(&[EXT_FRAGMENT], 135, &[]);
+        f[56..58].copy_from_slice(&(185u16 << 3).to_be_bytes());
+        assert_eq!(parse(&f[..n]).map(|p| p.icmp6().copied()), Ok(None));
+        // Anything else in a first fragment passes (ping, MLD).
+        let (mut f, n) = nd(&[EXT_FRAGMENT], 128, &[]);
+        f[62] = 128;
+        assert!(parse(&f[..n]).is_ok());
+    }
+
+    #[test]
+    fn ndp_option_table() {
+        type Opt = (u8, MacAddr);
+        type Want = Result<usize, DropReason>;
+        let cases: &[(&str, u8, &[Opt], Want)] = &[
+            ("NS, source option", 135, &[(1, M)], Ok(1)),
+            ("NA, target option", 136, &[(2, M)], Ok(1)),
+            ("RS without option", 133, &[], Ok(0)),
+            ("RA with source option", 134, &[(1, M)], Ok(1)),
+            ("redirect with target option", 137, &[(2, M)], Ok(1)),
+            ("two options", 136, &[(2, M), (1, M)], Ok(2)),
+            (
+                "three options",
+                136,
+                &[(2, M), (1, M), (2, M)],
+                Err(DropReason::NdMalformed),
+            ),
+        ];
+        for (name, ty, opts, want) in cases {
+            let (f, n) = nd(&[], *ty, opts);
+            let got = parse(&f[..n]).map(|p| p.icmp6().map_or(9, |m| m.lladdrs().len()));
+            assert_eq!(got, *want, "{name}");
+        }
+        // Zero length, overrun, a 16-byte link-layer option, and options
+        // that are not link-layer ones are walked over.
+        let (mut f, n) = nd(&[], 135, &[(1, M)]);
+        f[79] = 0;
+        assert_eq!(parse(&f[..n]), Err(DropReason::NdMalformed));
+        f[79] = 3;
+        assert_eq!(parse(&f[..n]), Err(DropReason::NdMalformed));
+        let mut body = [0u8; 64];
+        let k = nd_body(&mut body, 135, PEER_V6, &[]);
+        body[k..k + 16].copy_from_slice(&[1, 2, 0x52, 0x54, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut f = [0u8; 200];
+        let n = ipv6_packet(
+            &mut f,
+            M,
+            M,
+            link_local(1),
+            PEER_V6,
+            &[],
+            58,
+            &body[..k + 16],
+        );
+        assert_eq!(parse(&f[..n]), Err(DropReason::NdMalformed));
+        body[k..k + 16].copy_from_slice(&[5, 1, 0, 0, 0, 0, 5, 220, 1, 1, 0x52, 0x54, 0, 0, 0, 1]);
+        let n = ipv6_packet(
+            &mut f,
+            M,
+            M,
+            link_local(1),
+            PEER_V6,
+            &[],
+            58,
+            &body[..k + 16],
+        );
+        let p = parse(&f[..n]).unwrap();
+        assert_eq!(p.icmp6().unwrap().lladdrs(), &[54 + 24 + 8 + 2]);
+        // Shorter than its fixed part; an ICMPv6 header cut short.
+        let (mut f, _) = nd(&[], 135, &[]);
+        f[18..20].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(parse(&f[..74]), Err(DropReason::NdMalformed));
+        f[18..20].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(parse(&f[..60]), Err(DropReason::Runt));
+    }
+
+    #[test]
+    fn mld_behind_hop_by_hop_is_seen() {
+        let mut body = [0u8; 28];
+        mld2_report_body(
+            &mut body,
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1],
+        );
+        let mut f = [0u8; 120];
+        let n = ipv6_packet(&mut f, M, M, [0; 16], PEER_V6, &[EXT_HOP_BY_HOP], 58, &body);
+        let p = parse(&f[..n]).unwrap();
+        let m = p.icmp6().unwrap();
+        assert!(m.is_mld() && !m.is_nd() && m.at == 62, "{m:?}");
+        assert_eq!(icmp6_checksum_ok(&f[..n]), Some(true));
+        assert_eq!(p.dad_target(), None);
     }
 
     #[test]
