@@ -1740,6 +1740,13 @@ impl Engine {
         }
     }
 
+    /// The uplink that takes in broadcasts and multicast from the outside
+    /// (the lowest-numbered live one): it alone should accept every
+    /// multicast (the switch floods them to all).
+    pub fn broadcast_uplink(&self) -> Option<UplinkId> {
+        self.bcast_uplink
+    }
+
     pub fn is_link_up(&self, uplink: UplinkId) -> bool {
         self.uplink_index(uplink)
             .is_some_and(|u| self.uplinks[u].up)

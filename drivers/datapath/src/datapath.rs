@@ -229,6 +229,9 @@ impl Datapath {
                 }
             }
         }
+        // Multicast (IPv6 neighbour solicitations above all) is taken in
+        // on the broadcast uplink only; the switch floods it to every one.
+        let all_multicast = self.engine.broadcast_uplink() == Some(u);
         let Some(Some(nic)) = self.uplinks.get_mut(usize::from(u.0)) else {
             return;
         };
@@ -246,6 +249,14 @@ impl Datapath {
             if nic.promiscuous() {
                 ok &= nic.set_promiscuous(false).is_ok();
             }
+        }
+        if nic.all_multicast() != all_multicast {
+            // A NIC without the switch (virtio-net without CTRL_RX) takes
+            // every frame anyway: nothing to count.
+            ok &= !matches!(
+                nic.set_all_multicast(all_multicast),
+                Err(e) if e != NicError::Unsupported
+            );
         }
         if !ok {
             self.counters.program_errors += 1;
@@ -349,6 +360,7 @@ impl Datapath {
     }
 
     fn check_links(&mut self, now: u64) {
+        let bcast = self.engine.broadcast_uplink();
         for u in 0..self.uplinks.len() {
             let id = UplinkId(u as u8);
             let Some(Some(nic)) = self.uplinks.get_mut(u) else {
@@ -358,6 +370,15 @@ impl Datapath {
             if up != self.engine.is_link_up(id) {
                 let moves = self.engine.link_changed(now, id, up);
                 self.apply_moves(&moves);
+            }
+        }
+        if self.engine.broadcast_uplink() != bcast {
+            // Another uplink takes multicast in now.
+            for u in [bcast, self.engine.broadcast_uplink()]
+                .into_iter()
+                .flatten()
+            {
+                self.program_uplink(u);
             }
         }
     }
