@@ -133,18 +133,17 @@ impl Domain {
         match datapath::build(&plan, drivers, &addresses) {
             Ok(built) => {
                 let mut dp = built.datapath;
-                let own = plan.own.map(|o| {
+                let own = plan.own.as_ref().map(|o| {
                     let mac = dp
                         .engine()
                         .identity_mac(aggregation::IdentityId(o.identity as u8))
-                        .map_or([2, 0, 0, 0, 0, 1], |m| m.0);
+                        .unwrap_or(nic::MacAddr([2, 0, 0, 0, 0, 1]));
                     let now = time::now_ns();
                     OwnStack::new(
                         &mut dp,
-                        mac,
-                        o.ip,
-                        o.prefix,
-                        o.gateway,
+                        mac.0,
+                        datapath::own_addresses(o, mac),
+                        &o.gateways,
                         plan.metrics_allow.clone(),
                         now / 1_000_000,
                         now,
@@ -209,9 +208,14 @@ impl Domain {
                 let list: Vec<String> = allow.iter().map(|p| alloc::format!("{p}")).collect();
                 alloc::format!(" for {}", list.join(","))
             };
+            let ips: Vec<String> = own
+                .ips
+                .iter()
+                .map(|(ip, _)| alloc::format!("{ip}"))
+                .collect();
             println!(
                 "own stack: {} at {}, HTTP /metrics on port {}{clients}",
-                own.ip,
+                ips.join(", "),
                 nic::MacAddr(own.mac.0),
                 crate::ownstack::HTTP_PORT
             );

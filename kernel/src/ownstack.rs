@@ -1,6 +1,7 @@
-//! The domain's own IP stack (smoltcp) on its own IP: ARP, ICMP echo, and an
-//! HTTP server for `GET /metrics`. Its frames go through the datapath like
-//! everything else, so they take the claim's own-traffic path (steps 3-6).
+//! The domain's own IP stack (smoltcp) on its own IPs, IPv4 and / or IPv6:
+//! ARP and NDP, ICMP and ICMPv6 echo, and an HTTP server for `GET /metrics`.
+//! Its frames go through the datapath like everything else, so they take
+//! the claim's own-traffic path (steps 3-6).
 use aggdom_config::AllowList;
 use aggdom_metrics::{
     http_response, render_prometheus, Action, Connections, Limits, Snapshot, Socket, MAX_REQUEST,
@@ -8,12 +9,13 @@ use aggdom_metrics::{
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::net::IpAddr;
 use datapath::{Datapath, FrameQueue};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
 /// The port `GET /metrics` is served on.
 pub const HTTP_PORT: u16 = 80;
@@ -103,7 +105,8 @@ pub struct OwnStack {
     http: [(SocketHandle, HttpConn); HTTP_SOCKETS],
     /// Who may hold the HTTP slots, and for how long.
     conns: Connections,
-    pub ip: Ipv4Address,
+    /// Its addresses with prefix lengths (the IPv6 link-local one too).
+    pub ips: Vec<(IpAddr, u8)>,
     pub mac: EthernetAddress,
 }
 
@@ -112,9 +115,8 @@ impl OwnStack {
     pub fn new(
         dp: &mut Datapath,
         mac: [u8; 6],
-        ip: core::net::Ipv4Addr,
-        prefix: u8,
-        gateway: Option<core::net::Ipv4Addr>,
+        ips: Vec<(IpAddr, u8)>,
+        gateways: &[IpAddr],
         metrics_allow: AllowList,
         now_ms: u64,
         seed: u64,
@@ -126,10 +128,15 @@ impl OwnStack {
         let mut device = QueueDevice { rx, tx };
         let mut iface = Interface::new(config, &mut device, Instant::from_millis(now_ms as i64));
         iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(ip.into(), prefix));
+            for &(ip, prefix) in &ips {
+                let _ = addrs.push(IpCidr::new(ip.into(), prefix));
+            }
         });
-        if let Some(gw) = gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        for gw in gateways {
+            let _ = match *gw {
+                IpAddr::V4(gw) => iface.routes_mut().add_default_ipv4_route(gw).map(|_| ()),
+                IpAddr::V6(gw) => iface.routes_mut().add_default_ipv6_route(gw).map(|_| ()),
+            };
         }
         let mut sockets = SocketSet::new(vec![]);
         let http = core::array::from_fn(|_| {
@@ -142,7 +149,7 @@ impl OwnStack {
             sockets,
             http,
             conns: Connections::new(HTTP_SOCKETS, Limits::DEFAULT, metrics_allow),
-            ip,
+            ips,
             mac,
         }
     }

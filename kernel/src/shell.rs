@@ -70,8 +70,8 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "bind",
-        args: "<ip> <id>[,<id>...]|none|auto",
-        help: "bind a guest IP to identities",
+        args: "<ip>|<prefix> <id>[,<id>...]|none|auto",
+        help: "bind a guest IP (or IPv6 prefix) to identities",
         run: bind,
     },
     Command {
@@ -571,12 +571,18 @@ fn guests(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             .find(|(id, _)| *id == g.0)
             .map_or(String::from("-"), |(_, i)| format!("{i}"));
         let ips: Vec<String> = info.ips.iter().map(|ip| format!("{ip}")).collect();
+        let learned: Vec<String> = dp.engine().learned(g).map(|ip| format!("{ip}")).collect();
         println!(
-            "{:<6} {:<10} {nic:<6} {:<18} {}",
+            "{:<6} {:<10} {nic:<6} {:<18} {}{}",
             g.0,
             info.name,
             format!("{}", info.mac),
-            ips.join(" ")
+            ips.join(" "),
+            if learned.is_empty() {
+                String::new()
+            } else {
+                format!(" learned {}", learned.join(" "))
+            }
         );
     }
     Ok(())
@@ -597,8 +603,19 @@ fn bindings(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     println!("{:<16} {:<8} identities", "ip", "guest");
     for (g, info) in dp.guests() {
         for ip in &info.ips {
-            let set = dp.engine().binding(*ip).unwrap_or_default();
+            let set = dp.engine().guest_binding(g, *ip).unwrap_or_default();
             println!("{:<16} {:<8} {}", format!("{ip}"), g.0, identity_list(set));
+        }
+        // Learned IPv6 addresses follow their prefix (link-local ones every
+        // IPv6 entry of the guest).
+        for ip in dp.engine().learned(g) {
+            let set = dp.engine().binding(IpAddr::V6(ip)).unwrap_or_default();
+            println!(
+                "{:<16} {:<8} {} (learned)",
+                format!("{ip}"),
+                g.0,
+                identity_list(set)
+            );
         }
     }
     let e = dp.engine();
@@ -617,8 +634,10 @@ fn bindings(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.parse().map_err(|_| format!("'{s}' is not an IP address"))
+/// An address or IPv6 prefix (`fd00:1::/64`).
+fn parse_ip(s: &str) -> Result<aggregation::IpNet, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IP address or prefix"))
 }
 
 fn bind(domain: &mut Domain, args: &[&str]) -> Result<(), String> {

@@ -13,13 +13,13 @@ use crate::domain::Domain;
 use crate::{println, time};
 use aggdom_config::merge::{self, Merged};
 use aggdom_config::Binding;
-use aggregation::GuestId;
+use aggregation::{GuestId, IpNet};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::IpAddr;
 use datapath::{FrameQueue, GuestPort, PortError};
 use hypervisor::{Hypervisor, RequestId, XenStore, XsOp};
 use netback::{Netback, RxDrop, TxDrop, VifId};
@@ -36,7 +36,10 @@ const VIF_RX_QUEUE: usize = 64;
 struct Attached {
     guest: GuestId,
     mac: MacAddr,
-    ips: Vec<Ipv4Addr>,
+    /// The vif's `ip` entries as netback read them.
+    ips: Vec<(IpAddr, u8)>,
+    /// As guest entries (addresses, IPv6 prefixes).
+    nets: Vec<IpNet>,
 }
 
 /// Everything Xen: the platform, netback and which vif is which guest.
@@ -47,7 +50,7 @@ pub struct XenNet {
     attached: BTreeMap<VifId, Attached>,
     config_path: String,
     /// `bind=` words from xenstore (and command-line ones for vif IPs).
-    binds: Vec<(Ipv4Addr, Binding)>,
+    binds: Vec<(IpNet, Binding)>,
     /// The config node's text as last read.
     config_text: String,
     /// The config node's re-read in flight, and whether another was asked
@@ -168,8 +171,8 @@ pub fn start_netback() {
     }
 }
 
-fn apply_bind(dp: &mut datapath::Datapath, ip: Ipv4Addr, b: &Binding) -> Result<(), String> {
-    datapath::apply_binding(dp.engine_mut(), IpAddr::V4(ip), b).map_err(|e| format!("{e}"))
+fn apply_bind(dp: &mut datapath::Datapath, ip: IpNet, b: &Binding) -> Result<(), String> {
+    datapath::apply_binding(dp.engine_mut(), ip, b).map_err(|e| format!("{e}"))
 }
 
 /// One round of Xen work, never waiting for dom0: the xenstore ring
@@ -353,8 +356,8 @@ impl XenNet {
         self.config_text = text;
     }
 
-    fn owns_ip(&self, ip: Ipv4Addr) -> bool {
-        self.attached.values().any(|a| a.ips.contains(&ip))
+    fn owns_ip(&self, ip: IpNet) -> bool {
+        self.attached.values().any(|a| a.nets.contains(&ip))
     }
 
     /// Attaches connected vifs that are not yet guests, detaches the rest.
@@ -385,21 +388,24 @@ impl XenNet {
             }
         }
         // Netback connects only vifs that have a MAC.
-        let fresh: Vec<(VifId, MacAddr, Vec<Ipv4Addr>)> = nb
+        let fresh: Vec<(VifId, MacAddr, Vec<(IpAddr, u8)>)> = nb
             .vifs()
             .filter(|v| v.is_connected() && !self.attached.contains_key(&v.id()))
             .filter_map(|v| Some((v.id(), v.mac()?, v.ips().to_vec())))
             .collect();
         for (id, mac, ips) in fresh {
             let name = format!("vif{}.{}", id.frontend, id.handle);
-            let addrs: Vec<IpAddr> = ips.iter().map(|ip| IpAddr::V4(*ip)).collect();
+            let nets: Vec<IpNet> = ips
+                .iter()
+                .filter_map(|&(a, l)| merge::vif_entry(a, l))
+                .collect();
             let port = Box::new(VifPort {
                 id,
                 rx: FrameQueue::new(VIF_RX_QUEUE),
             });
-            match dp.add_guest(&name, port, mac, &addrs) {
+            match dp.add_guest(&name, port, mac, &nets) {
                 Ok(guest) => {
-                    let ip_text: Vec<String> = ips.iter().map(|i| format!("{i}")).collect();
+                    let ip_text: Vec<String> = nets.iter().map(|i| format!("{i}")).collect();
                     println!(
                         "xen: vif {}/{} attached as guest {} ({name}, mac {mac}, ip {})",
                         id.frontend,
@@ -412,14 +418,22 @@ impl XenNet {
                         }
                     );
                     for (ip, b) in &self.binds {
-                        if ips.contains(ip) {
+                        if nets.contains(ip) {
                             match apply_bind(dp, *ip, b) {
                                 Ok(()) => println!("xen: bind {ip} applied"),
                                 Err(e) => println!("xen: bind {ip}: {e}"),
                             }
                         }
                     }
-                    self.attached.insert(id, Attached { guest, mac, ips });
+                    self.attached.insert(
+                        id,
+                        Attached {
+                            guest,
+                            mac,
+                            ips,
+                            nets,
+                        },
+                    );
                 }
                 Err(e) => {
                     // Refused: the vif goes to Closing with the reason in
@@ -572,7 +586,14 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             .attached
             .get(&id)
             .map_or("-".to_string(), |a| format!("{}", a.guest.0));
-        let ips: Vec<String> = v.ips().iter().map(|i| format!("{i}")).collect();
+        let ips: Vec<String> = v
+            .ips()
+            .iter()
+            .map(|&(a, l)| match IpNet::new(a, l) {
+                Some(n) => format!("{n}"),
+                None => format!("{a}/{l}"),
+            })
+            .collect();
         println!(
             "vif {}/{} state {} {} guest {guest} mac {} ip {}",
             id.frontend,

@@ -7,15 +7,16 @@
 //! |---|---|---|
 //! | `mode` | `identity` \| `literal` | MAC steering mode (DESIGN.md) |
 //! | `uplinks` | `<nic>,<nic>,...` | NICs that are uplinks; identity *k* is uplink *k*'s factory MAC |
-//! | `guest` | `<nic>,<mac>,<ip>[+<ip>...]` | a guest port (repeatable): the NIC standing for the guest's vif, its MAC and IPs |
-//! | `bind` | `<ip>:<id>[+<id>...]` \| `<ip>:none` \| `<ip>:auto` | a guest IP's binding to identities (repeatable); unbound IPs are spread evenly |
+//! | `guest` | `<nic>,<mac>,<ip>[+<ip>...]` | a guest port (repeatable): the NIC standing for the guest's vif, its MAC and IPs: IPv4 or IPv6 addresses, IPv6 prefixes (`fd00:1::/64`) |
+//! | `bind` | `<ip>:<id>[+<id>...]` \| `<ip>:none` \| `<ip>:auto` | a guest IP's (or IPv6 prefix's) binding to identities (repeatable); unbound IPs are spread evenly. IPv6 may be bracketed: `[fd00::5]:0` |
 //! | `pin` | `<id>,...` | identities no other uplink may take ([0051]) |
 //! | `exclusive` | `<uplink>,...` | uplinks whose MAC never changes ([0051]) |
 //! | `capacity` | `<mbps>,...` | line rate per uplink, in uplink order (0 = unknown) |
-//! | `ip` | `<a.b.c.d>/<prefix>` | the domain's own IP (ARP, ping, `GET /metrics`) |
-//! | `gw` | `<a.b.c.d>` | the own stack's default gateway |
+//! | `ip` | `<addr>/<prefix>[,<addr>/<prefix>]` | the domain's own IPs, at most one IPv4 and one IPv6 (ARP / NDP, ping, `GET /metrics`) |
+//! | `gw` | `<addr>[,<addr>]` | the own stack's default gateways, one per family |
 //! | `own` | `<id>` | the identity the own stack starts on (default 0) |
-//! | `metrics_allow` | `<a.b.c.d>/<len>,...` | clients allowed to read `GET /metrics` (default: all) |
+//! | `metrics_allow` | `<prefix>,...` | clients allowed to read `GET /metrics`, IPv4 or IPv6 prefixes (default: all) |
+//! | `ip6_learn` | `0`..`16` | IPv6 addresses a guest may have learned (link-local, in-prefix; default 8) |
 //! | `rebalance_ms`, `overload_pct`, `hysteresis_pct`, `dwell_s` | integers | rebalance tuning |
 //!
 //! `<nic>` is a NIC's index in PCI order (as `nics` lists them) or its PCI
@@ -33,7 +34,7 @@ mod prefix;
 
 pub use parse::{parse, parse_bind, ConfigError};
 pub use plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan, Resolved, UplinkPlan};
-pub use prefix::{AllowList, Ipv4Prefix};
+pub use prefix::{AllowList, IpPrefix};
 
 #[cfg(test)]
 mod tests;

@@ -7,14 +7,14 @@
 //! which only attach later: they are held back from the boot line and
 //! applied when a vif with that IP attaches (and again whenever the node
 //! changes: that is how binding changes at run time).
+use aggregation::IpNet;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::Ipv4Addr;
 
 use crate::{parse, parse_bind, Binding};
 
-/// `bind=` items by IP.
-pub type Binds = Vec<(Ipv4Addr, Binding)>;
+/// `bind=` items by IP (an address or IPv6 prefix).
+pub type Binds = Vec<(IpNet, Binding)>;
 /// Words that did not parse, each with why.
 pub type Rejected = Vec<(String, String)>;
 
@@ -34,8 +34,10 @@ fn key_of(word: &str) -> &str {
 }
 
 /// The IP a `bind=<ip>:...` word names.
-fn bind_ip(word: &str) -> Option<Ipv4Addr> {
-    word.strip_prefix("bind=")?.split_once(':')?.0.parse().ok()
+fn bind_ip(word: &str) -> Option<IpNet> {
+    parse_bind(word.strip_prefix("bind=")?)
+        .ok()
+        .map(|(ip, _)| ip)
 }
 
 /// Merges the command line with xenstore's words.
@@ -56,7 +58,7 @@ pub fn merge(cmdline: &str, store: &str) -> Merged {
         .copied()
         .filter(|w| key_of(w) == "guest")
         .collect();
-    let guest_ips: Vec<Ipv4Addr> = parse(&guest_line.join(" "))
+    let guest_ips: Vec<IpNet> = parse(&guest_line.join(" "))
         .map(|p| p.guests.iter().flat_map(|g| g.ips.clone()).collect())
         .unwrap_or_default();
     let mut line = Vec::new();
@@ -98,6 +100,19 @@ pub fn parse_binds<'a>(words: impl IntoIterator<Item = &'a str>) -> (Binds, Reje
     (out, rejected)
 }
 
+/// A vif's `ip` entry (address and length, as netback read it) as a guest
+/// entry: an address given with its subnet length (`10.0.0.5/24`,
+/// `fd00::5/64`) is that address; an IPv6 network (`fd00::/64`) is a
+/// prefix; an IPv4 network, or an address no host may own, is nothing.
+pub fn vif_entry(addr: core::net::IpAddr, len: u8) -> Option<IpNet> {
+    let entry = match IpNet::new(addr, len) {
+        Some(net) if !net.is_host() => net,
+        _ => IpNet::host(addr),
+    };
+    let word = alloc::format!("guest=0,02:00:00:00:00:01,{entry}");
+    parse(&word).ok().map(|_| entry)
+}
+
 /// The `bind=` words of a config node's text.
 pub fn bind_words(text: &str) -> impl Iterator<Item = &str> {
     text.split_ascii_whitespace()
@@ -117,7 +132,7 @@ pub fn boot_time_changes<'a>(old: &str, new: &'a str) -> Vec<&'a str> {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 
@@ -153,6 +168,44 @@ mod tests {
             ],
             "one binding per IP, the last word wins"
         );
+    }
+
+    #[test]
+    fn ipv6_binds_are_held_back_for_vifs_like_ipv4_ones() {
+        let m = merge(
+            "guest=2,52:54:00:00:01:01,fd00::11+fd00:1::/64 bind=[fd00::11]:1",
+            "bind=fd00::50:0+1 bind=fd00:1::/64:none bind=fd00:2::/64:0",
+        );
+        assert_eq!(
+            m.line,
+            "guest=2,52:54:00:00:01:01,fd00::11+fd00:1::/64 bind=[fd00::11]:1 \
+             bind=fd00:1::/64:none"
+        );
+        assert_eq!(
+            m.vif_binds,
+            [
+                (ip("fd00::50"), Binding::Identities(alloc::vec![0, 1])),
+                (ip("fd00:2::/64"), Binding::Identities(alloc::vec![0])),
+            ]
+        );
+    }
+
+    #[test]
+    fn vif_ip_entries_become_addresses_or_ipv6_prefixes() {
+        let a = |s: &str| s.parse::<core::net::IpAddr>().unwrap();
+        for (addr, len, want) in [
+            ("10.0.0.5", 32, Some("10.0.0.5")),
+            ("10.0.0.5", 24, Some("10.0.0.5")),
+            ("fd00::5", 128, Some("fd00::5")),
+            ("fd00::5", 64, Some("fd00::5")),
+            ("fd00:1::", 64, Some("fd00:1::/64")),
+            ("10.0.0.0", 24, None),
+            ("ff02::1", 128, None),
+            ("::", 0, None),
+        ] {
+            let got = vif_entry(a(addr), len).map(|n| alloc::format!("{n}"));
+            assert_eq!(got.as_deref(), want, "{addr}/{len}");
+        }
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! across words. The first bad word stops everything.
 use crate::plan::{Binding, GuestPlan, NicAddress, NicRef, OwnStack, Plan};
 use crate::prefix::AllowList;
-use aggregation::Mode;
+use aggregation::{IpNet, Mode};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use alloc::{format, vec};
 use core::fmt;
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 use nic::MacAddr;
 
 /// The configuration item that is wrong, and why.
@@ -50,8 +50,8 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
         capacity: Vec::new(),
         metrics_allow: AllowList::open(),
     };
-    let mut own_ip: Option<(Ipv4Addr, u8)> = None;
-    let mut gateway = None;
+    let mut own_ips: Vec<(IpAddr, u8)> = Vec::new();
+    let mut gateways: Vec<IpAddr> = Vec::new();
     let mut own_identity = 0;
     let mut seen_once: Vec<&str> = Vec::new();
     for word in line.split_ascii_whitespace() {
@@ -85,7 +85,9 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
                         g.mac, other.port
                     )));
                 }
-                for ip in &g.ips {
+                // Addresses are one guest's; a prefix (a LAN's /64) may be
+                // shared, its addresses going to whoever claims them.
+                for ip in g.ips.iter().filter(|ip| ip.is_host()) {
                     if plan.guests.iter().any(|o| o.ips.contains(ip)) {
                         return Err(bad(format!("IP {ip} already belongs to another guest")));
                     }
@@ -102,8 +104,12 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
             "pin" => plan.pinned = list(value, parse_index).map_err(bad)?,
             "exclusive" => plan.exclusive = list(value, parse_index).map_err(bad)?,
             "capacity" => plan.capacity = list(value, |s| parse_int(s, 1_000_000)).map_err(bad)?,
-            "ip" => own_ip = Some(parse_cidr(value).map_err(bad)?),
-            "gw" => gateway = Some(parse_ip(value).map_err(bad)?),
+            "ip" => own_ips = parse_own_ips(value).map_err(bad)?,
+            "gw" => gateways = parse_gateways(value).map_err(bad)?,
+            "ip6_learn" => {
+                plan.engine.learn_max =
+                    parse_int(value, aggregation::MAX_LEARNED_PER_GUEST as u64).map_err(bad)?
+            }
             "own" => own_identity = parse_index(value).map_err(bad)?,
             "metrics_allow" => plan.metrics_allow = AllowList::parse(value).map_err(bad)?,
             "rebalance_ms" => {
@@ -131,30 +137,31 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
             ));
         }
     }
-    match (own_ip, gateway) {
-        (Some((ip, prefix)), gateway) => {
-            if plan.guests.iter().any(|g| g.ips.contains(&ip)) {
-                return Err(ConfigError::new("ip", format!("{ip} is also a guest's IP")));
-            }
-            plan.own = Some(OwnStack {
-                ip,
-                prefix,
-                gateway,
-                identity: own_identity,
-            });
+    for (ip, _) in &own_ips {
+        let host = IpNet::host(*ip);
+        if plan.guests.iter().any(|g| g.ips.contains(&host)) {
+            return Err(ConfigError::new("ip", format!("{ip} is also a guest's IP")));
         }
-        (None, Some(_)) => {
+    }
+    for gw in &gateways {
+        if !own_ips.iter().any(|(ip, _)| ip.is_ipv4() == gw.is_ipv4()) {
             return Err(ConfigError::new(
                 "gw",
-                "a gateway needs ip=<a.b.c.d>/<prefix>".into(),
-            ))
+                format!("gateway {gw} needs an own address of its family in ip="),
+            ));
         }
-        (None, None) => {}
+    }
+    if !own_ips.is_empty() {
+        plan.own = Some(OwnStack {
+            ips: own_ips,
+            gateways,
+            identity: own_identity,
+        });
     }
     if plan.own.is_none() && !plan.metrics_allow.is_empty() {
         return Err(ConfigError::new(
             "metrics_allow",
-            "there is no /metrics without ip=<a.b.c.d>/<prefix>".into(),
+            "there is no /metrics without ip=<addr>/<prefix>".into(),
         ));
     }
     Ok(plan)
@@ -180,21 +187,81 @@ fn parse_pct(s: &str) -> Result<u32, String> {
     parse_int(s, 100)
 }
 
-fn parse_ip(s: &str) -> Result<Ipv4Addr, String> {
-    s.parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))
 }
 
-fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+/// An address a host may own: not unspecified, multicast or broadcast.
+fn check_host(ip: IpAddr) -> Result<IpAddr, String> {
+    let bad = match ip {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback(),
+    };
+    if bad {
+        return Err(format!("{ip} cannot be a host address"));
+    }
+    Ok(ip)
+}
+
+/// `<addr>/<prefix>`: an address and the length of its subnet.
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (ip, prefix) = s
         .split_once('/')
         .ok_or_else(|| format!("'{s}' needs a /prefix"))?;
-    let ip = parse_ip(ip)?;
-    let prefix: u8 = parse_int(prefix, 32)?;
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(format!("{ip} cannot be a host address"));
-    }
+    let ip = check_host(parse_ip(ip)?)?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = parse_int(prefix, max)?;
     Ok((ip, prefix))
+}
+
+/// `ip=`: one or two `<addr>/<prefix>`, at most one per family.
+fn parse_own_ips(value: &str) -> Result<Vec<(IpAddr, u8)>, String> {
+    let ips = list(value, parse_cidr)?;
+    if ips.len() > 2 || (ips.len() == 2 && ips[0].0.is_ipv4() == ips[1].0.is_ipv4()) {
+        return Err("at most one IPv4 and one IPv6 address".into());
+    }
+    Ok(ips)
+}
+
+/// `gw=`: one or two addresses, at most one per family.
+fn parse_gateways(value: &str) -> Result<Vec<IpAddr>, String> {
+    let gws = list(value, |s| check_host(parse_ip(s)?))?;
+    if gws.len() > 2 || (gws.len() == 2 && gws[0].is_ipv4() == gws[1].is_ipv4()) {
+        return Err("at most one IPv4 and one IPv6 gateway".into());
+    }
+    Ok(gws)
+}
+
+/// A guest entry: an IPv4 or IPv6 address, or an IPv6 prefix (`/1` to
+/// `/127`, host bits clear).
+fn parse_guest_ip(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = s.parse().map_err(|e| match e {
+        aggregation::IpNetError::Address => {
+            format!("'{s}' is not an IPv4 or IPv6 address or IPv6 prefix")
+        }
+        aggregation::IpNetError::Length => format!("the length in '{s}' is not valid"),
+        aggregation::IpNetError::HostBits => {
+            format!("'{s}' has host bits set past its prefix length")
+        }
+    })?;
+    if net.is_host() {
+        check_host(net.addr())?;
+        return Ok(net);
+    }
+    match net.addr() {
+        IpAddr::V4(_) => Err(format!(
+            "'{s}': IPv4 guests name addresses (prefixes are for IPv6)"
+        )),
+        IpAddr::V6(_) if net.prefix_len() == 0 => {
+            Err(format!("'{s}' would let the guest use any address"))
+        }
+        IpAddr::V6(_) => Ok(net),
+    }
 }
 
 fn parse_mac(s: &str) -> Result<MacAddr, String> {
@@ -236,7 +303,10 @@ fn parse_guest(value: &str) -> Result<GuestPlan, String> {
     else {
         return Err("expected guest=<nic>,<mac>,<ip>[+<ip>...]".into());
     };
-    let ips: Vec<Ipv4Addr> = ips.split('+').map(parse_ip).collect::<Result<_, _>>()?;
+    let ips: Vec<IpNet> = ips
+        .split('+')
+        .map(parse_guest_ip)
+        .collect::<Result<_, _>>()?;
     if ips.len() > MAX_IPS {
         return Err(format!("at most {MAX_IPS} IPs per guest"));
     }
@@ -253,13 +323,15 @@ fn parse_guest(value: &str) -> Result<GuestPlan, String> {
 }
 
 /// The value of one `bind=` word: `<ip>:<id>[+<id>...]`, `<ip>:none`,
-/// `<ip>:auto`. Public for words checked on their own, before the guest
-/// owning the IP exists (a Xen vif's `bind=` words).
-pub fn parse_bind(value: &str) -> Result<(Ipv4Addr, Binding), String> {
+/// `<ip>:auto`, where `<ip>` is an address or IPv6 prefix (IPv6 may be
+/// bracketed, `[fd00::5]:0`; the identities are after the last colon).
+/// Public for words checked on their own, before the guest owning the IP
+/// exists (a Xen vif's `bind=` words).
+pub fn parse_bind(value: &str) -> Result<(IpNet, Binding), String> {
     let (ip, ids) = value
-        .split_once(':')
+        .rsplit_once(':')
         .ok_or("expected bind=<ip>:<ids>|none|auto")?;
-    let ip = parse_ip(ip)?;
+    let ip = parse_guest_ip(ip)?;
     let binding = match ids {
         "none" => Binding::None,
         "auto" => Binding::Auto,

@@ -2,10 +2,11 @@
 //! actually found.
 use crate::parse::ConfigError;
 use crate::prefix::AllowList;
+use aggregation::IpNet;
 use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 use nic::MacAddr;
 
 /// A PCI address, `bb:dd.f`.
@@ -48,7 +49,8 @@ pub struct GuestPlan {
     /// The NIC standing for this guest's vif (QEMU guest port).
     pub port: NicRef,
     pub mac: MacAddr,
-    pub ips: Vec<Ipv4Addr>,
+    /// Addresses (IPv4, IPv6) and IPv6 prefixes.
+    pub ips: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,11 +63,14 @@ pub enum Binding {
     Auto,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnStack {
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Option<Ipv4Addr>,
+    /// Its addresses with their subnet prefix lengths: at most one IPv4
+    /// and one IPv6.
+    pub ips: Vec<(IpAddr, u8)>,
+    /// Default gateways, at most one per family, each of a family the
+    /// stack has an address in.
+    pub gateways: Vec<IpAddr>,
     /// The identity the own stack's MAC starts as.
     pub identity: usize,
 }
@@ -77,7 +82,8 @@ pub struct Plan {
     /// Empty: every NIC that is not a guest port is an uplink, in PCI order.
     pub uplinks: Vec<NicRef>,
     pub guests: Vec<GuestPlan>,
-    pub bindings: Vec<(Ipv4Addr, Binding)>,
+    /// Per guest address or IPv6 prefix.
+    pub bindings: Vec<(IpNet, Binding)>,
     pub pinned: Vec<usize>,
     pub own: Option<OwnStack>,
     /// Uplinks (by position) whose MAC never changes.

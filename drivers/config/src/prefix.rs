@@ -1,48 +1,54 @@
-//! IPv4 prefixes (`10.0.0.0/24`) and the `metrics_allow=` list of them: the
-//! clients that may read `GET /metrics`.
+//! IP prefixes (`10.0.0.0/24`, `fd00::/64`) and the `metrics_allow=` list
+//! of them: the clients that may read `GET /metrics`.
+use aggregation::IpNet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::IpAddr;
 
-/// An IPv4 network: an address with every bit past `len` zero.
+/// An IPv4 or IPv6 network: an address with every bit past `len` zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Prefix {
-    network: Ipv4Addr,
-    len: u8,
-}
+pub struct IpPrefix(IpNet);
 
-impl Ipv4Prefix {
-    /// `None` when `len` is over 32 or `network` has bits set past `len`.
-    pub fn new(network: Ipv4Addr, len: u8) -> Option<Self> {
-        (len <= 32 && u32::from(network) & !mask(len) == 0).then_some(Self { network, len })
+impl IpPrefix {
+    /// `None` when `len` is longer than the family allows or `network`
+    /// has bits set past `len`.
+    pub fn new(network: IpAddr, len: u8) -> Option<Self> {
+        IpNet::new(network, len).map(Self)
     }
 
-    /// Parses `a.b.c.d/len`. The error says what is wrong, for a config
-    /// line: a missing `/len`, a length over 32, host bits set (the prefix
+    /// Parses `addr/len`. The error says what is wrong, for a config line:
+    /// a missing `/len`, a length over 32 (128), host bits set (the prefix
     /// the writer probably meant is named).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (ip, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("'{s}' needs a /prefix (a.b.c.d/len; /32 for one host)"))?;
-        let ip: Ipv4Addr = ip
+        let (ip, len) = s.split_once('/').ok_or_else(|| {
+            format!("'{s}' needs a /prefix (a.b.c.d/len or x::/len; /32 or /128 for one host)")
+        })?;
+        let ip: IpAddr = ip
             .parse()
-            .map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
+            .map_err(|_| format!("'{ip}' is not an IP address"))?;
         let len: u8 = len
             .parse()
             .map_err(|_| format!("'{len}' in '{s}' is not a number"))?;
-        if len > 32 {
-            return Err(format!("/{len} in '{s}' is more than 32"));
+        let max = IpNet::host(ip).prefix_len();
+        if len > max {
+            return Err(format!("/{len} in '{s}' is more than {max}"));
         }
-        let network = Ipv4Addr::from(u32::from(ip) & mask(len));
         Self::new(ip, len).ok_or_else(|| {
+            let network = match ip {
+                IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask(len)).into()),
+                IpAddr::V6(a) => {
+                    let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    IpAddr::V6((u128::from(a) & m).into())
+                }
+            };
             format!("'{s}' has host bits set past /{len} (the network is {network}/{len})")
         })
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & mask(self.len) == u32::from(self.network)
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(ip)
     }
 }
 
@@ -53,16 +59,16 @@ fn mask(len: u8) -> u32 {
         .unwrap_or(0)
 }
 
-impl fmt::Display for Ipv4Prefix {
+impl fmt::Display for IpPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.len)
+        write!(f, "{}/{}", self.0.addr(), self.0.prefix_len())
     }
 }
 
 /// Clients allowed to reach a service. Empty allows every client (the
 /// service is open, as without `metrics_allow=`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowList(Vec<Ipv4Prefix>);
+pub struct AllowList(Vec<IpPrefix>);
 
 impl AllowList {
     /// Every client.
@@ -81,7 +87,7 @@ impl AllowList {
                 if p.is_empty() {
                     Err(format!("'' in '{value}' is not a prefix"))
                 } else {
-                    Ipv4Prefix::parse(p)
+                    IpPrefix::parse(p)
                 }
             })
             .collect::<Result<Vec<_>, _>>()
@@ -92,20 +98,15 @@ impl AllowList {
         self.0.is_empty()
     }
 
-    pub fn prefixes(&self) -> &[Ipv4Prefix] {
+    pub fn prefixes(&self) -> &[IpPrefix] {
         &self.0
     }
 
     /// Whether `client` may connect: any client when the list is empty,
-    /// else an IPv4 client inside one of the prefixes.
+    /// else a client inside one of the prefixes (of its own family: an
+    /// IPv4-mapped IPv6 address matches no IPv4 prefix).
     pub fn allows(&self, client: IpAddr) -> bool {
-        if self.0.is_empty() {
-            return true;
-        }
-        match client {
-            IpAddr::V4(ip) => self.0.iter().any(|p| p.contains(ip)),
-            IpAddr::V6(_) => false,
-        }
+        self.0.is_empty() || self.0.iter().any(|p| p.contains(client))
     }
 }
 
@@ -121,22 +122,37 @@ mod tests {
         assert_eq!(mask(32), u32::MAX);
     }
 
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4(a: Ipv4Addr) -> IpAddr {
+        IpAddr::V4(a)
+    }
+
     #[test]
     fn prefixes_contain_exactly_their_addresses() {
-        let p = Ipv4Prefix::parse("192.168.4.0/22").unwrap();
-        assert!(p.contains(Ipv4Addr::new(192, 168, 4, 0)));
-        assert!(p.contains(Ipv4Addr::new(192, 168, 7, 255)));
-        assert!(!p.contains(Ipv4Addr::new(192, 168, 8, 0)));
-        assert!(!p.contains(Ipv4Addr::new(192, 168, 3, 255)));
-        let all = Ipv4Prefix::parse("0.0.0.0/0").unwrap();
-        assert!(all.contains(Ipv4Addr::BROADCAST) && all.contains(Ipv4Addr::UNSPECIFIED));
-        assert_eq!(Ipv4Prefix::new(Ipv4Addr::new(10, 0, 0, 1), 24), None);
-        assert_eq!(Ipv4Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 33), None);
+        let p = IpPrefix::parse("192.168.4.0/22").unwrap();
+        assert!(p.contains(v4(Ipv4Addr::new(192, 168, 4, 0))));
+        assert!(p.contains(v4(Ipv4Addr::new(192, 168, 7, 255))));
+        assert!(!p.contains(v4(Ipv4Addr::new(192, 168, 8, 0))));
+        assert!(!p.contains(v4(Ipv4Addr::new(192, 168, 3, 255))));
+        let all = IpPrefix::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains(v4(Ipv4Addr::BROADCAST)) && all.contains(v4(Ipv4Addr::UNSPECIFIED)));
+        assert!(!all.contains(IpAddr::V6(Ipv6Addr::UNSPECIFIED)));
+        assert_eq!(IpPrefix::new(v4(Ipv4Addr::new(10, 0, 0, 1)), 24), None);
+        assert_eq!(IpPrefix::new(v4(Ipv4Addr::new(10, 0, 0, 0)), 33), None);
+        let p6 = IpPrefix::parse("fd00:1::/32").unwrap();
+        assert!(p6.contains("fd00:1:ffff::9".parse().unwrap()));
+        assert!(!p6.contains("fd00:2::9".parse().unwrap()));
+        assert_eq!(format!("{p6}"), "fd00:1::/32");
     }
 
     #[test]
     fn host_bits_name_the_network_meant() {
-        let e = Ipv4Prefix::parse("10.1.2.3/16").unwrap_err();
+        let e = IpPrefix::parse("10.1.2.3/16").unwrap_err();
         assert!(e.contains("10.1.0.0/16"), "{e}");
+        let e = IpPrefix::parse("fd00:1:2::3/48").unwrap_err();
+        assert!(e.contains("fd00:1:2::/48"), "{e}");
+        let e = IpPrefix::parse("fd00::/129").unwrap_err();
+        assert!(e.contains("more than 128"), "{e}");
     }
 }

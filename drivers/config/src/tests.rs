@@ -1,6 +1,6 @@
 use super::*;
-use aggregation::Mode;
-use core::net::Ipv4Addr;
+use aggregation::{IpNet, Mode};
+use core::net::{IpAddr, Ipv4Addr};
 use nic::MacAddr;
 use proptest::prelude::*;
 
@@ -52,27 +52,18 @@ fn a_full_configuration_parses_and_resolves() {
     assert_eq!(plan.engine.min_dwell_ns, 5_000_000_000);
     assert_eq!(plan.guests.len(), 2);
     assert_eq!(plan.guests[1].mac, MacAddr([0x52, 0x54, 0, 0, 1, 2]));
-    assert_eq!(
-        plan.guests[1].ips,
-        [Ipv4Addr::new(10, 0, 0, 12), Ipv4Addr::new(10, 0, 0, 13)]
-    );
+    assert_eq!(plan.guests[1].ips, [net("10.0.0.12"), net("10.0.0.13")]);
     assert_eq!(
         plan.bindings[0],
-        (Ipv4Addr::new(10, 0, 0, 11), Binding::Identities(vec![0, 1]))
+        (net("10.0.0.11"), Binding::Identities(vec![0, 1]))
     );
-    assert_eq!(
-        plan.bindings[1],
-        (Ipv4Addr::new(10, 0, 0, 13), Binding::None)
-    );
+    assert_eq!(plan.bindings[1], (net("10.0.0.13"), Binding::None));
     assert_eq!(plan.pinned, [2]);
-    let own = plan.own.unwrap();
+    let own = plan.own.clone().unwrap();
+    let v4 = |s: &str| IpAddr::V4(s.parse::<Ipv4Addr>().unwrap());
     assert_eq!(
-        (own.ip, own.prefix, own.gateway),
-        (
-            Ipv4Addr::new(10, 0, 0, 2),
-            24,
-            Some(Ipv4Addr::new(10, 0, 0, 1))
-        )
+        (own.ips, own.gateways),
+        (vec![(v4("10.0.0.2"), 24)], vec![v4("10.0.0.1")])
     );
 
     let r = plan.resolve(&NICS).unwrap();
@@ -91,6 +82,128 @@ fn a_full_configuration_parses_and_resolves() {
             (3, true, 100)
         ]
     );
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// IPv6 beside IPv4 everywhere an address goes: guest addresses and
+/// prefixes (shared prefixes allowed, shared addresses not), bindings of
+/// either (bracketed or not), the own stack's second address and
+/// gateway, and the learned-address bound.
+#[test]
+fn ipv6_addresses_and_prefixes_parse() {
+    let plan = parse(
+        "guest=4,52:54:00:00:01:01,10.0.0.11+fd00::11+fd00:0:0:1::/64 \
+         guest=5,52:54:00:00:01:02,fd00::12+fd00:0:0:1::/64 \
+         bind=fd00::11:0+1 bind=[fd00::12]:none bind=fd00:0:0:1::/64:1 \
+         ip=10.0.0.2/24,fd00::2/64 gw=fd00::1,10.0.0.1 ip6_learn=4",
+    )
+    .unwrap();
+    assert_eq!(
+        plan.guests[0].ips,
+        [net("10.0.0.11"), net("fd00::11"), net("fd00:0:0:1::/64")]
+    );
+    assert_eq!(
+        plan.guests[1].ips,
+        [net("fd00::12"), net("fd00:0:0:1::/64")]
+    );
+    assert_eq!(
+        plan.bindings,
+        [
+            (net("fd00::11"), Binding::Identities(vec![0, 1])),
+            (net("fd00::12"), Binding::None),
+            (net("fd00:0:0:1::/64"), Binding::Identities(vec![1])),
+        ]
+    );
+    let own = plan.own.unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(own.ips, [(ip("10.0.0.2"), 24), (ip("fd00::2"), 64)]);
+    assert_eq!(own.gateways, [ip("fd00::1"), ip("10.0.0.1")]);
+    assert_eq!(plan.engine.learn_max, 4);
+    assert_eq!(parse("").unwrap().engine.learn_max, 8, "default");
+    // An IPv6-only own stack.
+    let own = parse("ip=fd00::2/64 gw=fd00::1").unwrap().own.unwrap();
+    assert_eq!(own.ips, [(ip("fd00::2"), 64)]);
+}
+
+#[test]
+fn bad_ipv6_items_are_named_with_why() {
+    let g = "guest=4,52:54:00:00:01:01,fd00::11";
+    let table: &[(&str, &str, &str)] = &[
+        (
+            "guest=4,52:54:00:00:01:01,fd00::1/64",
+            "guest=4,52:54:00:00:01:01,fd00::1/64",
+            "host bits",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,10.0.0.0/24",
+            "guest=4,52:54:00:00:01:01,10.0.0.0/24",
+            "prefixes are for IPv6",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,::/0",
+            "guest=4,52:54:00:00:01:01,::/0",
+            "any address",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,ff02::1",
+            "guest=4,52:54:00:00:01:01,ff02::1",
+            "host address",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,::",
+            "guest=4,52:54:00:00:01:01,::",
+            "host address",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,fd00::/129",
+            "guest=4,52:54:00:00:01:01,fd00::/129",
+            "length",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,fd00::zz",
+            "guest=4,52:54:00:00:01:01,fd00::zz",
+            "not an IPv4 or IPv6",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,fd00::11 guest=5,52:54:00:00:01:02,fd00::11",
+            "guest=5,52:54:00:00:01:02,fd00::11",
+            "another guest",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,fd00::11 bind=fd00::12:0",
+            "bind=fd00::12",
+            "no guest",
+        ),
+        (
+            "guest=4,52:54:00:00:01:01,fd00::11 bind=fd00::/64:0",
+            "bind=fd00::/64",
+            "no guest",
+        ),
+        (
+            "ip=fd00::2/64,fd00::3/64",
+            "ip=fd00::2/64,fd00::3/64",
+            "one IPv4 and one IPv6",
+        ),
+        ("ip=fd00::2/129", "ip=fd00::2/129", "more than 128"),
+        ("ip=ff02::2/64", "ip=ff02::2/64", "host address"),
+        ("ip=10.0.0.2/24 gw=fd00::1", "gw", "family"),
+        (
+            "ip=fd00::2/64 gw=fd00::1,fd00::3",
+            "gw=fd00::1,fd00::3",
+            "one IPv4 and one IPv6",
+        ),
+        ("ip6_learn=17", "ip6_learn=17", "more than 16"),
+    ];
+    for (line, item, why) in table {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.item, *item, "{line}: {err}");
+        assert!(err.why.contains(why), "{line}: {err}");
+    }
+    let err = parse(&format!("{g} ip=fd00::11/64")).expect_err("own = guest");
+    assert_eq!(err.item, "ip", "{err}");
 }
 
 #[test]
@@ -193,6 +306,12 @@ fn metrics_allow_is_a_list_of_client_prefixes() {
         !only.allows("::ffff:10.0.0.1".parse().unwrap()),
         "IPv6 clients match no IPv4 prefix"
     );
+    let v6 = parse("ip=fd00::2/64 metrics_allow=fd00::/64,10.0.0.0/24")
+        .unwrap()
+        .metrics_allow;
+    assert!(v6.allows("fd00::77".parse().unwrap()));
+    assert!(!v6.allows("fd01::77".parse().unwrap()));
+    assert!(v6.allows(ip("10.0.0.9")));
     // Absent: every client, as before the key existed.
     let open = parse("ip=10.0.0.2/24").unwrap().metrics_allow;
     assert!(open.is_empty() && open.allows(ip("192.168.0.1")));
@@ -206,9 +325,10 @@ fn a_bad_metrics_prefix_is_named_with_why() {
         ("metrics_allow=10.0.0.0", "needs a /prefix"),
         ("metrics_allow=10.0.0.0/33", "more than 32"),
         ("metrics_allow=10.0.0.0/x", "not a number"),
-        ("metrics_allow=10.0.0/24", "not an IPv4 address"),
+        ("metrics_allow=10.0.0/24", "not an IP address"),
         ("metrics_allow=10.0.0.5/24", "host bits"),
-        ("metrics_allow=fe80::/64", "not an IPv4 address"),
+        ("metrics_allow=fd00::5/64", "host bits"),
+        ("metrics_allow=fd00::/129", "more than 128"),
     ];
     for (word, why) in table {
         let line = format!("ip=10.0.0.2/24 {word}");
@@ -266,7 +386,7 @@ proptest! {
 
     #[test]
     fn config_like_words_never_panic(words in proptest::collection::vec(
-        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s|metrics_allow)=[0-9a-f:.,+/x]{0,30}", 0..8)) {
+        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s|metrics_allow|ip6_learn)=[0-9a-f:.,+/x\\[\\]]{0,30}", 0..8)) {
         if let Ok(plan) = parse(&words.join(" ")) {
             let _ = plan.resolve(&NICS);
         }

@@ -3,7 +3,7 @@
 use crate::frame_queue::FrameQueue;
 use crate::guest_port::{GuestPort, PortError};
 use aggregation::{
-    learning_frame, Engine, GuestId, GuestSet, Mode, Move, Moves, OwnTxDecision, RxDecision,
+    learning_frame, Engine, GuestId, GuestSet, IpNet, Mode, Move, Moves, OwnTxDecision, RxDecision,
     Steering, TxDecision, UplinkConfig, UplinkId,
 };
 use alloc::boxed::Box;
@@ -59,7 +59,8 @@ pub struct DatapathCounters {
 pub struct GuestInfo {
     pub name: String,
     pub mac: MacAddr,
-    pub ips: Vec<IpAddr>,
+    /// Addresses and IPv6 prefixes, as configured.
+    pub ips: Vec<IpNet>,
 }
 
 pub struct Datapath {
@@ -153,18 +154,18 @@ impl Datapath {
         Ok(id)
     }
 
-    /// Adds a guest behind `port`, with its MAC and IPs (spread over the
-    /// identities, [0030]).
+    /// Adds a guest behind `port`, with its MAC and IPs: addresses and
+    /// IPv6 prefixes (spread over the identities, [0030]).
     pub fn add_guest(
         &mut self,
         name: &str,
         port: Box<dyn GuestPort>,
         mac: MacAddr,
-        ips: &[IpAddr],
+        ips: &[IpNet],
     ) -> Result<GuestId, SetupError> {
         let id = self
             .engine
-            .add_guest(mac, ips)
+            .add_guest_nets(mac, ips)
             .map_err(SetupError::Engine)?;
         let at = usize::from(id.0);
         if self.ports.len() <= at {
@@ -549,7 +550,7 @@ mod in_place_tests {
     use alloc::rc::Rc;
     use alloc::vec;
     use core::cell::RefCell;
-    use core::net::Ipv4Addr;
+    use core::net::{IpAddr, Ipv4Addr};
     use nic::FakeNic;
 
     /// A port that lends its frames only mutably, and keeps them so the test
@@ -602,7 +603,7 @@ mod in_place_tests {
         let port = InPlacePort {
             frames: frames.clone(),
         };
-        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11));
+        let ip = IpNet::host(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11)));
         dp.add_guest("g", Box::new(port), guest_mac, &[ip]).unwrap();
         assert_eq!(dp.poll(0), 1);
         // Identity mode: the source MAC became the uplink's identity, in

@@ -26,7 +26,7 @@ mod setup;
 pub use datapath::{Datapath, DatapathCounters, GuestInfo, SetupError};
 pub use frame_queue::FrameQueue;
 pub use guest_port::{GuestPort, NicPort, PortError};
-pub use setup::{apply_binding, build, Built, Role, OWN_QUEUE_FRAMES};
+pub use setup::{apply_binding, build, own_addresses, Built, Role, OWN_QUEUE_FRAMES};
 
 #[cfg(test)]
 mod tests;

@@ -4,13 +4,13 @@
 //! MACs and filter slots), so any error is found before a real NIC is
 //! touched and every real NIC comes back to the caller unchanged.
 use crate::{Datapath, GuestPort, NicPort};
-use aggdom_config::{Binding, ConfigError, NicAddress, Plan};
-use aggregation::{Engine, GuestId, IdentityId, UplinkId};
+use aggdom_config::{Binding, ConfigError, NicAddress, OwnStack, Plan};
+use aggregation::{Engine, GuestId, IdentityId, IpNet, UplinkId};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
-use core::net::IpAddr;
-use nic::{FakeNic, Nic};
+use core::net::{IpAddr, Ipv6Addr};
+use nic::{FakeNic, MacAddr, Nic};
 
 /// Frames of room each way between the datapath and the own IP stack.
 pub const OWN_QUEUE_FRAMES: usize = 64;
@@ -54,7 +54,7 @@ pub fn build(
 /// those held back until a vif with the IP attaches).
 pub fn apply_binding(
     engine: &mut Engine,
-    ip: IpAddr,
+    ip: IpNet,
     binding: &Binding,
 ) -> Result<(), aggregation::Error> {
     match binding {
@@ -66,6 +66,38 @@ pub fn apply_binding(
         Binding::None => engine.bind(ip, &[]),
         Binding::Auto => engine.bind_auto(ip),
     }
+}
+
+/// The own stack's addresses with their prefix lengths: those configured,
+/// and with IPv6 the link-local address made from `mac` (RFC 4291 2.5.1,
+/// modified EUI-64), which every IPv6 node has.
+pub fn own_addresses(own: &OwnStack, mac: MacAddr) -> Vec<(IpAddr, u8)> {
+    let mut ips = own.ips.clone();
+    if ips.iter().any(|(ip, _)| ip.is_ipv6()) {
+        let m = mac.0;
+        let ll = Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 2,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ]);
+        if !ips.iter().any(|(ip, _)| *ip == IpAddr::V6(ll)) {
+            ips.push((IpAddr::V6(ll), 64));
+        }
+    }
+    ips
 }
 
 fn engine_error(item: &str, e: impl core::fmt::Display) -> ConfigError {
@@ -96,14 +128,13 @@ fn configure(
             .ok_or_else(|| ConfigError::new("guest", "NIC used twice".into()))?;
         let port: Box<dyn GuestPort> =
             Box::new(NicPort::new(nic).map_err(|e| engine_error("guest", e))?);
-        let ips: Vec<IpAddr> = g.ips.iter().map(|ip| IpAddr::V4(*ip)).collect();
         let id = dp
-            .add_guest(&format!("guest{k}"), port, g.mac, &ips)
+            .add_guest(&format!("guest{k}"), port, g.mac, &g.ips)
             .map_err(|e| engine_error("guest", e))?;
         roles[at] = Some(Role::Guest(id));
     }
     for (ip, binding) in &plan.bindings {
-        apply_binding(dp.engine_mut(), IpAddr::V4(*ip), binding)
+        apply_binding(dp.engine_mut(), *ip, binding)
             .map_err(|e| engine_error(&format!("bind={ip}"), e))?;
     }
     for &id in &plan.pinned {
@@ -112,7 +143,10 @@ fn configure(
             .map_err(|e| engine_error("pin", e))?;
     }
     if let Some(own) = &plan.own {
-        dp.set_own_stack(IdentityId(own.identity as u8), &[IpAddr::V4(own.ip)])
+        let id = IdentityId(own.identity as u8);
+        let mac = dp.engine().identity_mac(id).unwrap_or_default();
+        let ips: Vec<IpAddr> = own_addresses(own, mac).iter().map(|a| a.0).collect();
+        dp.set_own_stack(id, &ips)
             .map_err(|e| engine_error("ip", e))?;
     }
     dp.program_all();

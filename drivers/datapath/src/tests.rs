@@ -1,7 +1,7 @@
 //! Host tests of the datapath on fake NICs: frames in, decisions carried
 //! out, frames and MAC programming observed on the other side.
 use crate::{Datapath, GuestPort, NicPort};
-use aggregation::{Config, IdentityId, Mode, UplinkId};
+use aggregation::{Config, IdentityId, IpNet, Mode, UplinkId};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -140,8 +140,13 @@ fn rig(mode: Mode, uplinks: usize) -> Rig {
     for (mac, ip) in GUEST_MACS.iter().zip(GUEST_IPS) {
         let (nic, wire) = test_nic([0x0e, 0, 0, 0, 9, mac[5]]);
         let port: Box<dyn GuestPort> = Box::new(NicPort::new(nic as Box<dyn nic::Nic>).unwrap());
-        dp.add_guest("g", port, MacAddr(*mac), &[IpAddr::V4(Ipv4Addr::from(ip))])
-            .unwrap();
+        dp.add_guest(
+            "g",
+            port,
+            MacAddr(*mac),
+            &[IpNet::host(IpAddr::V4(Ipv4Addr::from(ip)))],
+        )
+        .unwrap();
         guest_wires.push(wire);
     }
     dp.program_all();
@@ -269,8 +274,13 @@ fn literal_mode_removing_a_guest_turns_promiscuous_off_once_the_filter_fits_agai
             Box::new(FakeNic::new(MacAddr([0x0e, 0, 0, 0, 9, mac[5]])));
         let port: Box<dyn GuestPort> = Box::new(NicPort::new(port_nic).unwrap());
         ids.push(
-            dp.add_guest("g", port, MacAddr(*mac), &[IpAddr::V4(Ipv4Addr::from(ip))])
-                .unwrap(),
+            dp.add_guest(
+                "g",
+                port,
+                MacAddr(*mac),
+                &[IpNet::host(IpAddr::V4(Ipv4Addr::from(ip)))],
+            )
+            .unwrap(),
         );
     }
     dp.program_all();
@@ -408,6 +418,63 @@ fn floods_reach_the_own_stack_only_when_there_is_one() {
     assert_eq!(r.dp.own_rx().len(), 1, "the own stack hears broadcasts");
 }
 
+/// A neighbour solicitation from outside for `target`, to its
+/// solicited-node group (RFC 4861 7.2.2), with the source option.
+fn outside_ns(target: [u8; 16]) -> Vec<u8> {
+    let mut body = [0u8; 32];
+    let k = aggregation::testkit::nd_body(&mut body, 135, target, &[(1, MacAddr(GW))]);
+    let (grp, mac) = aggregation::testkit::solicited_node(target);
+    let mut f = alloc::vec![0u8; 120];
+    let mut gw6 = [0u8; 16];
+    gw6[0] = 0xfd;
+    gw6[15] = 1;
+    let n =
+        aggregation::testkit::ipv6_packet(&mut f, mac, MacAddr(GW), gw6, grp, &[], 58, &body[..k]);
+    f.truncate(n);
+    f
+}
+
+/// Multicast from outside (IPv6 neighbour solicitations above all) is
+/// taken in on the broadcast uplink, which alone accepts every multicast;
+/// when its link goes down the next live uplink takes over. A
+/// solicitation reaches the guest owning its target.
+#[test]
+fn the_broadcast_uplink_takes_in_multicast_and_hands_it_on_at_failover() {
+    let mut r = rig(Mode::Identity, 2);
+    let mut v6 = [0u8; 16];
+    v6[0] = 0xfd;
+    v6[15] = 0x11;
+    let port_nic: Box<dyn nic::Nic> = Box::new(FakeNic::new(MacAddr([0x0e, 0, 0, 0, 9, 9])));
+    let port: Box<dyn GuestPort> = Box::new(NicPort::new(port_nic).unwrap());
+    let g =
+        r.dp.add_guest(
+            "v6",
+            port,
+            MacAddr([0x52, 0x54, 0, 0, 1, 9]),
+            &[IpNet::host(IpAddr::V6(v6.into()))],
+        )
+        .unwrap();
+    r.dp.program_all();
+    let allmulti = |r: &mut Rig, u: u8| r.dp.uplink(UplinkId(u)).unwrap().all_multicast();
+    assert!(allmulti(&mut r, 0) && !allmulti(&mut r, 1));
+    r.uplinks[0].borrow_mut().inbound.push(outside_ns(v6));
+    r.uplinks[1].borrow_mut().inbound.push(outside_ns(v6));
+    r.dp.poll(1);
+    assert_eq!(r.dp.engine().guest_counters(g).unwrap().rx_frames, 1);
+    assert_eq!(r.dp.engine().counters().rx_nd_directed, 1);
+    assert!(
+        sent(&r.guests[0]).is_empty(),
+        "an IPv4 guest is not solicited"
+    );
+    r.uplinks[0].borrow_mut().link = Some(false);
+    r.dp.poll(20_000_000);
+    assert!(!allmulti(&mut r, 0) && allmulti(&mut r, 1));
+    r.uplinks[1].borrow_mut().inbound.push(outside_ns(v6));
+    r.dp.poll(40_000_000);
+    assert_eq!(r.dp.engine().guest_counters(g).unwrap().rx_frames, 2);
+    assert_eq!(r.dp.counters().program_errors, 0);
+}
+
 #[test]
 fn a_backlog_larger_than_one_batch_drains_over_polls() {
     let mut r = rig(Mode::Identity, 1);
@@ -473,6 +540,38 @@ mod setup {
             [IdentityId(1)]
         );
         assert!(e.is_pinned(IdentityId(1)));
+    }
+
+    #[test]
+    fn an_ipv6_plan_binds_addresses_and_prefixes_and_gives_the_own_stack_a_link_local() {
+        let plan = parse(
+            "uplinks=0,1 guest=2,52:54:00:00:01:01,10.0.0.11+fd00::11+fd00:1::/64 \
+             bind=fd00::11:0+1 bind=fd00:1::/64:1 ip=10.0.0.2/24,fd00::2/64",
+        )
+        .unwrap();
+        let (n, a) = nics(3);
+        let built = build(&plan, n, &a).ok().expect("plan is valid");
+        let e = built.datapath.engine();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ids = |b: aggregation::IdentitySet| b.iter().map(|i| i.0).collect::<Vec<_>>();
+        assert_eq!(ids(e.binding(ip("fd00::11")).unwrap()), [0, 1]);
+        let prefix: IpNet = "fd00:1::/64".parse().unwrap();
+        assert_eq!(ids(e.binding(prefix).unwrap()), [1]);
+        let info = built.datapath.guests().next().unwrap().1;
+        assert_eq!(info.ips.len(), 3);
+        // Identity 0 is 02:00:00:00:00:01: fe80::ff:fe00:1 (modified EUI-64).
+        let own = crate::own_addresses(plan.own.as_ref().unwrap(), MacAddr([2, 0, 0, 0, 0, 1]));
+        assert_eq!(
+            own,
+            [
+                (ip("10.0.0.2"), 24),
+                (ip("fd00::2"), 64),
+                (ip("fe80::ff:fe00:1"), 64)
+            ]
+        );
+        // The own stack owns all three: a guest may not claim its link-local.
+        assert_eq!(e.guest_of_ip(ip("fe80::ff:fe00:1")), None);
+        assert!(e.binding(ip("fe80::ff:fe00:1")).is_none());
     }
 
     #[test]

@@ -328,7 +328,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     let none = || alloc::format!("{}", Labels(&[]));
     let e = &s.engine;
     let d = &s.datapath;
-    let scalars: [(&str, &str, Kind, u64); 15] = [
+    let scalars: [(&str, &str, Kind, u64); 17] = [
         (
             "aggdom_own_tx_frames_total",
             "Frames the domain's own stack sent.",
@@ -370,6 +370,18 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "Broadcasts received and flooded to the guests.",
             Kind::Counter,
             e.rx_flooded,
+        ),
+        (
+            "aggdom_rx_nd_directed_total",
+            "IPv6 neighbour solicitations received and given to their target's guest alone.",
+            Kind::Counter,
+            e.rx_nd_directed,
+        ),
+        (
+            "aggdom_mld_out_total",
+            "MLD reports from guests sent through the uplink taking in multicast.",
+            Kind::Counter,
+            e.mld_out,
         ),
         (
             "aggdom_stranded_identities_total",

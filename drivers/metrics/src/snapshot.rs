@@ -2,7 +2,6 @@
 use aggregation::{DropCounters, GuestCounters, IdentityId, Load, Mode, UplinkCounters, UplinkId};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::IpAddr;
 use datapath::{Datapath, DatapathCounters};
 use nic::{Counters, MacAddr};
 
@@ -24,7 +23,7 @@ pub struct GuestRow {
     pub index: usize,
     pub name: String,
     pub mac: MacAddr,
-    pub ips: Vec<IpAddr>,
+    pub ips: Vec<aggregation::IpNet>,
     pub counters: GuestCounters,
 }
 

@@ -1,5 +1,5 @@
 use crate::*;
-use aggregation::{Config, IdentityId, Mode};
+use aggregation::{Config, IdentityId, IpNet, Mode};
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::net::{IpAddr, Ipv4Addr};
@@ -21,8 +21,14 @@ fn datapath() -> Datapath {
             .unwrap(),
     );
     let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11));
-    dp.add_guest("vm1", port, MacAddr([0x52, 0x54, 0, 0, 1, 1]), &[ip])
-        .unwrap();
+    let prefix: IpNet = "fd00:1::/64".parse().unwrap();
+    dp.add_guest(
+        "vm1",
+        port,
+        MacAddr([0x52, 0x54, 0, 0, 1, 1]),
+        &[IpNet::host(ip), prefix],
+    )
+    .unwrap();
     dp.engine_mut().bind(ip, &[IdentityId(0)]).unwrap();
     dp.engine_mut().pin(IdentityId(1)).unwrap();
     dp.program_all();
@@ -176,6 +182,70 @@ fn receive_and_own_drops_show_in_both_renderings() {
     assert!(prom.contains("aggdom_guest_rx_drops_total{guest=\"0\",reason=\"denied\"} 1"));
     assert!(tables.contains("own tx drops runt=1"), "{tables}");
     assert!(prom.contains("aggdom_own_tx_drops_total{reason=\"runt\"} 1"));
+}
+
+/// IPv6 drops are told apart by reason, and the IPv6 counters of the
+/// engine show, in the console's tables and in Prometheus alike.
+#[test]
+fn ipv6_drops_and_counters_show_in_both_renderings() {
+    use aggregation::testkit::{ipv6_packet, link_local, nd_body};
+    let mut dp = datapath();
+    let vm = MacAddr([0x52, 0x54, 0, 0, 1, 1]);
+    let e = dp.engine_mut();
+    let g = aggregation::GuestId(0);
+    let gw6: [u8; 16] = "fd00:1::fe"
+        .parse::<core::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let mut body = [0u8; 40];
+    // A router advertisement and a spoofed source, from the guest.
+    let k = nd_body(&mut body, 134, [0; 16], &[]);
+    let mut f = [0u8; 120];
+    let n = ipv6_packet(
+        &mut f,
+        MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+        vm,
+        link_local(1),
+        gw6,
+        &[],
+        58,
+        &body[..k],
+    );
+    e.guest_transmit(1, g, &mut f[..n]);
+    let mut spoof = gw6;
+    spoof[1] = 2;
+    let n = ipv6_packet(
+        &mut f,
+        MacAddr([2, 0xaa, 0, 0, 0, 1]),
+        vm,
+        spoof,
+        gw6,
+        &[],
+        17,
+        &[0; 8],
+    );
+    e.guest_transmit(1, g, &mut f[..n]);
+    let snap = Snapshot::take(&mut dp, 0);
+    let tables = render_tables(&snap);
+    let prom = render_prometheus(&snap);
+    let guest_row = tables
+        .lines()
+        .find(|l| l.starts_with("0      vm1"))
+        .unwrap();
+    assert!(
+        guest_row.ends_with(" spoofed_ip6=1 ra_guard=1"),
+        "{guest_row}"
+    );
+    for r in ["spoofed_ip6", "ra_guard"] {
+        let want = format!("aggdom_guest_tx_drops_total{{guest=\"0\",reason=\"{r}\"}} 1");
+        assert!(prom.contains(&want), "{want}");
+    }
+    assert!(
+        tables.contains("solicitations directed 0; mld out 0;"),
+        "{tables}"
+    );
+    assert!(prom.contains("aggdom_rx_nd_directed_total 0"));
+    assert!(prom.contains("aggdom_mld_out_total 0"));
 }
 
 /// The /metrics server's own counters (refused clients among them) show in

@@ -38,7 +38,7 @@
 //! assert_eq!(guest.backend_state(&hv), XenbusState::Connected);
 //!
 //! let vif = nb.vif_mut(VifId { frontend: 5, handle: 0 }).unwrap();
-//! assert_eq!(vif.ips(), ["10.0.0.5".parse::<core::net::Ipv4Addr>().unwrap()]);
+//! assert_eq!(vif.ips(), [("10.0.0.5".parse::<core::net::IpAddr>().unwrap(), 32)]);
 //! guest.send(&mut hv, &[0xab; 60], 4096, 0);
 //! assert_eq!(vif.poll_tx(&mut hv, |frame| assert_eq!(frame.len(), 60)), 1);
 //! guest.post_rx(&mut hv, 1);

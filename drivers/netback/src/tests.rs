@@ -97,7 +97,7 @@ fn probe_advertises_features_and_reads_identity() {
         A,
         0,
         "00:16:3e:12:34:56",
-        "10.0.0.5 bogus 10.0.0.6",
+        "10.0.0.5 bogus fd00::5 10.0.0.6 fd00:1::/64 fd00::/129 10.0.0.0/33",
     );
     settle(&mut hv, &mut nb);
     let be = |hv: &FakeHypervisor, k: &str| hv.xs_get(&format!("{}/{k}", f.backend_path));
@@ -112,11 +112,14 @@ fn probe_advertises_features_and_reads_identity() {
         vif.mac(),
         Some(nic::MacAddr([0, 0x16, 0x3e, 0x12, 0x34, 0x56]))
     );
+    let ip = |s: &str| s.parse::<core::net::IpAddr>().unwrap();
     assert_eq!(
         vif.ips(),
         [
-            "10.0.0.5".parse::<core::net::Ipv4Addr>().unwrap(),
-            "10.0.0.6".parse().unwrap()
+            (ip("10.0.0.5"), 32),
+            (ip("fd00::5"), 128),
+            (ip("10.0.0.6"), 32),
+            (ip("fd00:1::"), 64)
         ]
     );
     assert!(!vif.is_connected());

@@ -16,7 +16,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 
 use hypervisor::{
     DomId, EvtchnPort, Hypervisor, MapAccess, RequestId, XenError, XenbusState, XsOp,
@@ -107,7 +107,7 @@ pub struct Vif<H: Hypervisor> {
     probed: bool,
     pub(crate) conn: Option<Connection<H::Page>>,
     mac: Option<MacAddr>,
-    ips: Vec<Ipv4Addr>,
+    ips: Vec<(IpAddr, u8)>,
     last_error: Option<ConnectError>,
     /// Why the datapath refused the vif, until the frontend restarts.
     refused: Option<String>,
@@ -164,9 +164,11 @@ impl<H: Hypervisor> Vif<H> {
         self.mac
     }
 
-    /// The guest's IPv4 addresses, from the backend's `ip` key
-    /// (space-separated; entries that do not parse are left out).
-    pub fn ips(&self) -> &[Ipv4Addr] {
+    /// The guest's addresses with prefix lengths, from the backend's `ip`
+    /// key (libxl writes it space-separated): IPv4 or IPv6, an address
+    /// (`/32`, `/128` when no length is given) or a prefix (`fd00::/64`).
+    /// Entries that do not parse are left out.
+    pub fn ips(&self) -> &[(IpAddr, u8)] {
         &self.ips
     }
 
@@ -320,11 +322,7 @@ impl<H: Hypervisor> Vif<H> {
         self.mac = s.text(Key::Mac).and_then(|m| m.trim().parse().ok());
         self.ips = s
             .text(Key::Ip)
-            .map(|ips| {
-                ips.split_whitespace()
-                    .filter_map(|a| a.parse().ok())
-                    .collect()
-            })
+            .map(|ips| ips.split_whitespace().filter_map(parse_ip).collect())
             .unwrap_or_default();
     }
 
@@ -644,4 +642,19 @@ fn has_transient_error(s: &Snapshot) -> bool {
                 | XenError::NoMem))
         )
     })
+}
+
+/// One word of the `ip` key: `addr` or `addr/len`, `len` within the family.
+fn parse_ip(word: &str) -> Option<(IpAddr, u8)> {
+    let (a, len) = match word.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (word, None),
+    };
+    let a: IpAddr = a.parse().ok()?;
+    let max = if a.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.parse().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some((a, len))
 }

@@ -472,7 +472,8 @@ pub struct Stats {
     /// The summary line's numbers by name: `own_tx`, `own_rx`, `swaps`,
     /// `rebalance_runs`, `rebalance_moves`, `failover_moves`,
     /// `learning_frames`, `uplink_full`, `guest_full`, `own_queue_full`,
-    /// `flooded`, `stranded`, `program_errors`, `literal_mac_writes`.
+    /// `flooded`, `nd_directed`, `mld_out`, `stranded`, `program_errors`,
+    /// `literal_mac_writes`.
     pub totals: BTreeMap<String, u64>,
 }
 
@@ -614,6 +615,8 @@ fn parse_totals(line: &str) -> BTreeMap<String, u64> {
         ("guest full ", "guest_full"),
         ("own queue full ", "own_queue_full"),
         ("flooded ", "flooded"),
+        ("solicitations directed ", "nd_directed"),
+        ("mld out ", "mld_out"),
         ("stranded identities ", "stranded"),
         ("program errors ", "program_errors"),
         ("literal mac writes ", "literal_mac_writes"),
