@@ -266,7 +266,20 @@ class XenTest:
 
     # -------------------------------------------------------------- aggdom's consoles
     def serial(self, timeout=300):
-        return self.rig.run(f"cat {SERIAL}", timeout=timeout, quiet=True)[1]
+        return self.read_log(SERIAL, timeout)
+
+    def read_log(self, path, timeout=300):
+        """A console log's contents, read in dom0. A `cat` that dies there (the rig's userland faults:
+        seen as ld.so's "Inconsistency detected" instead of the log) is retried once; its output is kept
+        as a dom0 command's, so the crash is listed under RIG FAULTS (console reads are otherwise not
+        scanned: a guest's log holds the guest's own crashes)."""
+        for attempt in (1, 2):
+            rc, out = self.rig.run(f"cat {path}", timeout=timeout, quiet=True)
+            if rc == 0:
+                break
+            self.rig.history[-1]["cmd"] = f"(read of {os.path.basename(path)} that failed)"
+            self.say(f"reading {path} failed in dom0 (rc={rc}), attempt {attempt}: {out.strip()[:200]}")
+        return out
 
     def wait_serial(self, regex, timeout):
         t = self.rig.wait_file(SERIAL, regex, timeout)
@@ -295,7 +308,7 @@ class XenTest:
             self.say(f"no reply to '{cmd}' on aggdom's PV console (rc={rc}) {out.strip()}")
             return None
         time.sleep(0.3)
-        return self.rig.run(f"cat {PVCON}", quiet=True)[1].replace("\r", "")
+        return self.read_log(PVCON).replace("\r", "")
 
     def xen_state(self):
         """aggdom's `xen` reply, parsed (parse_xen), or None."""
