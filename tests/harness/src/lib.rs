@@ -13,8 +13,9 @@
 //! for them (`send_frame`/`recv_*` take `&self`).
 //!
 //! [`frame`] builds and parses the Ethernet/ARP/IPv4/UDP/TCP/ICMP frames
-//! tests send and expect; [`tcp`] is a one-request TCP client over raw
-//! frames (for aggdom's own IP stack); [`pcap`] reads the per-NIC captures; [`switch`] is a host-side learning switch for tests that
+//! tests send and expect, [`frame6`] the IPv6 ones (UDP, TCP, ICMPv6 echo,
+//! NDP); [`tcp`] is a one-request TCP client over raw frames, IPv4 or
+//! IPv6 (for aggdom's own IP stack); [`pcap`] reads the per-NIC captures; [`switch`] is a host-side learning switch for tests that
 //! put the harness between aggdom's uplinks and remote hosts.
 //!
 //! ```no_run
@@ -33,6 +34,7 @@
 mod config;
 mod error;
 pub mod frame;
+pub mod frame6;
 pub mod json;
 mod machine;
 mod net;

@@ -6,10 +6,12 @@
 //! Addresses: uplink *i* has MAC `52:54:00:e2:00:<i+1>` (identity *i*),
 //! guest *j* has MAC `02:00:00:00:01:<j+1>` and IP `10.0.0.<11+j>`, remote
 //! host *k* has MAC `02:00:00:00:09:<k>` and IP `10.0.0.<100+k>`, the
-//! domain's own IP is [`OWN_IP`].
+//! domain's own IP is [`OWN_IP`]. With [`Layout::with_ipv6`] guest *j* also
+//! has `fd00::<11+j>` (hex) and the prefix [`PREFIX6`]; remote host *k* is
+//! `fd00::1:<k>` ([`remote_ip6`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,18 @@ use crate::{MacAddr, Machine, MachineBuilder, NicKind, Result};
 pub const OWN_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// UDP port guest test traffic is sent from and to.
 pub const UDP_PORT: u16 = 7000;
+/// The IPv6 prefix every guest has with [`Layout::with_ipv6`].
+pub const PREFIX6: &str = "fd00::/64";
+
+/// Guest `j`'s IPv6 address with [`Layout::with_ipv6`].
+pub const fn guest_ip6(j: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x11 + j as u16)
+}
+
+/// Remote host `k`'s IPv6 address.
+pub const fn remote_ip6(k: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 1, k as u16)
+}
 
 /// Uplink `i`'s factory MAC, which is identity `i`.
 pub const fn uplink_mac(i: usize) -> MacAddr {
@@ -81,6 +95,8 @@ pub struct Layout {
     pub extra: String,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
+    /// Guests have an IPv6 address and [`PREFIX6`] too.
+    pub ipv6: bool,
 }
 
 impl Layout {
@@ -93,7 +109,15 @@ impl Layout {
             kind: NicKind::VirtioNet,
             extra: String::new(),
             memory_mib: 128,
+            ipv6: false,
         }
+    }
+
+    /// Gives guest `j` the IPv6 address [`guest_ip6`]`(j)` and the prefix
+    /// [`PREFIX6`] beside its IPv4 address (dual stack).
+    pub fn with_ipv6(mut self) -> Layout {
+        self.ipv6 = true;
+        self
     }
 
     /// Appends command-line items (`mode=literal`, `bind=...`, ...).
@@ -123,8 +147,13 @@ impl Layout {
             items.push(format!("uplinks={}", ids.join(",")));
         }
         for j in 0..self.guests {
+            let v6 = if self.ipv6 {
+                format!("+{}+{PREFIX6}", guest_ip6(j))
+            } else {
+                String::new()
+            };
             items.push(format!(
-                "guest={},{},{}",
+                "guest={},{},{}{v6}",
                 self.port(j),
                 guest_mac(j),
                 guest_ip(j)
@@ -179,6 +208,36 @@ pub fn udp_frame(ends: Ipv4Ends, tag: u64, len: usize) -> Vec<u8> {
     let mut payload = tag.to_be_bytes().to_vec();
     payload.resize(len.max(frame::MIN_FRAME) - 42, 0x5a);
     frame::udp(ends, UDP_PORT, UDP_PORT, &payload)
+}
+
+/// A UDP frame over IPv6 between `ends`, `len` bytes long, carrying `tag`.
+pub fn udp6_frame(ends: crate::frame6::Ipv6Ends, tag: u64, len: usize) -> Vec<u8> {
+    let mut payload = tag.to_be_bytes().to_vec();
+    payload.resize(len.max(frame::MIN_FRAME + 20) - 62, 0x5a);
+    crate::frame6::udp6(ends, UDP_PORT, UDP_PORT, &payload)
+}
+
+/// A UDP frame over IPv6 from guest `j` to remote host `k`, carrying `tag`.
+pub fn guest_udp6(j: usize, k: usize, tag: u64, len: usize) -> Vec<u8> {
+    udp6_frame(
+        crate::frame6::Ipv6Ends {
+            src_mac: guest_mac(j),
+            dst_mac: remote(k).mac,
+            src_ip: guest_ip6(j),
+            dst_ip: remote_ip6(k),
+        },
+        tag,
+        len,
+    )
+}
+
+/// The tag of a frame built by [`udp6_frame`] / [`guest_udp6`].
+pub fn udp6_tag(f: &[u8]) -> Option<u64> {
+    let udp = Eth::parse(f)?.ipv6()?.udp()?;
+    if udp.dst_port != UDP_PORT {
+        return None;
+    }
+    Some(u64::from_be_bytes(udp.payload.get(..8)?.try_into().ok()?))
 }
 
 /// The tag of a frame built by [`guest_udp`] / [`udp_frame`].

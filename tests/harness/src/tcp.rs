@@ -1,13 +1,89 @@
 //! A minimal TCP client over raw frames, for tests that talk to aggdom's own
-//! IP stack through a NIC (e.g. `GET /metrics`): one connection, one request,
-//! read until the server closes. It answers ARP for its own address, acks
-//! in-order data, retransmits its SYN and request until acknowledged, and
-//! ignores everything else (other frames stay queued for the test).
+//! IP stack through a NIC (e.g. `GET /metrics`), over IPv4 or IPv6: one
+//! connection, one request, read until the server closes. It answers ARP
+//! or neighbour solicitations for its own address, acks in-order data,
+//! retransmits its SYN and request until acknowledged, and ignores
+//! everything else (other frames stay queued for the test).
 
 use std::time::{Duration, Instant};
 
-use crate::frame::{self, tcp_flags::*, Eth, Ipv4Ends, TcpFields, ARP_REQUEST};
+use crate::frame::{self, tcp_flags::*, Eth, Ipv4Ends, Tcp, TcpFields, ARP_REQUEST};
+use crate::frame6::{self, Ipv6Ends, ICMPV6_NS};
 use crate::{Error, Machine, Result};
+
+/// The addressing of one TCP conversation (client to server), by IP
+/// family: how its segments are built and recognised, and how the client
+/// answers the server's address resolution.
+pub trait Ends: Copy {
+    /// A segment from the client.
+    fn segment(&self, f: TcpFields, payload: &[u8]) -> Vec<u8>;
+    /// The server's segment to the client in `frame` (checksum verified).
+    fn from_server<'a>(&self, frame: &'a [u8]) -> Option<Tcp<'a>>;
+    /// The client's answer, if `frame` asks for its link-layer address.
+    fn resolution_reply(&self, frame: &[u8]) -> Option<Vec<u8>>;
+    /// The server's address, for messages.
+    fn server(&self) -> String;
+}
+
+impl Ends for Ipv4Ends {
+    fn segment(&self, f: TcpFields, payload: &[u8]) -> Vec<u8> {
+        frame::tcp(*self, f, payload)
+    }
+
+    fn from_server<'a>(&self, f: &'a [u8]) -> Option<Tcp<'a>> {
+        Eth::parse(f)?
+            .ipv4()
+            .filter(|ip| ip.src == self.dst_ip && ip.dst == self.src_ip)?
+            .tcp()
+    }
+
+    fn resolution_reply(&self, f: &[u8]) -> Option<Vec<u8>> {
+        let arp = Eth::parse(f)?.arp()?;
+        (arp.op == ARP_REQUEST && arp.target_ip == self.src_ip)
+            .then(|| frame::arp_reply(self.src_mac, self.src_ip, arp.sender_mac, arp.sender_ip))
+    }
+
+    fn server(&self) -> String {
+        self.dst_ip.to_string()
+    }
+}
+
+impl Ends for Ipv6Ends {
+    fn segment(&self, f: TcpFields, payload: &[u8]) -> Vec<u8> {
+        frame6::tcp6(*self, f, payload)
+    }
+
+    fn from_server<'a>(&self, f: &'a [u8]) -> Option<Tcp<'a>> {
+        Eth::parse(f)?
+            .ipv6()
+            .filter(|ip| ip.src == self.dst_ip && ip.dst == self.src_ip)?
+            .tcp()
+    }
+
+    fn resolution_reply(&self, f: &[u8]) -> Option<Vec<u8>> {
+        let eth = Eth::parse(f)?;
+        let ip = eth.ipv6()?;
+        let m = ip.icmp6()?;
+        if m.ty != ICMPV6_NS || m.target() != Some(self.src_ip) || ip.src.is_unspecified() {
+            return None;
+        }
+        let to = Ipv6Ends {
+            src_mac: self.src_mac,
+            dst_mac: eth.src,
+            src_ip: self.src_ip,
+            dst_ip: ip.src,
+        };
+        Some(frame6::neighbour_advertisement(
+            to,
+            self.src_ip,
+            self.src_mac,
+        ))
+    }
+
+    fn server(&self) -> String {
+        format!("[{}]", self.dst_ip)
+    }
+}
 
 /// Where frames go and come from: a NIC of a machine, or a fake in tests.
 pub trait Link {
@@ -56,9 +132,9 @@ const MSS: u16 = 1460;
 /// `ends.src_mac`) to `ends.dst_ip:dst_port` (reached at `ends.dst_mac`),
 /// sends `request`, and returns every byte the server sent until it closed
 /// the connection. Fails on RST or after `timeout` overall.
-pub fn request(
+pub fn request<E: Ends>(
     link: &dyn Link,
-    ends: Ipv4Ends,
+    ends: E,
     src_port: u16,
     dst_port: u16,
     request: &[u8],
@@ -68,8 +144,7 @@ pub fn request(
     let iss: u32 = 0x1000_0000 ^ u32::from(src_port) << 8;
     let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8]| {
         let mss = (flags & SYN != 0).then_some(MSS);
-        frame::tcp(
-            ends,
+        ends.segment(
             TcpFields {
                 src_port,
                 dst_port,
@@ -82,21 +157,15 @@ pub fn request(
             payload,
         )
     };
-    // Frames of this connection, and ARP requests for our address.
+    // Frames of this connection, and requests for our link-layer address.
     let mut ours = |f: &[u8]| {
-        let Some(eth) = Eth::parse(f) else {
-            return false;
-        };
-        if let Some(arp) = eth.arp() {
-            return arp.op == ARP_REQUEST && arp.target_ip == ends.src_ip;
-        }
-        eth.ipv4()
-            .filter(|ip| ip.src == ends.dst_ip && ip.dst == ends.src_ip)
-            .and_then(|ip| ip.tcp())
-            .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
+        ends.resolution_reply(f).is_some()
+            || ends
+                .from_server(f)
+                .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
     };
     let timed_out = |what: &str| Error::Timeout {
-        what: format!("TCP {what} from {}:{dst_port}", ends.dst_ip),
+        what: format!("TCP {what} from {}:{dst_port}", ends.server()),
         context: String::new(),
     };
 
@@ -127,18 +196,11 @@ pub fn request(
         let Some(f) = link.recv_matching(wait, &mut ours) else {
             continue;
         };
-        let eth = Eth::parse(&f).expect("matched frames parse");
-        if let Some(arp) = eth.arp() {
-            link.send(&frame::arp_reply(
-                ends.src_mac,
-                ends.src_ip,
-                arp.sender_mac,
-                arp.sender_ip,
-            ))?;
+        if let Some(reply) = ends.resolution_reply(&f) {
+            link.send(&reply)?;
             continue;
         }
-        let ip = eth.ipv4().expect("matched frames parse");
-        let t = ip.tcp().expect("matched frames parse");
+        let t = ends.from_server(&f).expect("matched frames parse");
         if t.has(RST) {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
@@ -407,6 +469,42 @@ mod tests {
         );
         assert_eq!(*server.syns.borrow(), 2, "SYN not retransmitted");
         assert!(*server.arp_answered.borrow() && *server.closed.borrow());
+    }
+
+    /// Over IPv6 the client answers a solicitation for its address (and
+    /// only that) and takes only its server's segments.
+    #[test]
+    fn ipv6_ends_answer_solicitations_and_recognise_the_server() {
+        let client = Ipv6Ends {
+            src_mac: MacAddr::local(1),
+            dst_mac: MacAddr::qemu(1),
+            src_ip: "fd00::100".parse().unwrap(),
+            dst_ip: "fd00::2".parse().unwrap(),
+        };
+        let ns = frame6::neighbour_solicitation(MacAddr::qemu(1), client.dst_ip, client.src_ip);
+        let na = client
+            .resolution_reply(&ns)
+            .expect("answers for its address");
+        let eth = Eth::parse(&na).unwrap();
+        let m = eth.ipv6().unwrap().icmp6().unwrap();
+        assert_eq!(eth.dst, MacAddr::qemu(1));
+        assert_eq!(m.target(), Some(client.src_ip));
+        assert_eq!(m.lladdrs(), vec![(2, MacAddr::local(1))]);
+        let other = frame6::neighbour_solicitation(MacAddr::qemu(1), client.dst_ip, client.dst_ip);
+        assert!(client.resolution_reply(&other).is_none());
+        let f = TcpFields {
+            src_port: 80,
+            dst_port: 40000,
+            seq: 1,
+            ack: 1,
+            flags: ACK,
+            window: 10,
+            mss: None,
+        };
+        let from_server = frame6::tcp6(client.reversed(), f, b"x");
+        assert_eq!(client.from_server(&from_server).unwrap().payload, b"x");
+        let from_client = frame6::tcp6(client, f, b"x");
+        assert!(client.from_server(&from_client).is_none());
     }
 
     #[test]
