@@ -18,7 +18,7 @@ pub trait Ends: Copy {
     /// A segment from the client.
     fn segment(&self, f: TcpFields, payload: &[u8]) -> Vec<u8>;
     /// The server's segment to the client in `frame` (checksum verified).
-    fn from_server<'a>(&self, frame: &'a [u8]) -> Option<Tcp<'a>>;
+    fn server_segment<'a>(&self, frame: &'a [u8]) -> Option<Tcp<'a>>;
     /// The client's answer, if `frame` asks for its link-layer address.
     fn resolution_reply(&self, frame: &[u8]) -> Option<Vec<u8>>;
     /// The server's address, for messages.
@@ -30,7 +30,7 @@ impl Ends for Ipv4Ends {
         frame::tcp(*self, f, payload)
     }
 
-    fn from_server<'a>(&self, f: &'a [u8]) -> Option<Tcp<'a>> {
+    fn server_segment<'a>(&self, f: &'a [u8]) -> Option<Tcp<'a>> {
         Eth::parse(f)?
             .ipv4()
             .filter(|ip| ip.src == self.dst_ip && ip.dst == self.src_ip)?
@@ -53,7 +53,7 @@ impl Ends for Ipv6Ends {
         frame6::tcp6(*self, f, payload)
     }
 
-    fn from_server<'a>(&self, f: &'a [u8]) -> Option<Tcp<'a>> {
+    fn server_segment<'a>(&self, f: &'a [u8]) -> Option<Tcp<'a>> {
         Eth::parse(f)?
             .ipv6()
             .filter(|ip| ip.src == self.dst_ip && ip.dst == self.src_ip)?
@@ -161,7 +161,7 @@ pub fn request<E: Ends>(
     let mut ours = |f: &[u8]| {
         ends.resolution_reply(f).is_some()
             || ends
-                .from_server(f)
+                .server_segment(f)
                 .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
     };
     let timed_out = |what: &str| Error::Timeout {
@@ -200,7 +200,7 @@ pub fn request<E: Ends>(
             link.send(&reply)?;
             continue;
         }
-        let t = ends.from_server(&f).expect("matched frames parse");
+        let t = ends.server_segment(&f).expect("matched frames parse");
         if t.has(RST) {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
@@ -501,10 +501,13 @@ mod tests {
             window: 10,
             mss: None,
         };
-        let from_server = frame6::tcp6(client.reversed(), f, b"x");
-        assert_eq!(client.from_server(&from_server).unwrap().payload, b"x");
+        let server_segment = frame6::tcp6(client.reversed(), f, b"x");
+        assert_eq!(
+            client.server_segment(&server_segment).unwrap().payload,
+            b"x"
+        );
         let from_client = frame6::tcp6(client, f, b"x");
-        assert!(client.from_server(&from_client).is_none());
+        assert!(client.server_segment(&from_client).is_none());
     }
 
     #[test]
