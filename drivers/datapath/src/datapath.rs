@@ -64,7 +64,7 @@ pub struct GuestInfo {
 }
 
 pub struct Datapath {
-    /// Boxed: the engine's tables are ~100 KiB, too much to move around on
+    /// Boxed: the engine's tables are ~290 KiB, too much to move around on
     /// a kernel stack.
     engine: Box<Engine>,
     /// Indexed by `UplinkId`; `None` only while that uplink is being polled.
