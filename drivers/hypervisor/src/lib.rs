@@ -89,4 +89,8 @@ pub use xenstore::{parse_directory, parse_u32, RequestId, WatchEvent, XenStore, 
 pub trait Hypervisor: GrantOps + EventChannels + XenStore {
     /// This domain's own id (the `<self>` of `/local/domain/<self>`).
     fn domid(&self) -> DomId;
+    /// A monotonic clock in nanoseconds, for what must wait on the
+    /// toolstack's pace rather than on a reply (netback's grace before it
+    /// removes an unplugged vif's directory).
+    fn now_ns(&mut self) -> u64;
 }

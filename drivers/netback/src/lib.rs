@@ -90,4 +90,4 @@ pub use backend::{Netback, EVENTS_PER_POLL};
 pub use config::{Config, FATAL_TX_SLOTS};
 pub use counters::{Fatal, RxDrop, TxDrop, VifCounters};
 pub use error::{ConnectError, RxError};
-pub use vif::{Vif, VifId};
+pub use vif::{Vif, VifId, UNPLUG_GRACE_NS};

@@ -269,30 +269,24 @@ fn toolstack_detach_and_removal_release_everything() {
     let (mut hv, mut nb) = start(Config::DEFAULT);
     let f = guest(&mut hv, &mut nb, A);
     unplug(&mut hv, &f);
-    // libxl waits for Closed, then for the directory to go: Closed must be
-    // seen first (a directory removed before it fails libxl's wait too).
-    // xenstored is run one request at a time to see the order.
-    hv.hold_xenstore(true);
-    let mut closed_seen = false;
-    for _ in 0..100 {
-        nb.poll_control(&mut hv);
-        if hv.run_xenstored(1) == 0 && hv.xs_unanswered() == 0 {
-            break;
-        }
-        closed_seen |= f.backend_state(&hv) == XenbusState::Closed;
-    }
-    hv.hold_xenstore(false);
     settle(&mut hv, &mut nb);
-    assert!(closed_seen, "the backend never showed Closed");
-    // Released, and the backend directory removed, as a driver domain
-    // must.
+    // Closed and released at once; the directory stays for libxl to see
+    // Closed (it fails a wait whose node is gone) ...
+    assert_eq!(f.backend_state(&hv), XenbusState::Closed);
+    assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
+    hv.advance_clock(UNPLUG_GRACE_NS - 1);
+    settle(&mut hv, &mut nb);
+    assert!(hv.xs_read_as(0, &f.backend_path).is_ok());
+    // ... then goes, as a driver domain must remove it (libxl waits for
+    // that too), and the vif with it.
+    hv.advance_clock(1);
+    settle(&mut hv, &mut nb);
     assert_eq!(
         hv.xs_read_as(0, &f.backend_path),
         Err(XenError::NoEnt),
         "backend directory left behind"
     );
     assert!(nb.vif(id(A)).is_none());
-    assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
     // The frontend closing late and the toolstack's own clean-up
     // afterwards find nothing to trip on, and bring nothing back.
     f.set_state(&mut hv, XenbusState::Closed);
@@ -321,6 +315,9 @@ fn an_unplug_does_not_wait_for_a_frontend_that_never_closes() {
         f.set_state(&mut hv, fe_state);
         settle(&mut hv, &mut nb);
         unplug(&mut hv, &f);
+        settle(&mut hv, &mut nb);
+        assert_eq!(f.backend_state(&hv), XenbusState::Closed);
+        hv.advance_clock(UNPLUG_GRACE_NS);
         settle(&mut hv, &mut nb);
         assert_eq!(
             hv.xs_read_as(0, &f.backend_path),

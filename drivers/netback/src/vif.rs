@@ -89,6 +89,16 @@ const FEATURES: &[(&str, &str)] = &[
     ("feature-split-event-channels", "0"),
 ];
 
+/// How long an unplugged vif stays Closed before netback removes its
+/// backend directory. libxl writes `online` 0 and Closing, commits, then
+/// starts watching `state` for Closed; a directory already gone by the
+/// time it reads fails the detach ("unable to remove device"), as seen
+/// on the rig when netback removed it at once. xl devd in a Linux driver
+/// domain removes it after running the hotplug script, later still. Two
+/// seconds leave libxl ample time on an emulated CPU and stay far below
+/// its 10 s wait for the removal.
+pub const UNPLUG_GRACE_NS: u64 = 2_000_000_000;
+
 /// Read rounds one [`Vif::step`] may finish: with a xenstored that
 /// answers at once (the fake), a vif settles in one poll; a real one takes
 /// a round trip per round, across polls.
@@ -117,8 +127,10 @@ pub struct Vif<H: Hypervisor> {
     round: Option<ReadRound>,
     /// Writes in flight whose failure is counted.
     writes: Vec<RequestId>,
-    /// The backend directory's removal was asked for (the vif was
-    /// unplugged).
+    /// When to remove the backend directory of an unplugged, Closed vif
+    /// (see [`UNPLUG_GRACE_NS`]).
+    remove_at: Option<u64>,
+    /// The backend directory's removal was asked for.
     unplugged: bool,
 }
 
@@ -141,6 +153,7 @@ impl<H: Hypervisor> Vif<H> {
             dirty: true,
             round: None,
             writes: Vec::new(),
+            remove_at: None,
             unplugged: false,
         }
     }
@@ -249,6 +262,13 @@ impl<H: Hypervisor> Vif<H> {
     /// handled, and whether the vif still exists.
     pub(crate) fn step(&mut self, hv: &mut H) -> (usize, Presence) {
         let mut work = self.collect_writes(hv);
+        if self.remove_at.is_some_and(|at| hv.now_ns() >= at) {
+            self.remove_at = None;
+            self.unplugged = true;
+            let dir = self.backend.clone();
+            self.send(hv, XsOp::Rm(&dir));
+            work += 1;
+        }
         for _ in 0..ROUNDS_PER_STEP {
             if self.round.is_none() {
                 if !self.dirty {
@@ -481,16 +501,17 @@ impl<H: Hypervisor> Vif<H> {
         // error each otherwise. Linux netback waits for the frontend to
         // close first; here the rings are already unmapped, so there is
         // nothing to wait for, and a frontend that never closes (a dying
-        // or hostile guest) cannot hold the toolstack up. The directory's
-        // watch brings the removal back here as `Gone`.
+        // or hostile guest) cannot hold the toolstack up. The removal comes
+        // UNPLUG_GRACE_NS later (`step`); the directory's watch brings it
+        // back here as `Gone`.
         if !online && self.state == XenbusState::Closing {
             self.disconnect(hv);
             self.set_state(hv, XenbusState::Closed);
         }
-        if !online && !self.unplugged && self.state == XenbusState::Closed {
-            self.unplugged = true;
-            let dir = self.backend.clone();
-            self.send(hv, XsOp::Rm(&dir));
+        if online {
+            self.remove_at = None;
+        } else if !self.unplugged && self.remove_at.is_none() && self.state == XenbusState::Closed {
+            self.remove_at = Some(hv.now_ns().saturating_add(UNPLUG_GRACE_NS));
         }
         Presence::Present
     }

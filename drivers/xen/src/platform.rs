@@ -440,4 +440,7 @@ impl Hypervisor for Xen {
     fn domid(&self) -> DomId {
         self.domid
     }
+    fn now_ns(&mut self) -> u64 {
+        self.xs.transport_mut().now_ns()
+    }
 }

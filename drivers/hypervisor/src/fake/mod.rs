@@ -114,6 +114,8 @@ pub struct FakeHypervisor {
     maps: BTreeMap<u64, (DomId, GrantRef)>,
     next_handle: u64,
     xs: FakeXsConnection,
+    /// [`Hypervisor::now_ns`]: moves only by [`Self::advance_clock`].
+    clock_ns: u64,
 }
 
 /// A request the backend submitted that xenstored has not answered yet.
@@ -167,10 +169,16 @@ impl FakeHypervisor {
             maps: BTreeMap::new(),
             next_handle: 1,
             xs: FakeXsConnection::default(),
+            clock_ns: 0,
         };
         hv.add_domain(0);
         hv.add_domain(me);
         hv
+    }
+
+    /// Moves the clock [`Hypervisor::now_ns`] reads forward.
+    pub fn advance_clock(&mut self, ns: u64) {
+        self.clock_ns = self.clock_ns.saturating_add(ns);
     }
 
     /// Creates domain `id` (a guest) and its `/local/domain/<id>` node.
@@ -669,6 +677,9 @@ impl XenStore for FakeHypervisor {
 impl Hypervisor for FakeHypervisor {
     fn domid(&self) -> DomId {
         self.me
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.clock_ns
     }
 }
 
