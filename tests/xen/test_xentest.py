@@ -158,8 +158,18 @@ class Verdict(unittest.TestCase):
 
     def test_earlier_rig_crashes_do_not_take_the_blame(self):
         f = xt.classify("FAIL guest1 pings dom0", [], [], [], earlier=2)
-        self.assertEqual(f, "FAIL aggdom (no rig crash at the failing step; 2 rig crash line(s) earlier, "
-                            "not at the failing step): guest1 pings dom0")
+        self.assertEqual(f, "FAIL aggdom (no rig crash at the failing step; 2 rig crash line(s) before or after "
+                            "the failing step, not at it): guest1 pings dom0")
+
+    def test_a_crash_after_the_failure_is_not_its_cause(self):
+        # run c-2 (2026-12-07): xl network-detach failed at offset 300 (aggdom's bug); a xenstore-write
+        # segfault printed at 350 was blamed for it
+        window = xt.failure_window([(100, True), (200, True), (300, False)], None)
+        found = [(50, "sh: segfault at 1"), (250, "ls: segfault at 2"), (350, "xenstore-write: segfault at 3")]
+        self.assertEqual(xt.split_faults(found, window),
+                         (["ls: segfault at 2"], ["sh: segfault at 1", "xenstore-write: segfault at 3"]))
+        self.assertEqual(xt.split_faults(found + [(60, "sh: segfault at 1")], None),
+                         (["sh: segfault at 1", "ls: segfault at 2", "xenstore-write: segfault at 3"], []))
         self.assertIn("2 userland crash line(s)", xt.classify("PASS", [], [], [], earlier=2))
 
     def test_failure_window(self):

@@ -79,6 +79,20 @@ def failure_window(marks, fail_at):
     return (last_ok, end)
 
 
+def split_faults(found, window):
+    """found = [(offset, crash line)], window = failure_window(...). Returns (at the failing step, elsewhere):
+    on a PASS (window None) every line is in the first list; on a FAIL only those inside the window are,
+    the ones before it and after it (the run went on without them, or they came after the failure) are
+    in the second. Each line once."""
+    seen, at, elsewhere = set(), [], []
+    for pos, l in sorted(found):
+        if l in seen:
+            continue
+        seen.add(l)
+        (at if window is None or window[0] < pos <= window[1] else elsewhere).append(l)
+    return at, elsewhere
+
+
 def ping_stats(text):
     """Parses busybox ping output (`64 bytes from ...: seq=N ...` lines and the `N packets transmitted`
     summary). Returns dict(transmitted, received, max_gap, gap_from, loss_pct, first, last): max_gap is the
@@ -165,8 +179,8 @@ def first_error_line(out):
 def classify(raw, dom0_faults, guest_faults, retries, aggdom_crashed=None, earlier=0):
     """The final line. raw is "PASS" or "FAIL <why>". A FAIL is put on the rig when dom0's userland crashed
     at the failing step (dom0_faults: the crash lines between the last passing check and the failure) or a
-    guest's did; on aggdom otherwise, saying how many rig crashes came earlier (runs went on after them,
-    so they did not cause this failure). Either way the failing step is kept."""
+    guest's did; on aggdom otherwise, saying how many rig crashes came before it (the run went on after them)
+    or after it (too late to cause it). Either way the failing step is kept."""
     note = f" [xl create retried {len(retries)}x after 'Invalid kernel' (rig)]" if retries else ""
     if raw == "PASS":
         n = len(dom0_faults) + len(guest_faults) + earlier
@@ -180,7 +194,7 @@ def classify(raw, dom0_faults, guest_faults, retries, aggdom_crashed=None, earli
         if lines:
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
             return f"FAIL {who} userland crashed (rig): {lines[0][:160]}{more}; failing step: {why}{note}"
-    seen = f"; {earlier} rig crash line(s) earlier, not at the failing step" if earlier else ""
+    seen = f"; {earlier} rig crash line(s) before or after the failing step, not at it" if earlier else ""
     return f"FAIL aggdom (no rig crash at the failing step{seen}): {why}{note}"
 
 
@@ -244,7 +258,7 @@ class XenTest:
         self.t_start = time.time()
         self.aggid = None
         self.dom0_faults, self.guest_faults = [], []   # at the failing step (all of them on a PASS)
-        self.earlier_faults = []                        # before it: the run went on after them
+        self.earlier_faults = []                        # before or after it: not its cause
         self.marks, self.fail_at = [], None             # serial-log offsets of the checks / of an abort
         self.extra_files = []          # host files (in the share) whose crash lines count as dom0's
 
@@ -533,7 +547,7 @@ class XenTest:
         """Collects userland crash lines: dom0's (the rig's serial log: Xen console + dom0's kernel;
         every dom0 command's output except retried ones and reads of console logs; extra share files) and
         the guests' (their console logs, read in dom0 if it still answers). On a FAIL, dom0's are split
-        into those at the failing step (after the last passing check) and earlier ones."""
+        into those at the failing step (after the last passing check, up to the failure) and the others."""
         rig = self.rig
         # a serial line counts where it ends, a command's output where the command returned
         found = [(p + len(l), l) for p, l in crash_lines_at(rig.buf)]
@@ -556,17 +570,7 @@ class XenTest:
                 guest = crash_lines(out)
             except Exception:
                 pass
-        window = failure_window(self.marks, self.fail_at)
-        seen = set()
-        self.dom0_faults, self.earlier_faults = [], []
-        for pos, l in sorted(found):
-            if l in seen:
-                continue
-            seen.add(l)
-            if window is None or pos > window[0]:
-                self.dom0_faults.append(l)
-            else:
-                self.earlier_faults.append(l)
+        self.dom0_faults, self.earlier_faults = split_faults(found, failure_window(self.marks, self.fail_at))
         self.guest_faults = guest
 
     def aggdom_crash(self):
@@ -606,7 +610,7 @@ class XenTest:
             for l in self.retries:
                 print(f"  retried xl create  {l}")
             for l in self.earlier_faults:
-                print(f"  dom0 (earlier; checks passed after it)  {l}")
+                print(f"  dom0 (not at the failing step)  {l}")
             for l in self.dom0_faults:
                 print(f"  dom0   {l}")
             for l in self.guest_faults:
