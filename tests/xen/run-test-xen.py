@@ -7,7 +7,7 @@ whose vif has backend=aggdom, and checks:
 
   1. aggdom boots under Xen: platform up (domid, xenstore), netback serving, its config read from xenstore;
   2. guest 1's vif reaches Connected (state 4) on both sides;
-  3. guest 1 pings dom0 (10.0.0.1) on the outside network: guest -> netback -> datapath -> an uplink
+  3. guest 1 pings dom0 (10.0.0.1, and fd00::1 over IPv6: its vif's ip= lists fd00::11 too) on the outside network: guest -> netback -> datapath -> an uplink
      (passed-through e1000) -> QEMU hub -> dom0's e1000, and back;
   4. aggdom's counters (console command `xen`, through the PV console) show the vif's frames;
   5. a second guest connects and pings too;
@@ -48,6 +48,7 @@ ap.add_argument("--max-lost", type=int, default=5, help="most consecutive ping r
 a = ap.parse_args()
 
 GUESTS = [("guest1", "10.0.0.11", "00:16:3e:00:00:11"), ("guest2", "10.0.0.12", "00:16:3e:00:00:12")]
+DOM0_IP6, GUEST1_IP6 = "fd00::1", "fd00::11"            # guest 1 is dual-stack: its vif's ip= lists both
 HOT_MAC, HOT_IP = "00:16:3e:00:00:13", "10.0.0.13"    # guest 3's hot-plugged second vif
 NOMAC_HANDLE, NOMAC_IP = 7, "10.0.0.14"               # the hand-made vif without a mac (frontend dom0)
 
@@ -191,9 +192,10 @@ try:
     config = f"bind={GUESTS[0][1]}:0 bind={GUESTS[1][1]}:1"
     aggid = t.boot_aggdom(config)
 
+    rig.run(f"ip -6 addr add {DOM0_IP6}/64 dev eth0 nodad", check=True)
     feids = []
     for name, ip, mac in GUESTS[:a.guests]:
-        feid = t.start_guest(name, ip, mac)
+        feid = t.start_guest(name, ip, mac, ip6=GUEST1_IP6 if name == "guest1" else None)
         feids.append(feid)
         w = t.wait_serial(attached_re(feid), 30)
         t.check(f"{name} vif attached to the datapath", w is not None)
@@ -203,6 +205,12 @@ try:
         c = (x or {}).get("vifs", {}).get((feid, 0))
         t.say(f"aggdom xen: vif {feid}/0 {c}")
         t.check(f"aggdom counters show {name}'s frames", bool(c) and c["tx_frames"] > 0 and c["rx_frames"] > 0, str(c))
+        if name == "guest1":
+            # IPv6: the guest's NS/NA go out and in with their link-layer options rewritten by aggdom.
+            t.rig.guest_run(name, f"ip -6 addr add {GUEST1_IP6}/64 dev eth0", timeout=60)
+            ok, out = t.ping_from(name, DOM0_IP6)
+            t.check(f"guest1 pings dom0 over IPv6 ({DOM0_IP6}) through aggdom (NDP rewritten both ways)", ok,
+                    str(out))
 
     if a.guests == 2:
         ok, out = t.ping_from(GUESTS[1][0], GUESTS[0][1], tries=2)

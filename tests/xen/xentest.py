@@ -431,13 +431,14 @@ class XenTest:
         if paths and not self._wait_gone(paths):
             self.say(f"leftovers of {name} still in xenstore: {paths}")
 
-    def create_guest(self, name, ip, mac, attempts=3):
-        """`xl create` of a busybox guest whose vif's backend is aggdom. An `xl create` that fails with
+    def create_guest(self, name, ip, mac, attempts=3, ip6=None):
+        """`xl create` of a busybox guest whose vif's backend is aggdom (its `ip=` lists ip6 too, if given:
+        the guest configures only the IPv4 one itself). An `xl create` that fails with
         "Invalid kernel" (dom0's libxenguest botching the guest kernel's decompression: a rig fault, see
         the rig's README) is retried after its leftovers are destroyed, at most `attempts` times in all;
         retries are counted in self.retries. Returns the guest's domid."""
         text = cfg_text(self.guest_cfg, name=f'"{name}"', extra=f'"console=hvc0 ip={ip}"',
-                        vif=f"[ \"backend=aggdom,mac={mac},ip={ip}\" ]")
+                        vif=f"[ \"backend=aggdom,mac={mac},ip={ip}{' ' + ip6 if ip6 else ''}\" ]")
         for attempt in range(1, attempts + 1):
             self.check_guest_images()
             # A guest created again under the same name (soak-xen) gets a fresh console log: waits for
@@ -482,12 +483,12 @@ class XenTest:
             self.say(f"*** rig: dom0 read {bad} from the 9p share with the wrong md5 "
                      f"(host {[want[n] for n in bad]}, dom0 {[got.get(n) for n in bad]})")
 
-    def start_guest(self, name, ip, mac, tag=""):
+    def start_guest(self, name, ip, mac, tag="", ip6=None):
         """create_guest, then checks that its vif reaches Connected on both sides and waits for the guest
         to configure eth0. Returns its domid. tag prefixes the check's name."""
         rig, a = self.rig, self.a
         t = time.time()
-        feid = self.create_guest(name, ip, mac)
+        feid = self.create_guest(name, ip, mac, ip6=ip6)
         be = f"/local/domain/{self.aggid}/backend/vif/{feid}/0"
         fep = f"/local/domain/{feid}/device/vif/0"
         ok, v, secs = rig.wait_xs({"backend": be + "/state", "hotplug": be + "/hotplug-status",
