@@ -155,8 +155,15 @@ impl Ipv4Ends {
     }
 }
 
-/// A UDP datagram in an IPv4 frame, with the UDP checksum filled in.
-pub fn udp(ends: Ipv4Ends, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+/// A UDP datagram (header and `payload`) whose checksum is `sum` of the
+/// datagram with the field zero: the caller's IP family brings the
+/// pseudo-header.
+pub(crate) fn udp_datagram(
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+    sum: impl FnOnce(&[u8]) -> u16,
+) -> Vec<u8> {
     let len = u16::try_from(8 + payload.len()).expect("UDP datagram over 64 KiB");
     let mut u = Vec::with_capacity(len.into());
     u.extend_from_slice(&src_port.to_be_bytes());
@@ -164,11 +171,19 @@ pub fn udp(ends: Ipv4Ends, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<
     u.extend_from_slice(&len.to_be_bytes());
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(payload);
-    let c = match l4_checksum(&ends, IPPROTO_UDP, &u) {
+    let c = match sum(&u) {
         0 => 0xffff, // 0 means "no checksum" in UDP
         c => c,
     };
     u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+/// A UDP datagram in an IPv4 frame, with the UDP checksum filled in.
+pub fn udp(ends: Ipv4Ends, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let u = udp_datagram(src_port, dst_port, payload, |u| {
+        l4_checksum(&ends, IPPROTO_UDP, u)
+    });
     let ip = ipv4_packet(ends.src_ip, ends.dst_ip, IPPROTO_UDP, &u);
     ethernet(ends.dst_mac, ends.src_mac, ETHERTYPE_IPV4, &ip)
 }
@@ -216,8 +231,10 @@ fn l4_checksum(ends: &Ipv4Ends, protocol: u8, segment: &[u8]) -> u16 {
     checksum(&pseudo)
 }
 
-/// A TCP segment in an IPv4 frame, with the checksum filled in.
-pub fn tcp(ends: Ipv4Ends, f: TcpFields, payload: &[u8]) -> Vec<u8> {
+/// A TCP segment (header, options and `payload`) whose checksum is `sum`
+/// of the segment with the field zero: the caller's IP family brings the
+/// pseudo-header.
+pub(crate) fn tcp_segment(f: TcpFields, payload: &[u8], sum: impl FnOnce(&[u8]) -> u16) -> Vec<u8> {
     let opts: Vec<u8> = match f.mss {
         Some(mss) => {
             let m = mss.to_be_bytes();
@@ -236,8 +253,14 @@ pub fn tcp(ends: Ipv4Ends, f: TcpFields, payload: &[u8]) -> Vec<u8> {
     t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
     t.extend_from_slice(&opts);
     t.extend_from_slice(payload);
-    let c = l4_checksum(&ends, IPPROTO_TCP, &t);
+    let c = sum(&t);
     t[16..18].copy_from_slice(&c.to_be_bytes());
+    t
+}
+
+/// A TCP segment in an IPv4 frame, with the checksum filled in.
+pub fn tcp(ends: Ipv4Ends, f: TcpFields, payload: &[u8]) -> Vec<u8> {
+    let t = tcp_segment(f, payload, |t| l4_checksum(&ends, IPPROTO_TCP, t));
     let ip = ipv4_packet(ends.src_ip, ends.dst_ip, IPPROTO_TCP, &t);
     ethernet(ends.dst_mac, ends.src_mac, ETHERTYPE_IPV4, &ip)
 }

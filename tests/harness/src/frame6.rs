@@ -6,7 +6,10 @@
 
 use std::net::Ipv6Addr;
 
-use crate::frame::{checksum, ethernet, Eth, Tcp, TcpFields, Udp, IPPROTO_TCP, IPPROTO_UDP};
+use crate::frame::{
+    checksum, ethernet, tcp_segment, udp_datagram, Eth, Tcp, TcpFields, Udp, IPPROTO_TCP,
+    IPPROTO_UDP,
+};
 use crate::MacAddr;
 
 /// EtherType IPv6.
@@ -95,43 +98,17 @@ pub fn ipv6_frame(ends: Ipv6Ends, next_header: u8, hop_limit: u8, payload: &[u8]
 
 /// A UDP datagram in an IPv6 frame, checksum filled in.
 pub fn udp6(ends: Ipv6Ends, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(8 + payload.len()).expect("UDP datagram over 64 KiB");
-    let mut u = Vec::with_capacity(len.into());
-    u.extend_from_slice(&src_port.to_be_bytes());
-    u.extend_from_slice(&dst_port.to_be_bytes());
-    u.extend_from_slice(&len.to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    let c = match l4_checksum6(ends.src_ip, ends.dst_ip, IPPROTO_UDP, &u) {
-        0 => 0xffff,
-        c => c,
-    };
-    u[6..8].copy_from_slice(&c.to_be_bytes());
+    let u = udp_datagram(src_port, dst_port, payload, |u| {
+        l4_checksum6(ends.src_ip, ends.dst_ip, IPPROTO_UDP, u)
+    });
     ipv6_frame(ends, IPPROTO_UDP, 64, &u)
 }
 
 /// A TCP segment in an IPv6 frame, checksum filled in.
 pub fn tcp6(ends: Ipv6Ends, f: TcpFields, payload: &[u8]) -> Vec<u8> {
-    let opts: Vec<u8> = match f.mss {
-        Some(mss) => {
-            let m = mss.to_be_bytes();
-            vec![2, 4, m[0], m[1]]
-        }
-        None => Vec::new(),
-    };
-    let header_len = 20 + opts.len();
-    let mut t = Vec::with_capacity(header_len + payload.len());
-    t.extend_from_slice(&f.src_port.to_be_bytes());
-    t.extend_from_slice(&f.dst_port.to_be_bytes());
-    t.extend_from_slice(&f.seq.to_be_bytes());
-    t.extend_from_slice(&f.ack.to_be_bytes());
-    t.extend_from_slice(&[((header_len / 4) as u8) << 4, f.flags]);
-    t.extend_from_slice(&f.window.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 0]);
-    t.extend_from_slice(&opts);
-    t.extend_from_slice(payload);
-    let c = l4_checksum6(ends.src_ip, ends.dst_ip, IPPROTO_TCP, &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let t = tcp_segment(f, payload, |t| {
+        l4_checksum6(ends.src_ip, ends.dst_ip, IPPROTO_TCP, t)
+    });
     ipv6_frame(ends, IPPROTO_TCP, 64, &t)
 }
 
