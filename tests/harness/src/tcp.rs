@@ -128,6 +128,70 @@ const RTO: Duration = Duration::from_millis(500);
 const WINDOW: u16 = 65535;
 const MSS: u16 = 1460;
 
+/// One connection as the client sees it: its addressing and ports.
+struct Conn<E> {
+    ends: E,
+    src_port: u16,
+    dst_port: u16,
+}
+
+impl<E: Ends> Conn<E> {
+    /// A segment from the client (a SYN carries our MSS).
+    fn segment(&self, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mss = (flags & SYN != 0).then_some(MSS);
+        self.ends.segment(
+            TcpFields {
+                src_port: self.src_port,
+                dst_port: self.dst_port,
+                seq,
+                ack,
+                flags,
+                window: WINDOW,
+                mss,
+            },
+            payload,
+        )
+    }
+
+    /// Frames of this connection, and requests for our link-layer address.
+    fn ours(&self, f: &[u8]) -> bool {
+        self.ends.resolution_reply(f).is_some()
+            || self
+                .ends
+                .server_segment(f)
+                .is_some_and(|t| t.src_port == self.dst_port && t.dst_port == self.src_port)
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::Timeout {
+            what: format!("TCP {what} from {}:{}", self.ends.server(), self.dst_port),
+            context: String::new(),
+        }
+    }
+
+    /// Waits until `next_send` (or `deadline`) for a frame of this
+    /// connection; answers address resolution itself. `Ok(None)` when
+    /// nothing (else) came.
+    fn recv(
+        &self,
+        link: &dyn Link,
+        next_send: Instant,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>> {
+        let wait = next_send
+            .min(deadline)
+            .saturating_duration_since(Instant::now());
+        let Some(f) = link.recv_matching(wait, &mut |f| self.ours(f)) else {
+            return Ok(None);
+        };
+        if let Some(reply) = self.ends.resolution_reply(&f) {
+            link.send(&reply)?;
+            return Ok(None);
+        }
+        Ok(Some(f))
+    }
+}
+
 /// Opens a TCP connection from `ends.src_ip:src_port` (the test host, MAC
 /// `ends.src_mac`) to `ends.dst_ip:dst_port` (reached at `ends.dst_mac`),
 /// sends `request`, and returns every byte the server sent until it closed
@@ -142,31 +206,10 @@ pub fn request<E: Ends>(
 ) -> Result<Vec<u8>> {
     let deadline = Instant::now() + timeout;
     let iss: u32 = 0x1000_0000 ^ u32::from(src_port) << 8;
-    let seg = |seq: u32, ack: u32, flags: u8, payload: &[u8]| {
-        let mss = (flags & SYN != 0).then_some(MSS);
-        ends.segment(
-            TcpFields {
-                src_port,
-                dst_port,
-                seq,
-                ack,
-                flags,
-                window: WINDOW,
-                mss,
-            },
-            payload,
-        )
-    };
-    // Frames of this connection, and requests for our link-layer address.
-    let mut ours = |f: &[u8]| {
-        ends.resolution_reply(f).is_some()
-            || ends
-                .server_segment(f)
-                .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
-    };
-    let timed_out = |what: &str| Error::Timeout {
-        what: format!("TCP {what} from {}:{dst_port}", ends.server()),
-        context: String::new(),
+    let conn = Conn {
+        ends,
+        src_port,
+        dst_port,
     };
 
     // Handshake. The request rides on the ACK (seq iss+1) and is resent
@@ -178,28 +221,21 @@ pub fn request<E: Ends>(
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Err(timed_out(state.waiting_for()));
+            return Err(conn.timed_out(state.waiting_for()));
         }
         if now >= next_send {
             match state {
-                State::SynSent => link.send(&seg(iss, 0, SYN, b""))?,
+                State::SynSent => link.send(&conn.segment(iss, 0, SYN, b""))?,
                 State::RequestSent => {
-                    link.send(&seg(iss.wrapping_add(1), rcv_nxt, PSH | ACK, request))?
+                    link.send(&conn.segment(iss.wrapping_add(1), rcv_nxt, PSH | ACK, request))?
                 }
                 State::Receiving | State::Closing => {}
             }
             next_send = now + RTO;
         }
-        let wait = next_send
-            .min(deadline)
-            .saturating_duration_since(Instant::now());
-        let Some(f) = link.recv_matching(wait, &mut ours) else {
+        let Some(f) = conn.recv(link, next_send, deadline)? else {
             continue;
         };
-        if let Some(reply) = ends.resolution_reply(&f) {
-            link.send(&reply)?;
-            continue;
-        }
         let t = ends.server_segment(&f).expect("matched frames parse");
         if t.has(RST) {
             return Err(Error::Io(std::io::Error::new(
@@ -224,13 +260,13 @@ pub fn request<E: Ends>(
             rcv_nxt = rcv_nxt.wrapping_add(t.payload.len() as u32);
             if t.has(FIN) {
                 rcv_nxt = rcv_nxt.wrapping_add(1);
-                link.send(&seg(snd_fin, rcv_nxt, FIN | ACK, b""))?;
+                link.send(&conn.segment(snd_fin, rcv_nxt, FIN | ACK, b""))?;
                 state = State::Closing;
             }
         }
         if state != State::Closing {
             if !t.payload.is_empty() || t.has(FIN) {
-                link.send(&seg(snd_fin, rcv_nxt, ACK, b""))?;
+                link.send(&conn.segment(snd_fin, rcv_nxt, ACK, b""))?;
             }
             continue;
         }
@@ -244,81 +280,39 @@ pub fn request<E: Ends>(
 /// handshake only, the way a client that holds a server's socket idle
 /// behaves. `Ok(true)` once the server's SYN-ACK was acknowledged,
 /// `Ok(false)` if the server reset the attempt; fails after `timeout`.
-pub fn open_silent(
+pub fn open_silent<E: Ends>(
     link: &dyn Link,
-    ends: Ipv4Ends,
+    ends: E,
     src_port: u16,
     dst_port: u16,
     timeout: Duration,
 ) -> Result<bool> {
     let deadline = Instant::now() + timeout;
     let iss: u32 = 0x2000_0000 ^ u32::from(src_port) << 8;
-    let seg = |seq: u32, ack: u32, flags: u8| {
-        let mss = (flags & SYN != 0).then_some(MSS);
-        frame::tcp(
-            ends,
-            TcpFields {
-                src_port,
-                dst_port,
-                seq,
-                ack,
-                flags,
-                window: WINDOW,
-                mss,
-            },
-            b"",
-        )
-    };
-    let mut ours = |f: &[u8]| {
-        let Some(eth) = Eth::parse(f) else {
-            return false;
-        };
-        if let Some(arp) = eth.arp() {
-            return arp.op == ARP_REQUEST && arp.target_ip == ends.src_ip;
-        }
-        eth.ipv4()
-            .filter(|ip| ip.src == ends.dst_ip && ip.dst == ends.src_ip)
-            .and_then(|ip| ip.tcp())
-            .is_some_and(|t| t.src_port == dst_port && t.dst_port == src_port)
+    let conn = Conn {
+        ends,
+        src_port,
+        dst_port,
     };
     let mut next_send = Instant::now();
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Err(Error::Timeout {
-                what: format!("TCP SYN-ACK from {}:{dst_port}", ends.dst_ip),
-                context: String::new(),
-            });
+            return Err(conn.timed_out("SYN-ACK"));
         }
         if now >= next_send {
-            link.send(&seg(iss, 0, SYN))?;
+            link.send(&conn.segment(iss, 0, SYN, b""))?;
             next_send = now + RTO;
         }
-        let wait = next_send
-            .min(deadline)
-            .saturating_duration_since(Instant::now());
-        let Some(f) = link.recv_matching(wait, &mut ours) else {
+        let Some(f) = conn.recv(link, next_send, deadline)? else {
             continue;
         };
-        let eth = Eth::parse(&f).expect("matched frames parse");
-        if let Some(arp) = eth.arp() {
-            link.send(&frame::arp_reply(
-                ends.src_mac,
-                ends.src_ip,
-                arp.sender_mac,
-                arp.sender_ip,
-            ))?;
-            continue;
-        }
-        let t = eth
-            .ipv4()
-            .and_then(|ip| ip.tcp())
-            .expect("matched frames parse");
+        let t = ends.server_segment(&f).expect("matched frames parse");
         if t.has(RST) {
             return Ok(false);
         }
         if t.has(SYN | ACK) && t.ack == iss.wrapping_add(1) {
-            link.send(&seg(iss.wrapping_add(1), t.seq.wrapping_add(1), ACK))?;
+            link.send(&conn.segment(iss.wrapping_add(1), t.seq.wrapping_add(1), ACK, b""))?;
             return Ok(true);
         }
     }
