@@ -255,7 +255,7 @@ pub struct Icmp6<'a> {
     pub body: &'a [u8],
 }
 
-impl Icmp6<'_> {
+impl<'a> Icmp6<'a> {
     /// NS, NA: the target address.
     pub fn target(&self) -> Option<Ipv6Addr> {
         matches!(self.ty, ICMPV6_NS | ICMPV6_NA)
@@ -289,7 +289,7 @@ impl Icmp6<'_> {
     }
 
     /// Echo request / reply: (identifier, sequence number, data).
-    pub fn echo(&self) -> Option<(u16, u16, &[u8])> {
+    pub fn echo(&self) -> Option<(u16, u16, &'a [u8])> {
         if !matches!(self.ty, ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) {
             return None;
         }

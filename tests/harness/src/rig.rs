@@ -16,7 +16,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::frame::{self, Eth, Ipv4Ends};
+use crate::frame6::{self, Ipv6Ends, ICMPV6_ECHO_REPLY};
 use crate::switch::{Forward, LearningSwitch};
+use crate::tcp::{self, Ends, Link};
 use crate::{MacAddr, Machine, MachineBuilder, NicKind, Result};
 
 /// The domain's own IP (`ip=10.0.0.2/24`).
@@ -211,16 +213,16 @@ pub fn udp_frame(ends: Ipv4Ends, tag: u64, len: usize) -> Vec<u8> {
 }
 
 /// A UDP frame over IPv6 between `ends`, `len` bytes long, carrying `tag`.
-pub fn udp6_frame(ends: crate::frame6::Ipv6Ends, tag: u64, len: usize) -> Vec<u8> {
+pub fn udp6_frame(ends: Ipv6Ends, tag: u64, len: usize) -> Vec<u8> {
     let mut payload = tag.to_be_bytes().to_vec();
     payload.resize(len.max(frame::MIN_FRAME + 20) - 62, 0x5a);
-    crate::frame6::udp6(ends, UDP_PORT, UDP_PORT, &payload)
+    frame6::udp6(ends, UDP_PORT, UDP_PORT, &payload)
 }
 
 /// A UDP frame over IPv6 from guest `j` to remote host `k`, carrying `tag`.
 pub fn guest_udp6(j: usize, k: usize, tag: u64, len: usize) -> Vec<u8> {
     udp6_frame(
-        crate::frame6::Ipv6Ends {
+        Ipv6Ends {
             src_mac: guest_mac(j),
             dst_mac: remote(k).mac,
             src_ip: guest_ip6(j),
@@ -411,20 +413,20 @@ impl Net {
         std::mem::take(&mut self.lock().log)
     }
 
-    /// Remote host `k` as a [`crate::tcp::Link`] through this switch.
+    /// Remote host `k` as a [`Link`] through this switch.
     pub fn link<'a>(&'a self, m: &'a Machine, k: usize) -> RemoteLink<'a> {
         RemoteLink { net: self, m, k }
     }
 }
 
-/// A remote host behind the switch, as a [`crate::tcp::Link`].
+/// A remote host behind the switch, as a [`Link`].
 pub struct RemoteLink<'a> {
     net: &'a Net,
     m: &'a Machine,
     k: usize,
 }
 
-impl crate::tcp::Link for RemoteLink<'_> {
+impl Link for RemoteLink<'_> {
     fn send(&self, frame: &[u8]) -> Result<()> {
         self.net.remote_send(self.m, self.k, frame)
     }
@@ -439,6 +441,74 @@ impl crate::tcp::Link for RemoteLink<'_> {
             .ok()
             .flatten()
     }
+}
+
+/// Echo ("ping") by IP family, so one helper pings over either.
+pub trait Echo: Copy {
+    /// An echo request from the client to the server.
+    fn echo_request(&self, ident: u16, seq: u16, data: &[u8]) -> Vec<u8>;
+    /// The server's echo reply to the client in `frame` (checksum
+    /// verified): identifier, sequence number, data.
+    fn echo_reply<'a>(&self, frame: &'a [u8]) -> Option<(u16, u16, &'a [u8])>;
+}
+
+impl Echo for Ipv4Ends {
+    fn echo_request(&self, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+        frame::icmp_echo_request(*self, ident, seq, data)
+    }
+
+    fn echo_reply<'a>(&self, f: &'a [u8]) -> Option<(u16, u16, &'a [u8])> {
+        let i = Eth::parse(f)?
+            .ipv4()
+            .filter(|ip| ip.src == self.dst_ip && ip.dst == self.src_ip)?
+            .icmp()?;
+        (i.ty == 0).then_some((i.ident, i.seq, i.payload))
+    }
+}
+
+impl Echo for Ipv6Ends {
+    fn echo_request(&self, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+        frame6::echo6_request(*self, ident, seq, data)
+    }
+
+    fn echo_reply<'a>(&self, f: &'a [u8]) -> Option<(u16, u16, &'a [u8])> {
+        let i = Eth::parse(f)?
+            .ipv6()
+            .filter(|ip| ip.src == self.dst_ip && ip.dst == self.src_ip)?
+            .icmp6()?;
+        (i.ty == ICMPV6_ECHO_REPLY).then(|| i.echo()).flatten()
+    }
+}
+
+/// Sends an echo request (`ident`, `seq`, `data`) from the client of
+/// `ends` over `link` and waits up to `timeout` for the server's reply
+/// with that sequence number: the reply's frame, `None` if none came.
+pub fn ping<E: Echo>(
+    link: &dyn Link,
+    ends: E,
+    ident: u16,
+    seq: u16,
+    data: &[u8],
+    timeout: Duration,
+) -> Result<Option<Vec<u8>>> {
+    link.send(&ends.echo_request(ident, seq, data))?;
+    Ok(link.recv_matching(timeout, &mut |f| {
+        ends.echo_reply(f).is_some_and(|(_, s, _)| s == seq)
+    }))
+}
+
+/// `GET /metrics` from the client of `ends` over `link` (the own stack
+/// serves it on port 80): the whole response as text, or why there is none.
+pub fn get_metrics<E: Ends>(link: &dyn Link, ends: E, src_port: u16) -> Result<String> {
+    let raw = tcp::request(
+        link,
+        ends,
+        src_port,
+        80,
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )?;
+    Ok(String::from_utf8_lossy(&raw).into_owned())
 }
 
 // --- the console's tables ----------------------------------------------
@@ -870,6 +940,32 @@ flooded 6; stranded identities 0; program errors 0; literal mac writes 8; own tx
         assert_eq!(n.counter("tx_bytes"), 300);
         assert_eq!(n.counter("mac_writes"), 10);
         assert_eq!(n.counter("filter_writes"), 1);
+    }
+
+    /// A reply is recognised in either family only from the server to the
+    /// client; the request is not taken for one.
+    #[test]
+    fn echo_replies_are_recognised_in_either_family() {
+        let v4 = Ipv4Ends {
+            src_mac: remote(0).mac,
+            dst_mac: uplink_mac(0),
+            src_ip: remote(0).ip,
+            dst_ip: OWN_IP,
+        };
+        let reply = frame::icmp_echo(v4.reversed(), 0, 7, 9, b"x");
+        assert_eq!(v4.echo_reply(&reply), Some((7, 9, &b"x"[..])));
+        assert_eq!(v4.reversed().echo_reply(&reply), None);
+        assert_eq!(v4.echo_reply(&v4.echo_request(7, 9, b"x")), None);
+        let v6 = Ipv6Ends {
+            src_mac: remote(0).mac,
+            dst_mac: uplink_mac(0),
+            src_ip: remote_ip6(0),
+            dst_ip: "fd00::2".parse().unwrap(),
+        };
+        let reply = frame6::icmp6(v6.reversed(), 64, ICMPV6_ECHO_REPLY, &[0, 7, 0, 9, b'x']);
+        assert_eq!(v6.echo_reply(&reply), Some((7, 9, &b"x"[..])));
+        assert_eq!(v6.reversed().echo_reply(&reply), None);
+        assert_eq!(v6.echo_reply(&v6.echo_request(7, 9, b"x")), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use aggdom_harness::frame::{self, Eth, Ipv4Ends, ARP_REPLY};
 use aggdom_harness::rig::{
     self, eventually, guest_ip, guest_mac, guest_udp, is_learning_frame, macs, parse_prometheus,
-    remote, udp_frame, udp_tag, uplink_mac, Layout, Net, NicInfo, Stats, OWN_IP,
+    remote, udp_frame, udp_tag, uplink_mac, Echo, Layout, Net, NicInfo, Stats, OWN_IP,
 };
 use aggdom_harness::{MacAddr, Machine, NicKind, Received};
 
@@ -692,27 +692,18 @@ fn own_ip_answers_arp_and_ping() {
         dst_ip: OWN_IP,
     };
     for seq in 1..=3u16 {
-        net.remote_send(
-            &m,
-            0,
-            &frame::icmp_echo_request(ends, 0x4242, seq, b"aggdom ping"),
-        )
-        .unwrap();
-        let f = net
-            .remote_recv(&m, 0, T, |f| {
-                Eth::parse(f)
-                    .and_then(|e| e.ipv4())
-                    .and_then(|ip| ip.icmp())
-                    .is_some_and(|i| i.ty == 0 && i.seq == seq)
-            })
+        let f = rig::ping(&net.link(&m, 0), ends, 0x4242, seq, b"aggdom ping", T)
             .unwrap()
             .unwrap_or_else(|| panic!("no echo reply {seq}"));
-        let e = Eth::parse(&f).unwrap();
-        let ip = e.ipv4().unwrap();
-        let icmp = ip.icmp().unwrap();
-        assert_eq!((ip.src, ip.dst), (OWN_IP, r.ip));
-        assert_eq!((icmp.ident, icmp.payload), (0x4242, &b"aggdom ping"[..]));
-        assert_eq!(e.src, own_mac, "the own stack's frames carry its identity");
+        assert_eq!(
+            ends.echo_reply(&f),
+            Some((0x4242, seq, &b"aggdom ping"[..]))
+        );
+        assert_eq!(
+            macs(&f).0,
+            own_mac,
+            "the own stack's frames carry its identity"
+        );
     }
 }
 
@@ -748,16 +739,7 @@ fn metrics_over_tcp_agree_with_stats() {
         src_ip: r.ip,
         dst_ip: OWN_IP,
     };
-    let raw = aggdom_harness::tcp::request(
-        &net.link(&m, 0),
-        ends,
-        40000,
-        80,
-        b"GET /metrics HTTP/1.0\r\n\r\n",
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let text = String::from_utf8(raw).unwrap();
+    let text = rig::get_metrics(&net.link(&m, 0), ends, 40000).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
@@ -948,16 +930,7 @@ fn to_own_ip(k: usize) -> Ipv4Ends {
 
 /// `GET /metrics` from remote host `k`: the response, or why there is none.
 fn scrape(m: &Machine, net: &Net, k: usize, src_port: u16) -> Result<String, String> {
-    let raw = aggdom_harness::tcp::request(
-        &net.link(m, k),
-        to_own_ip(k),
-        src_port,
-        80,
-        b"GET /metrics HTTP/1.0\r\n\r\n",
-        Duration::from_secs(30),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&raw).into_owned())
+    rig::get_metrics(&net.link(m, k), to_own_ip(k), src_port).map_err(|e| e.to_string())
 }
 
 /// The `domain:` line of `stats` as (name, value) pairs.
@@ -1519,16 +1492,7 @@ fn make_run_default_configuration_forwards_and_serves_metrics() {
         src_ip: r.ip,
         dst_ip: OWN_IP,
     };
-    let raw = aggdom_harness::tcp::request(
-        &net.link(&m, 0),
-        ends,
-        40001,
-        80,
-        b"GET /metrics HTTP/1.0\r\n\r\n",
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let text = String::from_utf8_lossy(&raw);
+    let text = rig::get_metrics(&net.link(&m, 0), ends, 40001).unwrap();
     assert!(text.starts_with("HTTP/1.0 200"), "{text}");
     let p = parse_prometheus(text.split_once("\r\n\r\n").unwrap().1);
     let sent: u64 = (0..2)

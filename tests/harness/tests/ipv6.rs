@@ -11,10 +11,10 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use aggdom_harness::frame::Eth;
-use aggdom_harness::frame6::{self, Ipv6Ends, ICMPV6_ECHO_REPLY, ICMPV6_NA, ICMPV6_NS};
+use aggdom_harness::frame6::{self, Ipv6Ends, ICMPV6_NA, ICMPV6_NS};
 use aggdom_harness::rig::{
-    guest_ip6, guest_mac, guest_udp6, macs, remote, remote_ip6, udp6_frame, udp6_tag, uplink_mac,
-    Layout, Net, Stats,
+    self, guest_ip6, guest_mac, guest_udp6, macs, remote, remote_ip6, udp6_frame, udp6_tag,
+    uplink_mac, Echo, Layout, Net, Stats,
 };
 use aggdom_harness::{MacAddr, Machine, NicKind, Received};
 
@@ -261,41 +261,17 @@ fn own_stack_answers_ndp_ping6_and_metrics_over_ipv6() {
         dst_ip: own,
     };
     for seq in 1..=3u16 {
-        net.remote_send(
-            &m,
-            0,
-            &frame6::echo6_request(ends, 0x4242, seq, b"aggdom ping6"),
-        )
-        .unwrap();
-        let f = net
-            .remote_recv(&m, 0, T, |f| {
-                Eth::parse(f)
-                    .and_then(|e| e.ipv6())
-                    .and_then(|ip| ip.icmp6())
-                    .is_some_and(|i| {
-                        i.ty == ICMPV6_ECHO_REPLY && i.echo().is_some_and(|e| e.1 == seq)
-                    })
-            })
+        let f = rig::ping(&net.link(&m, 0), ends, 0x4242, seq, b"aggdom ping6", T)
             .unwrap()
             .unwrap_or_else(|| panic!("no echo reply {seq}"));
-        let e = Eth::parse(&f).unwrap();
-        let ip = e.ipv6().unwrap();
-        assert_eq!((ip.src, ip.dst), (own, remote_ip6(0)));
-        let echo = ip.icmp6().unwrap();
-        assert_eq!(echo.echo().unwrap(), (0x4242, seq, &b"aggdom ping6"[..]));
-        assert_eq!(e.src, uplink_mac(0));
+        assert_eq!(
+            ends.echo_reply(&f),
+            Some((0x4242, seq, &b"aggdom ping6"[..]))
+        );
+        assert_eq!(macs(&f).0, uplink_mac(0));
     }
 
-    let raw = aggdom_harness::tcp::request(
-        &net.link(&m, 0),
-        ends,
-        40000,
-        80,
-        b"GET /metrics HTTP/1.0\r\n\r\n",
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let text = String::from_utf8(raw).unwrap();
+    let text = rig::get_metrics(&net.link(&m, 0), ends, 40000).unwrap();
     assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
     assert!(text.contains("aggdom_rx_nd_directed_total"), "{text}");
     assert!(text.contains("reason=\"ra_guard\""), "{text}");
