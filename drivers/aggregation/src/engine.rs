@@ -545,26 +545,31 @@ impl Engine {
             }
             set.insert(id);
         }
-        let mut slots = [(0usize, 0usize); MAX_GUESTS];
-        let mut n = 0;
-        for gs in self.net_slots(net) {
-            slots[n] = gs;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(Error::UnknownIp);
-        }
-        for &(g, slot) in &slots[..n] {
-            self.guests[g].bindings[slot] = set;
-            self.guests[g].auto[slot] = false;
-            self.refresh_reach(g);
-        }
-        Ok(())
+        self.rebind_net_slots(net, |e, g, slot| {
+            e.guests[g].bindings[slot] = set;
+            e.guests[g].auto[slot] = false;
+        })
     }
 
     /// Give a guest IP (or IPv6 prefix) back to the spreading rule of \[0030\].
     pub fn bind_auto(&mut self, ip: impl Into<IpNet>) -> Result<(), Error> {
-        let net = ip.into();
+        self.rebind_net_slots(ip.into(), |e, g, slot| {
+            e.guests[g].auto[slot] = true;
+            e.guests[g].bindings[slot] = IdentitySet::EMPTY;
+            let b = e.spread_pick();
+            e.guests[g].bindings[slot] = b;
+        })
+    }
+
+    /// `rebind` every configured slot `net` names ([`Engine::net_slots`]),
+    /// then refresh that guest's reach. The slots are collected first, as
+    /// `rebind` changes the engine. `UnknownIp`, and nothing changed, when
+    /// `net` names none.
+    fn rebind_net_slots(
+        &mut self,
+        net: IpNet,
+        mut rebind: impl FnMut(&mut Self, usize, usize),
+    ) -> Result<(), Error> {
         let mut slots = [(0usize, 0usize); MAX_GUESTS];
         let mut n = 0;
         for gs in self.net_slots(net) {
@@ -575,10 +580,7 @@ impl Engine {
             return Err(Error::UnknownIp);
         }
         for &(g, slot) in &slots[..n] {
-            self.guests[g].auto[slot] = true;
-            self.guests[g].bindings[slot] = IdentitySet::EMPTY;
-            let b = self.spread_pick();
-            self.guests[g].bindings[slot] = b;
+            rebind(self, g, slot);
             self.refresh_reach(g);
         }
         Ok(())
