@@ -655,32 +655,27 @@ mod tests {
         assert_eq!(parse(&f[..n]), Err(DropReason::NdMalformed));
         f[79] = 3;
         assert_eq!(parse(&f[..n]), Err(DropReason::NdMalformed));
-        let mut body = [0u8; 64];
-        let k = nd_body(&mut body, 135, PEER_V6, &[]);
-        body[k..k + 16].copy_from_slice(&[1, 2, 0x52, 0x54, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
-        let mut f = [0u8; 200];
-        let n = ipv6_packet(
-            &mut f,
-            M,
-            M,
-            link_local(1),
-            PEER_V6,
-            &[],
-            58,
-            &body[..k + 16],
-        );
+        // An NS whose options are the 16 bytes `opts`, as they are.
+        let ns_with = |opts: [u8; 16]| {
+            let mut body = [0u8; 64];
+            let k = nd_body(&mut body, 135, PEER_V6, &[]);
+            body[k..k + 16].copy_from_slice(&opts);
+            let mut f = [0u8; 200];
+            let n = ipv6_packet(
+                &mut f,
+                M,
+                M,
+                link_local(1),
+                PEER_V6,
+                &[],
+                58,
+                &body[..k + 16],
+            );
+            (f, n)
+        };
+        let (f, n) = ns_with([1, 2, 0x52, 0x54, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(parse(&f[..n]), Err(DropReason::NdMalformed));
-        body[k..k + 16].copy_from_slice(&[5, 1, 0, 0, 0, 0, 5, 220, 1, 1, 0x52, 0x54, 0, 0, 0, 1]);
-        let n = ipv6_packet(
-            &mut f,
-            M,
-            M,
-            link_local(1),
-            PEER_V6,
-            &[],
-            58,
-            &body[..k + 16],
-        );
+        let (f, n) = ns_with([5, 1, 0, 0, 0, 0, 5, 220, 1, 1, 0x52, 0x54, 0, 0, 0, 1]);
         let p = parse(&f[..n]).unwrap();
         assert_eq!(p.icmp6().unwrap().lladdrs(), &[54 + 24 + 8 + 2]);
         // Shorter than its fixed part; an ICMPv6 header cut short.
