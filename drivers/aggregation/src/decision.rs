@@ -240,7 +240,8 @@ pub enum OwnTxDecision {
     /// least-loaded uplink already holds the source MAC, step 4), then send
     /// the frame unchanged through `uplink` (step 6).
     Send { uplink: UplinkId, moves: Moves },
-    /// The destination is a local guest.
+    /// The destination is a local guest (by its MAC, or by an identity
+    /// and its IP: the frame's destination is rewritten to the guest's).
     SwitchLocal { guest: GuestId },
     /// Drop the frame; it was counted under `DropReason`.
     Drop(DropReason),

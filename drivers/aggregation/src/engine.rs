@@ -1076,13 +1076,15 @@ impl Engine {
 
     /// A frame sent to identity `p.dst` for a guest: the guest's own MAC put
     /// back as destination, and where the frame names the identity as the
-    /// guest's link-layer address (ARP target, NDP option), there too.
+    /// guest's link-layer address (ARP target, NDP option), there too. An
+    /// option that names the sender stays: the own stack's, when it sends
+    /// under the very identity the guest is reached at.
     #[inline(always)]
     fn restore_guest_mac(&self, p: &Parsed, frame: &mut [u8], gmac: u64) {
         wire::set_dst_mac(frame, gmac);
         match &p.l3 {
             L3::Arp { tha, .. } if *tha == p.dst => wire::set_arp_tha(frame, gmac),
-            L3::Ip { icmp6: Some(m), .. } => {
+            L3::Ip { icmp6: Some(m), .. } if p.dst != p.src => {
                 for &off in m.lladdrs() {
                     if wire::parse_mac_at(frame, off) == Some(p.dst) {
                         wire::set_nd_lladdr(frame, m.at, off, gmac);
@@ -1300,7 +1302,9 @@ impl Engine {
     }
 
     /// A frame from the domain's own stack (claim steps 3–6). Its source
-    /// MAC must be an identity (normally the own stack's).
+    /// MAC must be an identity (normally the own stack's). A `SwitchLocal`
+    /// to a guest reached at an identity comes with the destination
+    /// rewritten.
     pub fn own_transmit(&mut self, now: u64, frame: &mut [u8]) -> OwnTxDecision {
         match self.own_tx_inner(now, frame) {
             Ok(d) => {
@@ -1317,8 +1321,15 @@ impl Engine {
     fn own_tx_inner(&mut self, now: u64, frame: &mut [u8]) -> Result<OwnTxDecision, DropReason> {
         let p = wire::parse(frame)?;
         let s = self.identity_by_mac(p.src).ok_or(DropReason::SpoofedMac)?;
-        if let Some(d) = self.guest_by_mac(p.dst) {
-            return Ok(OwnTxDecision::SwitchLocal { guest: GuestId(d) });
+        // A local guest, by its MAC or (identity mode) by the identity its
+        // ARP / NDP replies named, which is where the own stack learns it:
+        // switched here as a guest's frame would be, never out and lost
+        // (the switch outside does not send an identity's frames back).
+        if let Some(TxDecision::SwitchLocal { guest }) = self.local_destination(&p, frame) {
+            let c = &mut self.guests[guest.0 as usize].counters;
+            c.rx_frames += 1;
+            c.rx_bytes += frame.len() as u64;
+            return Ok(OwnTxDecision::SwitchLocal { guest });
         }
         let h = self.identities[s].holder.0 as usize;
         let s_movable = self.movable(s, now) && !self.uplinks[h].exclusive;
@@ -1890,11 +1901,6 @@ impl Engine {
             Some(v) if v & IDENTITY_TAG != 0 => Some((v & !IDENTITY_TAG) as usize),
             _ => None,
         }
-    }
-
-    #[inline]
-    fn guest_by_mac(&self, mac: u64) -> Option<u16> {
-        self.macs.get(mac).filter(|v| v & IDENTITY_TAG == 0)
     }
 
     fn identity_mut(&mut self, id: IdentityId) -> Result<&mut Identity, Error> {

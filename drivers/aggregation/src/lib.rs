@@ -90,9 +90,12 @@
 //!   reports leave through the broadcast uplink (where multicast is taken
 //!   in). From the outside, a solicitation goes to its target's owner
 //!   alone, other IPv6 multicast to the guests with IPv6 bound.
-//! - **Own-stack frame** ([`Engine::own_transmit`], claim steps 3–6): the
-//!   least-loaded uplink; if it does not hold the source MAC, the
-//!   [`OwnTxDecision::Send`] carries the swap as [`Moves`].
+//! - **Own-stack frame** ([`Engine::own_transmit`], claim steps 3–6):
+//!   [`OwnTxDecision::SwitchLocal`] to a guest named by its MAC, or by an
+//!   identity and the guest's IP (destination MAC and ARP target rewritten
+//!   to the guest's, as on receive); else the least-loaded uplink; if it
+//!   does not hold the source MAC, the [`OwnTxDecision::Send`] carries the
+//!   swap as [`Moves`].
 //! - **Time** ([`Engine::tick`], every `tick_interval_ns`, 10 ms by
 //!   default): rate EWMAs from the bytes counted, and at most every
 //!   `rebalance_interval_ns` one rebalancing swap (\[0034\]) with hysteresis

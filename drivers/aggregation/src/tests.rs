@@ -124,6 +124,55 @@ fn claim_steps_1_2_own_and_guest_frames_take_different_paths() {
     );
 }
 
+/// In identity mode the own stack knows guests at the identities their
+/// ARP replies named, yet its frames to them must not leave: one to an
+/// identity for a guest's IP is switched to that guest with the guest's
+/// MAC put back, as a frame from outside would be, also when the own
+/// stack sends under that same identity. One to an identity for an IP
+/// that is no guest's still goes out.
+#[test]
+fn own_frames_to_a_guest_at_its_identity_are_switched_locally() {
+    let mut e = example(Mode::Identity, [1000; 3]);
+    // The own stack (mac1) answers VM2's ARP request, which named mac2.
+    let mut f = vec![0u8; 60];
+    testkit::arp(&mut f, 2, nic(2), nic(1), OWN_IP, nic(2), ip(2));
+    assert_eq!(
+        e.own_transmit(0, &mut f),
+        OwnTxDecision::SwitchLocal { guest: GuestId(1) }
+    );
+    assert_eq!(&f[0..6], &vm(2).0, "destination MAC put back");
+    assert_eq!(&f[32..38], &vm(2).0, "ARP target MAC put back");
+    assert_eq!(
+        (&f[6..12], &f[22..28]),
+        (&nic(1).0[..], &nic(1).0[..]),
+        "the own stack's MAC stays"
+    );
+    // A ping reply to VM1 at mac1, the own stack's identity too.
+    let mut f = vec![0u8; 60];
+    testkit::ipv4(&mut f, nic(1), nic(1), OWN_IP, ip(1));
+    assert_eq!(
+        e.own_transmit(0, &mut f),
+        OwnTxDecision::SwitchLocal { guest: GuestId(0) }
+    );
+    assert_eq!(&f[0..6], &vm(1).0);
+    for g in 0..2 {
+        let c = e.guest_counters(GuestId(g)).unwrap();
+        assert_eq!((c.rx_frames, c.rx_bytes), (1, 60), "guest {g}");
+    }
+    let out: u64 = (0..3)
+        .map(|u| e.uplink_counters(UplinkId(u)).unwrap().tx_frames)
+        .sum();
+    assert_eq!(out, 0, "nothing left through an uplink");
+    // The control: an identity, but an IP nobody here has.
+    let mut f = vec![0u8; 60];
+    testkit::ipv4(&mut f, nic(2), nic(1), OWN_IP, GW_IP);
+    assert!(matches!(
+        e.own_transmit(0, &mut f),
+        OwnTxDecision::Send { .. }
+    ));
+    assert_eq!(&f[0..6], &nic(2).0, "sent unchanged");
+}
+
 #[test]
 fn claim_steps_3_to_6_own_frame_takes_least_loaded_nic_swapping_macs() {
     let mut e = example(Mode::Identity, [1000; 3]);

@@ -809,3 +809,33 @@ fn ip_nets_parse_and_print() {
     let p = prefix();
     assert!(p.contains(a6(pre(77))) && !p.contains(a6(fd(1))) && !p.contains(v4(1)));
 }
+
+/// The own stack answers guest A's solicitation at the identity A's NS
+/// named (identity 0, which the own stack sends under too): the NA is
+/// switched to A with A's MAC as destination, while its target option
+/// keeps naming the own stack, checksum valid. Nothing leaves.
+#[test]
+fn own_stack_na_to_a_guest_at_its_identity_is_switched_locally() {
+    let mut e = setup(Mode::Identity);
+    let mut na = nd(
+        nic(1),
+        nic(1),
+        own6(),
+        fd(1),
+        &[],
+        136,
+        own6(),
+        &[(2, nic(1))],
+    );
+    assert_eq!(
+        e.own_transmit(0, &mut na),
+        OwnTxDecision::SwitchLocal { guest: A }
+    );
+    assert_eq!(mac_at(&na, 0), vm(1), "destination MAC put back");
+    assert_eq!(mac_at(&na, 80), nic(1), "the option names the own stack");
+    assert_eq!(icmp6_checksum_ok(&na), Some(true));
+    let out: u64 = (0..2)
+        .map(|u| e.uplink_counters(UplinkId(u)).unwrap().tx_frames)
+        .sum();
+    assert_eq!(out, 0, "nothing left through an uplink");
+}

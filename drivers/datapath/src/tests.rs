@@ -386,6 +386,39 @@ fn frames_for_the_own_stack_queue_and_its_replies_leave_through_an_uplink() {
     assert_eq!(&replies[0][..12], &reply[..12], "its addresses");
 }
 
+/// Identity mode: the own stack knows guest 1 at identity 1 (what its ARP
+/// reply named), and its reply to that MAC is delivered to guest 1, with
+/// guest 1's own MAC as destination, instead of leaving through an uplink.
+#[test]
+fn own_stack_frames_to_a_guest_at_its_identity_are_switched_locally() {
+    let mut r = rig(Mode::Identity, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[1])), &[IdentityId(1)])
+        .unwrap();
+    let own = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    r.dp.set_own_stack(IdentityId(0), &[own]).unwrap();
+    let reply = ipv4(
+        UPLINK_MACS[1],
+        UPLINK_MACS[0],
+        [10, 0, 0, 2],
+        GUEST_IPS[1],
+        60,
+    );
+    assert!(r.dp.own_tx().push(&reply));
+    r.dp.poll(1);
+    let out: Vec<Vec<u8>> = r.uplinks.iter().flat_map(sent).collect();
+    assert!(out.is_empty(), "the own stack's reply left: {out:?}");
+    let got = sent(&r.guests[1]);
+    assert_eq!(got.len(), 1, "delivered to guest 1 once");
+    assert_eq!(&got[0][0..6], &GUEST_MACS[1], "to guest 1's own MAC");
+    assert_eq!(
+        &got[0][6..],
+        &reply[6..],
+        "the rest as the own stack sent it"
+    );
+    assert!(sent(&r.guests[0]).is_empty());
+}
+
 /// A broadcast from outside, e.g. a gratuitous ARP.
 fn outside_broadcast() -> Vec<u8> {
     let mut f = ipv4([0xff; 6], GW, [10, 0, 0, 1], [10, 0, 0, 255], 60);
