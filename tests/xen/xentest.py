@@ -521,10 +521,12 @@ class XenTest:
     # background pings inside a guest (busybox ash on its console; ping's output goes to a file there)
     def guest_run_twice(self, name, cmd, timeout=60):
         """guest_run, once more if the first gave no answer (typing into the guest's console goes through
-        xl and xenstore-read in dom0, which the rig sometimes kills). Only for commands safe to repeat."""
+        xl and xenstore-read in dom0, which the rig sometimes kills) or died of a signal in the guest (its
+        busybox segfaulted: the rig's PV userland faults reach guests too; the crash stays in the guest's
+        console log, where the final scan finds it). Only for commands safe to repeat."""
         rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
-        if rc is None:
-            self.say(f"{name}: no answer to '{cmd}', once more")
+        if rc is None or rc >= 128:
+            self.say(f"{name}: {'no answer' if rc is None else f'rc={rc} (killed by a signal)'} to '{cmd}', once more")
             rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
         return rc, out
 
