@@ -10,11 +10,11 @@ use std::net::Ipv6Addr;
 use std::thread::sleep;
 use std::time::Duration;
 
-use aggdom_harness::frame::Eth;
+use aggdom_harness::frame::{self, Eth, Ipv4Ends, ARP_REPLY};
 use aggdom_harness::frame6::{self, Ipv6Ends, ICMPV6_NA, ICMPV6_NS};
 use aggdom_harness::rig::{
-    self, guest_ip6, guest_mac, guest_udp6, macs, remote, remote_ip6, udp6_frame, udp6_tag,
-    uplink_mac, Echo, Layout, Net, Stats,
+    self, guest_ip, guest_ip6, guest_mac, guest_udp6, macs, remote, remote_ip6, udp6_frame,
+    udp6_tag, uplink_mac, Echo, Layout, Net, Stats, OWN_IP,
 };
 use aggdom_harness::{MacAddr, Machine, NicKind, Received};
 
@@ -277,4 +277,109 @@ fn own_stack_answers_ndp_ping6_and_metrics_over_ipv6() {
     assert!(text.contains("reason=\"ra_guard\""), "{text}");
     let s = stats(&mut m);
     assert!(s.total("own_rx") >= 5, "{:?}", s.totals);
+}
+
+/// A dual-stack guest reaches the own stack, and what the own stack sends
+/// back (sent to the identity the guest's ARP request and solicitation
+/// named) is switched to the guest with its own MAC, never through an
+/// uplink, over IPv4 and IPv6 alike: the ARP reply and the advertisement
+/// (whose option keeps naming the own stack, here under the identity the
+/// guest's IPv6 is bound to as well), ping, ping6 and `GET /metrics`.
+#[test]
+fn own_stack_answers_a_guest_locally_over_both_families() {
+    let own6: Ipv6Addr = "fd00::2".parse().unwrap();
+    let layout = Layout::new(2, 1)
+        .with_ipv6()
+        .with("ip=10.0.0.2/24,fd00::2/64 bind=10.0.0.11:1 bind=fd00::11:0");
+    let m = layout.boot().unwrap();
+    let port = layout.port(0);
+    let to_guest = |x: &Received| x.nic == port && Eth::parse(&x.data).is_some();
+
+    // IPv4: the guest resolves the own IP; the reply names the own stack's
+    // identity and reaches the guest at its own MAC.
+    m.send_frame(port, &frame::arp_request(guest_mac(0), guest_ip(0), OWN_IP))
+        .unwrap();
+    let got = m
+        .recv_where(T, |x| {
+            to_guest(x)
+                && Eth::parse(&x.data)
+                    .and_then(|e| e.arp())
+                    .is_some_and(|a| a.op == ARP_REPLY && a.sender_ip == OWN_IP)
+        })
+        .expect("the own stack's ARP reply did not reach the guest");
+    let arp = Eth::parse(&got.data).unwrap().arp().unwrap();
+    assert_eq!(arp.sender_mac, uplink_mac(0), "the own stack is identity 0");
+    assert_eq!(
+        (macs(&got.data).1, arp.target_mac),
+        (guest_mac(0), guest_mac(0))
+    );
+    let v4 = Ipv4Ends {
+        src_mac: guest_mac(0),
+        dst_mac: arp.sender_mac,
+        src_ip: guest_ip(0),
+        dst_ip: OWN_IP,
+    };
+    let reply = ping_until_answered(&m, port, v4);
+    assert_eq!(macs(&reply).1, guest_mac(0));
+
+    // IPv6: the same with a solicitation, its source option rewritten to
+    // identity 0, the own stack's own.
+    let ns = frame6::neighbour_solicitation(guest_mac(0), guest_ip6(0), own6);
+    m.send_frame(port, &ns).unwrap();
+    let got = m
+        .recv_where(T, |x| {
+            to_guest(x) && nd_of(&x.data, ICMPV6_NA, own6).is_some()
+        })
+        .expect("the own stack's advertisement did not reach the guest");
+    let (src, opts) = nd_of(&got.data, ICMPV6_NA, own6).unwrap();
+    assert_eq!(macs(&got.data).1, guest_mac(0));
+    assert_eq!(
+        (src, opts),
+        (uplink_mac(0), vec![(2, uplink_mac(0))]),
+        "the advertisement names the own stack"
+    );
+    let v6 = Ipv6Ends {
+        src_mac: guest_mac(0),
+        dst_mac: uplink_mac(0),
+        src_ip: guest_ip6(0),
+        dst_ip: own6,
+    };
+    let reply = ping_until_answered(&m, port, v6);
+    assert_eq!(macs(&reply).1, guest_mac(0));
+
+    let text = rig::get_metrics(&m.link(port), v4, 40000).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+
+    // None of the own stack's answers went out.
+    sleep(QUIET);
+    let leaked: Vec<Received> = m
+        .drain_all()
+        .into_iter()
+        .filter(|x| x.nic < layout.uplinks)
+        .filter(|x| {
+            let Some(e) = Eth::parse(&x.data) else {
+                return false;
+            };
+            e.arp().is_some_and(|a| a.sender_ip == OWN_IP)
+                || e.ipv4().is_some_and(|ip| ip.src == OWN_IP)
+                || e.ipv6().is_some_and(|ip| ip.dst == guest_ip6(0))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "own-stack frames to the guest on an uplink: {leaked:?}"
+    );
+}
+
+/// Pings the server of `ends` from guest port `port` up to five times, a
+/// second apart (the own stack may drop an echo request while it resolves
+/// the sender); the first reply.
+fn ping_until_answered<E: Echo>(m: &Machine, port: usize, ends: E) -> Vec<u8> {
+    for seq in 1..=5u16 {
+        let wait = if seq == 5 { T } else { Duration::from_secs(1) };
+        if let Some(f) = rig::ping(&m.link(port), ends, 0x7777, seq, b"local?", wait).unwrap() {
+            return f;
+        }
+    }
+    panic!("no echo reply to 5 pings");
 }
