@@ -95,6 +95,7 @@ bench: build
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-boot
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-drivers
 	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-datapath
+	AGGDOM_ELF=$(CURDIR)/$(KERNEL) cargo run --release -p aggdom-harness --bin bench-failover
 
 # The aggregation policy simulator: a comparison table, and SVG plots and a
 # report in target/sim/.
