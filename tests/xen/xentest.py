@@ -538,9 +538,12 @@ class XenTest:
     def bg_ping_stop(self, name, tag="bg"):
         """Stops the guest's background ping (SIGINT: it prints its summary) and returns ping_stats of its
         output, or None if the guest did not answer."""
+        # ping writes its file through a full stdio buffer, flushed only as it exits: wait for it (the
+        # guest's console shell started it, so `wait` can), a plain 1 s sleep read an empty file in soak
+        # run s2 when the guest was slow; sleep 1 if this shell cannot wait for it (not its child).
         rc, out = self.guest_run_twice(
-            name, f"kill -INT $(cat /tmp/{tag}.pid); sleep 1; grep -oE 'seq=[0-9]+|[0-9]+ packets transmitted' "
-                  f"/tmp/{tag}.ping | tr '\\n' ' '")
+            name, f"p=$(cat /tmp/{tag}.pid); kill -INT $p; wait $p 2>/dev/null || sleep 1; "
+                  f"grep -oE 'seq=[0-9]+|[0-9]+ packets transmitted' /tmp/{tag}.ping | tr '\\n' ' '")
         if rc is None:
             return None
         return ping_stats(out)
