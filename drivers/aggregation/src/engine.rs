@@ -1755,8 +1755,8 @@ impl Engine {
     }
 
     /// The uplink that takes in broadcasts and multicast from the outside
-    /// (the lowest-numbered live one): it alone should accept every
-    /// multicast (the switch floods them to all).
+    /// (the lowest-numbered live one): the switch floods them to every
+    /// uplink, and the copies the others receive are dropped.
     pub fn broadcast_uplink(&self) -> Option<UplinkId> {
         self.bcast_uplink
     }

@@ -230,9 +230,13 @@ impl Datapath {
                 }
             }
         }
-        // Multicast (IPv6 neighbour solicitations above all) is taken in
-        // on the broadcast uplink only; the switch floods it to every one.
-        let all_multicast = self.engine.broadcast_uplink() == Some(u);
+        // Multicast (IPv6 neighbour solicitations above all) is accepted
+        // on every uplink, as broadcasts are: the switch floods it to all
+        // of them and the engine keeps the broadcast uplink's copy. Were it
+        // accepted there alone, a failover would have to turn it on
+        // elsewhere, and on QEMU's e1000 that receive-control write stops
+        // reception for a second, on the uplink just taking over.
+        let all_multicast = true;
         let Some(Some(nic)) = self.uplinks.get_mut(usize::from(u.0)) else {
             return;
         };
@@ -361,7 +365,6 @@ impl Datapath {
     }
 
     fn check_links(&mut self, now: u64) {
-        let bcast = self.engine.broadcast_uplink();
         for u in 0..self.uplinks.len() {
             let id = UplinkId(u as u8);
             let Some(Some(nic)) = self.uplinks.get_mut(u) else {
@@ -371,15 +374,6 @@ impl Datapath {
             if up != self.engine.is_link_up(id) {
                 let moves = self.engine.link_changed(now, id, up);
                 self.apply_moves(&moves);
-            }
-        }
-        if self.engine.broadcast_uplink() != bcast {
-            // Another uplink takes multicast in now.
-            for u in [bcast, self.engine.broadcast_uplink()]
-                .into_iter()
-                .flatten()
-            {
-                self.program_uplink(u);
             }
         }
     }
