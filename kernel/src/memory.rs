@@ -61,28 +61,15 @@ pub struct HeapInfo {
 /// The largest RAM range above the kernel and below the mapped limit.
 fn choose_heap(info: Option<&BootInfo>) -> Option<(u64, u64, u64)> {
     let floor = kernel_end();
-    let mut usable = 0;
-    let mut best: Option<(u64, u64)> = None;
     if let Some(map) = info.map(BootInfo::memory_map).filter(|m| !m.is_empty()) {
-        for r in map.iter().filter(|r| r.kind == MemoryType::Ram) {
-            usable += r.len;
-            let start = r.start.max(floor);
-            let end = r.start.saturating_add(r.len).min(IDENTITY_MAPPED_END);
-            if end > start && best.is_none_or(|(s, e)| end - start > e - s) {
-                best = Some((start, end));
-            }
-        }
-    } else {
-        // No memory map (start info version 0): CMOS 0x34/0x35 hold RAM above
-        // 16 MiB in 64 KiB units, as SeaBIOS and Xen's hvmloader set them.
-        let above_16m = u64::from(cmos(0x34)) | (u64::from(cmos(0x35)) << 8);
-        let end = ((16 << 20) + (above_16m << 16)).min(IDENTITY_MAPPED_END);
-        usable = end;
-        if end > floor {
-            best = Some((floor, end));
-        }
+        let (best, usable) = boot::heap_range(map, floor, IDENTITY_MAPPED_END);
+        return best.map(|(start, len)| (start, len, usable));
     }
-    best.map(|(s, e)| (s, e - s, usable))
+    // No memory map (start info version 0): CMOS 0x34/0x35 hold RAM above
+    // 16 MiB in 64 KiB units, as SeaBIOS and Xen's hvmloader set them.
+    let above_16m = u64::from(cmos(0x34)) | (u64::from(cmos(0x35)) << 8);
+    let end = ((16 << 20) + (above_16m << 16)).min(IDENTITY_MAPPED_END);
+    (end > floor).then_some((floor, end - floor, end))
 }
 
 fn cmos(register: u8) -> u8 {
