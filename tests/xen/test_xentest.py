@@ -70,6 +70,11 @@ class PingStats(unittest.TestCase):
     def test_largest_gap_inside_and_at_both_ends(self):
         s = xt.ping_stats(self.out([0, 1, 2, 9, 10], 11))
         self.assertEqual((s["max_gap"], s["gap_from"]), (6, 3))
+        # the same replies as bg_ping_stop reports them: runs of consecutive sequence numbers
+        s = xt.ping_stats("seqs=0..2 seqs=9..10 11 packets transmitted")
+        self.assertEqual((s["max_gap"], s["gap_from"], s["received"], s["transmitted"]), (6, 3, 5, 11))
+        s = xt.ping_stats("seqs=0..465 466 packets transmitted")
+        self.assertEqual((s["max_gap"], s["received"]), (0, 466))
         s = xt.ping_stats(self.out([3, 4], 5))
         self.assertEqual((s["max_gap"], s["gap_from"]), (3, 0))     # the first three lost
         self.assertEqual(xt.ping_stats(self.out([0, 1], 9))["max_gap"], 7)      # ping stopped, replies did not come

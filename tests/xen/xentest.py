@@ -100,7 +100,10 @@ def ping_stats(text):
     included: requests sent but never answered before ping stopped), gap_from its first sequence number
     (None without a gap). transmitted is None without a summary (ping did not finish); then only gaps
     between replies count."""
-    seqs = sorted({int(s) for s in re.findall(r"seq=(\d+)", text)})
+    seqs = {int(s) for s in re.findall(r"seq=(\d+)", text)}
+    for a, b in re.findall(r"seqs=(\d+)\.\.(\d+)", text):      # runs, as bg_ping_stop reports them
+        seqs.update(range(int(a), int(b) + 1))
+    seqs = sorted(seqs)
     m = re.search(r"(\d+) packets transmitted", text)
     tx = int(m.group(1)) if m else None
     max_gap, gap_from, prev = 0, None, -1
@@ -541,9 +544,15 @@ class XenTest:
         # ping writes its file through a full stdio buffer, flushed only as it exits: wait for it (the
         # guest's console shell started it, so `wait` can), a plain 1 s sleep read an empty file in soak
         # run s2 when the guest was slow; sleep 1 if this shell cannot wait for it (not its child).
+        # The replies come back as runs of consecutive sequence numbers ("seqs=A..B"), not one by one: the
+        # rig reads a command's output from the guest's console log and, when it cannot find the echoed
+        # command line there, keeps only the last 2000 characters, which cut a long cycle's list short
+        # (soak run s3: "gap 218 from seq 0" where nothing was lost).
         rc, out = self.guest_run_twice(
             name, f"p=$(cat /tmp/{tag}.pid); kill -INT $p; wait $p 2>/dev/null || sleep 1; "
-                  f"grep -oE 'seq=[0-9]+|[0-9]+ packets transmitted' /tmp/{tag}.ping | tr '\\n' ' '")
+                  f"grep -oE 'seq=[0-9]+' /tmp/{tag}.ping | cut -d= -f2 | sort -n -u | awk 'NR==1{{s=$1}} "
+                  f"NR>1&&$1!=q+1{{printf \"seqs=%d..%d \",s,q;s=$1}} {{q=$1}} END{{if(NR)printf \"seqs=%d..%d \",s,q}}'; "
+                  f"grep -oE '[0-9]+ packets transmitted' /tmp/{tag}.ping")
         if rc is None:
             return None
         return ping_stats(out)
