@@ -61,6 +61,9 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+/// The receive descriptor verdict, public for the fuzz target
+/// (tests/fuzz): the device writes status, errors and length.
+pub use desc::{classify_rx, RxVerdict};
 pub use driver::{BUF_LEN, DEVICE_ID, E1000, RX_RING_LEN, TX_RING_LEN, VENDOR_ID};
 pub use error::E1000Error;
 pub use mmio::{Mmio, Registers};

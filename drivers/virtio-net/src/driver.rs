@@ -380,7 +380,7 @@ fn tx_buf(i: u16) -> usize {
 /// Where the frame is in a receive buffer the device says it wrote
 /// `used_len` bytes into, or `None` for a runt or oversized one (or a
 /// length larger than the buffer, which only a broken device reports).
-pub(crate) fn rx_frame(used_len: u32, hdr_len: usize) -> Option<core::ops::Range<usize>> {
+pub fn rx_frame(used_len: u32, hdr_len: usize) -> Option<core::ops::Range<usize>> {
     let used = usize::try_from(used_len).ok().filter(|&u| u <= BUF_LEN)?;
     let frame_len = used.checked_sub(hdr_len)?;
     (MIN_FRAME_LEN..=MAX_FRAME_LEN)

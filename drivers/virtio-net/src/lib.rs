@@ -51,5 +51,9 @@ mod slots;
 #[cfg(test)]
 mod tests;
 
+/// Where a received frame lies and which buffer a used token carries,
+/// public for the fuzz target (tests/fuzz): the device writes both.
+pub use driver::rx_frame;
 pub use driver::{VirtioNetNic, BUF_LEN, QUEUE_LEN};
 pub use error::VirtioNetError;
+pub use slots::Outstanding;

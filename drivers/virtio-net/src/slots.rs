@@ -11,6 +11,12 @@ pub struct Outstanding<const N: usize> {
     buf_of: [u16; N],
 }
 
+impl<const N: usize> Default for Outstanding<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> Outstanding<N> {
     pub const fn new() -> Self {
         Self { buf_of: [NONE; N] }
