@@ -80,14 +80,16 @@ impl core::fmt::Debug for Segments {
 /// Splits a copy of `len` bytes at local address `local` and foreign page
 /// offset `foreign_offset` into pieces that cross no local page boundary.
 /// `BadCopyArg` (what Xen would answer) when the foreign side passes the end
-/// of its page.
+/// of its page, or the local side the end of the address space (no real
+/// buffer does, but the sums below must not wrap).
 pub fn split(local: u64, len: usize, foreign_offset: u16) -> Result<Segments, GrantStatus> {
     let end = usize::from(foreign_offset).checked_add(len);
-    if end.is_none_or(|e| e > PAGE_SIZE) {
+    if end.is_none_or(|e| e > PAGE_SIZE) || local.checked_add(len as u64).is_none() {
         return Err(GrantStatus::BadCopyArg);
     }
     // From here `foreign_offset + len <= PAGE_SIZE`: every sum below fits
-    // in a u16, and the second piece (if any) ends the copy.
+    // in a u16, and the second piece (if any) ends the copy; and
+    // `local + len` fits in a u64.
     let empty = Segment {
         local,
         foreign_offset,
@@ -358,6 +360,16 @@ mod tests {
         assert_eq!(split(0x1000, 2, 4095), Err(GrantStatus::BadCopyArg));
         assert_eq!(split(0x1000, 1, 4095).unwrap().len(), 1);
         assert_eq!(split(0x1000, usize::MAX, 1), Err(GrantStatus::BadCopyArg));
+    }
+
+    #[test]
+    fn a_local_side_past_the_address_space_is_refused_not_wrapped() {
+        // Found by the grant_split fuzz target: the second piece's address
+        // overflowed (tests/fuzz/fuzz/corpus/grant_split/crash-local-wraps).
+        assert_eq!(split(u64::MAX - 10, 20, 0), Err(GrantStatus::BadCopyArg));
+        assert_eq!(split(u64::MAX - 9, 10, 0), Err(GrantStatus::BadCopyArg));
+        assert_eq!(split(u64::MAX - 9, 9, 0).unwrap().len(), 1);
+        assert!(split(u64::MAX, 0, 0).unwrap().is_empty());
     }
 }
 
