@@ -126,7 +126,9 @@ fn find_table(mem: &impl PhysicalMemory, rsdp: u64, signature: &[u8; 4]) -> Opti
     let entries = (len - SDT_HEADER_LEN) / entry_size;
     for i in 0..entries.min(64) {
         let mut e = [0u8; 8];
-        let at = root + (SDT_HEADER_LEN + i * entry_size) as u64;
+        // A root table at the top of the address space must not wrap
+        // around to low memory.
+        let at = root.checked_add((SDT_HEADER_LEN + i * entry_size) as u64)?;
         if !mem.read(at, &mut e[..entry_size]) {
             return None;
         }
@@ -148,7 +150,7 @@ fn read_s5(mem: &impl PhysicalMemory, dsdt: u64) -> Option<(u8, u8)> {
     let mut offset = SDT_HEADER_LEN;
     while offset < len {
         let n = (len - offset).min(CHUNK);
-        if !mem.read(dsdt + offset as u64, &mut buf[..n]) {
+        if !mem.read(dsdt.checked_add(offset as u64)?, &mut buf[..n]) {
             return None;
         }
         if let Some(v) = parse_s5(&buf[..n]) {

@@ -14,7 +14,10 @@ impl FakeMemory {
 impl PhysicalMemory for FakeMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
         for (&base, blob) in &self.0 {
-            if addr >= base && addr + buf.len() as u64 <= base + blob.len() as u64 {
+            // Inclusive ends: the last bytes of the address space exist.
+            let last = addr.checked_add((buf.len() as u64).saturating_sub(1));
+            let blob_last = base + (blob.len() as u64 - 1);
+            if addr >= base && last.is_some_and(|l| l <= blob_last) {
                 let o = (addr - base) as usize;
                 buf.copy_from_slice(&blob[o..o + buf.len()]);
                 return true;
@@ -106,5 +109,36 @@ fn malformed_tables_give_none_not_a_panic() {
     // A bad RSDP checksum is not trusted.
     let mut m = machine(&[0x12, 0x06, 0x04, 0, 0, 0, 0], 0xf_5000);
     m.0.get_mut(&0xf_5000).unwrap()[8] ^= 0xff;
+    assert_eq!(find_power_off(&m, Some(0xf_5000)), None);
+}
+
+#[test]
+fn tables_at_the_top_of_the_address_space_do_not_wrap() {
+    // Found by the acpi_tables fuzz target (tests/fuzz/fuzz/corpus/
+    // acpi_tables/crash-root-at-top): an XSDT whose header ends at the
+    // last byte made the entry address overflow.
+    let mut m = FakeMemory::default();
+    let xsdt_at = u64::MAX - 35;
+    let mut rsdp = b"RSD PTR ".to_vec();
+    rsdp.resize(36, 0);
+    rsdp[15] = 2;
+    rsdp[24..32].copy_from_slice(&xsdt_at.to_le_bytes());
+    fix_checksum(&mut rsdp[..20], 8);
+    m.put(0xf_5000, rsdp);
+    let mut xsdt = sdt(b"XSDT", &[]);
+    xsdt[4..8].copy_from_slice(&(36u32 + 8 * 4).to_le_bytes());
+    m.put(xsdt_at, xsdt);
+    assert_eq!(find_power_off(&m, Some(0xf_5000)), None);
+    // A DSDT there: its body would start past the end.
+    let mut m = machine(&[0x12, 0x06, 0x04, 0, 0, 0, 0], 0xf_5000);
+    let dsdt_at = u64::MAX - 35;
+    let mut dsdt = sdt(b"DSDT", &[]);
+    dsdt[4..8].copy_from_slice(&100u32.to_le_bytes());
+    m.put(dsdt_at, dsdt);
+    let facp = m.0.get_mut(&0x7fe_1000).unwrap();
+    facp[40..44].copy_from_slice(&0u32.to_le_bytes());
+    facp.resize(148, 0);
+    facp[140..148].copy_from_slice(&dsdt_at.to_le_bytes());
+    facp[4..8].copy_from_slice(&148u32.to_le_bytes());
     assert_eq!(find_power_off(&m, Some(0xf_5000)), None);
 }
