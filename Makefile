@@ -18,7 +18,7 @@ RUN_KINDS := virtio-net-pci virtio-net-pci virtio-net-pci e1000 virtio-net-pci v
 RUN_APPEND ?= uplinks=0,1,2,3 guest=4,52:54:00:00:01:01,10.0.0.11 guest=5,52:54:00:00:01:02,10.0.0.12 ip=10.0.0.2/24
 RUN_MEM ?= 128M
 
-.PHONY: all build run test test-host test-qemu test-xen soak-xen bench sim fuzz-engine deps fmt clean
+.PHONY: all build run test test-host test-qemu test-xen soak-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
 
 all: build
 
@@ -102,9 +102,51 @@ bench: build
 sim:
 	cargo run --release -p aggdom-sim -- target/sim
 
-# Optional, needs nightly and `cargo install cargo-fuzz`: fuzz the engine.
+# Every fuzz target for FUZZ_SECONDS each, one after the other (nightly and
+# cargo-fuzz, installed when missing). Each explores from its committed
+# corpus (<crate>/fuzz/corpus/<target>, read only: `make test` replays it on
+# stable) into target/fuzz/corpus/<target>; a crash input lands in
+# target/fuzz/artifacts/<target>/. Prints executions and crashes per target
+# and fails if any crashed. Built with overflow checks and debug assertions
+# on (-a); without a sanitizer by default, as the fuzzed code is safe Rust
+# (FUZZ_SANITIZER=address for ASan). FUZZ_TARGETS picks some.
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZER ?= none
+FUZZ_ALL := tests/fuzz:xs_wire tests/fuzz:xs_client tests/fuzz:config \
+  tests/fuzz:metrics_http tests/fuzz:grant_split tests/fuzz:e1000_rx \
+  tests/fuzz:virtio_net_rx tests/fuzz:line_editor tests/fuzz:start_info \
+  tests/fuzz:acpi_tables drivers/aggregation:ops_and_frames drivers/netback:frontend
+FUZZ_TARGETS ?= $(foreach t,$(FUZZ_ALL),$(lastword $(subst :, ,$(t))))
+FUZZ_OUT := $(CURDIR)/target/fuzz
+
+fuzz-deps:
+	@rustup toolchain list | grep -q '^nightly' || \
+	  { echo "installing the nightly Rust toolchain (rustup)"; rustup toolchain install nightly --profile minimal; }
+	@command -v cargo-fuzz >/dev/null || \
+	  { echo "installing cargo-fuzz (cargo install)"; cargo install cargo-fuzz --locked; }
+
+fuzz: fuzz-deps
+	@mkdir -p $(FUZZ_OUT); summary=$(FUZZ_OUT)/summary; : > $$summary; failed=0; \
+	for entry in $(FUZZ_ALL); do \
+	  dir=$${entry%%:*}; t=$${entry##*:}; \
+	  case " $(FUZZ_TARGETS) " in *" $$t "*) ;; *) continue;; esac; \
+	  mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/artifacts/$$t; log=$(FUZZ_OUT)/$$t.log; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (log $$log)"; \
+	  ( cd $$dir && cargo +nightly fuzz run -O -a -s $(FUZZ_SANITIZER) $$t \
+	      $(FUZZ_OUT)/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+	      -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/artifacts/$$t/ ) >$$log 2>&1; \
+	  rc=$$?; \
+	  execs=$$(grep -o 'stat::number_of_executed_units: *[0-9]*' $$log | grep -o '[0-9]*$$' | tail -1); \
+	  [ -n "$$execs" ] || execs=$$(grep -o '^#[0-9]*' $$log | tail -1 | tr -d '#'); \
+	  if [ $$rc -eq 0 ]; then crashes="0 crashes"; else \
+	    failed=1; crashes="1 crash: $$(ls -t $(FUZZ_OUT)/artifacts/$$t/* 2>/dev/null | head -1) (exit $$rc)"; fi; \
+	  printf '%-16s %12s execs  %s\n' $$t "$${execs:-?}" "$$crashes" >> $$summary; \
+	done; \
+	echo "fuzz: $(FUZZ_SECONDS) s per target"; cat $$summary; exit $$failed
+
+# The engine alone, for longer (FUZZ_SECONDS=600 make fuzz-engine).
 fuzz-engine:
-	cd drivers/aggregation && cargo +nightly fuzz run ops_and_frames -- -max_total_time=180
+	$(MAKE) fuzz FUZZ_TARGETS=ops_and_frames
 
 fmt:
 	cargo fmt --all
