@@ -313,8 +313,8 @@ class XenTest:
             rc, out = self.rig.run(
                 f"n=$(grep -caE {q} {PVCON}); np=$(grep -caF {p} {PVCON}); id=$(xl domid aggdom) && "
                 f"tty=$(xenstore-read /local/domain/$id/console/tty) && "
-                f"printf '%s\\n' {shlex.quote(cmd)} > $tty && i=0 && "
-                f"while [ $(grep -caE {q} {PVCON}) -le $n ]; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 9; "
+                f"printf '%s\\n' {shlex.quote(cmd)} > $tty && end=$(( $(date +%s) + {timeout} )) && "
+                f"while [ $(grep -caE {q} {PVCON}) -le $n ]; do [ $(date +%s) -gt $end ] && exit 9; "
                 f"sleep 0.5; done; j=0; while [ $(grep -caF {p} {PVCON}) -le $np ] && [ $j -lt 10 ]; do "
                 f"j=$((j+1)); sleep 0.3; done", timeout=timeout + 60, quiet=True)
             if rc in (0, 9):
@@ -334,7 +334,8 @@ class XenTest:
 
     def xen_debug_dump(self):
         """Xen's own view when dom0 stops answering: Ctrl-A x3 moves the serial input to Xen, then debug
-        keys q (domains, vCPUs, event channels) and r (run queues); Ctrl-A x3 again gives the input back.
+        keys q (domains, vCPUs, event channels), r (run queues) and a (each CPU's timer queue: a timer
+        long past its expiry on an idle CPU means that CPU is not being woken); Ctrl-A x3 gives it back.
         Xen runs the key handlers in a tasklet, in the idle vCPU's context of the CPU that took the serial
         interrupt (CPU0): that CPU shows as idle with whatever it was running put back on its run queue,
         so `r` alone cannot tell a vCPU Xen forgot from one that was running. dom0's kernel is asked too
@@ -345,14 +346,14 @@ class XenTest:
             start = len(rig.buf)
             rig.send("\x01\x01\x01")
             time.sleep(0.5)
-            for key in "qr":
+            for key in "qra":
                 rig.send(key)
                 time.sleep(2)
             rig.send("\x01\x01\x01")
             end = time.time() + 8
             while time.time() < end:
                 rig._pump(0.5)
-            print("=== Xen debug keys q, r:\n" + rig.buf[start:][-12000:], flush=True)
+            print("=== Xen debug keys q, r, a:\n" + rig.buf[start:][-20000:], flush=True)
             start = len(rig.buf)
             for key in "9wl":
                 rig.send("\x0f" + key)
