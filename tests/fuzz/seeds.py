@@ -68,7 +68,9 @@ ops = b"".join(enc(k, k + 1, b"/local/domain/7/aggdom/config", b"aggdom/config")
 write("xs_wire", "encode-every-op", b"\1" + ops)
 limits = (enc(0, 1, b"a" * 3072, b"") + enc(0, 2, b"a" * 3073, b"")
           + enc(1, 3, b"k", b"v" * 4094) + enc(1, 4, b"k", b"v" * 4095)
-          + enc(5, 5, b"/w", b"") + enc(6, 6, b"", b"t") + enc(0, 7, b"a\0b", b""))
+          + enc(5, 5, b"/w", b"") + enc(6, 6, b"", b"t") + enc(0, 7, b"a\0b", b"")
+          # A read ignores the token field: together over 4096, still fine.
+          + enc(0, 8, b"r" * 3000, b"t" * 2000))
 write("xs_wire", "encode-limits", b"\1" + limits)
 
 

@@ -144,9 +144,13 @@ fn encode_requests(input: &mut Bytes) {
         };
         let bad = |s: &str| s.is_empty() || s.len() > 3072 || s.contains('\0');
         let watch = kind >= 5;
+        // Write carries the value after the path's NUL; watches a NUL-ended
+        // token; the others the path alone.
         let mut payload = path.as_bytes().to_vec();
         payload.push(0);
-        payload.extend_from_slice(other.as_bytes());
+        if kind == 1 || watch {
+            payload.extend_from_slice(other.as_bytes());
+        }
         if watch {
             payload.push(0);
         }
@@ -175,13 +179,7 @@ fn encode_requests(input: &mut Bytes) {
             xs_wire::ty::UNWATCH,
         ][usize::from(kind)];
         assert_eq!((h.ty, h.req_id, h.tx_id), (ty, id, 0));
-        // Read, mkdir, rm and directory carry the path alone.
-        let payload = if matches!(kind, 0 | 2 | 3 | 4) {
-            &payload[..path.len() + 1]
-        } else {
-            &payload[..]
-        };
-        assert_eq!(&msg[HEADER_LEN..], payload);
+        assert_eq!(&msg[HEADER_LEN..], &payload[..]);
         assert_eq!(h.len as usize, payload.len());
         let mut asm = Assembler::default();
         asm.feed(&msg);
