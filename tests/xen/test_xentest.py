@@ -224,6 +224,34 @@ class ConsoleReads(unittest.TestCase):
         self.assertEqual([xt.crash_lines(h["out"]) for h in scanned], [[crash]])
 
 
+class GuestCommands(unittest.TestCase):
+    class FakeRig:
+        def __init__(self, replies):
+            self.replies, self.calls = list(replies), 0
+
+        def guest_run(self, name, cmd, timeout=120):
+            self.calls += 1
+            return self.replies.pop(0)
+
+        def say(self, msg):
+            pass
+
+    def run_twice(self, replies):
+        t = xt.XenTest.__new__(xt.XenTest)
+        t.rig = self.FakeRig(replies)
+        return t.guest_run_twice("soak3", "stop the ping"), t.rig.calls
+
+    def test_a_segfault_inside_a_pipeline_is_run_again(self):
+        # soak run s5, cycle 8: the guest's sort died, the pipeline's last grep said rc 0
+        crashed = ("[  127.928118] exe[103]: segfault at 2cad0bd2 ip 0000000000433f4b sp 00007ffd0eeff8b0 error 4 "
+                   "in busybox[401000+184000]\nSegmentation fault\n100 packets transmitted")
+        good = "seqs=0..99 100 packets transmitted"
+        self.assertEqual(self.run_twice([(0, crashed), (0, good)]), ((0, good), 2))
+        self.assertEqual(self.run_twice([(139, ""), (0, good)]), ((0, good), 2))
+        self.assertEqual(self.run_twice([(0, good)]), ((0, good), 1))
+        self.assertEqual(self.run_twice([(1, "no such file")]), ((1, "no such file"), 1))
+
+
 class ShellSnippets(unittest.TestCase):
     """The dom0 scripts run-test-xen.py sends are valid sh once filled in."""
 

@@ -529,8 +529,11 @@ class XenTest:
         busybox segfaulted: the rig's PV userland faults reach guests too; the crash stays in the guest's
         console log, where the final scan finds it). Only for commands safe to repeat."""
         rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
-        if rc is None or rc >= 128:
-            self.say(f"{name}: {'no answer' if rc is None else f'rc={rc} (killed by a signal)'} to '{cmd}', once more")
+        crashed = rc is not None and (rc >= 128 or bool(crash_lines(out)) or "Segmentation fault" in out)
+        if rc is None or crashed:
+            # (a pipeline's last command decides rc: a segfault earlier in it shows only in the output,
+            # as in soak run s5's cycle 8, where the guest's sort died and the replies read as lost)
+            self.say(f"{name}: {'no answer' if rc is None else f'a command died (rc={rc})'} in '{cmd}', once more")
             rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
         return rc, out
 
