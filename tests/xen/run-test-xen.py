@@ -151,6 +151,12 @@ def hostile(t, aggid, g3):
         ((re.search(r"hostile: .*", out) or [""])[0])
     t.check(f"guest1 pings dom0 every 0.2s while guest3's vif is churned: at most {a.max_lost} consecutive "
             f"replies lost", ok, detail)
+    if not ok:
+        # Run f-4 (2026-12-07) lost every reply here with nothing left to say why: keep aggdom's view.
+        log = t.aggdom_cmd("stats", r"lost: uplink full", 60) or ""
+        print("=== aggdom PV console after the failed churn check (tail):\n" + log[-6000:], flush=True)
+        print("=== guest1's view:\n" + str(t.rig.guest_run("guest1", "ip neigh; ip -s link show eth0", timeout=60)),
+              flush=True)
 
     x = t.xen_state()
     v = (x or {}).get("vifs", {})
