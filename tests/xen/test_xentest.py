@@ -269,5 +269,39 @@ class ShellSnippets(unittest.TestCase):
             self.assertEqual(r.returncode, 0, f"{k}: {r.stderr}")
 
 
+
+class BenchParsers(unittest.TestCase):
+    """bench-xen reads iperf3's (3.12) and busybox ping's summaries."""
+    TCP = """[  5]   0.00-10.00  sec  56.2 MBytes  47.2 Mbits/sec    3             sender
+[  5]   0.00-10.05  sec  55.9 MBytes  46.6 Mbits/sec                  receiver
+
+iperf Done."""
+    UDP = """[ ID] Interval           Transfer     Bitrate         Jitter    Lost/Total Datagrams
+[  5]   0.00-10.00  sec   119 MBytes   100 Mbits/sec  0.000 ms  0/86306 (0%)  sender
+[  5]   0.00-10.04  sec  62.5 MBytes  52.2 Mbits/sec  0.211 ms  40960/86306 (47%)  receiver"""
+
+    def test_tcp_takes_the_receiver_line(self):
+        mbit, nbytes, loss = xt.parse_iperf(self.TCP)
+        self.assertAlmostEqual(mbit, 46.6)
+        self.assertAlmostEqual(nbytes, 55.9 * 1024 * 1024)
+        self.assertIsNone(loss)
+
+    def test_udp_has_the_receivers_loss(self):
+        mbit, nbytes, loss = xt.parse_iperf(self.UDP)
+        self.assertAlmostEqual(mbit, 52.2)
+        self.assertEqual(loss, 47.0)
+
+    def test_kbits_and_no_summary(self):
+        self.assertAlmostEqual(xt.parse_iperf("sec  600 KBytes  491 Kbits/sec  receiver")[0], 0.491)
+        self.assertIsNone(xt.parse_iperf("iperf3: error - unable to connect to server"))
+
+    def test_ping_summary(self):
+        out = ("--- 10.0.0.1 ping statistics ---\n20 packets transmitted, 19 packets received, 5% packet loss\n"
+               "round-trip min/avg/max = 0.812/1.503/4.100 ms")
+        self.assertEqual(xt.parse_ping(out), (19, 20, 1.503, 4.1))
+        self.assertEqual(xt.parse_ping("3 packets transmitted, 0 packets received, 100% packet loss"),
+                         (0, 3, None, None))
+        self.assertIsNone(xt.parse_ping("ping: sendto: Network unreachable"))
+
 if __name__ == "__main__":
     unittest.main()

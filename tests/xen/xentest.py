@@ -135,6 +135,34 @@ VIF_KEYS = ["frontend", "handle", "state", "conn", "guest", "mac", "ip", "tx_fra
             "notifies", "refusals", "xenstore_errors"]
 
 
+# iperf3's and busybox ping's summaries (bench-xen)
+IPERF_LINE = re.compile(r"sec\s+([\d.]+)\s+([KMG]?)Bytes\s+([\d.]+)\s+([KMG]?)bits/sec.*?(sender|receiver)")
+UDP_LOSS = re.compile(r"(\d+)/(\d+)\s+\(([\d.e+-]+)%\)\s+receiver")
+SCALE = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+BSCALE = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+
+def parse_iperf(out):
+    """(receiver Mbit/s, receiver bytes, UDP loss % or None) from iperf3's summary lines, or None."""
+    rows = {m.group(5): m for m in IPERF_LINE.finditer(out)}
+    m = rows.get("receiver") or rows.get("sender")
+    if not m:
+        return None
+    mbit = float(m.group(3)) * SCALE[m.group(4)] / 1e6
+    nbytes = float(m.group(1)) * BSCALE[m.group(2)]
+    loss = UDP_LOSS.search(out)
+    return mbit, nbytes, (float(loss.group(3)) if loss else None)
+
+
+def parse_ping(out):
+    """(received, transmitted, avg ms, max ms) from busybox ping's summary, or None."""
+    tx = re.search(r"(\d+) packets transmitted, (\d+) packets received", out)
+    rtt = re.search(r"min/avg/max = ([\d.]+)/([\d.]+)/([\d.]+)", out)
+    if not tx:
+        return None
+    return int(tx.group(2)), int(tx.group(1)), float(rtt.group(2)) if rtt else None, float(rtt.group(3)) if rtt else None
+
+
 def parse_xen(log):
     """The last `xen` reply in a console log: {"xenstore": {...}, "grants": {...}, "vifs": {(fe, h): {...}}}
     with int values (conn, guest, mac, ip stay strings), or None if there is none."""
@@ -435,14 +463,14 @@ class XenTest:
         if paths and not self._wait_gone(paths):
             self.say(f"leftovers of {name} still in xenstore: {paths}")
 
-    def create_guest(self, name, ip, mac, attempts=3, ip6=None):
+    def create_guest(self, name, ip, mac, attempts=3, ip6=None, backend="aggdom", vif_extra=""):
         """`xl create` of a busybox guest whose vif's backend is aggdom (its `ip=` lists ip6 too, if given:
         the guest configures only the IPv4 one itself). An `xl create` that fails with
         "Invalid kernel" (dom0's libxenguest botching the guest kernel's decompression: a rig fault, see
         the rig's README) is retried after its leftovers are destroyed, at most `attempts` times in all;
         retries are counted in self.retries. Returns the guest's domid."""
         text = cfg_text(self.guest_cfg, name=f'"{name}"', extra=f'"console=hvc0 ip={ip}"',
-                        vif=f"[ \"backend=aggdom,mac={mac},ip={ip}{' ' + ip6 if ip6 else ''}\" ]")
+                        vif=f"[ \"backend={backend},mac={mac},ip={ip}{' ' + ip6 if ip6 else ''}{vif_extra}\" ]")
         for attempt in range(1, attempts + 1):
             self.check_guest_images()
             # A guest created again under the same name (soak-xen) gets a fresh console log: waits for
@@ -468,7 +496,9 @@ class XenTest:
         share at every `xl create`. Their md5 as dom0 reads them now is compared with the host's copy; a
         mismatch is printed (and counted in self.image_mismatches), so a failed decompression can be told
         apart from a corrupt read."""
-        names = ("vmlinuz", "guest.cpio.gz")
+        with open(self.guest_cfg) as f:
+            m = re.search(r'^ramdisk\s*=\s*"/share/([^"]+)"', f.read(), re.M)
+        names = ("vmlinuz", m.group(1) if m else "guest.cpio.gz")
         want = {}
         for n in names:
             path = os.path.join(self.rig.share, n)
@@ -487,13 +517,15 @@ class XenTest:
             self.say(f"*** rig: dom0 read {bad} from the 9p share with the wrong md5 "
                      f"(host {[want[n] for n in bad]}, dom0 {[got.get(n) for n in bad]})")
 
-    def start_guest(self, name, ip, mac, tag="", ip6=None):
+    def start_guest(self, name, ip, mac, tag="", ip6=None, backend="aggdom", vif_extra=""):
         """create_guest, then checks that its vif reaches Connected on both sides and waits for the guest
-        to configure eth0. Returns its domid. tag prefixes the check's name."""
+        to configure eth0. Returns its domid. tag prefixes the check's name; backend names the driver
+        domain serving the vif (aggdom, or bench-xen's Linux one, with vif_extra such as ",bridge=xenbr0")."""
         rig, a = self.rig, self.a
         t = time.time()
-        feid = self.create_guest(name, ip, mac, ip6=ip6)
-        be = f"/local/domain/{self.aggid}/backend/vif/{feid}/0"
+        feid = self.create_guest(name, ip, mac, ip6=ip6, backend=backend, vif_extra=vif_extra)
+        beid = self.aggid if backend == "aggdom" else rig.domid(backend)
+        be = f"/local/domain/{beid}/backend/vif/{feid}/0"
         fep = f"/local/domain/{feid}/device/vif/0"
         ok, v, secs = rig.wait_xs({"backend": be + "/state", "hotplug": be + "/hotplug-status",
                                    "frontend": fep + "/state"},
@@ -502,7 +534,7 @@ class XenTest:
         self.tm[f"{name} vif connected"] = secs
         if not self.check(f"{tag}{name} vif Connected (backend and frontend state 4)", ok, f"{v} after {secs:.1f}s"):
             rig.run(f"xenstore-ls -f {be}; xenstore-ls -f {fep}; "
-                    f"xenstore-read /local/domain/{self.aggid}/error/backend/vif/{feid}/0/error")
+                    f"xenstore-read /local/domain/{beid}/error/backend/vif/{feid}/0/error")
             raise Fail(f"{name}'s vif did not connect: {v}")
         w = rig.wait_console(name, "GUEST-NET", a.timeout)
         if w is None:

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""make bench-xen: the same guests and the same traffic through aggdom and through a Linux driver domain.
+
+One rig boot (../shared/xen-rig, Xen 4.17 + dom0 in QEMU, TCG), the network of make test-xen: QEMU hub 0
+joins NIC0 + NIC1 (passed through to the driver domain) and NIC2 (dom0's eth0, 10.0.0.1). Two phases,
+one after the other, each with two iperf3 guests (10.0.0.11, 10.0.0.12; ramdisk guest-iperf3.cpio.gz):
+
+  aggdom  -- aggdom as the driver domain (tests/xen/aggdom.cfg), its NICs as uplinks, identity mode;
+  linux   -- the rig's Linux PV driver domain bonding the same two NICs (bonding balance-alb, miimon 100)
+             under a bridge at 10.0.0.2: the classic aggregating driver domain.
+
+In each phase, with dom0 running iperf3 servers (ports 5201, 5202):
+  tcp g->d0, tcp d0->g   iperf3 TCP for --seconds, guest 1 to dom0 and back (-R);
+  udp g->d0, udp d0->g   iperf3 UDP at --udp-rate offered, the receiver's rate and loss;
+  tcp 2g->d0             both guests at once (guest 2 in the background), the sum;
+  ping idle, ping load   guest 1 pings dom0 20 times, idle and while guest 2 sends TCP;
+  rate 10M               guest 1's vif gets rate=10Mb/s@20ms (its backend `rate` key, as xl writes it,
+                         written live) and sends TCP: the rate must hold within 5 %.
+and for every row the driver domain's CPU seconds over it (`xl list`'s Time(s)), per GB carried.
+
+Prints one table (markdown) per run, both driver domains side by side; never fails on a number: it
+fails only when a phase cannot be set up or a measurement gives no answer (then FAIL <why>).
+"""
+import argparse, os, re, sys, tempfile, time, traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from xentest import (DOM0_IP, HERE, XenTest, Fail, RigError, common_args, parse_iperf, parse_ping,  # noqa: E402
+                     refuse_if_other_rig)
+
+ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+ap.add_argument("--seconds", type=int, default=10, help="each iperf3 run's length")
+ap.add_argument("--udp-rate", default="100M", help="UDP offered rate (iperf3 -b)")
+ap.add_argument("--phases", default="aggdom,linux", help="which driver domains, in order")
+ap.add_argument("--bond", default="balance-alb", help="the Linux driver domain's bonding mode")
+a = ap.parse_args()
+refuse_if_other_rig(a)
+
+GUESTS = [("guest1", "10.0.0.11", "00:16:3e:00:00:11"), ("guest2", "10.0.0.12", "00:16:3e:00:00:12")]
+RATE_MBIT, RATE_WINDOW_MS = 10, 20
+DRV_IP = "10.0.0.2/24"          # the Linux driver domain's bridge: aggdom's own IP, so the guests see the same net
+
+class Bench:
+    def __init__(self, t):
+        self.t, self.rig = t, t.rig
+        self.rows = {}          # (row, phase) -> cell text
+        self.cpu = {}           # phase -> (cpu seconds, bytes) over the iperf rows
+
+    def cpu_seconds(self, dom):
+        rc, out = self.rig.run(f"xl list {dom} | awk 'NR==2{{print $6}}'", quiet=True)
+        try:
+            return float(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
+    def guest(self, name, cmd, timeout):
+        rc, out = self.t.guest_run_twice(name, cmd, timeout=timeout)
+        return out or ""
+
+    def iperf(self, phase, dom, row, name, args, port=5201):
+        c0 = self.cpu_seconds(dom)
+        out = self.guest(name, f"iperf3 -c {DOM0_IP} -p {port} -t {a.seconds} -f m {args} 2>&1 | tail -5",
+                         timeout=a.seconds * 4 + 90)
+        c1 = self.cpu_seconds(dom)
+        r = parse_iperf(out)
+        if r is None:
+            self.t.say(f"{phase} {row}: no iperf3 summary: {out.strip()[-300:]}")
+            self.rows[(row, phase)] = "no answer"
+            return None
+        mbit, nbytes, loss = r
+        cpu = (c1 - c0) if c0 is not None and c1 is not None else None
+        self.account(phase, cpu, nbytes)
+        cell = f"{mbit:.1f} Mbit/s" + (f", {loss:.1f} % lost" if loss is not None else "")
+        if cpu is not None and nbytes:
+            cell += f", {cpu / (nbytes / 1e9):.0f} CPU s/GB"
+        self.rows[(row, phase)] = cell
+        self.t.say(f"{phase} {row}: {cell} (cpu {cpu} s, {nbytes / 1e6:.1f} MB)")
+        return mbit
+
+    def account(self, phase, cpu, nbytes):
+        c, b = self.cpu.get(phase, (0.0, 0.0))
+        self.cpu[phase] = (c + (cpu or 0.0), b + nbytes)
+
+    def ping(self, phase, row, name, count=20):
+        out = self.guest(name, f"ping -c {count} -i 0.2 -W 2 {DOM0_IP} | tail -3", timeout=count + 90)
+        p = parse_ping(out)
+        if p is None:
+            self.rows[(row, phase)] = "no answer"
+            return
+        rx, tx, avg, mx = p
+        self.rows[(row, phase)] = (f"{avg:.2f} ms avg, {mx:.2f} max, {rx}/{tx}" if avg is not None
+                                   else f"{rx}/{tx} replies")
+        self.t.say(f"{phase} {row}: {self.rows[(row, phase)]}")
+
+    def run_phase(self, phase, dom, backend_path):
+        """The measurements, with the guests up behind `dom` (whose backend dir is backend_path(feid))."""
+        s = a.seconds
+        self.iperf(phase, dom, "tcp g->d0", "guest1", "")
+        self.iperf(phase, dom, "tcp d0->g", "guest1", "-R")
+        self.iperf(phase, dom, "udp g->d0", "guest1", f"-u -b {a.udp_rate}")
+        self.iperf(phase, dom, "udp d0->g", "guest1", f"-u -b {a.udp_rate} -R")
+        # both guests at once: guest 2 in the background, to the second server
+        self.guest("guest2", f"iperf3 -c {DOM0_IP} -p 5202 -t {s} -f m > /tmp/ip2.out 2>&1 &", 60)
+        m1 = self.iperf(phase, dom, "tcp 2g->d0 (guest 1)", "guest1", "")
+        out2 = self.guest("guest2", "sleep 3; tail -5 /tmp/ip2.out", 60)
+        r2 = parse_iperf(out2)
+        if r2:
+            self.account(phase, None, r2[1])
+        self.rows[("tcp 2g->d0 (sum)", phase)] = (f"{(m1 or 0) + r2[0]:.1f} Mbit/s" if r2 and m1 is not None
+                                                  else "no answer")
+        self.ping(phase, "ping idle", "guest1")
+        self.guest("guest2", f"iperf3 -c {DOM0_IP} -p 5202 -t {s + 5} -f m > /tmp/ip2.out 2>&1 &", 60)
+        self.ping(phase, "ping under load", "guest1", count=min(20, s * 4))
+        self.guest("guest2", "sleep 6; true", 60)
+        # rate: Linux netback's `bytes,usec` credit, written live as xl would at create
+        be = backend_path(self.feids[0])
+        nbytes = RATE_MBIT * 1_000_000 // 8 * RATE_WINDOW_MS // 1000
+        self.rig.run(f"xenstore-write {be}/rate {nbytes},{RATE_WINDOW_MS * 1000}", quiet=True)
+        time.sleep(1)
+        m = self.iperf(phase, dom, f"tcp g->d0, rate {RATE_MBIT}M", "guest1", "")
+        if m is not None:
+            self.rows[(f"tcp g->d0, rate {RATE_MBIT}M", phase)] += f" ({(m / RATE_MBIT - 1) * 100:+.0f} % of the rate)"
+        self.rig.run(f"xenstore-rm {be}/rate", quiet=True)
+        c, b = self.cpu.get(phase, (0.0, 0.0))
+        self.rows[("CPU s per GB, all iperf rows", phase)] = f"{c / (b / 1e9):.0f} ({c:.1f} s, {b / 1e9:.2f} GB)" if b else "-"
+
+    def start_guests(self, backend, vif_extra=""):
+        self.feids = [self.t.start_guest(n, ip, mac, backend=backend, vif_extra=vif_extra) for n, ip, mac in GUESTS]
+        for n, _, _ in GUESTS:
+            ok, out = self.t.ping_from(n, DOM0_IP)
+            if not ok:
+                raise Fail(f"{n} cannot ping dom0 through {backend}: {out}")
+
+    def stop_guests(self):
+        for n, _, _ in GUESTS:
+            self.rig.run(f"xl destroy {n} 2>&1", timeout=120)
+
+    def table(self, phases):
+        order = []
+        for (row, _) in self.rows:
+            if row not in order:
+                order.append(row)
+        lines = ["| " + " | ".join(["row"] + phases) + " |", "|" + "---|" * (len(phases) + 1)]
+        for row in order:
+            lines.append("| " + " | ".join([row] + [self.rows.get((row, p), "-") for p in phases]) + " |")
+        return "\n".join(lines)
+
+
+with open(os.path.join(HERE, "guest.cfg")) as f:
+    text = f.read()
+iperf_cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
+iperf_cfg.write(re.sub(r"^ramdisk\s*=.*$", 'ramdisk = "/share/guest-iperf3.cpio.gz"', text, flags=re.M))
+iperf_cfg.close()
+
+t = XenTest(a, guest_cfg=iperf_cfg.name)
+rig = t.rig
+b = Bench(t)
+phases = [p for p in a.phases.split(",") if p]
+try:
+    for phase in phases:
+        if phase == "aggdom":
+            if t.aggid is None:
+                t.boot_aggdom("")
+            else:
+                raise Fail("aggdom must be the first phase (it boots the rig)")
+            rig.run("iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; sleep 1; pidof iperf3", check=True)
+            b.start_guests("aggdom")
+            b.run_phase("aggdom", "aggdom", lambda fe: f"/local/domain/{t.aggid}/backend/vif/{fe}/0")
+            log = t.aggdom_cmd("xen", r"grants copy_ops", 60)
+            print("=== aggdom `xen` after the aggdom phase:\n" + (log or "")[-3000:], flush=True)
+            b.stop_guests()
+            rig.run("xl destroy aggdom", timeout=120)
+        elif phase == "linux":
+            if t.aggid is None:
+                raise Fail("the linux phase runs after the aggdom phase (which boots the rig)")
+            pci = "[ " + ", ".join(f'"{n.bdf}"' for n in rig.nics[:2]) + " ]"
+            drv = ['name="drv"', 'type="pv"', 'kernel="/share/vmlinuz"', 'ramdisk="/share/drvdom.cpio.gz"',
+                   f'extra="console=hvc0 xenrole=driver xenrig.brip={DRV_IP} xenrig.bond={a.bond}"',
+                   'memory=640', 'vcpus=1', 'driver_domain=1', 'on_crash="preserve"', f"pci={pci}"]
+            cfg = rig.write_cfg("drv", "\n".join(drv))
+            rc, out, secs = rig.xl_create(cfg, check=False, timeout=400)
+            if rc:
+                raise Fail(f"xl create drv rc={rc}")
+            if rig.wait_console("drv", "XEN-DRIVERDOM-READY", 300) is None:
+                print("=== drv console:\n" + rig.console("drv")[-2000:], flush=True)
+                raise Fail("the Linux driver domain did not get ready")
+            drvid = rig.domid("drv")
+            b.start_guests("drv", ",bridge=xenbr0")
+            b.run_phase("linux", "drv", lambda fe: f"/local/domain/{drvid}/backend/vif/{fe}/0")
+            b.stop_guests()
+        else:
+            raise Fail(f"unknown phase {phase}")
+    final = "PASS"
+except (Fail, RigError) as e:
+    final = t.on_error(e)
+except KeyboardInterrupt:
+    final = "FAIL interrupted"
+except Exception as e:
+    traceback.print_exc()
+    final = f"FAIL bench script error: {type(e).__name__}: {e}"
+finally:
+    t.close()
+    os.unlink(iperf_cfg.name)
+print(f"BENCH-XEN {time.strftime('%Y-%m-%d')} ({a.seconds} s per iperf3 run, UDP offered {a.udp_rate}bit/s, "
+      f"Linux bonding {a.bond}):")
+print(b.table(phases))
+print(final, flush=True)
+sys.exit(0 if final == "PASS" else 1)
