@@ -157,6 +157,13 @@ def hostile(t, aggid, g3):
         print("=== aggdom PV console after the failed churn check (tail):\n" + log[-6000:], flush=True)
         print("=== guest1's view:\n" + str(t.rig.guest_run("guest1", "ip neigh; ip -s link show eth0", timeout=60)),
               flush=True)
+        # dom0's neighbour entry for guest 1 says which MAC its replies went to (an identity's, or one no
+        # uplink accepts); a fresh ping says whether the loss outlived the churn; `xen` has the vif's
+        # ring counters (frames the guest sent, frames delivered to it, its drops).
+        t.rig.run("ip neigh; ip -s link show eth0", timeout=60)
+        log = t.aggdom_cmd("xen", r"grants copy_ops", 60) or ""
+        print("=== aggdom `xen` after the failed churn check (tail):\n" + log[-3000:], flush=True)
+        print("=== guest1 pings again:\n" + str(t.ping_from("guest1", DOM0_IP, tries=2)), flush=True)
 
     x = t.xen_state()
     v = (x or {}).get("vifs", {})
