@@ -2,6 +2,7 @@
 //! out on NICs, identity moves turned into MAC register / filter writes.
 use crate::frame_queue::FrameQueue;
 use crate::guest_port::{GuestPort, PortError};
+use crate::tap::{Tap, TapDir, TapPort};
 use aggregation::{
     learning_frame, Engine, GuestId, GuestSet, IpNet, Mode, Move, Moves, OwnTxDecision, RxDecision,
     Steering, TxDecision, UplinkConfig, UplinkId,
@@ -88,6 +89,8 @@ pub struct Datapath {
     counters: DatapathCounters,
     next_tick: u64,
     next_link_check: u64,
+    /// A packet capture's tap ([`Datapath::set_tap`]); `None`: one branch.
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl Datapath {
@@ -105,6 +108,19 @@ impl Datapath {
             counters: DatapathCounters::default(),
             next_tick: 0,
             next_link_check: 0,
+            tap: None,
+        }
+    }
+
+    /// Sets (or with `None` removes) the capture tap; returns the old one.
+    pub fn set_tap(&mut self, tap: Option<Box<dyn Tap>>) -> Option<Box<dyn Tap>> {
+        core::mem::replace(&mut self.tap, tap)
+    }
+
+    #[inline]
+    fn tap(&mut self, port: TapPort, dir: TapDir, frame: &[u8]) {
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.frame(port, dir, frame);
         }
     }
 
@@ -434,6 +450,7 @@ impl Datapath {
     }
 
     fn guest_decide(&mut self, now: u64, guest: GuestId, frame: &mut [u8]) {
+        self.tap(TapPort::Guest(guest), TapDir::In, frame);
         match self.engine.guest_transmit(now, guest, frame) {
             TxDecision::Send {
                 uplink,
@@ -472,6 +489,7 @@ impl Datapath {
     }
 
     fn uplink_decide(&mut self, now: u64, uplink: UplinkId, frame: &mut [u8]) {
+        self.tap(TapPort::Uplink(uplink), TapDir::In, frame);
         match self.engine.uplink_receive(now, uplink, frame) {
             RxDecision::ToGuest { guest } => self.deliver_to_guest(guest, frame),
             RxDecision::ToOwnStack => self.to_own_stack(frame),
@@ -500,6 +518,8 @@ impl Datapath {
         };
         if delivered.is_err() {
             self.counters.guest_port_full += 1;
+        } else {
+            self.tap(TapPort::Guest(guest), TapDir::Out, frame);
         }
     }
 
@@ -534,6 +554,8 @@ impl Datapath {
         };
         if queued.is_err() {
             self.counters.uplink_tx_full += 1;
+        } else {
+            self.tap(TapPort::Uplink(uplink), TapDir::Out, frame);
         }
     }
 }

@@ -22,11 +22,13 @@ mod datapath;
 mod frame_queue;
 mod guest_port;
 mod setup;
+mod tap;
 
 pub use datapath::{Datapath, DatapathCounters, GuestInfo, SetupError};
 pub use frame_queue::FrameQueue;
 pub use guest_port::{GuestPort, NicPort, PortError};
 pub use setup::{apply_binding, build, own_addresses, Built, Role, OWN_QUEUE_FRAMES};
+pub use tap::{Tap, TapDir, TapPort};
 
 #[cfg(test)]
 mod tests;
