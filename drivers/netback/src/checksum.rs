@@ -38,54 +38,89 @@ fn fold(mut acc: u32) -> u16 {
     acc as u16
 }
 
-/// Fills in the TCP or UDP checksum of an Ethernet frame (optionally with
-/// one 802.1Q tag) carrying IPv4 (unfragmented) or IPv6 (TCP/UDP as the
-/// first next header). False, with the frame unchanged, for anything else
-/// or for lengths that do not add up.
-pub fn complete(frame: &mut [u8]) -> bool {
+/// Where a frame's transport header is: found by [`locate`], every offset
+/// checked against the frame, so slicing with them cannot panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L4 {
+    /// The IP header's offset (after Ethernet and an optional 802.1Q tag).
+    pub l3: usize,
+    /// The TCP/UDP header's offset.
+    pub l4: usize,
+    /// Where the transport data ends: the IP lengths' end, or the frame's
+    /// end for a GSO frame ([`Lengths::Frame`]).
+    pub end: usize,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    pub ipv6: bool,
+    /// TCP: the header's length (data offset); UDP: 8.
+    pub header_len: usize,
+}
+
+impl L4 {
+    /// The checksum field's offset from the transport header.
+    pub fn csum_offset(&self) -> usize {
+        if self.proto == PROTO_TCP {
+            16
+        } else {
+            6
+        }
+    }
+}
+
+/// Which lengths say where a frame's transport data ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lengths {
+    /// The IP header's (total length, payload length): trailing bytes are
+    /// Ethernet padding. For ordinary frames.
+    Ip,
+    /// The frame's own end, whatever the IP header says: a GSO super-frame,
+    /// whose lengths segmentation rewrites anyway.
+    Frame,
+}
+
+/// `PROTO_TCP` for callers outside.
+pub const IPPROTO_TCP: u8 = PROTO_TCP;
+
+/// Finds the TCP or UDP header of an Ethernet frame (optionally with one
+/// 802.1Q tag) carrying IPv4 (unfragmented) or IPv6 (hop-by-hop, routing
+/// and destination options headers skipped; no fragment header). `None`
+/// for anything else or for lengths that do not add up.
+pub fn locate(frame: &[u8], lengths: Lengths) -> Option<L4> {
     let mut l3 = ETH_HLEN;
-    let mut ethertype = match be16(frame, 12) {
-        Some(t) => t,
-        None => return false,
-    };
+    let mut ethertype = be16(frame, 12)?;
     if ethertype == ETHERTYPE_VLAN {
         l3 += 4;
-        ethertype = match be16(frame, 16) {
-            Some(t) => t,
-            None => return false,
-        };
+        ethertype = be16(frame, 16)?;
     }
-    let (l4, l4_len, proto, pseudo) = match ethertype {
+    let (l4, end, proto, ipv6) = match ethertype {
         ETHERTYPE_IPV4 => {
-            let Some(&vihl) = frame.get(l3) else {
-                return false;
-            };
+            let vihl = *frame.get(l3)?;
             let ihl = usize::from(vihl & 0x0f) * 4;
-            let (Some(total), Some(frag)) = (be16(frame, l3 + 2), be16(frame, l3 + 6)) else {
-                return false;
+            let total = usize::from(be16(frame, l3 + 2)?);
+            let frag = be16(frame, l3 + 6)?;
+            let end = match lengths {
+                Lengths::Ip => l3 + total,
+                Lengths::Frame => frame.len(),
             };
-            let total = usize::from(total);
             if vihl >> 4 != 4
                 || ihl < 20
-                || total < ihl
-                || l3 + total > frame.len()
+                || (lengths == Lengths::Ip && total < ihl)
+                || end > frame.len()
+                || l3 + ihl > end
                 || frag & 0x3fff != 0
             {
-                return false;
+                return None;
             }
-            let proto = frame[l3 + 9];
-            let l4_len = total - ihl;
-            let mut p = sum(0, &frame[l3 + 12..l3 + 20]);
-            p += u32::from(proto) + l4_len as u32;
-            (l3 + ihl, l4_len, proto, p)
+            (l3 + ihl, end, frame[l3 + 9], false)
         }
         ETHERTYPE_IPV6 => {
-            let Some(plen) = be16(frame, l3 + 4) else {
-                return false;
+            let payload = usize::from(be16(frame, l3 + 4)?);
+            let end = match lengths {
+                Lengths::Ip => l3 + 40 + payload,
+                Lengths::Frame => frame.len(),
             };
-            let payload = usize::from(plen);
-            if frame.get(l3).is_none_or(|v| v >> 4 != 6) || l3 + 40 + payload > frame.len() {
-                return false;
+            if frame.get(l3).is_none_or(|v| v >> 4 != 6) || l3 + 40 > end || end > frame.len() {
+                return None;
             }
             // Skip hop-by-hop, routing and destination options headers
             // (RFC 8200 4.1); a fragment header or anything else ends it.
@@ -95,35 +130,87 @@ pub fn complete(frame: &mut [u8]) -> bool {
                     break;
                 }
                 let (Some(&n), Some(&len)) = (frame.get(at), frame.get(at + 1)) else {
-                    return false;
+                    return None;
                 };
                 next = n;
                 at += usize::from(len) * 8 + 8;
             }
-            let end = l3 + 40 + payload;
             if at > end {
-                return false;
+                return None;
             }
-            let l4_len = end - at;
-            let mut p = sum(0, &frame[l3 + 8..l3 + 40]);
-            p += u32::from(next) + l4_len as u32;
-            (at, l4_len, next, p)
+            (at, end, next, true)
         }
-        _ => return false,
+        _ => return None,
     };
-    let field = match proto {
-        PROTO_TCP if l4_len >= 20 => l4 + 16,
-        PROTO_UDP if l4_len >= 8 => l4 + 6,
-        _ => return false,
+    let header_len = match proto {
+        PROTO_TCP => usize::from(*frame.get(l4 + 12)? >> 4) * 4,
+        PROTO_UDP => 8,
+        _ => return None,
     };
+    if header_len < 8 || (proto == PROTO_TCP && header_len < 20) || l4 + header_len > end {
+        return None;
+    }
+    Some(L4 {
+        l3,
+        l4,
+        end,
+        proto,
+        ipv6,
+        header_len,
+    })
+}
+
+/// The unfolded one's-complement sum of the pseudo header (RFC 793 /
+/// RFC 8200 8.1) for a transport length of `len` bytes.
+pub fn pseudo_sum(frame: &[u8], at: &L4, len: usize) -> u32 {
+    let addrs = if at.ipv6 {
+        &frame[at.l3 + 8..at.l3 + 40]
+    } else {
+        &frame[at.l3 + 12..at.l3 + 20]
+    };
+    sum(0, addrs) + u32::from(at.proto) + (len as u32 >> 16) + (len as u32 & 0xffff)
+}
+
+/// Fills in the transport checksum of the frame whose header [`locate`]
+/// found at `at`: over `at.l4..at.end`.
+pub fn fill(frame: &mut [u8], at: &L4) {
+    let field = at.l4 + at.csum_offset();
     frame[field] = 0;
     frame[field + 1] = 0;
-    let mut csum = !fold(sum(pseudo, &frame[l4..l4 + l4_len]));
-    if proto == PROTO_UDP && csum == 0 {
+    let len = at.end - at.l4;
+    let mut csum = !fold(sum(pseudo_sum(frame, at, len), &frame[at.l4..at.end]));
+    if at.proto == PROTO_UDP && csum == 0 {
         csum = 0xffff; // RFC 768: zero means "no checksum"
     }
     frame[field..field + 2].copy_from_slice(&csum.to_be_bytes());
-    true
+}
+
+/// Writes the partial checksum Linux's `CHECKSUM_PARTIAL` expects in the
+/// field (the folded pseudo-header sum over the transport length, not
+/// complemented): what a frontend or a NIC completes from.
+pub fn fill_partial(frame: &mut [u8], at: &L4) {
+    let field = at.l4 + at.csum_offset();
+    let seed = fold(pseudo_sum(frame, at, at.end - at.l4));
+    frame[field..field + 2].copy_from_slice(&seed.to_be_bytes());
+}
+
+/// The IPv4 header checksum of `header` (its checksum field included:
+/// zero it first to compute, or check for 0 to verify).
+pub fn ipv4_header(header: &[u8]) -> u16 {
+    !fold(sum(0, header))
+}
+
+/// Fills in the TCP or UDP checksum of an Ethernet frame [`locate`] takes
+/// (lengths from the IP header). False, with the frame unchanged, for
+/// anything else or for lengths that do not add up.
+pub fn complete(frame: &mut [u8]) -> bool {
+    match locate(frame, Lengths::Ip) {
+        Some(at) => {
+            fill(frame, &at);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Whether the TCP/UDP checksum of such a frame verifies (for tests).

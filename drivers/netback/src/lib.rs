@@ -76,6 +76,7 @@ mod counters;
 mod error;
 pub mod ring;
 mod rx;
+pub mod segment;
 mod snapshot;
 mod tx;
 mod vif;
