@@ -23,13 +23,25 @@
 //! Under TCG the host side (QEMU's UDP netdev) may well be the limit of
 //! both paths; the comparison is what matters.
 //!
-//! Usage: `bench-datapath [--quick] [--elf PATH]` (the ELF from
-//! `$AGGDOM_ELF` or the workspace's release build); a full run takes a few
-//! minutes, `--quick` about one.
+//! Host CPU per frame (issue 13, item 2): on the single-uplink machines of
+//! each NIC kind, 64-byte frames offered at [`CPU_RATE`] frames/s (below
+//! either path's saturation, so both move the same frames) through bare
+//! forwarding and through aggdom in turn, [`CPU_WINDOWS`] windows each; the
+//! QEMU process's utime + stime over a window (from `/proc/<pid>/stat`,
+//! all of QEMU's threads: vCPU, device emulation, the UDP netdevs) per
+//! frame delivered. The window covers the send and the 300 ms drain after
+//! it, so it includes a little idle time. Literal mode also shows the
+//! uplink's MAC register writes per frame and its cost beside identity's.
+//!
+//! Usage: `bench-datapath [--quick] [--cpu-only] [--elf PATH]` (the ELF
+//! from `$AGGDOM_ELF` or the workspace's release build); a full run takes
+//! a few minutes, `--quick` about one; `--cpu-only` runs the host-CPU
+//! windows alone.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use aggdom_harness::nicstat::nic_status;
 use aggdom_harness::rig::{guest_udp, remote, Layout};
 use aggdom_harness::{default_elf, frame, MacAddr, Machine, NicKind, Pattern};
 
@@ -39,21 +51,32 @@ const GOAL_COST: f64 = 0.10;
 const GOAL_FIRST_FRAME: Duration = Duration::from_millis(500);
 /// 4 uplinks and 8 guests in this much RAM.
 const GOAL_MEM_MIB: u32 = 32;
+/// Offered rate of the host-CPU windows: below where either path drops
+/// frames under TCG on the shared machine (identity mode; literal mode on
+/// virtio-net may still fall short, and the table says so).
+const CPU_RATE: u64 = 5_000;
+/// Seconds of sending per host-CPU window.
+const CPU_SECS: f64 = 2.0;
+/// Windows per path; the median per-frame figure is the result.
+const CPU_WINDOWS: usize = 3;
 
 struct Opts {
     quick: bool,
+    cpu_only: bool,
     elf: std::path::PathBuf,
 }
 
 fn parse_args() -> Option<Opts> {
     let mut o = Opts {
         quick: false,
+        cpu_only: false,
         elf: default_elf(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--cpu-only" => o.cpu_only = true,
             "--elf" => o.elf = args.next()?.into(),
             _ => return None,
         }
@@ -179,6 +202,106 @@ fn measured(m: &mut Machine, p: &Path, rate: u64, secs: f64, cpu: &mut Cpu) -> R
     r
 }
 
+/// utime + stime of process `pid` (all its threads), in seconds (as
+/// bench-boot reads it).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks = |i: usize| -> Option<u64> { fields.get(i - 3)?.parse().ok() };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((ticks(14)? + ticks(15)?) as f64 / hz)
+}
+
+/// MAC register writes of NICs `nics` so far (`nic <n>`).
+fn mac_writes(m: &mut Machine, nics: &[usize]) -> u64 {
+    nics.iter()
+        .filter_map(|&n| nic_status(m, n).ok())
+        .map(|s| s.mac_writes)
+        .sum()
+}
+
+/// One fixed-rate window of a path: what the host and the guest spent.
+#[derive(Clone, Copy)]
+struct Window {
+    sent: u64,
+    delivered: u64,
+    /// QEMU's host CPU seconds over the window.
+    host_s: f64,
+    guest: Cpu,
+    mac_writes: u64,
+}
+
+impl Window {
+    fn host_us_per_frame(&self) -> f64 {
+        self.host_s * 1e6 / self.delivered.max(1) as f64
+    }
+}
+
+fn window(m: &mut Machine, p: &Path, rate: u64, secs: f64) -> Window {
+    let macs = mac_writes(m, p.to);
+    let before = busy(m);
+    let host = cpu_secs(m.pid());
+    let r = blast(m, p.from, p.frame, p.to, rate, secs);
+    let host_s = match (host, cpu_secs(m.pid())) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    let mut guest = Cpu::default();
+    guest.add(before, busy(m), p.busy);
+    Window {
+        sent: r.sent,
+        delivered: r.delivered,
+        host_s,
+        guest,
+        mac_writes: mac_writes(m, p.to) - macs,
+    }
+}
+
+/// Per-frame medians over windows.
+#[derive(Clone, Copy)]
+struct CpuFigures {
+    host_us: f64,
+    guest_ns: f64,
+    macs_per_frame: f64,
+    /// Delivered share of what was sent, over all windows.
+    delivered: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn figures(w: &[Window]) -> CpuFigures {
+    let sent: u64 = w.iter().map(|w| w.sent).sum();
+    let delivered: u64 = w.iter().map(|w| w.delivered).sum();
+    CpuFigures {
+        host_us: median(w.iter().map(Window::host_us_per_frame).collect()),
+        guest_ns: median(w.iter().map(|w| w.guest.per_frame()).collect()),
+        macs_per_frame: median(
+            w.iter()
+                .map(|w| w.mac_writes as f64 / w.delivered.max(1) as f64)
+                .collect(),
+        ),
+        delivered: delivered as f64 / sent.max(1) as f64,
+    }
+}
+
+/// `a` and `b` in alternate fixed-rate windows.
+fn cpu_compare(m: &mut Machine, a: &Path, b: &Path) -> (CpuFigures, CpuFigures) {
+    let (mut wa, mut wb) = (Vec::new(), Vec::new());
+    for _ in 0..CPU_WINDOWS {
+        wa.push(window(m, a, CPU_RATE, CPU_SECS));
+        wb.push(window(m, b, CPU_RATE, CPU_SECS));
+    }
+    (figures(&wa), figures(&wb))
+}
+
 /// Runs `a` and `b` alternately at rising offered rates (so both see the
 /// same host load), until both deliver under 90 % of what was sent at two
 /// rates in a row; then repeats the highest rate for each. Returns every run of each.
@@ -271,6 +394,53 @@ struct Row {
     bare_ns: f64,
 }
 
+/// The host-CPU table: per NIC kind and mode, aggdom beside bare
+/// forwarding measured on the same machine; literal rows also beside
+/// identity's on the same NIC kind.
+fn print_cpu(rows: &[(&str, &str, CpuFigures, CpuFigures)]) {
+    println!();
+    println!(
+        "host CPU per frame, 64 B, 1 uplink, {CPU_RATE} frames/s offered for {CPU_SECS} s, median of {CPU_WINDOWS} windows (QEMU utime+stime / frames delivered)"
+    );
+    println!(
+        "{:<10} {:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>10} {:>12}",
+        "nic",
+        "mode",
+        "host us/f",
+        "bare us/f",
+        "vs bare",
+        "guest ns/f",
+        "bare ns/f",
+        "delivered",
+        "MAC wr/f",
+        "vs identity"
+    );
+    for (kind, mode, agg, bare) in rows {
+        // Literal mode's price: host CPU per frame against identity mode's
+        // on the same NIC kind.
+        let vs_identity = rows
+            .iter()
+            .find(|r| r.0 == *kind && r.1 == "identity")
+            .filter(|_| *mode != "identity")
+            .map_or("-".to_string(), |r| {
+                format!("{:.2}x", agg.host_us / r.2.host_us)
+            });
+        println!(
+            "{:<10} {:<9} {:>10.1} {:>10.1} {:>8.0}% {:>10.0} {:>10.0} {:>8.0}% {:>10.3} {:>12}",
+            kind,
+            mode,
+            agg.host_us,
+            bare.host_us,
+            (agg.host_us / bare.host_us - 1.0) * 100.0,
+            agg.guest_ns,
+            bare.guest_ns,
+            agg.delivered * 100.0,
+            agg.macs_per_frame,
+            vs_identity
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let Some(opts) = parse_args() else {
         eprintln!("usage: bench-datapath [--quick] [--elf PATH]");
@@ -278,12 +448,14 @@ fn main() -> ExitCode {
     };
     println!("bench-datapath: {}", opts.elf.display());
     let mut rows = Vec::new();
+    // (nic kind, mode, aggdom, bare): the host-CPU windows.
+    let mut cpu_rows: Vec<(&str, &str, CpuFigures, CpuFigures)> = Vec::new();
     // (machine, heap used after boot, peak heap by the end of the load)
     let mut heap: Vec<(String, u64, u64)> = Vec::new();
     // Every NIC of a machine is of one model, so both paths cross the same
     // emulated hardware. e1000's MAC register is an MMIO write, virtio-net's
     // a control-queue round trip: literal mode feels the difference.
-    let configs: &[(NicKind, &str, usize, &[usize])] = &[
+    let all: &[(NicKind, &str, usize, &[usize])] = &[
         (NicKind::VirtioNet, "identity", 1, &[64, 1500]),
         (NicKind::VirtioNet, "identity", 4, &[64, 1500]),
         (NicKind::VirtioNet, "literal", 1, &[64, 1500]),
@@ -291,6 +463,7 @@ fn main() -> ExitCode {
         (NicKind::E1000, "identity", 1, &[64]),
         (NicKind::E1000, "literal", 1, &[64]),
     ];
+    let configs = all.iter().filter(|c| !opts.cpu_only || c.2 == 1);
     for &(kind, mode, uplinks, sizes) in configs {
         let layout = throughput_layout(kind, uplinks, mode);
         let mut m = match layout.builder().elf(&opts.elf).boot() {
@@ -309,7 +482,30 @@ fn main() -> ExitCode {
         // QEMU's e1000 holds frames back for about a second after
         // every receive-control write (bring-up): let it settle.
         std::thread::sleep(Duration::from_millis(1500));
+        if uplinks == 1 {
+            let gframe = guest_udp(0, remote(0), 1, 64);
+            let bframe = frame::tagged(MacAddr::local(0x77), MacAddr::local(0x66), 1, 64);
+            let (agg, bare) = cpu_compare(
+                &mut m,
+                &Path {
+                    from: layout.port(0),
+                    frame: &gframe,
+                    to: &uplink_nics,
+                    busy: 2,
+                },
+                &Path {
+                    from: a,
+                    frame: &bframe,
+                    to: &[b],
+                    busy: 0,
+                },
+            );
+            cpu_rows.push((kind.console_name(), mode, agg, bare));
+        }
         for &size in sizes {
+            if opts.cpu_only {
+                break;
+            }
             let gframe = guest_udp(0, remote(0), 1, size);
             let bframe = frame::tagged(MacAddr::local(0x77), MacAddr::local(0x66), 1, size);
             let (agg, bare, agg_cpu, bare_cpu) = compare(
@@ -399,6 +595,11 @@ fn main() -> ExitCode {
             r.agg_runs,
             r.bare_runs
         );
+    }
+
+    print_cpu(&cpu_rows);
+    if opts.cpu_only {
+        return ExitCode::SUCCESS;
     }
 
     // Boot to the first forwarded frame: frames offered into the guest port
