@@ -60,11 +60,14 @@ pub enum DropReason {
     /// The guest holds as many learned IPv6 addresses as `learn_max`
     /// allows (and none of them has been idle long enough to forget).
     Ip6LearnLimit,
+    /// A guest's broadcast or multicast frame beyond `bcast_limit_pps` in
+    /// the current second.
+    BroadcastLimit,
 }
 
 impl DropReason {
     /// Number of reasons, for counter arrays.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
@@ -87,6 +90,7 @@ impl DropReason {
         DropReason::Ip6ExtHeader,
         DropReason::Ip6Taken,
         DropReason::Ip6LearnLimit,
+        DropReason::BroadcastLimit,
     ];
 
     /// A short snake_case name, for consoles and metric labels.
@@ -112,6 +116,7 @@ impl DropReason {
             DropReason::Ip6ExtHeader => "ip6_ext_header",
             DropReason::Ip6Taken => "ip6_taken",
             DropReason::Ip6LearnLimit => "ip6_learn_limit",
+            DropReason::BroadcastLimit => "broadcast_limit",
         }
     }
 }

@@ -196,6 +196,10 @@ struct Guest {
     learned_from: [u8; MAX_LEARNED_PER_GUEST],
     learned_seen: [u64; MAX_LEARNED_PER_GUEST],
     n_learned: u8,
+    /// Start of the current one-second window of `bcast_limit_pps`, and
+    /// the broadcast / multicast frames sent in it.
+    bcast_window: u64,
+    bcast_sent: u32,
     counters: GuestCounters,
 }
 
@@ -212,6 +216,8 @@ impl Guest {
         learned_from: [0; MAX_LEARNED_PER_GUEST],
         learned_seen: [0; MAX_LEARNED_PER_GUEST],
         n_learned: 0,
+        bcast_window: 0,
+        bcast_sent: 0,
         counters: GuestCounters::ZERO,
     };
 
@@ -815,6 +821,9 @@ impl Engine {
             return Err(DropReason::Hairpin);
         }
         let multicast = p.dst & (1 << 40) != 0;
+        if multicast && self.cfg.bcast_limit_pps != 0 {
+            self.bcast_allowance(now, g)?;
+        }
         if !multicast {
             if let Some(d) = self.local_destination(&p, frame) {
                 let c = &mut self.guests[g].counters;
@@ -1051,6 +1060,24 @@ impl Engine {
             up.promised[word] |= bit;
             up.promises += 1;
         }
+    }
+
+    /// One more broadcast or multicast frame from guest `g` in this
+    /// one-second window, or `BroadcastLimit` if the window's allowance is
+    /// spent. A fixed window (no division): a burst of twice the limit
+    /// across a window edge gets through, which is all a limit meant to
+    /// stop a flood needs.
+    fn bcast_allowance(&mut self, now: u64, g: usize) -> Result<(), DropReason> {
+        let gu = &mut self.guests[g];
+        if now < gu.bcast_window || now - gu.bcast_window >= NS_PER_S as u64 {
+            gu.bcast_window = now;
+            gu.bcast_sent = 0;
+        }
+        if gu.bcast_sent >= self.cfg.bcast_limit_pps {
+            return Err(DropReason::BroadcastLimit);
+        }
+        gu.bcast_sent += 1;
+        Ok(())
     }
 
     /// Another guest or the own stack, for a unicast guest frame.

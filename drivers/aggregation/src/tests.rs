@@ -601,6 +601,47 @@ fn example_0052_two_nics_for_one_vm_follow_the_lower_load() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn a_guests_broadcasts_are_limited_per_second_and_counted() {
+    let mut cfg = Config::with_mode(Mode::Identity);
+    cfg.bcast_limit_pps = 3;
+    let mut e = Engine::new(cfg);
+    e.add_uplink(UplinkConfig::new(nic(1))).unwrap();
+    e.add_guest(vm(1), &[ipa(1)]).unwrap();
+    e.add_guest(vm(2), &[ipa(2)]).unwrap();
+    let bcast = |g: u8| {
+        let mut f = guest_frame(g, 60);
+        f[0..6].copy_from_slice(&[0xff; 6]);
+        f
+    };
+    let sent = |e: &mut Engine, now: u64, g: u8| {
+        let mut f = bcast(g);
+        e.guest_transmit(now, GuestId(g as u16 - 1), &mut f)
+    };
+    // Three in the first second, then drops; unicast is not limited.
+    for k in 0..3 {
+        assert!(matches!(sent(&mut e, k * MS, 1), TxDecision::Send { .. }));
+    }
+    assert_eq!(
+        sent(&mut e, 500 * MS, 1),
+        TxDecision::Drop(DropReason::BroadcastLimit)
+    );
+    assert!(matches!(
+        send(&mut e, 600 * MS, 1, 60),
+        TxDecision::Send { .. }
+    ));
+    // The other guest has its own allowance.
+    assert!(matches!(sent(&mut e, 700 * MS, 2), TxDecision::Send { .. }));
+    // A new second, a new allowance.
+    assert!(matches!(
+        sent(&mut e, 1_100 * MS, 1),
+        TxDecision::Send { .. }
+    ));
+    let c = e.guest_counters(GuestId(0)).unwrap();
+    assert_eq!(c.tx_drops.get(DropReason::BroadcastLimit), 1);
+    assert_eq!(c.tx_frames, 5);
+}
+
+#[test]
 fn guest_transmit_drops_with_reasons() {
     let mut e = example(Mode::Identity, [1000; 3]);
     let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![

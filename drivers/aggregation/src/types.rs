@@ -376,12 +376,18 @@ pub struct Config {
     /// A learned address the guest has sent nothing from this long may be
     /// forgotten to make room for a new one.
     pub learn_idle_ns: u64,
+    /// Broadcast and multicast frames one guest may send per second (0:
+    /// no limit); more in the same second are dropped as
+    /// [`crate::DropReason::BroadcastLimit`]. A guest flooding broadcasts
+    /// costs every other guest a copy and every uplink a send.
+    pub bcast_limit_pps: u32,
 }
 
 impl Config {
     /// Identity mode, 10 ms ticks, rebalance at most every second, 80 %
     /// overload mark, 15 % hysteresis, 30 s dwell; 8 learned IPv6
-    /// addresses per guest, forgettable after 10 minutes unused.
+    /// addresses per guest, forgettable after 10 minutes unused; no limit
+    /// on a guest's broadcasts.
     pub const DEFAULT: Config = Config {
         mode: Mode::Identity,
         ewma_tau_ns: 100_000_000,
@@ -392,6 +398,7 @@ impl Config {
         min_dwell_ns: 30_000_000_000,
         learn_max: 8,
         learn_idle_ns: 600_000_000_000,
+        bcast_limit_pps: 0,
     };
 
     /// [`Config::DEFAULT`] in the given mode.

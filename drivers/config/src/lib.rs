@@ -17,6 +17,7 @@
 //! | `own` | `<id>` | the identity the own stack starts on (default 0) |
 //! | `metrics_allow` | `<prefix>,...` | clients allowed to read `GET /metrics`, IPv4 or IPv6 prefixes (default: all) |
 //! | `ip6_learn` | `0`..`16` | IPv6 addresses a guest may have learned (link-local, in-prefix; default 8) |
+//! | `bcast_pps` | integer | broadcast / multicast frames one guest may send per second (default 0: no limit); more are dropped and counted (`broadcast_limit`) |
 //! | `rebalance_ms`, `overload_pct`, `hysteresis_pct`, `dwell_s` | integers | rebalance tuning |
 //!
 //! `<nic>` is a NIC's index in PCI order (as `nics` lists them) or its PCI

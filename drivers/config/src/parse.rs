@@ -110,6 +110,9 @@ pub fn parse(line: &str) -> Result<Plan, ConfigError> {
                 plan.engine.learn_max =
                     parse_int(value, aggregation::MAX_LEARNED_PER_GUEST as u64).map_err(bad)?
             }
+            "bcast_pps" => {
+                plan.engine.bcast_limit_pps = parse_int(value, 10_000_000).map_err(bad)?
+            }
             "own" => own_identity = parse_index(value).map_err(bad)?,
             "metrics_allow" => plan.metrics_allow = AllowList::parse(value).map_err(bad)?,
             "rebalance_ms" => {

@@ -123,6 +123,8 @@ fn ipv6_addresses_and_prefixes_parse() {
     assert_eq!(own.gateways, [ip("fd00::1"), ip("10.0.0.1")]);
     assert_eq!(plan.engine.learn_max, 4);
     assert_eq!(parse("").unwrap().engine.learn_max, 8, "default");
+    assert_eq!(parse("bcast_pps=200").unwrap().engine.bcast_limit_pps, 200);
+    assert_eq!(parse("").unwrap().engine.bcast_limit_pps, 0, "no limit");
     // An IPv6-only own stack.
     let own = parse("ip=fd00::2/64 gw=fd00::1").unwrap().own.unwrap();
     assert_eq!(own.ips, [(ip("fd00::2"), 64)]);
@@ -196,6 +198,7 @@ fn bad_ipv6_items_are_named_with_why() {
             "one IPv4 and one IPv6",
         ),
         ("ip6_learn=17", "ip6_learn=17", "more than 16"),
+        ("bcast_pps=-1", "bcast_pps=-1", "not a number"),
     ];
     for (line, item, why) in table {
         let err = parse(line).expect_err(line);
@@ -386,7 +389,7 @@ proptest! {
 
     #[test]
     fn config_like_words_never_panic(words in proptest::collection::vec(
-        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s|metrics_allow|ip6_learn)=[0-9a-f:.,+/x\\[\\]]{0,30}", 0..8)) {
+        "(mode|uplinks|guest|bind|pin|exclusive|capacity|ip|gw|own|dwell_s|metrics_allow|ip6_learn|bcast_pps)=[0-9a-f:.,+/x\\[\\]]{0,30}", 0..8)) {
         if let Ok(plan) = parse(&words.join(" ")) {
             let _ = plan.resolve(&NICS);
         }
