@@ -29,6 +29,11 @@ pub enum NicError {
     /// DMA memory could not be allocated during a reset. The NIC cannot
     /// move frames; leave it out.
     NoMemory,
+    /// An offload request that does not fit its frame (not TCP over the IP
+    /// version the GSO kind names, a checksum field outside the frame, a
+    /// zero or oversized MSS, too many segments). Nothing was queued; drop
+    /// the frame, do not retry.
+    Offload,
 }
 
 impl fmt::Display for NicError {
@@ -42,6 +47,7 @@ impl fmt::Display for NicError {
             Self::Timeout => "device did not answer",
             Self::Rejected => "device refused the command",
             Self::NoMemory => "out of DMA memory",
+            Self::Offload => "offload request does not fit the frame",
         })
     }
 }

@@ -3,6 +3,7 @@ use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::offload::{self, Offloads, Segmenter, TxOffload};
 use crate::{
     Counters, MacAddr, NicControl, NicDatapath, NicError, RxFilter, MAX_FRAME_LEN, MIN_FRAME_LEN,
 };
@@ -16,6 +17,12 @@ use crate::{
 /// the link is down, flushed frames are dropped and counted in `tx_drops`
 /// (a real device completes them and they vanish on the dead wire), so a
 /// test can see that nothing left through a dead uplink.
+///
+/// Offloads: none by default, so `queue_tx_offload` segments and
+/// checksums in software and [`FakeNic::sent`] holds wire frames. With
+/// [`FakeNic::with_offloads`] it takes what those offloads cover as a
+/// device would (checked, not performed): [`FakeNic::sent`] then holds the
+/// super-frame and [`FakeNic::sent_offloads`] its request.
 #[derive(Debug)]
 pub struct FakeNic {
     permanent: MacAddr,
@@ -25,9 +32,11 @@ pub struct FakeNic {
     link_seen: bool,
     rx: VecDeque<Vec<u8>>,
     rx_capacity: usize,
-    queued: Vec<Vec<u8>>,
+    queued: Vec<(Vec<u8>, TxOffload)>,
     tx_capacity: usize,
     sent: Vec<Vec<u8>>,
+    sent_offloads: Vec<TxOffload>,
+    offloads: Offloads,
     control_error: Option<NicError>,
     counters: Counters,
 }
@@ -53,6 +62,8 @@ impl FakeNic {
             queued: Vec::new(),
             tx_capacity: Self::DEFAULT_TX_CAPACITY,
             sent: Vec::new(),
+            sent_offloads: Vec::new(),
+            offloads: Offloads::NONE,
             control_error: None,
             counters: Counters::default(),
         }
@@ -62,6 +73,12 @@ impl FakeNic {
     /// [`RxFilter::MAX_ENTRIES`]).
     pub fn with_filter_slots(mut self, slots: usize) -> Self {
         self.filter_slots = slots.min(RxFilter::MAX_ENTRIES);
+        self
+    }
+
+    /// Sets the offloads the NIC claims (see the type docs).
+    pub fn with_offloads(mut self, offloads: Offloads) -> Self {
+        self.offloads = offloads;
         self
     }
 
@@ -101,8 +118,15 @@ impl FakeNic {
         &self.sent
     }
 
-    /// Takes the sent frames, leaving none.
+    /// The offload request of each frame in [`FakeNic::sent`]
+    /// ([`TxOffload::NONE`] for plain ones).
+    pub fn sent_offloads(&self) -> &[TxOffload] {
+        &self.sent_offloads
+    }
+
+    /// Takes the sent frames, leaving none (and no offload requests).
     pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        self.sent_offloads.clear();
         core::mem::take(&mut self.sent)
     }
 
@@ -168,16 +192,59 @@ impl NicDatapath for FakeNic {
         }
         let mut buf = vec![0; len];
         fill(&mut buf);
-        self.queued.push(buf);
+        self.queued.push((buf, TxOffload::NONE));
+        Ok(())
+    }
+
+    fn receive_in_place(
+        &mut self,
+        budget: usize,
+        sink: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<usize> {
+        let mut n = 0;
+        while n < budget {
+            let Some(mut frame) = self.rx.pop_front() else {
+                break;
+            };
+            self.counters.rx_frames += 1;
+            self.counters.rx_bytes += frame.len() as u64;
+            sink(&mut frame);
+            n += 1;
+        }
+        Some(n)
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+
+    fn queue_tx_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), NicError> {
+        if !self.offloads.covers(req) {
+            return offload::queue_in_software(self, frame, req);
+        }
+        if let Some(gso) = req.gso {
+            Segmenter::new(frame, gso)?;
+        } else if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
+            self.counters.tx_drops += 1;
+            return Err(NicError::FrameLength);
+        }
+        if req.csum.is_some_and(|c| !c.fits(frame.len())) {
+            return Err(NicError::Offload);
+        }
+        if self.queued.len() >= self.tx_capacity {
+            return Err(NicError::TxFull);
+        }
+        self.queued.push((frame.to_vec(), *req));
         Ok(())
     }
 
     fn flush_tx(&mut self) {
-        for frame in self.queued.drain(..) {
+        for (frame, req) in self.queued.drain(..) {
             if self.link {
                 self.counters.tx_frames += 1;
                 self.counters.tx_bytes += frame.len() as u64;
                 self.sent.push(frame);
+                self.sent_offloads.push(req);
             } else {
                 self.counters.tx_drops += 1;
             }

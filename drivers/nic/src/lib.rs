@@ -11,6 +11,12 @@
 //!   driver's transmit buffer (e.g. while rewriting its source MAC), and
 //!   [`NicDatapath::flush_tx`] hands everything queued to the device with one
 //!   doorbell; [`NicDatapath::transmit`] copies ready-made frames.
+//!   [`NicDatapath::receive_in_place`] lends received frames mutably, so a
+//!   caller that rewrites them (MAC steering) copies each frame once, from
+//!   the receive buffer into a transmit buffer. [`NicDatapath::offloads`]
+//!   and [`NicDatapath::queue_tx_offload`] take checksum and TCP
+//!   segmentation requests in `virtio_net_hdr` terms ([`offload`]), done
+//!   by the device when it can and in software otherwise.
 //! - [`NicControl`] is the MAC register, the unicast receive filter, the
 //!   promiscuous and all-multicast switches, link state, counters and reset.
 //!
@@ -42,6 +48,7 @@ mod error;
 mod fake;
 mod filter;
 mod mac;
+pub mod offload;
 mod traits;
 
 pub use counters::Counters;
@@ -49,6 +56,7 @@ pub use error::NicError;
 pub use fake::FakeNic;
 pub use filter::RxFilter;
 pub use mac::{MacAddr, ParseMacError};
+pub use offload::{Gso, GsoKind, Offloads, PartialCsum, TxOffload};
 pub use traits::{Nic, NicControl, NicDatapath};
 
 /// The shortest frame a driver delivers or sends: one Ethernet header.

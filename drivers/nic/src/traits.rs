@@ -1,4 +1,5 @@
 //! The two NIC traits: moving frames, and controlling the NIC.
+use crate::offload::{self, Offloads, TxOffload};
 use crate::{Counters, MacAddr, NicError};
 
 /// Moving frames. Poll mode: nothing happens between calls except what the
@@ -43,6 +44,40 @@ pub trait NicDatapath {
     /// Returns false if the driver has no interrupts (poll it on a timer).
     fn arm_interrupt(&mut self) -> bool {
         false
+    }
+
+    /// As [`NicDatapath::receive`], but each frame is lent mutably: the
+    /// caller may rewrite it in the receive buffer (it goes back to the
+    /// device when `sink` returns) and queue it elsewhere with one copy.
+    /// `None` when the driver cannot (the default); call `receive` then.
+    fn receive_in_place(
+        &mut self,
+        _budget: usize,
+        _sink: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<usize> {
+        None
+    }
+
+    /// What the device finishes itself on transmit (see [`offload`]).
+    /// Anything else `queue_tx_offload` does in software.
+    fn offloads(&self) -> Offloads {
+        Offloads::NONE
+    }
+
+    /// Queues `frame` with an offload request (`virtio_net_hdr`
+    /// semantics, see [`offload`]), copied once into the driver's transmit
+    /// buffers; sent at the next [`NicDatapath::flush_tx`]. What
+    /// [`NicDatapath::offloads`] does not cover is done in software: a
+    /// super-frame becomes its segments (all queued, or none), a partial
+    /// checksum is completed. A super-frame may be up to
+    /// [`offload::MAX_GSO_FRAME_LEN`] bytes; other frames as `queue_tx`.
+    ///
+    /// Errors: [`NicError::TxFull`] (nothing taken; retry later),
+    /// [`NicError::FrameLength`] (taken, dropped, counted),
+    /// [`NicError::Offload`] (the request does not fit the frame; nothing
+    /// taken, drop it).
+    fn queue_tx_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), NicError> {
+        offload::queue_in_software(self, frame, req)
     }
 
     /// Copies `frames` into the transmit ring in order and flushes. Returns
