@@ -546,6 +546,14 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         xs.unknown_replies,
         xs.noent
     );
+    if let Some(e) = net.hv.xenstore_last_error() {
+        println!(
+            "xenstore last error {:?} on {} {}",
+            e.error,
+            xen::xs_wire::ty_name(e.ty),
+            e.path
+        );
+    }
     println!(
         "grants copy_ops {} copy_hypercalls {} copy_failures {} maps {} unmaps {} map_failures {}; evtchn open {}; pv console {}",
         g.copy_ops,

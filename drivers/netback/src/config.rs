@@ -14,7 +14,22 @@ pub struct Config {
     pub max_tx_slots: usize,
     /// Frames [`crate::Vif::poll_tx`] takes per call at most.
     pub tx_budget: usize,
+    /// Offer TCP segmentation offload (`feature-gso-tcpv4`/`-tcpv6`):
+    /// guests may send frames up to 64 KiB with a GSO extra, which
+    /// netback segments (or hands to a consumer that can), and receive
+    /// large frames if they offer GSO themselves. Costs a 64 KiB buffer
+    /// per vif.
+    pub gso: bool,
+    /// Queues a frontend may use (`multi-queue-max-queues`), 1..=
+    /// [`MAX_QUEUES`].
+    pub max_queues: usize,
+    /// Offer a TX and an RX event channel per queue
+    /// (`feature-split-event-channels`).
+    pub split_event_channels: bool,
 }
+
+/// The most queues a vif may have.
+pub const MAX_QUEUES: usize = 8;
 
 /// More data slots than this in one frame is a protocol violation (Linux
 /// netback's `fatal_skb_slots` default is 20).
@@ -25,12 +40,27 @@ impl Config {
         max_frame_len: nic::MAX_FRAME_LEN,
         max_tx_slots: 18,
         tx_budget: 64,
+        gso: false,
+        max_queues: 1,
+        split_event_channels: false,
+    };
+
+    /// Everything offered: GSO both ways, 4 queues, split event channels.
+    pub const ALL_FEATURES: Self = Self {
+        gso: true,
+        max_queues: 4,
+        split_event_channels: true,
+        ..Self::DEFAULT
     };
 
     /// The limits actually used: `max_frame_len` within 14..=65535,
-    /// `max_tx_slots` within 1..=FATAL_TX_SLOTS, a budget of at least 1.
+    /// `max_tx_slots` within 1..=FATAL_TX_SLOTS, a budget of at least 1,
+    /// 1..=MAX_QUEUES queues.
     pub fn clamped(self) -> Self {
         Self {
+            max_queues: self.max_queues.clamp(1, MAX_QUEUES),
+            gso: self.gso,
+            split_event_channels: self.split_event_channels,
             max_frame_len: self
                 .max_frame_len
                 .clamp(crate::wire::ETH_HLEN, crate::wire::XEN_NETIF_MAX_TX_SIZE),

@@ -34,8 +34,16 @@ reasons! {
         TooManySlots => "too_many_slots",
         /// A grant copy failed: bad grant ref, not granted to us, or similar.
         BadGrant => "bad_grant",
-        /// A GSO extra: segmentation offload is not advertised.
+        /// A GSO extra while segmentation offload is not offered.
         Gso => "gso",
+        /// A GSO frame that is not TCP over the IP version its GSO type
+        /// names (UDP, ARP, an IPv4 fragment, headers past the end).
+        GsoNotTcp => "gso_not_tcp",
+        /// A GSO size whose segments would exceed the largest frame.
+        GsoSize => "gso_size",
+        /// A GSO frame that would become more than
+        /// [`crate::segment::MAX_SEGMENTS`] segments.
+        GsoSegments => "gso_segments",
         /// `NETTXF_csum_blank` on a frame that is not TCP/UDP over IPv4/IPv6.
         Checksum => "checksum",
     }
@@ -53,6 +61,10 @@ reasons! {
         BadLength => "bad_length",
         /// A grant copy into a posted buffer failed.
         BadGrant => "bad_grant",
+        /// Offload metadata that does not fit the frame (a GSO frame that
+        /// cannot be segmented, a partial checksum that cannot be
+        /// completed).
+        Offload => "offload",
     }
 }
 
@@ -70,6 +82,9 @@ reasons! {
         SlotFlood => "slot_flood",
         /// An extra-info slot of type 0 or unknown, or too many of them.
         BadExtra => "bad_extra",
+        /// A GSO extra of size 0 or of an unknown type (Linux's
+        /// `xenvif_set_skb_gso` treats both as fatal too).
+        BadGso => "bad_gso",
     }
 }
 
@@ -77,14 +92,26 @@ reasons! {
 /// aggdom, RX is aggdom to guest (the guest's names, as in netif.h).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VifCounters {
-    /// Frames from the guest handed to the datapath.
+    /// Frames from the guest accepted (a GSO frame counts once).
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    /// Of those, GSO frames (extra info with a GSO type).
+    pub tx_gso: u64,
+    /// Segments made in software from guest GSO frames.
+    pub tx_segments: u64,
+    /// Times a guest frame waited on the ring for `rate` credit.
+    pub tx_rate_limited: u64,
+    /// `rate` values that did not parse (the vif is then unlimited).
+    pub rate_errors: u64,
     /// Control requests (multicast extras) answered without a frame.
     pub tx_control: u64,
     /// Frames delivered into the guest's buffers.
     pub rx_frames: u64,
     pub rx_bytes: u64,
+    /// Of those, delivered as GSO frames (with a GSO extra).
+    pub rx_gso: u64,
+    /// Frames segmented in software because the guest takes no GSO.
+    pub rx_segmented: u64,
     /// Successful connections (rings mapped, event channel bound).
     pub connects: u64,
     /// Connections torn down, for any reason.
@@ -139,9 +166,15 @@ impl VifCounters {
         for (name, v) in [
             ("tx_frames", self.tx_frames),
             ("tx_bytes", self.tx_bytes),
+            ("tx_gso", self.tx_gso),
+            ("tx_segments", self.tx_segments),
+            ("tx_rate_limited", self.tx_rate_limited),
+            ("rate_errors", self.rate_errors),
             ("tx_control", self.tx_control),
             ("rx_frames", self.rx_frames),
             ("rx_bytes", self.rx_bytes),
+            ("rx_gso", self.rx_gso),
+            ("rx_segmented", self.rx_segmented),
             ("connects", self.connects),
             ("disconnects", self.disconnects),
             ("connect_failures", self.connect_failures),
@@ -191,7 +224,7 @@ mod tests {
         c.visit(|name, reason, v| seen.push((name, reason, v)));
         assert_eq!(
             seen.len(),
-            11 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
+            17 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
         );
         assert!(seen.contains(&("tx_frames", "", 2)));
         assert!(seen.contains(&("tx_drops", "bad_grant", 1)));

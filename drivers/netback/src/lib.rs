@@ -74,6 +74,7 @@ pub mod checksum;
 mod config;
 mod counters;
 mod error;
+mod rate;
 pub mod ring;
 mod rx;
 pub mod segment;
@@ -88,7 +89,8 @@ pub mod testkit;
 mod tests;
 
 pub use backend::{Netback, EVENTS_PER_POLL};
-pub use config::{Config, FATAL_TX_SLOTS};
+pub use config::{Config, FATAL_TX_SLOTS, MAX_QUEUES};
 pub use counters::{Fatal, RxDrop, TxDrop, VifCounters};
 pub use error::{ConnectError, RxError};
+pub use rate::Rate;
 pub use vif::{Vif, VifId, UNPLUG_GRACE_NS};

@@ -81,6 +81,15 @@ impl<const SLOT: usize> BackRing<SLOT> {
         slot
     }
 
+    /// Copies the next request slot out of the ring without consuming it
+    /// (to look at a frame's size before deciding to take it). The copy
+    /// decides nothing else: the frame is read again by `take_request`.
+    pub fn peek_request(&self, page: &impl SharedPage) -> [u8; SLOT] {
+        let mut slot = [0u8; SLOT];
+        page.read(Self::slot_offset(self.req_cons), &mut slot);
+        slot
+    }
+
     /// Writes the next response into the slot of the request it answers
     /// (responses are produced in request order, one per request slot).
     pub fn put_response(&mut self, page: &impl SharedPage, bytes: &[u8]) {

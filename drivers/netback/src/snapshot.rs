@@ -21,19 +21,28 @@ pub(crate) enum Key {
     Online,
     Mac,
     Ip,
+    /// `rate`: the toolstack's TX limit, `bytes,usec`.
+    Rate,
     FrontendState,
     TxRingRef,
     RxRingRef,
     EventChannel,
     EventChannelTx,
+    EventChannelRx,
     RequestRxCopy,
     FeatureSg,
     NumQueues,
     TxRingOrder,
     RingPageOrder,
+    FeGsoTcpv4,
+    FeGsoTcpv6,
+    FeNoCsumOffload,
+    FeIpv6CsumOffload,
+    FeRxNotify,
 }
 
 /// Every key, for checks over a whole snapshot.
+#[cfg(test)]
 pub(crate) const ALL_KEYS: [Key; Key::COUNT] = [
     Key::BackendDir,
     Key::State,
@@ -42,23 +51,30 @@ pub(crate) const ALL_KEYS: [Key; Key::COUNT] = [
     Key::Online,
     Key::Mac,
     Key::Ip,
+    Key::Rate,
     Key::FrontendState,
     Key::TxRingRef,
     Key::RxRingRef,
     Key::EventChannel,
     Key::EventChannelTx,
+    Key::EventChannelRx,
     Key::RequestRxCopy,
     Key::FeatureSg,
     Key::NumQueues,
     Key::TxRingOrder,
     Key::RingPageOrder,
+    Key::FeGsoTcpv4,
+    Key::FeGsoTcpv6,
+    Key::FeNoCsumOffload,
+    Key::FeIpv6CsumOffload,
+    Key::FeRxNotify,
 ];
 
 impl Key {
-    const COUNT: usize = 17;
+    const COUNT: usize = 24;
 
     /// Keys in the backend directory (the first is the directory itself).
-    const BACKEND: [(Key, &'static str); 7] = [
+    const BACKEND: [(Key, &'static str); 8] = [
         (Key::BackendDir, ""),
         (Key::State, "state"),
         (Key::Frontend, "frontend"),
@@ -66,10 +82,11 @@ impl Key {
         (Key::Online, "online"),
         (Key::Mac, "mac"),
         (Key::Ip, "ip"),
+        (Key::Rate, "rate"),
     ];
 
     /// Keys in the frontend directory.
-    const FRONTEND: [(Key, &'static str); 10] = [
+    const FRONTEND: [(Key, &'static str); 16] = [
         (Key::FrontendState, "state"),
         (Key::TxRingRef, "tx-ring-ref"),
         (Key::RxRingRef, "rx-ring-ref"),
@@ -80,12 +97,48 @@ impl Key {
         (Key::NumQueues, "multi-queue-num-queues"),
         (Key::TxRingOrder, "tx-ring-order"),
         (Key::RingPageOrder, "ring-page-order"),
+        (Key::EventChannelRx, "event-channel-rx"),
+        (Key::FeGsoTcpv4, "feature-gso-tcpv4"),
+        (Key::FeGsoTcpv6, "feature-gso-tcpv6"),
+        (Key::FeNoCsumOffload, "feature-no-csum-offload"),
+        (Key::FeIpv6CsumOffload, "feature-ipv6-csum-offload"),
+        (Key::FeRxNotify, "feature-rx-notify"),
     ];
+}
+
+/// A key of a queue's directory (`<frontend>/queue-<n>/`, or the
+/// frontend directory itself when there is one queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QKey {
+    TxRingRef,
+    RxRingRef,
+    EventChannel,
+    EventChannelTx,
+    EventChannelRx,
+}
+
+impl QKey {
+    const ALL: [(QKey, &'static str); 5] = [
+        (QKey::TxRingRef, "tx-ring-ref"),
+        (QKey::RxRingRef, "rx-ring-ref"),
+        (QKey::EventChannel, "event-channel"),
+        (QKey::EventChannelTx, "event-channel-tx"),
+        (QKey::EventChannelRx, "event-channel-rx"),
+    ];
+}
+
+/// Which key a reply is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Key(Key),
+    Queue(usize, QKey),
 }
 
 /// The replies of one complete round, by key.
 pub(crate) struct Snapshot {
     values: [Option<XsReply>; Key::COUNT],
+    /// `queue-<n>/` keys, read when the frontend asked for several queues.
+    queues: Vec<[Option<XsReply>; 5]>,
     /// The frontend directory the frontend keys were read from.
     pub(crate) frontend_read: Option<String>,
 }
@@ -94,12 +147,24 @@ impl Snapshot {
     fn new() -> Self {
         Self {
             values: core::array::from_fn(|_| None),
+            queues: Vec::new(),
             frontend_read: None,
         }
     }
 
     pub(crate) fn get(&self, k: Key) -> Option<&XsReply> {
         self.values[k as usize].as_ref()
+    }
+
+    fn file(&mut self, slot: Slot, reply: XsReply) {
+        match slot {
+            Slot::Key(k) => self.values[k as usize] = Some(reply),
+            Slot::Queue(q, k) => {
+                if let Some(qv) = self.queues.get_mut(q) {
+                    qv[k as usize] = Some(reply);
+                }
+            }
+        }
     }
 
     /// The key's value as bytes, if it was read and exists.
@@ -118,6 +183,37 @@ impl Snapshot {
         parse_u32(self.bytes(k)?)
     }
 
+    /// Queues whose `queue-<n>/` keys were read (0: none).
+    pub(crate) fn queues_read(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// A queue key as a number: from `queue-<q>/` when those were read,
+    /// else (one queue) from the frontend directory.
+    pub(crate) fn queue_u32(&self, q: usize, k: QKey) -> Option<u32> {
+        if self.queues.is_empty() {
+            return match k {
+                QKey::TxRingRef => self.u32(Key::TxRingRef),
+                QKey::RxRingRef => self.u32(Key::RxRingRef),
+                QKey::EventChannel => self.u32(Key::EventChannel),
+                QKey::EventChannelTx => self.u32(Key::EventChannelTx),
+                QKey::EventChannelRx => self.u32(Key::EventChannelRx),
+            };
+        }
+        match self.queues.get(q)?[k as usize].as_ref()? {
+            Ok(v) => parse_u32(v),
+            Err(_) => None,
+        }
+    }
+
+    /// Every reply of the round, for error checks.
+    pub(crate) fn replies(&self) -> impl Iterator<Item = &XsReply> {
+        self.values
+            .iter()
+            .chain(self.queues.iter().flatten())
+            .flatten()
+    }
+
     /// The toolstack removed the backend directory.
     pub(crate) fn is_gone(&self) -> bool {
         matches!(self.get(Key::BackendDir), Some(Err(XenError::NoEnt)))
@@ -126,7 +222,7 @@ impl Snapshot {
 
 /// Reads in flight for one snapshot.
 pub(crate) struct ReadRound {
-    pending: Vec<(RequestId, Key)>,
+    pending: Vec<(RequestId, Slot)>,
     snap: Snapshot,
     /// A request could not even be queued: the round ends incomplete and
     /// the vif reads again on its next poll.
@@ -157,11 +253,25 @@ impl ReadRound {
     }
 
     fn read(&mut self, xs: &mut impl XenStore, k: Key, path: &str) {
+        self.read_slot(xs, Slot::Key(k), path);
+    }
+
+    fn read_slot(&mut self, xs: &mut impl XenStore, slot: Slot, path: &str) {
         match xs.submit(XsOp::Read(path)) {
-            Ok(id) => self.pending.push((id, k)),
+            Ok(id) => self.pending.push((id, slot)),
             Err(e) => {
                 self.short = true;
-                self.snap.values[k as usize] = Some(Err(e));
+                self.snap.file(slot, Err(e));
+            }
+        }
+    }
+
+    /// Adds the `queue-<n>/` keys of `n` queues under `fe` to the round.
+    pub(crate) fn read_queues(&mut self, xs: &mut impl XenStore, fe: &str, n: usize) {
+        self.snap.queues = (0..n).map(|_| core::array::from_fn(|_| None)).collect();
+        for q in 0..n {
+            for (k, name) in QKey::ALL {
+                self.read_slot(xs, Slot::Queue(q, k), &format!("{fe}/queue-{q}/{name}"));
             }
         }
     }
@@ -178,9 +288,9 @@ impl ReadRound {
     pub(crate) fn collect(&mut self, xs: &mut impl XenStore) -> usize {
         let before = self.pending.len();
         let snap = &mut self.snap;
-        self.pending.retain(|(id, k)| match xs.take_reply(*id) {
+        self.pending.retain(|(id, slot)| match xs.take_reply(*id) {
             Some(reply) => {
-                snap.values[*k as usize] = Some(reply);
+                snap.file(*slot, reply);
                 false
             }
             None => true,
@@ -205,5 +315,19 @@ impl ReadRound {
         for (id, _) in self.pending {
             xs.forget(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_its_own_place() {
+        for (i, k) in ALL_KEYS.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        let named = Key::BACKEND.len() + Key::FRONTEND.len();
+        assert_eq!(named, Key::COUNT);
     }
 }

@@ -1,4 +1,4 @@
-//! Guest transmit: frames from the guest's TX ring, grant-copied into the
+//! Guest transmit: frames from the guest's TX rings, grant-copied into the
 //! vif's local buffer and handed to the datapath.
 //!
 //! A frame is a first request (`size` = the whole frame), optional
@@ -9,19 +9,27 @@
 //! continuation slot. Malformed frames are answered `NETIF_RSP_ERROR` and
 //! counted ([`TxDrop`]); violations that make the ring untrustworthy
 //! ([`Fatal`]) disconnect the vif.
+//!
+//! A frame with a GSO extra (when [`Config::gso`] offers it) may be up to
+//! 64 KiB; it is cut into segments in software ([`crate::segment`]) unless
+//! the consumer says it segments itself ([`OffloadCaps`]). A frame with
+//! `NETTXF_csum_blank` has its checksum completed here unless the
+//! consumer inserts checksums. Frames wait on the ring while the vif's
+//! `rate` credit is short ([`crate::rate`]).
 use hypervisor::{DomId, GrantAddr, GrantCopy, Hypervisor, SharedPage, PAGE_SIZE};
 
-use crate::checksum;
+use crate::checksum::{self, Lengths};
 use crate::config::{Config, FATAL_TX_SLOTS};
 use crate::counters::{Fatal, TxDrop, VifCounters};
-use crate::vif::{Connection, Vif};
+use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, Plan, SegError};
+use crate::vif::{Connection, Queue, Vif};
 use crate::wire::{
     ExtraInfo, TxRequest, TxResponse, ETH_HLEN, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
-    NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, XEN_NETIF_EXTRA_TYPE_MAX,
+    NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, NETTXF_EXTRA_INFO, XEN_NETIF_EXTRA_TYPE_MAX,
 };
 
 /// `XEN_NETIF_EXTRA_TYPE_GSO`.
-const EXTRA_GSO: u8 = 1;
+pub(crate) const EXTRA_GSO: u8 = 1;
 /// `XEN_NETIF_EXTRA_TYPE_MCAST_ADD` / `_DEL`.
 const EXTRA_MCAST_ADD: u8 = 2;
 const EXTRA_MCAST_DEL: u8 = 3;
@@ -30,7 +38,9 @@ const MAX_EXTRAS: usize = XEN_NETIF_EXTRA_TYPE_MAX as usize - 1;
 
 enum Outcome {
     /// A frame of this many bytes is in the connection's buffer.
-    Frame(usize),
+    Frame(usize, Csum),
+    /// A GSO frame of this many bytes, checked, is in the buffer.
+    Gso(usize, Gso, Plan),
     /// A control request (multicast extras), answered without a frame.
     Control,
     Dropped,
@@ -38,58 +48,89 @@ enum Outcome {
 
 impl<H: Hypervisor> Vif<H> {
     /// Takes up to the configured budget of frames from the guest, calling
-    /// `out` with each valid one (an Ethernet frame without FCS, checksum
-    /// completed if the guest offloaded it). The frame is the vif's own
-    /// copy: `out` may rewrite it in place (e.g. the source MAC) before
-    /// sending it on. Answers every request, notifies
-    /// the guest if it asked, and returns the number of frames passed to
-    /// `out`. Does nothing when not connected; never allocates.
+    /// `out` with each valid one: an Ethernet frame without FCS, at most
+    /// `max_frame_len` bytes, checksum completed if the guest offloaded it,
+    /// a GSO frame cut into segments. The frame is the vif's own copy:
+    /// `out` may rewrite it in place (e.g. the source MAC) before sending
+    /// it on. Answers every request, notifies the guest if it asked, and
+    /// returns the number of frames passed to `out`. Does nothing when not
+    /// connected; never allocates.
     pub fn poll_tx(&mut self, hv: &mut H, mut out: impl FnMut(&mut [u8])) -> usize {
+        self.poll_tx_offload(hv, OffloadCaps::NONE, |frame, _| out(frame))
+    }
+
+    /// [`Vif::poll_tx`] for a consumer that can finish frames itself: what
+    /// `caps` names is left to it and described by the [`Offload`] passed
+    /// with each frame (a GSO super-frame of up to 64 KiB with
+    /// `Offload::gso`, a partial checksum with [`Csum::Partial`]);
+    /// everything else is done here as for `poll_tx`.
+    pub fn poll_tx_offload(
+        &mut self,
+        hv: &mut H,
+        caps: OffloadCaps,
+        mut out: impl FnMut(&mut [u8], Offload),
+    ) -> usize {
         let fe = self.id.frontend;
         let config = self.config;
-        let counters = &mut self.counters;
+        let now = hv.now_ns();
+        let (counters, credit) = (&mut self.counters, &mut self.credit);
         let Some(c) = self.conn.as_mut() else {
             return 0;
         };
-        // The pending bit only says "look"; aggdom looks every poll anyway.
-        let _ = hv.take_pending(c.port);
+        let Connection {
+            queues, buf, seg, ..
+        } = c;
         let mut frames = 0;
-        let mut notify = false;
         let mut fatal = None;
-        for _ in 0..config.tx_budget {
-            let avail = match c.tx.unconsumed(&c.tx_page) {
-                Ok(0) => match c.tx.final_check(&c.tx_page) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
+        let mut budget = config.tx_budget;
+        for q in queues.iter_mut() {
+            // The pending bit only says "look"; aggdom looks every poll anyway.
+            let _ = hv.take_pending(q.tx_port);
+            let mut notify = false;
+            while budget > 0 {
+                budget -= 1;
+                let avail = match q.tx.unconsumed(&q.tx_page) {
+                    Ok(0) => match q.tx.final_check(&q.tx_page) {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(_) => {
+                            fatal = Some(Fatal::RingOverflow);
+                            break;
+                        }
+                    },
+                    Ok(n) => n,
                     Err(_) => {
                         fatal = Some(Fatal::RingOverflow);
                         break;
                     }
-                },
-                Ok(n) => n,
-                Err(_) => {
-                    fatal = Some(Fatal::RingOverflow);
-                    break;
-                }
-            };
-            match take_frame(hv, c, fe, &config, counters, avail) {
-                Ok((outcome, n)) => {
-                    notify |= n;
-                    if let Outcome::Frame(len) = outcome {
-                        counters.tx_frames += 1;
-                        counters.tx_bytes += len as u64;
-                        frames += 1;
-                        out(&mut c.buf[..len]);
+                };
+                if credit.limit.is_some() {
+                    let size = TxRequest::parse(&q.tx.peek_request(&q.tx_page)).size;
+                    let was_waiting = credit.waiting();
+                    if !credit.take(now, u64::from(size)) {
+                        if !was_waiting {
+                            counters.tx_rate_limited += 1;
+                        }
+                        break;
                     }
                 }
-                Err(why) => {
-                    fatal = Some(why);
-                    break;
+                match take_frame(hv, q, buf, fe, &config, caps, counters, avail) {
+                    Ok((outcome, n)) => {
+                        notify |= n;
+                        frames += emit(outcome, buf, seg, caps, counters, &mut out);
+                    }
+                    Err(why) => {
+                        fatal = Some(why);
+                        break;
+                    }
                 }
             }
-        }
-        if notify && hv.send(c.port).is_ok() {
-            counters.notifies += 1;
+            if notify && hv.send(q.tx_port).is_ok() {
+                counters.notifies += 1;
+            }
+            if fatal.is_some() {
+                break;
+            }
         }
         if let Some(why) = fatal {
             self.fail(hv, why);
@@ -98,38 +139,118 @@ impl<H: Hypervisor> Vif<H> {
     }
 }
 
+/// Hands a taken frame to `out`, segmented or completed as `caps` needs.
+/// Returns the frames passed.
+fn emit(
+    outcome: Outcome,
+    buf: &mut [u8],
+    seg: &mut [u8],
+    caps: OffloadCaps,
+    counters: &mut VifCounters,
+    out: &mut impl FnMut(&mut [u8], Offload),
+) -> usize {
+    match outcome {
+        Outcome::Frame(len, csum) => {
+            out(&mut buf[..len], Offload { gso: None, csum });
+            1
+        }
+        Outcome::Gso(len, gso, plan) if caps.takes(gso) => {
+            let frame = &mut buf[..len];
+            plan.normalise(frame);
+            out(
+                frame,
+                Offload {
+                    gso: Some(gso),
+                    csum: plan.csum(),
+                },
+            );
+            1
+        }
+        Outcome::Gso(len, _, plan) => {
+            let mut n = 0;
+            for i in 0..plan.count() {
+                let l = plan.write(&buf[..len], i, seg, true);
+                if l == 0 {
+                    break;
+                }
+                counters.tx_segments += 1;
+                n += 1;
+                out(
+                    &mut seg[..l],
+                    Offload {
+                        gso: None,
+                        csum: Csum::Validated,
+                    },
+                );
+            }
+            n
+        }
+        Outcome::Control | Outcome::Dropped => 0,
+    }
+}
+
+/// What the guest's flags say of a plain frame's checksum, after
+/// completing it when the consumer cannot. `None`: a partial checksum on
+/// a frame that is not TCP/UDP over IP.
+fn tx_csum(frame: &mut [u8], flags: u16, caps: OffloadCaps) -> Option<Csum> {
+    if flags & NETTXF_CSUM_BLANK == 0 {
+        return Some(if flags & NETTXF_DATA_VALIDATED != 0 {
+            Csum::Validated
+        } else {
+            Csum::Unknown
+        });
+    }
+    let at = checksum::locate(frame, Lengths::Ip)?;
+    if caps.csum {
+        // The guest's seed is rewritten so the consumer can rely on it.
+        checksum::fill_partial(frame, &at);
+        Some(Csum::Partial {
+            start: at.l4 as u16,
+            offset: at.csum_offset() as u16,
+        })
+    } else {
+        checksum::fill(frame, &at);
+        Some(Csum::Validated)
+    }
+}
+
 /// Reads, validates, copies and answers one frame; `avail` requests are
 /// published. Returns the outcome and whether the guest wants a
 /// notification for the responses.
+#[allow(clippy::too_many_arguments)]
 fn take_frame<H: Hypervisor>(
     hv: &mut H,
-    c: &mut Connection<H::Page>,
+    q: &mut Queue<H::Page>,
+    buf: &mut [u8],
     fe: DomId,
     config: &Config,
+    caps: OffloadCaps,
     counters: &mut VifCounters,
     avail: u32,
 ) -> Result<(Outcome, bool), Fatal> {
     let mut reqs = [TxRequest::default(); FATAL_TX_SLOTS];
-    let first = TxRequest::parse(&c.tx.take_request(&c.tx_page));
+    let first = TxRequest::parse(&q.tx.take_request(&q.tx_page));
     reqs[0] = first;
     let mut n = 1;
     let mut used: u32 = 1;
     let mut extras = 0;
-    let (mut gso, mut mcast) = (false, false);
+    let (mut gso, mut mcast) = (None, false);
 
     if first.flags & NETTXF_EXTRA_INFO != 0 {
         loop {
             if used >= avail {
                 return Err(Fatal::MissingSlots);
             }
-            let e = ExtraInfo::parse(&c.tx.take_request(&c.tx_page));
+            let e = ExtraInfo::parse(&q.tx.take_request(&q.tx_page));
             used += 1;
             extras += 1;
             if e.kind == 0 || e.kind >= XEN_NETIF_EXTRA_TYPE_MAX || extras > MAX_EXTRAS {
                 return Err(Fatal::BadExtra);
             }
             match e.kind {
-                EXTRA_GSO => gso = true,
+                // The last one counts, as Linux copies each into its
+                // type's place.
+                EXTRA_GSO => gso = Some(e.gso()),
                 EXTRA_MCAST_ADD | EXTRA_MCAST_DEL => mcast = true,
                 _ => {} // hash, XDP: nothing to do on TX
             }
@@ -143,7 +264,7 @@ fn take_frame<H: Hypervisor>(
         if used >= avail {
             return Err(Fatal::MissingSlots);
         }
-        let r = TxRequest::parse(&c.tx.take_request(&c.tx_page));
+        let r = TxRequest::parse(&q.tx.take_request(&q.tx_page));
         used += 1;
         if n >= FATAL_TX_SLOTS {
             return Err(Fatal::SlotFlood);
@@ -170,17 +291,31 @@ fn take_frame<H: Hypervisor>(
             return Err(Fatal::CrossPage);
         }
     }
+    // A GSO extra: size 0 or an unknown type is as fatal as in Linux's
+    // `xenvif_set_skb_gso`, once GSO is offered.
+    let gso = match gso {
+        Some(_) if !config.gso => Some(Err(TxDrop::Gso)),
+        Some((size, kind)) => match GsoKind::from_netif(kind) {
+            Some(kind) if size > 0 => Some(Ok(Gso { size, kind })),
+            _ => return Err(Fatal::BadGso),
+        },
+        None => None,
+    };
+    let max_len = match gso {
+        Some(Ok(_)) => buf.len(),
+        _ => config.max_frame_len,
+    };
     let drop = if n > config.max_tx_slots {
         Some(TxDrop::TooManySlots)
     } else if own0.is_none() {
         Some(TxDrop::SizeMismatch)
     } else if mcast {
         None
-    } else if gso {
-        Some(TxDrop::Gso)
+    } else if let Some(Err(why)) = gso {
+        Some(why)
     } else if total < ETH_HLEN {
         Some(TxDrop::Runt)
-    } else if total > config.max_frame_len {
+    } else if total > max_len {
         Some(TxDrop::Oversize)
     } else {
         None
@@ -196,40 +331,63 @@ fn take_frame<H: Hypervisor>(
             Outcome::Control
         }
         None => {
-            if !copy_in(hv, &mut c.buf[..total], reqs, fe, slot_len) {
+            let frame = &mut buf[..total];
+            if !copy_in(hv, frame, reqs, fe, slot_len) {
                 counters.count_tx_drop(TxDrop::BadGrant);
                 Outcome::Dropped
-            } else if first.flags & NETTXF_CSUM_BLANK != 0
-                && !checksum::complete(&mut c.buf[..total])
-            {
-                counters.count_tx_drop(TxDrop::Checksum);
-                Outcome::Dropped
+            } else if let Some(Ok(g)) = gso {
+                match Plan::new(frame, g, config.max_frame_len) {
+                    Ok(plan) => Outcome::Gso(total, g, plan),
+                    Err(e) => {
+                        counters.count_tx_drop(match e {
+                            SegError::NotTcp => TxDrop::GsoNotTcp,
+                            SegError::BadSize => TxDrop::GsoSize,
+                            SegError::TooManySegments => TxDrop::GsoSegments,
+                        });
+                        Outcome::Dropped
+                    }
+                }
             } else {
-                Outcome::Frame(total)
+                match tx_csum(frame, first.flags, caps) {
+                    Some(csum) => Outcome::Frame(total, csum),
+                    None => {
+                        counters.count_tx_drop(TxDrop::Checksum);
+                        Outcome::Dropped
+                    }
+                }
             }
         }
     };
+    match outcome {
+        Outcome::Frame(len, _) | Outcome::Gso(len, ..) => {
+            counters.tx_frames += 1;
+            counters.tx_bytes += len as u64;
+            if matches!(outcome, Outcome::Gso(..)) {
+                counters.tx_gso += 1;
+            }
+        }
+        Outcome::Control | Outcome::Dropped => {}
+    }
 
     let status = if matches!(outcome, Outcome::Dropped) {
         NETIF_RSP_ERROR
     } else {
         NETIF_RSP_OKAY
     };
-    respond(c, first.id, status);
+    respond(q, first.id, status);
     for _ in 0..extras {
-        respond(c, 0, NETIF_RSP_NULL);
+        respond(q, 0, NETIF_RSP_NULL);
     }
     for r in &reqs[1..] {
-        respond(c, r.id, status);
+        respond(q, r.id, status);
     }
-    let notify = c.tx.push_responses(&c.tx_page);
+    let notify = q.tx.push_responses(&q.tx_page);
     Ok((outcome, notify))
 }
 
-fn respond<P: SharedPage>(c: &mut Connection<P>, id: u16, status: i16) {
-    c.tx.put_response(&c.tx_page, &TxResponse { id, status }.encode());
+fn respond<P: SharedPage>(q: &mut Queue<P>, id: u16, status: i16) {
+    q.tx.put_response(&q.tx_page, &TxResponse { id, status }.encode());
 }
-
 /// Grant-copies every slot's bytes into `buf` (whose length is the sum of
 /// the slot lengths), in one batch. False if any copy failed.
 fn copy_in(

@@ -26,9 +26,10 @@ use nic::MacAddr;
 use crate::config::Config;
 use crate::counters::{Fatal, VifCounters};
 use crate::error::ConnectError;
+use crate::rate::Credit;
 use crate::ring::BackRing;
-use crate::snapshot::{Key, ReadRound, Snapshot};
-use crate::wire::{RX_SLOT, TX_SLOT};
+use crate::snapshot::{Key, QKey, ReadRound, Snapshot};
+use crate::wire::{RX_SLOT, TX_SLOT, XEN_NETIF_MAX_TX_SIZE};
 
 /// Which vif: the frontend domain and the device handle (the two path
 /// components under `backend/vif/`).
@@ -38,36 +39,96 @@ pub struct VifId {
     pub handle: u32,
 }
 
-/// The rings and event channel of a connected vif, and its TX frame buffer.
-pub(crate) struct Connection<P> {
+/// One queue of a connected vif: a TX and an RX ring, and the event
+/// channel(s) they signal on.
+pub(crate) struct Queue<P> {
     pub(crate) tx_page: P,
     pub(crate) rx_page: P,
     pub(crate) tx: BackRing<TX_SLOT>,
     pub(crate) rx: BackRing<RX_SLOT>,
-    pub(crate) port: EvtchnPort,
-    /// The frontend takes multi-slot frames on RX (its `feature-sg`).
-    pub(crate) rx_sg: bool,
-    /// Guest frames are copied here, `max_frame_len` bytes, allocated once
-    /// per connection.
-    pub(crate) buf: Vec<u8>,
-    /// The frontend keys this connection was made from.
-    keys: RingKeys,
+    /// The TX ring's event channel; the RX ring's too unless split.
+    pub(crate) tx_port: EvtchnPort,
+    /// The RX ring's event channel (`event-channel-rx`), or `tx_port`.
+    pub(crate) rx_port: EvtchnPort,
 }
 
-/// `tx-ring-ref`, `rx-ring-ref`, `event-channel` as the frontend wrote them.
+impl<P> Queue<P> {
+    fn split(&self) -> bool {
+        self.tx_port != self.rx_port
+    }
+}
+
+/// What the frontend takes on RX, from its `feature-*` keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RxFeatures {
+    /// Multi-slot RX frames (`feature-sg`).
+    pub(crate) sg: bool,
+    /// Large TCP frames with a GSO extra (`feature-gso-tcpv4/6`), when
+    /// netback offers GSO.
+    pub(crate) gso4: bool,
+    pub(crate) gso6: bool,
+    /// Partial checksums (`NETRXF_csum_blank`): IPv4 unless
+    /// `feature-no-csum-offload`, IPv6 with `feature-ipv6-csum-offload`.
+    pub(crate) csum4: bool,
+    pub(crate) csum6: bool,
+}
+
+/// The queues of a connected vif, and its frame buffers.
+pub(crate) struct Connection<P> {
+    pub(crate) queues: Vec<Queue<P>>,
+    pub(crate) rx_features: RxFeatures,
+    /// Guest frames are copied here: `max_frame_len` bytes, or 64 KiB
+    /// when GSO is offered. Allocated once per connection.
+    pub(crate) buf: Vec<u8>,
+    /// Segments and completed frames are built here, `max_frame_len` bytes.
+    pub(crate) seg: Vec<u8>,
+    /// The frontend keys this connection was made from.
+    keys: Vec<RingKeys>,
+}
+
+/// One queue's `tx-ring-ref`, `rx-ring-ref` and event channel(s) as the
+/// frontend wrote them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RingKeys {
     tx_ref: u32,
     rx_ref: u32,
+    /// `event-channel`, or `event-channel-tx` with `event-channel-rx`.
     evtchn: u32,
+    evtchn_rx: Option<u32>,
 }
 
-fn ring_keys(s: &Snapshot) -> Option<RingKeys> {
-    Some(RingKeys {
-        tx_ref: s.u32(Key::TxRingRef)?,
-        rx_ref: s.u32(Key::RxRingRef)?,
-        evtchn: s.u32(Key::EventChannel)?,
-    })
+/// Queues the frontend asked for: `multi-queue-num-queues`, 1 if absent.
+fn num_queues(s: &Snapshot) -> Option<u32> {
+    match s.get(Key::NumQueues) {
+        Some(Ok(_)) => s.u32(Key::NumQueues),
+        _ => Some(1),
+    }
+}
+
+fn ring_keys(s: &Snapshot) -> Option<Vec<RingKeys>> {
+    let n = num_queues(s)? as usize;
+    if n > 1 && s.queues_read() != n {
+        return None;
+    }
+    (0..n)
+        .map(|q| {
+            let tx_ref = s.queue_u32(q, QKey::TxRingRef)?;
+            let rx_ref = s.queue_u32(q, QKey::RxRingRef)?;
+            let (evtchn, evtchn_rx) = match s.queue_u32(q, QKey::EventChannel) {
+                Some(p) => (p, None),
+                None => (
+                    s.queue_u32(q, QKey::EventChannelTx)?,
+                    Some(s.queue_u32(q, QKey::EventChannelRx)?),
+                ),
+            };
+            Some(RingKeys {
+                tx_ref,
+                rx_ref,
+                evtchn,
+                evtchn_rx,
+            })
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,17 +138,24 @@ pub(crate) enum Presence {
 }
 
 /// The keys written into the backend directory when a vif is first seen:
-/// what this netback implements.
-const FEATURES: &[(&str, &str)] = &[
-    ("feature-sg", "1"),
-    ("feature-rx-copy", "1"),
-    ("feature-rx-flip", "0"),
-    ("feature-gso-tcpv4", "0"),
-    ("feature-gso-tcpv6", "0"),
-    ("feature-ipv6-csum-offload", "1"),
-    ("feature-multicast-control", "0"),
-    ("feature-split-event-channels", "0"),
-];
+/// what this netback implements, as `config` turns it on.
+fn features(config: &Config) -> [(&'static str, String); 9] {
+    let on = |b: bool| String::from(if b { "1" } else { "0" });
+    [
+        ("feature-sg", on(true)),
+        ("feature-rx-copy", on(true)),
+        ("feature-rx-flip", on(false)),
+        ("feature-gso-tcpv4", on(config.gso)),
+        ("feature-gso-tcpv6", on(config.gso)),
+        ("feature-ipv6-csum-offload", on(true)),
+        ("feature-multicast-control", on(false)),
+        (
+            "feature-split-event-channels",
+            on(config.split_event_channels),
+        ),
+        ("multi-queue-max-queues", format!("{}", config.max_queues)),
+    ]
+}
 
 /// How long an unplugged vif stays Closed before netback removes its
 /// backend directory. libxl writes `online` 0 and Closing, commits, then
@@ -102,7 +170,7 @@ pub const UNPLUG_GRACE_NS: u64 = 2_000_000_000;
 /// Read rounds one [`Vif::step`] may finish: with a xenstored that
 /// answers at once (the fake), a vif settles in one poll; a real one takes
 /// a round trip per round, across polls.
-const ROUNDS_PER_STEP: usize = 3;
+const ROUNDS_PER_STEP: usize = 4;
 
 /// A vif served by netback: see the module documentation.
 pub struct Vif<H: Hypervisor> {
@@ -122,6 +190,8 @@ pub struct Vif<H: Hypervisor> {
     /// Why the datapath refused the vif, until the frontend restarts.
     refused: Option<String>,
     pub(crate) counters: VifCounters,
+    /// The `rate` limit on guest TX and its credit.
+    pub(crate) credit: Credit,
     /// A watch event came: read xenstore again.
     dirty: bool,
     round: Option<ReadRound>,
@@ -150,6 +220,7 @@ impl<H: Hypervisor> Vif<H> {
             last_error: None,
             refused: None,
             counters: VifCounters::default(),
+            credit: Credit::UNLIMITED,
             dirty: true,
             round: None,
             writes: Vec::new(),
@@ -301,6 +372,12 @@ impl<H: Hypervisor> Vif<H> {
                         round.read_frontend(hv, &fe);
                         continue;
                     }
+                    // Several queues: their keys are in `queue-<n>/`.
+                    let n = num_queues(round.snapshot()).unwrap_or(0) as usize;
+                    if n > 1 && n <= self.config.max_queues && round.snapshot().queues_read() != n {
+                        round.read_queues(hv, &fe, n);
+                        continue;
+                    }
                 }
             }
             let Some(round) = self.round.take() else {
@@ -350,7 +427,7 @@ impl<H: Hypervisor> Vif<H> {
     /// done (there is no hotplug script in aggdom). The ring keeps the
     /// order, so these land before any `state` written after them.
     fn probe(&mut self, hv: &mut H) {
-        for (k, v) in FEATURES {
+        for (k, v) in features(&self.config) {
             let path = self.key(k);
             self.send(hv, XsOp::Write(&path, v.as_bytes()));
         }
@@ -406,6 +483,7 @@ impl<H: Hypervisor> Vif<H> {
             self.probe(hv);
         }
         self.read_identity(s);
+        self.apply_rate(hv, s.text(Key::Rate));
 
         // The toolstack closes a vif (xl network-detach) by writing the
         // backend state itself.
@@ -436,7 +514,7 @@ impl<H: Hypervisor> Vif<H> {
                 let stale = self
                     .conn
                     .as_ref()
-                    .is_some_and(|c| ring_keys(s) != Some(c.keys));
+                    .is_some_and(|c| ring_keys(s).as_ref() != Some(&c.keys));
                 if stale {
                     // New rings without us seeing the frontend restart (its
                     // Initialising and our InitWait coalesced away).
@@ -516,14 +594,17 @@ impl<H: Hypervisor> Vif<H> {
         Presence::Present
     }
 
-    /// Checks the frontend's keys, maps both rings and binds the event
-    /// channel; undoes everything on failure.
+    /// Checks the frontend's keys, maps every queue's rings and binds its
+    /// event channel(s); undoes everything on failure.
     fn connect(&mut self, hv: &mut H, s: &Snapshot) -> Result<Connection<H::Page>, ConnectError> {
-        let domid = self.id.frontend;
         if self.mac.is_none() {
             return Err(ConnectError::BadKey("mac"));
         }
-        if s.u32(Key::NumQueues).is_some_and(|n| n > 1) {
+        let n = num_queues(s).ok_or(ConnectError::BadKey("multi-queue-num-queues"))?;
+        if n == 0 {
+            return Err(ConnectError::BadKey("multi-queue-num-queues"));
+        }
+        if n as usize > self.config.max_queues {
             return Err(ConnectError::Unsupported("multi-queue-num-queues"));
         }
         if s.u32(Key::TxRingOrder).is_some_and(|n| n > 0)
@@ -531,28 +612,59 @@ impl<H: Hypervisor> Vif<H> {
         {
             return Err(ConnectError::Unsupported("ring-page-order"));
         }
-        let tx_ref = s
-            .u32(Key::TxRingRef)
-            .ok_or(ConnectError::BadKey("tx-ring-ref"))?;
-        let rx_ref = s
-            .u32(Key::RxRingRef)
-            .ok_or(ConnectError::BadKey("rx-ring-ref"))?;
-        let evtchn = match s.u32(Key::EventChannel) {
-            Some(p) => p,
-            None if s.u32(Key::EventChannelTx).is_some() => {
-                return Err(ConnectError::Unsupported("feature-split-event-channels"))
-            }
-            None => return Err(ConnectError::BadKey("event-channel")),
-        };
+        let split = (0..n as usize).any(|q| {
+            s.queue_u32(q, QKey::EventChannel).is_none()
+                && s.queue_u32(q, QKey::EventChannelTx).is_some()
+        });
+        if split && !self.config.split_event_channels {
+            return Err(ConnectError::Unsupported("feature-split-event-channels"));
+        }
+        let keys = ring_keys(s).ok_or_else(|| missing_key(s, n as usize))?;
         if s.u32(Key::RequestRxCopy) != Some(1) {
             return Err(ConnectError::Unsupported("rx page flipping"));
         }
-        let rx_sg = s.u32(Key::FeatureSg) == Some(1);
+        let flag = |k: Key| s.u32(k).is_some_and(|v| v != 0);
+        let rx_features = RxFeatures {
+            sg: flag(Key::FeatureSg),
+            gso4: self.config.gso && flag(Key::FeGsoTcpv4),
+            gso6: self.config.gso && flag(Key::FeGsoTcpv6),
+            csum4: !flag(Key::FeNoCsumOffload),
+            csum6: flag(Key::FeIpv6CsumOffload),
+        };
 
+        let mut queues = Vec::with_capacity(keys.len());
+        for k in &keys {
+            match self.connect_queue(hv, k) {
+                Ok(q) => queues.push(q),
+                Err(e) => {
+                    for q in queues {
+                        release_queue(hv, q);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let buf_len = if self.config.gso {
+            XEN_NETIF_MAX_TX_SIZE
+        } else {
+            self.config.max_frame_len
+        };
+        self.credit_reset(hv.now_ns());
+        Ok(Connection {
+            queues,
+            rx_features,
+            buf: vec![0; buf_len],
+            seg: vec![0; self.config.max_frame_len],
+            keys,
+        })
+    }
+
+    fn connect_queue(&mut self, hv: &mut H, k: &RingKeys) -> Result<Queue<H::Page>, ConnectError> {
+        let domid = self.id.frontend;
         let tx_page = hv
-            .map_grant(domid, tx_ref, MapAccess::ReadWrite)
+            .map_grant(domid, k.tx_ref, MapAccess::ReadWrite)
             .map_err(|_| ConnectError::MapFailed)?;
-        let rx_page = match hv.map_grant(domid, rx_ref, MapAccess::ReadWrite) {
+        let rx_page = match hv.map_grant(domid, k.rx_ref, MapAccess::ReadWrite) {
             Ok(p) => p,
             Err(_) => {
                 let _ = hv.unmap_grant(tx_page);
@@ -561,13 +673,10 @@ impl<H: Hypervisor> Vif<H> {
         };
         let rings = BackRing::attach(&tx_page).and_then(|tx| Ok((tx, BackRing::attach(&rx_page)?)));
         let bound = match rings {
-            Ok(rings) => hv
-                .bind_interdomain(domid, evtchn)
-                .map(|port| (rings, port))
-                .map_err(|_| ConnectError::BindFailed),
+            Ok(rings) => bind(hv, domid, k).map(|ports| (rings, ports)),
             Err(_) => Err(ConnectError::BadRing),
         };
-        let ((mut tx, mut rx), port) = match bound {
+        let ((mut tx, mut rx), (tx_port, rx_port)) = match bound {
             Ok(b) => b,
             Err(e) => {
                 let _ = hv.unmap_grant(tx_page);
@@ -578,28 +687,22 @@ impl<H: Hypervisor> Vif<H> {
         // Ask for notifications of new requests; aggdom polls anyway.
         let _ = tx.final_check(&tx_page);
         let _ = rx.final_check(&rx_page);
-        Ok(Connection {
+        Ok(Queue {
             tx_page,
             rx_page,
             tx,
             rx,
-            port,
-            rx_sg,
-            buf: vec![0; self.config.max_frame_len],
-            keys: RingKeys {
-                tx_ref,
-                rx_ref,
-                evtchn,
-            },
+            tx_port,
+            rx_port,
         })
     }
 
-    /// Closes the event channel and unmaps the rings, if connected.
+    /// Closes the event channels and unmaps the rings, if connected.
     pub(crate) fn disconnect(&mut self, hv: &mut H) {
         if let Some(c) = self.conn.take() {
-            let _ = hv.close(c.port);
-            let _ = hv.unmap_grant(c.tx_page);
-            let _ = hv.unmap_grant(c.rx_page);
+            for q in c.queues {
+                release_queue(hv, q);
+            }
             self.counters.disconnects += 1;
         }
     }
@@ -646,6 +749,55 @@ impl<H: Hypervisor> Vif<H> {
     }
 }
 
+/// Binds a queue's event channel, or its TX and RX channels when split.
+fn bind<H: Hypervisor>(
+    hv: &mut H,
+    domid: DomId,
+    k: &RingKeys,
+) -> Result<(EvtchnPort, EvtchnPort), ConnectError> {
+    let tx = hv
+        .bind_interdomain(domid, k.evtchn)
+        .map_err(|_| ConnectError::BindFailed)?;
+    let Some(rx_remote) = k.evtchn_rx else {
+        return Ok((tx, tx));
+    };
+    match hv.bind_interdomain(domid, rx_remote) {
+        Ok(rx) => Ok((tx, rx)),
+        Err(_) => {
+            let _ = hv.close(tx);
+            Err(ConnectError::BindFailed)
+        }
+    }
+}
+
+fn release_queue<H: Hypervisor>(hv: &mut H, q: Queue<H::Page>) {
+    if q.split() {
+        let _ = hv.close(q.rx_port);
+    }
+    let _ = hv.close(q.tx_port);
+    let _ = hv.unmap_grant(q.tx_page);
+    let _ = hv.unmap_grant(q.rx_page);
+}
+
+/// Names the first queue key missing, for the `error` node.
+fn missing_key(s: &Snapshot, n: usize) -> ConnectError {
+    if n > 1 && s.queues_read() != n {
+        return ConnectError::BadKey("queue-N");
+    }
+    for q in 0..n {
+        if s.queue_u32(q, QKey::TxRingRef).is_none() {
+            return ConnectError::BadKey("tx-ring-ref");
+        }
+        if s.queue_u32(q, QKey::RxRingRef).is_none() {
+            return ConnectError::BadKey("rx-ring-ref");
+        }
+        if s.queue_u32(q, QKey::EventChannelTx).is_some() {
+            return ConnectError::BadKey("event-channel-rx");
+        }
+    }
+    ConnectError::BadKey("event-channel")
+}
+
 /// errno values written into `error` nodes, as Linux writes them.
 const EINVAL: u32 = 22;
 const EPROTO: u32 = 71;
@@ -653,14 +805,10 @@ const EPROTO: u32 = 71;
 /// A read failed for a reason on our side or xenstored's (not the key's
 /// absence or its permissions): the snapshot has holes, so no decision.
 fn has_transient_error(s: &Snapshot) -> bool {
-    use crate::snapshot::ALL_KEYS;
-    ALL_KEYS.iter().any(|k| {
+    s.replies().any(|r| {
         matches!(
-            s.get(*k),
-            Some(Err(XenError::Io
-                | XenError::Busy
-                | XenError::Again
-                | XenError::NoMem))
+            r,
+            Err(XenError::Io | XenError::Busy | XenError::Again | XenError::NoMem)
         )
     })
 }

@@ -17,8 +17,14 @@ pub const NETTXF_MORE_DATA: u16 = 1 << 2;
 /// `NETTXF_extra_info`: `netif_extra_info` slots follow this one.
 pub const NETTXF_EXTRA_INFO: u16 = 1 << 3;
 
+/// `NETRXF_data_validated`: the checksum is known good.
+pub const NETRXF_DATA_VALIDATED: u16 = 1 << 0;
+/// `NETRXF_csum_blank`: the checksum is partial (the frontend completes it).
+pub const NETRXF_CSUM_BLANK: u16 = 1 << 1;
 /// `NETRXF_more_data`: the frame continues in the next response.
 pub const NETRXF_MORE_DATA: u16 = 1 << 2;
+/// `NETRXF_extra_info`: the next RX slot holds a `netif_extra_info`.
+pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
 
 /// `XEN_NETIF_EXTRA_FLAG_MORE`: another extra slot follows.
 pub const XEN_NETIF_EXTRA_FLAG_MORE: u8 = 1 << 0;
@@ -112,6 +118,24 @@ impl ExtraInfo {
 
     pub fn more(&self) -> bool {
         self.flags & XEN_NETIF_EXTRA_FLAG_MORE != 0
+    }
+
+    /// A GSO extra's `u.gso.size` and `u.gso.type`.
+    pub fn gso(&self) -> (u16, u8) {
+        (
+            u16::from_le_bytes([self.data[0], self.data[1]]),
+            self.data[2],
+        )
+    }
+
+    /// A GSO extra (`XEN_NETIF_EXTRA_TYPE_GSO`), flags and features 0.
+    pub fn new_gso(size: u16, gso_type: u8) -> Self {
+        let s = size.to_le_bytes();
+        Self {
+            kind: 1,
+            flags: 0,
+            data: [s[0], s[1], gso_type, 0, 0, 0],
+        }
     }
 }
 

@@ -234,6 +234,11 @@ impl Xen {
         self.xs.stats()
     }
 
+    /// The last xenstore request that failed (not with `ENOENT`).
+    pub fn xenstore_last_error(&self) -> Option<&crate::xenstore::XsFailure> {
+        self.xs.last_error()
+    }
+
     pub fn open_ports(&self) -> &[EvtchnPort] {
         &self.open_ports
     }

@@ -130,7 +130,24 @@ struct Pending {
     submitted_ns: u64,
     /// The caller will not take the reply: drop it when it comes.
     forgotten: bool,
+    /// The request's type and first path, for [`XsClient::last_error`].
+    ty: u32,
+    path: String,
 }
+
+/// The most recent `XS_ERROR` other than `ENOENT`, for the console: which
+/// request failed and how (the `errors` count alone cannot say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XsFailure {
+    pub error: XenError,
+    /// The request's `XS_*` type.
+    pub ty: u32,
+    /// Its first path, cut at [`FAILURE_PATH_MAX`] bytes.
+    pub path: String,
+}
+
+/// How much of a failed request's path [`XsFailure`] keeps.
+pub const FAILURE_PATH_MAX: usize = 80;
 
 /// One request's bytes on their way into the ring.
 struct Outgoing {
@@ -166,6 +183,7 @@ pub struct XsClient<T: XsTransport> {
     /// The last pump stopped at [`MAX_MESSAGES_PER_PUMP`].
     backlog: bool,
     stats: XsStats,
+    last_error: Option<XsFailure>,
 }
 
 impl<T: XsTransport> XsClient<T> {
@@ -184,7 +202,14 @@ impl<T: XsTransport> XsClient<T> {
             link: Link::Up,
             backlog: false,
             stats: XsStats::default(),
+            last_error: None,
         }
+    }
+
+    /// The last request xenstored failed with an error other than
+    /// `ENOENT` (counted in [`XsStats::errors`]).
+    pub fn last_error(&self) -> Option<&XsFailure> {
+        self.last_error.as_ref()
     }
 
     pub fn stats(&self) -> XsStats {
@@ -295,11 +320,19 @@ impl<T: XsTransport> XsClient<T> {
     }
 
     fn enqueue(&mut self, id: u32, bytes: Vec<u8>, now_ns: u64, forgotten: bool) {
+        let ty = bytes
+            .get(..4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let payload = bytes.get(xs_wire::HEADER_LEN..).unwrap_or(&[]);
+        let first = payload.split(|b| *b == 0).next().unwrap_or(&[]);
+        let first = &first[..first.len().min(FAILURE_PATH_MAX)];
         self.outstanding.insert(
             id,
             Pending {
                 submitted_ns: now_ns,
                 forgotten,
+                ty,
+                path: String::from_utf8_lossy(first).into_owned(),
             },
         );
         self.out.push_back(Outgoing { id, bytes });
@@ -388,6 +421,11 @@ impl<T: XsTransport> XsClient<T> {
                 self.stats.noent += 1;
             } else {
                 self.stats.errors += 1;
+                self.last_error = Some(XsFailure {
+                    error: e,
+                    ty: pending.ty,
+                    path: pending.path.clone(),
+                });
             }
             Err(e)
         } else {

@@ -23,6 +23,24 @@ pub mod ty {
     pub const ERROR: u32 = 16;
 }
 
+/// The name xs_wire.h gives a message type (`XS_READ` -> "read"), for
+/// the console; "type N" for one aggdom never sends.
+pub fn ty_name(t: u32) -> alloc::borrow::Cow<'static, str> {
+    let name = match t {
+        ty::DIRECTORY => "directory",
+        ty::READ => "read",
+        ty::WATCH => "watch",
+        ty::UNWATCH => "unwatch",
+        ty::WRITE => "write",
+        ty::MKDIR => "mkdir",
+        ty::RM => "rm",
+        ty::WATCH_EVENT => "watch_event",
+        ty::ERROR => "error",
+        other => return alloc::format!("type {other}").into(),
+    };
+    name.into()
+}
+
 /// `struct xsd_sockmsg`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {

@@ -310,6 +310,12 @@ fn read_write_directory_rm() {
         // The missing /a/b is counted apart from the failed watch: an
         // absent optional key is no error.
         assert_eq!((s.requests, s.errors, s.noent, s.in_flight), (11, 1, 1, 0));
+        // ... and the console can say which request that error was.
+        let last = r.c.last_error().expect("the failed watch is remembered");
+        assert_eq!(
+            (last.error, last.ty, last.path.as_str()),
+            (XenError::Exist, ty::WATCH, "/w")
+        );
         assert_eq!(r.c.transport().idles, 0, "something waited");
     }
 }
