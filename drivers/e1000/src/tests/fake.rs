@@ -8,6 +8,7 @@ use std::rc::Rc;
 use nic::MacAddr;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
+use crate::desc::{self, TxContext};
 use crate::regs::{self, *};
 use crate::Registers;
 
@@ -47,6 +48,14 @@ pub struct State {
     pub tx_stalled: bool,
     pub sent: Vec<Vec<u8>>,
     pub writes: Vec<(u32, u32)>,
+    /// The last TSO and checksum contexts, and the frame being gathered
+    /// from data descriptors with its POPTS and TSE (as QEMU's `e1000_tx`).
+    pub tso_ctx: TxContext,
+    pub csum_ctx: TxContext,
+    pub contexts: usize,
+    pub gathering: Vec<u8>,
+    pub popts: u8,
+    pub tse: bool,
 }
 
 /// The emulated device; clones share it, so a test keeps one handle while
@@ -78,6 +87,12 @@ impl FakeE1000 {
             tx_stalled: false,
             sent: Vec::new(),
             writes: Vec::new(),
+            tso_ctx: TxContext::default(),
+            csum_ctx: TxContext::default(),
+            contexts: 0,
+            gathering: Vec::new(),
+            popts: 0,
+            tse: false,
         })))
     }
 
@@ -175,7 +190,10 @@ impl FakeE1000 {
         true
     }
 
-    /// Sends what the driver queued, as a TDT write makes QEMU do.
+    /// Sends what the driver queued, as a TDT write makes QEMU do
+    /// (hw/net/e1000.c start_xmit, process_tx_desc, xmit_seg): legacy
+    /// descriptors, context descriptors, and data descriptors gathered up
+    /// to EOP, then segmented (TSE) and checksummed (POPTS) as QEMU does.
     pub fn transmit(&self) {
         if self.reg(TCTL) & TCTL_EN == 0 || self.0.borrow().tx_stalled {
             return;
@@ -185,20 +203,131 @@ impl FakeE1000 {
             let d = self.desc_ptr(TDBAL, TDBAH, tdh);
             // SAFETY: as in `write_rx_desc`: the driver handed descriptors
             // TDH..TDT to the device.
-            let frame = unsafe {
-                let buf = (d as *const u64).read_volatile() as *const u8;
-                let len = (d.add(8) as *const u16).read_volatile();
-                let cmd = d.add(11).read_volatile();
-                assert_eq!(cmd & 0x0b, 0x0b, "EOP, IFCS and RS on every frame");
-                d.add(12).write_volatile(0x01);
-                std::slice::from_raw_parts(buf, len.into()).to_vec()
+            let (lo, hi) = unsafe {
+                (
+                    (d as *const u64).read_volatile(),
+                    (d.add(8) as *const u64).read_volatile(),
+                )
             };
-            self.0.borrow_mut().sent.push(frame);
-            let gptc = self.reg(GPTC);
-            self.set_reg(GPTC, gptc + 1);
+            let cmd = (hi >> 24) as u8;
+            assert!(cmd & desc::TXD_CMD_RS != 0, "RS on every descriptor");
+            let extended = cmd & desc::TXD_CMD_DEXT != 0;
+            if extended && hi & desc::TXD_DTYP_DATA == 0 {
+                let ctx = TxContext::decode(lo, hi);
+                let mut s = self.0.borrow_mut();
+                s.contexts += 1;
+                if ctx.tucmd & desc::TXD_TUCMD_TSE != 0 {
+                    s.tso_ctx = ctx;
+                } else {
+                    s.csum_ctx = ctx;
+                }
+            } else {
+                let len = if extended {
+                    (hi & 0xf_ffff) as usize
+                } else {
+                    assert_eq!(cmd & 0x0b, 0x0b, "EOP, IFCS and RS on every legacy frame");
+                    (hi & 0xffff) as usize
+                };
+                // SAFETY: as above; the buffer is the driver's DMA memory.
+                let data = unsafe { std::slice::from_raw_parts(lo as *const u8, len) }.to_vec();
+                let mut s = self.0.borrow_mut();
+                if s.gathering.is_empty() {
+                    s.popts = if extended { (hi >> 40) as u8 } else { 0 };
+                }
+                s.tse = extended && cmd & desc::TXD_DCMD_TSE != 0;
+                s.gathering.extend_from_slice(&data);
+                if cmd & desc::TXD_CMD_EOP != 0 {
+                    let frame = std::mem::take(&mut s.gathering);
+                    let frames = if s.tse {
+                        segment(&frame, &s.tso_ctx, s.popts)
+                    } else {
+                        vec![checksum(frame, &s.csum_ctx, s.popts)]
+                    };
+                    drop(s);
+                    for f in frames {
+                        self.0.borrow_mut().sent.push(f);
+                        let gptc = self.reg(GPTC);
+                        self.set_reg(GPTC, gptc + 1);
+                    }
+                }
+            }
+            // SAFETY: as above; DD in the status byte.
+            unsafe { d.add(12).write_volatile(0x01) };
             self.set_reg(TDH, (tdh + 1) % self.ring_len(TDLEN));
         }
     }
+}
+
+/// QEMU's putsum: the ones' complement sum from `css` to `cse` (0: the
+/// end), stored at `cso`, 0 sent as 0xffff.
+fn putsum(data: &mut [u8], cso: usize, css: usize, cse: usize) {
+    let n = if cse != 0 && cse < data.len() {
+        cse + 1
+    } else {
+        data.len()
+    };
+    if cso + 1 < n {
+        let mut sum = nic::offload::fold(nic::offload::sum(&data[css..n], 0));
+        sum = !sum;
+        if sum == 0 {
+            sum = 0xffff;
+        }
+        data[cso..cso + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
+fn checksum(mut frame: Vec<u8>, ctx: &TxContext, popts: u8) -> Vec<u8> {
+    if popts & desc::TXD_POPTS_TXSM != 0 {
+        let (so, ss, se) = (ctx.tucso.into(), ctx.tucss.into(), ctx.tucse.into());
+        putsum(&mut frame, so, ss, se);
+    }
+    if popts & desc::TXD_POPTS_IXSM != 0 {
+        let (so, ss, se) = (ctx.ipcso.into(), ctx.ipcss.into(), ctx.ipcse.into());
+        putsum(&mut frame, so, ss, se);
+    }
+    frame
+}
+
+/// QEMU's TSO: header + MSS payload per segment, lengths, IPv4 ID and TCP
+/// sequence advanced, PSH/FIN cleared but on the last, the segment's TCP
+/// length added to the pseudo-header sum the driver left in the checksum
+/// field, then the checksums.
+fn segment(frame: &[u8], ctx: &TxContext, popts: u8) -> Vec<Vec<u8>> {
+    let hdr = usize::from(ctx.hdr_len);
+    let mss = usize::from(ctx.mss);
+    let css = usize::from(ctx.ipcss);
+    let tucss = usize::from(ctx.tucss);
+    assert_eq!(ctx.paylen as usize, frame.len() - hdr, "PAYLEN");
+    let be16 = |f: &[u8], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+    frame[hdr..]
+        .chunks(mss)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let mut seg = frame[..hdr].to_vec();
+            seg.extend_from_slice(chunk);
+            let size = seg.len();
+            if ctx.tucmd & desc::TXD_TUCMD_IP != 0 {
+                let id = be16(&seg, css + 4).wrapping_add(k as u16);
+                seg[css + 2..css + 4].copy_from_slice(&((size - css) as u16).to_be_bytes());
+                seg[css + 4..css + 6].copy_from_slice(&id.to_be_bytes());
+            } else {
+                seg[css + 4..css + 6].copy_from_slice(&((size - css) as u16).to_be_bytes());
+            }
+            let seq = u32::from_be_bytes(seg[tucss + 4..tucss + 8].try_into().unwrap());
+            let seq = seq.wrapping_add((k * mss) as u32);
+            seg[tucss + 4..tucss + 8].copy_from_slice(&seq.to_be_bytes());
+            if frame.len() - hdr - k * mss > mss {
+                seg[tucss + 13] &= !9;
+            }
+            if popts & desc::TXD_POPTS_TXSM != 0 {
+                let at = usize::from(ctx.tucso);
+                let phsum = u32::from(be16(&seg, at)) + (size - tucss) as u32;
+                let phsum = ((phsum >> 16) + (phsum & 0xffff)) as u16;
+                seg[at..at + 2].copy_from_slice(&phsum.to_be_bytes());
+            }
+            checksum(seg, ctx, popts)
+        })
+        .collect()
 }
 
 impl Registers for FakeE1000 {

@@ -3,6 +3,7 @@
 mod fake;
 
 use fake::{FakeE1000, NoMemHal, TestHal, FACTORY};
+use nic::offload::{self, TcpFrame, TxOffload};
 use nic::{MacAddr, NicControl, NicDatapath, NicError};
 
 use crate::regs::{self, *};
@@ -418,6 +419,163 @@ fn arm_interrupt_clears_the_causes_and_unmasks_frames_and_link() {
     assert_eq!(dev.reg(IMS), 0);
     assert!(nic.arm_interrupt());
     assert_eq!(dev.reg(IMS), IMS_WAKE);
+    // Armed again while still unmasked: only the causes are read.
+    dev.take_writes();
+    assert!(nic.arm_interrupt());
+    assert!(dev.take_writes().is_empty());
+    // Interrupts come no closer than 128 us apart.
+    assert_eq!(dev.reg(ITR), 500);
+}
+
+/// A TCP super-frame of `len` bytes from `FACTORY` to `PEER`.
+fn super_frame(len: usize, ipv6: bool, mss: u16) -> (Vec<u8>, TxOffload) {
+    let mut f = vec![0; len];
+    let req = offload::tcp_test_frame(&mut f, FACTORY, PEER, ipv6, mss).unwrap();
+    (f, req)
+}
+
+/// Whether a frame's IPv4 header checksum and TCP checksum verify.
+fn checksums_ok(f: &[u8]) -> bool {
+    let t = TcpFrame::parse(f).unwrap();
+    let ip = t.ipv6 || offload::fold(offload::sum(&f[t.l3..t.l4], 0)) == 0xffff;
+    let tcp = offload::sum(&f[t.l4..], t.pseudo_header_sum(f, f.len() - t.l4));
+    ip && offload::fold(tcp) == 0xffff
+}
+
+/// The payload of `frames` joined, and checks each has the headers of
+/// `original` where the device does not change them.
+fn joined_payload(frames: &[Vec<u8>], original: &[u8]) -> Vec<u8> {
+    let t = TcpFrame::parse(original).unwrap();
+    frames
+        .iter()
+        .flat_map(|f| {
+            assert_eq!(f[..t.l3], original[..t.l3]);
+            f[t.hdr_len..].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn a_tso_frame_leaves_as_mss_segments_with_valid_checksums() {
+    let (mut nic, dev) = up();
+    assert!(nic.offloads().tso4 && nic.offloads().csum && !nic.offloads().tso6);
+    let (f, req) = super_frame(30_000, false, 1460);
+    nic.queue_tx_offload(&f, &req).unwrap();
+    assert!(dev.take_sent().is_empty(), "nothing before the doorbell");
+    nic.flush_tx();
+    let sent = dev.take_sent();
+    let count = (30_000 - 54usize).div_ceil(1460);
+    assert_eq!(sent.len(), count);
+    assert_eq!(dev.0.borrow().contexts, 1);
+    for (k, s) in sent.iter().enumerate() {
+        let last = k + 1 == count;
+        assert!(checksums_ok(s), "segment {k}");
+        assert!(
+            last || s.len() == 54 + 1460,
+            "segment {k}: {} bytes",
+            s.len()
+        );
+        assert_eq!(s[34 + 13] & 0x08 != 0, last, "PSH on the last only");
+        assert_eq!(u16::from_be_bytes([s[18], s[19]]), 0x1234 + k as u16);
+    }
+    assert_eq!(joined_payload(&sent, &f), f[54..]);
+    let c = nic.counters();
+    let wire: usize = sent.iter().map(Vec::len).sum();
+    assert_eq!((c.tx_frames, c.tx_bytes), (count as u64, wire as u64));
+    assert_eq!(c.dev_tx_frames, count as u64);
+    // Plain frames still go out after it, untouched.
+    let plain = frame(PEER, 60, 7);
+    assert_eq!(nic.transmit(&[&plain]), 1);
+    assert_eq!(dev.take_sent(), vec![plain]);
+}
+
+#[test]
+fn ipv6_segmentation_and_far_checksums_are_done_in_software() {
+    let (mut nic, dev) = up();
+    let (f, req) = super_frame(5000, true, 1440);
+    nic.queue_tx_offload(&f, &req).unwrap();
+    nic.flush_tx();
+    let sent = dev.take_sent();
+    assert_eq!(sent.len(), 4);
+    assert!(sent.iter().all(|s| checksums_ok(s)));
+    assert_eq!(joined_payload(&sent, &f), f[74..]);
+    assert_eq!(dev.0.borrow().contexts, 0, "legacy descriptors only");
+}
+
+#[test]
+fn a_partial_checksum_is_completed_by_the_device() {
+    let (mut nic, dev) = up();
+    let (f, req) = super_frame(400, false, 1460);
+    let csum_only = TxOffload { gso: None, ..req };
+    nic.queue_tx_offload(&f, &csum_only).unwrap();
+    nic.flush_tx();
+    let sent = dev.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(checksums_ok(&sent[0]));
+    assert_eq!(sent[0][..50], f[..50]);
+    assert_eq!(sent[0][52..], f[52..]);
+    assert_eq!(dev.0.borrow().contexts, 1);
+    let c = nic.counters();
+    assert_eq!((c.tx_frames, c.tx_bytes), (1, 400));
+    // Too long for a plain frame, and a field outside the frame.
+    let (big, _) = super_frame(2000, false, 1460);
+    assert_eq!(
+        nic.queue_tx_offload(&big, &csum_only),
+        Err(NicError::FrameLength)
+    );
+    let outside = TxOffload {
+        csum: Some(nic::PartialCsum {
+            start: 100,
+            offset: 400,
+        }),
+        gso: None,
+    };
+    assert_eq!(nic.queue_tx_offload(&f, &outside), Err(NicError::Offload));
+    assert_eq!(nic.counters().tx_drops, 1);
+}
+
+#[test]
+fn a_tso_frame_is_taken_whole_or_not_at_all() {
+    let (mut nic, dev) = up();
+    dev.with(|s| s.tx_stalled = true);
+    let filler = frame(PEER, 60, 1);
+    let room = usize::from(TX_RING_LEN - 1);
+    // Leave 20 descriptors: a 64 KiB frame needs 1 + 32.
+    assert_eq!(nic.transmit(&vec![&filler[..]; room - 20]), room - 20);
+    let (f, req) = super_frame(65_000, false, 1460);
+    assert_eq!(nic.queue_tx_offload(&f, &req), Err(NicError::TxFull));
+    assert_eq!(nic.tx_space(), 20);
+    dev.with(|s| s.tx_stalled = false);
+    dev.transmit();
+    dev.take_sent();
+    nic.queue_tx_offload(&f, &req).unwrap();
+    nic.flush_tx();
+    let sent = dev.take_sent();
+    assert_eq!(sent.len(), (65_000 - 54usize).div_ceil(1460));
+    assert!(sent.iter().all(|s| checksums_ok(s)));
+    assert_eq!(nic.tx_space(), room);
+    // A request that does not fit its frame takes nothing.
+    let mut udp = f.clone();
+    udp[23] = 17;
+    assert_eq!(nic.queue_tx_offload(&udp, &req), Err(NicError::Offload));
+    assert_eq!(nic.tx_space(), room);
+}
+
+#[test]
+fn frames_received_in_place_can_be_rewritten_before_the_buffer_goes_back() {
+    let (mut nic, dev) = up();
+    for k in 0..3 {
+        dev.deliver(&frame(FACTORY, 100, k));
+    }
+    let mut seen = Vec::new();
+    let n = nic.receive_in_place(10, &mut |f| {
+        f[6..12].copy_from_slice(&NEW.0);
+        seen.push(f.to_vec());
+    });
+    assert_eq!(n, Some(3));
+    assert!(seen.iter().all(|f| f[6..12] == NEW.0 && f.len() == 100));
+    assert_eq!((dev.reg(RDT) + 1) % u32::from(RX_RING_LEN), dev.reg(RDH));
+    assert_eq!(nic.counters().rx_frames, 3);
 }
 
 #[test]
