@@ -13,9 +13,28 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use nic::{MacAddr, Nic, NicError, MAX_FRAME_LEN};
 
-/// Frames taken from one source in one poll: bounds the time one busy
-/// source can hold the loop.
+/// Frames taken from the own stack's queue in one poll.
 const BATCH: usize = 32;
+/// Fair service between sources (guest ports and uplinks), by deficit
+/// round robin (issue 10.3): each round a source gains [`QUANTUM`] of
+/// credit and spends a frame's length plus [`FRAME_COST`] on each frame it
+/// hands in. It is asked for as many frames as its credit could pay for
+/// at the smallest frame's price, at most [`MAX_FRAMES`]; a source that
+/// overdrew (large frames) sits out rounds until its credit is back, and
+/// an idle one keeps no more than one quantum. So a busy source gets about
+/// a quantum per round whatever its frame sizes, and a light one is served
+/// every round.
+pub(crate) const QUANTUM: i64 = 32 * (MAX_FRAME_LEN as i64 + FRAME_COST);
+/// The per-frame part of a frame's price: the work that does not grow
+/// with its length (decision, descriptor, doorbell share).
+pub(crate) const FRAME_COST: i64 = 64;
+/// Frames one source may hand in per round: bounds the time one busy
+/// source can hold the loop.
+pub(crate) const MAX_FRAMES: usize = 64;
+/// `log2(60 + FRAME_COST)` rounded up: credit >> this is how many
+/// minimum-size frames the credit pays for, near enough (a shift, not a
+/// division).
+const MIN_PRICE_SHIFT: u32 = 7;
 /// Link state is read this often (DESIGN.md: failover within ~100 ms).
 const LINK_CHECK_NS: u64 = 10_000_000;
 
@@ -51,8 +70,13 @@ pub struct DatapathCounters {
     pub learning_frames: u64,
     /// Identity moves carried out (rebalance, failover, own-stack swaps).
     pub moves: u64,
-    /// Literal mode: MAC register writes around guest frames (write + restore).
+    /// Literal mode: MAC register writes around guest frames (writes and
+    /// restores; consecutive frames of one guest on one uplink share them).
     pub literal_mac_writes: u64,
+    /// Literal mode: guest frames sent without the MAC register write,
+    /// because their uplink cannot write it (virtio-net without the
+    /// control queue's MAC command).
+    pub literal_unsupported: u64,
 }
 
 /// A guest as configured.
@@ -87,6 +111,20 @@ pub struct Datapath {
     /// cost a memset each, measurable under TCG).
     scratch: Box<[u8]>,
     counters: DatapathCounters,
+    /// Literal mode, indexed by `UplinkId`: the guest MAC the uplink's MAC
+    /// register holds now and the MAC to restore (claim steps 8-10,
+    /// amortised over a guest's consecutive frames); `None`: its own.
+    written: Vec<Option<(MacAddr, MacAddr)>>,
+    /// Literal mode, indexed by `UplinkId`: the uplink cannot write its MAC
+    /// register (found when it was added).
+    no_mac_write: Vec<bool>,
+    /// Deficit round robin credit, indexed by `GuestId` / `UplinkId`.
+    guest_credit: Vec<i64>,
+    uplink_credit: Vec<i64>,
+    /// The guest port and uplink served first in the next round: rotated
+    /// so no source is always first to the shared transmit rings.
+    first_guest: usize,
+    first_uplink: usize,
     next_tick: u64,
     next_link_check: u64,
     /// A packet capture's tap ([`Datapath::set_tap`]); `None`: one branch.
@@ -106,6 +144,12 @@ impl Datapath {
             own_stack: false,
             scratch: alloc::vec![0; MAX_FRAME_LEN].into_boxed_slice(),
             counters: DatapathCounters::default(),
+            written: Vec::new(),
+            no_mac_write: Vec::new(),
+            guest_credit: Vec::new(),
+            uplink_credit: Vec::new(),
+            first_guest: 0,
+            first_uplink: 0,
             next_tick: 0,
             next_link_check: 0,
             tap: None,
@@ -166,8 +210,27 @@ impl Datapath {
                 .map_err(SetupError::Engine)?;
         }
         debug_assert_eq!(usize::from(id.0), self.uplinks.len());
+        // Literal mode needs the MAC register: writing the one it holds
+        // finds out whether the driver can (virtio-net cannot without the
+        // control queue's MAC command).
+        let no_mac_write = self.engine.mode() == Mode::Literal
+            && nic.set_mac(nic.mac()) == Err(NicError::Unsupported);
         self.uplinks.push(Some(nic));
+        self.written.push(None);
+        self.no_mac_write.push(no_mac_write);
+        self.uplink_credit.push(QUANTUM);
         Ok(id)
+    }
+
+    /// Literal mode: the uplinks whose MAC register cannot be written; their
+    /// guest frames leave without claim steps 8-10, counted in
+    /// `literal_unsupported`.
+    pub fn literal_unsupported(&self) -> impl Iterator<Item = UplinkId> + '_ {
+        self.no_mac_write
+            .iter()
+            .enumerate()
+            .filter(|(_, &no)| no)
+            .map(|(u, _)| UplinkId(u as u8))
     }
 
     /// Adds a guest behind `port`, with its MAC and IPs: addresses and
@@ -189,6 +252,9 @@ impl Datapath {
         }
         if self.guests.len() <= at {
             self.guests.resize_with(at + 1, || None);
+        }
+        if self.guest_credit.len() <= at {
+            self.guest_credit.resize(at + 1, QUANTUM);
         }
         self.ports[at] = Some(port);
         self.guests[at] = Some(GuestInfo {
@@ -228,6 +294,7 @@ impl Datapath {
     /// Makes one uplink's MAC register and receive filter match the
     /// identities it holds (and, in literal mode, the guests' MACs).
     fn program_uplink(&mut self, u: UplinkId) {
+        self.literal_restore(usize::from(u.0));
         let Some(primary) = self.engine.uplink_mac(u) else {
             return;
         };
@@ -352,12 +419,26 @@ impl Datapath {
     /// (0: the caller may idle).
     pub fn poll(&mut self, now: u64) -> usize {
         let mut work = self.poll_own_tx(now);
-        for g in 0..self.ports.len() {
+        let n = self.ports.len();
+        let first = if self.first_guest < n {
+            self.first_guest
+        } else {
+            0
+        };
+        for g in (first..n).chain(0..first) {
             work += self.poll_guest(now, g);
         }
-        for u in 0..self.uplinks.len() {
+        self.first_guest = first + 1;
+        let n = self.uplinks.len();
+        let first = if self.first_uplink < n {
+            self.first_uplink
+        } else {
+            0
+        };
+        for u in (first..n).chain(0..first) {
             work += self.poll_uplink(now, u);
         }
+        self.first_uplink = first + 1;
         self.flush_all();
         if now >= self.next_link_check {
             self.next_link_check = now + LINK_CHECK_NS;
@@ -428,15 +509,32 @@ impl Datapath {
             return 0;
         };
         let guest = GuestId(g as u16);
+        let Some(budget) = self.guest_credit.get_mut(g).and_then(|c| round_budget(c)) else {
+            self.ports[g] = Some(port);
+            return 0;
+        };
         // A port that lends its own copy saves the copy into scratch.
-        let in_place =
-            port.receive_in_place(BATCH, &mut |frame| self.guest_decide(now, guest, frame));
+        let in_place = port.receive_in_place(budget, &mut |frame| {
+            self.spend_guest(g, frame.len());
+            self.guest_decide(now, guest, frame)
+        });
         let n = match in_place {
             Some(n) => n,
-            None => port.receive(BATCH, &mut |frame| self.guest_frame(now, guest, frame)),
+            None => port.receive(budget, &mut |frame| {
+                self.spend_guest(g, frame.len());
+                self.guest_frame(now, guest, frame)
+            }),
         };
         self.ports[g] = Some(port);
+        // The batch ended: literal mode's registers get their own MACs back.
+        self.literal_restore_all();
         n
+    }
+
+    fn spend_guest(&mut self, g: usize, len: usize) {
+        if let Some(c) = self.guest_credit.get_mut(g) {
+            *c -= len as i64 + FRAME_COST;
+        }
     }
 
     /// Claim steps 7-10 for one guest frame.
@@ -475,7 +573,16 @@ impl Datapath {
             return 0;
         };
         let uplink = UplinkId(u as u8);
-        let n = nic.receive(BATCH, &mut |frame| self.uplink_frame(now, uplink, frame));
+        let Some(budget) = self.uplink_credit.get_mut(u).and_then(|c| round_budget(c)) else {
+            self.uplinks[u] = Some(nic);
+            return 0;
+        };
+        let n = nic.receive(budget, &mut |frame| {
+            if let Some(c) = self.uplink_credit.get_mut(u) {
+                *c -= frame.len() as i64 + FRAME_COST;
+            }
+            self.uplink_frame(now, uplink, frame)
+        });
         self.uplinks[u] = Some(nic);
         n
     }
@@ -530,34 +637,102 @@ impl Datapath {
     }
 
     /// Sends on an uplink. Literal mode (claim steps 8-10): the MAC register
-    /// takes the frame's source MAC, the frame leaves, the register is
-    /// restored.
+    /// holds the frame's source MAC while it leaves, and its own MAC again
+    /// once the guest's frames in this batch have left.
     fn send_on_uplink(&mut self, uplink: UplinkId, steering: Option<Steering>, frame: &[u8]) {
-        let Some(Some(nic)) = self.uplinks.get_mut(usize::from(uplink.0)) else {
+        let u = usize::from(uplink.0);
+        match steering {
+            Some(Steering::WriteMacThenRestore { mac, restore }) => {
+                self.literal_write(u, mac, restore)
+            }
+            // The uplink's own MAC is needed (an own-stack frame).
+            _ => self.literal_restore(u),
+        }
+        let Some(Some(nic)) = self.uplinks.get_mut(u) else {
             self.counters.uplink_tx_full += 1;
             return;
         };
-        let queued = match steering {
-            Some(Steering::WriteMacThenRestore { mac, restore }) => {
-                let write = nic.set_mac(mac);
-                let queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
-                // The restore must come after the frame has left: flush now.
-                nic.flush_tx();
-                let restored = nic.set_mac(restore);
-                self.counters.literal_mac_writes += 2;
-                if write.is_err() || restored.is_err() {
-                    self.counters.program_errors += 1;
-                }
-                queued
-            }
-            _ => nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame)),
-        };
+        let mut queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+        if queued == Err(NicError::TxFull) {
+            // The ring holds this round's frames so far: hand them to the
+            // device and try once more, rather than drop a frame of
+            // whichever source comes last to a busy uplink.
+            nic.flush_tx();
+            queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+        }
         if queued.is_err() {
             self.counters.uplink_tx_full += 1;
         } else {
             self.tap(TapPort::Uplink(uplink), TapDir::Out, frame);
         }
     }
+}
+
+/// Literal mode's register work, amortised (issue 13.4): a guest's frames
+/// on one uplink share one write, and the restore waits until the
+/// uplink's own MAC is needed or the batch ends.
+impl Datapath {
+    /// Claim step 8: uplink `u`'s MAC register holds `mac` for the frame
+    /// about to be queued.
+    fn literal_write(&mut self, u: usize, mac: MacAddr, restore: MacAddr) {
+        if self.no_mac_write.get(u).copied().unwrap_or(false) {
+            self.counters.literal_unsupported += 1;
+            return;
+        }
+        match self.written.get(u) {
+            Some(Some((now, _))) if *now == mac => return,
+            Some(Some(_)) => self.literal_restore(u), // another guest's
+            _ => {}
+        }
+        let Some(Some(nic)) = self.uplinks.get_mut(u) else {
+            return;
+        };
+        match nic.set_mac(mac) {
+            Ok(()) => {
+                self.counters.literal_mac_writes += 1;
+                self.written[u] = Some((mac, restore));
+            }
+            Err(NicError::Unsupported) => {
+                self.no_mac_write[u] = true;
+                self.counters.literal_unsupported += 1;
+            }
+            Err(_) => self.counters.program_errors += 1,
+        }
+    }
+
+    /// Claim step 10: the frames sent under a written MAC leave, then uplink
+    /// `u`'s register gets its own MAC back.
+    fn literal_restore(&mut self, u: usize) {
+        let Some((_, restore)) = self.written.get_mut(u).and_then(Option::take) else {
+            return;
+        };
+        let Some(Some(nic)) = self.uplinks.get_mut(u) else {
+            return;
+        };
+        nic.flush_tx();
+        if nic.set_mac(restore).is_ok() {
+            self.counters.literal_mac_writes += 1;
+        } else {
+            self.counters.program_errors += 1;
+        }
+    }
+
+    fn literal_restore_all(&mut self) {
+        for u in 0..self.written.len() {
+            self.literal_restore(u);
+        }
+    }
+}
+
+/// A new round's credit for one source, and how many frames to ask it for;
+/// `None` while it is still paying off an overdraft.
+#[inline]
+fn round_budget(credit: &mut i64) -> Option<usize> {
+    *credit = (*credit + QUANTUM).min(QUANTUM);
+    if *credit <= 0 {
+        return None;
+    }
+    Some(((*credit >> MIN_PRICE_SHIFT) as usize + 1).min(MAX_FRAMES))
 }
 
 #[cfg(test)]

@@ -18,6 +18,12 @@ struct Wire {
     /// Receive-mode changes (promiscuous or all-multicast turned on or
     /// off): on QEMU's e1000 each stops reception for a second.
     rx_mode_changes: u64,
+    /// The NIC has no way to write its MAC register (virtio-net without
+    /// the control queue's MAC command).
+    no_mac_write: bool,
+    /// Frames the transmit ring holds between flushes, if not the fake's
+    /// default.
+    tx_ring: Option<usize>,
 }
 
 /// A `FakeNic` whose wire the test holds.
@@ -39,12 +45,17 @@ fn test_nic(mac: [u8; 6]) -> (Box<TestNic>, Rc<RefCell<Wire>>) {
 
 impl NicDatapath for TestNic {
     fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
-        for f in core::mem::take(&mut self.wire.borrow_mut().inbound) {
-            self.nic.inject(&f);
-        }
+        // What the receive queue cannot take waits on the wire.
+        let mut w = self.wire.borrow_mut();
+        let taken = w.inbound.iter().take_while(|f| self.nic.inject(f)).count();
+        w.inbound.drain(..taken);
+        drop(w);
         self.nic.receive(budget, sink)
     }
     fn queue_tx(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), NicError> {
+        if let Some(n) = self.wire.borrow().tx_ring {
+            self.nic.set_tx_capacity(n);
+        }
         self.nic.queue_tx(len, fill)
     }
     fn flush_tx(&mut self) {
@@ -67,6 +78,9 @@ impl NicControl for TestNic {
         self.nic.mac()
     }
     fn set_mac(&mut self, mac: MacAddr) -> Result<(), NicError> {
+        if self.wire.borrow().no_mac_write {
+            return Err(NicError::Unsupported);
+        }
         self.nic.set_mac(mac)
     }
     fn filter_slots(&self) -> usize {
@@ -557,7 +571,7 @@ fn a_backlog_larger_than_one_batch_drains_over_polls() {
     r.dp.engine_mut()
         .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
         .unwrap();
-    for _ in 0..40 {
+    for _ in 0..150 {
         let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60);
         r.guests[0].borrow_mut().inbound.push(f);
     }
@@ -565,14 +579,14 @@ fn a_backlog_larger_than_one_batch_drains_over_polls() {
     r.dp.poll(1);
     let first = sent(&r.uplinks[0]).len();
     assert!(
-        first > 0 && first < 40,
-        "one poll sent {first} of a 40-frame backlog"
+        first > 0 && first < 150,
+        "one poll sent {first} of a 150-frame backlog"
     );
     // ...and every frame still leaves, over the next polls.
-    for _ in 0..2 {
+    for _ in 0..4 {
         r.dp.poll(1);
     }
-    assert_eq!(first + sent(&r.uplinks[0]).len(), 40);
+    assert_eq!(first + sent(&r.uplinks[0]).len(), 150);
     assert_eq!(r.dp.counters().uplink_tx_full, 0);
 }
 
@@ -666,4 +680,168 @@ mod setup {
             assert!(!nic.promiscuous(), "guest port NIC was not touched");
         }
     }
+}
+
+/// Frames on `w` from guest IP `ip` (the source MAC may be an identity).
+fn from_ip(out: &[Vec<u8>], ip: [u8; 4]) -> usize {
+    out.iter().filter(|f| f[26..30] == ip).count()
+}
+
+#[test]
+fn a_flooding_guest_does_not_starve_a_light_one() {
+    let mut r = rig(Mode::Identity, 1);
+    for ip in GUEST_IPS {
+        r.dp.engine_mut()
+            .bind(IpAddr::V4(Ipv4Addr::from(ip)), &[IdentityId(0)])
+            .unwrap();
+    }
+    // Guest 0 floods full-size frames, far more than the uplink is given
+    // per round, and more than its transmit ring holds; guest 1 sends one
+    // small frame per round.
+    r.uplinks[0].borrow_mut().tx_ring = Some(32);
+    for _ in 0..3000 {
+        let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 1514);
+        r.guests[0].borrow_mut().inbound.push(f);
+    }
+    let rounds = 40;
+    let mut flood = 0;
+    for round in 0..rounds {
+        let f = ipv4(GW, GUEST_MACS[1], GUEST_IPS[1], [8, 8, 8, 8], 60);
+        r.guests[1].borrow_mut().inbound.push(f);
+        r.dp.poll(round);
+        let out = sent(&r.uplinks[0]);
+        // The light guest is served in the round it sent ...
+        assert_eq!(from_ip(&out, GUEST_IPS[1]), 1, "round {round}");
+        // ... and the flood moves at most a round's share at a time.
+        let n = from_ip(&out, GUEST_IPS[0]);
+        assert!(n <= super::datapath::MAX_FRAMES, "round {round}: {n}");
+        flood += n;
+    }
+    // Over the rounds the flood gets a quantum per round, as bytes.
+    let per_round = (super::datapath::QUANTUM / (1514 + super::datapath::FRAME_COST)) as usize;
+    assert!(
+        flood.abs_diff(rounds as usize * per_round) <= super::datapath::MAX_FRAMES,
+        "{flood} flood frames in {rounds} rounds, {per_round} a round expected"
+    );
+    assert_eq!(r.dp.counters().uplink_tx_full, 0);
+    let g =
+        r.dp.engine()
+            .guest_counters(aggregation::GuestId(1))
+            .unwrap();
+    assert_eq!(g.tx_frames, rounds);
+}
+
+#[test]
+fn a_flooding_uplink_does_not_starve_the_others() {
+    let mut r = rig(Mode::Identity, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
+        .unwrap();
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[1])), &[IdentityId(1)])
+        .unwrap();
+    // Uplink 0 is flooded with frames for guest 0; uplink 1 gets one frame
+    // for guest 1 per round.
+    for _ in 0..3000 {
+        let f = ipv4(UPLINK_MACS[0], GW, [8, 8, 8, 8], GUEST_IPS[0], 1514);
+        r.uplinks[0].borrow_mut().inbound.push(f);
+    }
+    for round in 0..20 {
+        let f = ipv4(UPLINK_MACS[1], GW, [8, 8, 8, 8], GUEST_IPS[1], 60);
+        r.uplinks[1].borrow_mut().inbound.push(f);
+        r.dp.poll(round);
+        assert_eq!(sent(&r.guests[1]).len(), 1, "round {round}");
+        assert!(sent(&r.guests[0]).len() <= super::datapath::MAX_FRAMES);
+    }
+}
+
+#[test]
+fn literal_mode_frames_of_one_guest_share_one_write_and_one_restore() {
+    let mut r = rig(Mode::Literal, 1);
+    for ip in GUEST_IPS {
+        r.dp.engine_mut()
+            .bind(IpAddr::V4(Ipv4Addr::from(ip)), &[IdentityId(0)])
+            .unwrap();
+    }
+    let before = r.dp.uplink(UplinkId(0)).unwrap().counters().mac_writes;
+    for g in 0..2 {
+        for _ in 0..5 {
+            let f = ipv4(GW, GUEST_MACS[g], GUEST_IPS[g], [8, 8, 8, 8], 60);
+            r.guests[g].borrow_mut().inbound.push(f);
+        }
+    }
+    r.dp.poll(1);
+    let out = sent(&r.uplinks[0]);
+    assert_eq!(out.len(), 10);
+    for (g, mac) in GUEST_MACS.iter().enumerate() {
+        assert_eq!(
+            out.iter().filter(|f| f[6..12] == *mac).count(),
+            5,
+            "guest {g}'s frames keep its MAC"
+        );
+    }
+    let nic = r.dp.uplink(UplinkId(0)).unwrap();
+    assert_eq!(nic.mac(), MacAddr(UPLINK_MACS[0]), "register restored");
+    // One write and one restore per guest's batch, not per frame.
+    assert_eq!(nic.counters().mac_writes - before, 4);
+    assert_eq!(r.dp.counters().literal_mac_writes, 4);
+}
+
+#[test]
+fn literal_mode_registers_hold_their_own_macs_between_batches() {
+    let mut r = rig(Mode::Literal, 2);
+    r.dp.engine_mut()
+        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
+        .unwrap();
+    r.dp.set_own_stack(IdentityId(0), &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))])
+        .unwrap();
+    // A guest frame, then an own-stack frame (which may swap identities,
+    // claim step 5): each leaves, and every register ends as the engine
+    // says its uplink's MAC is.
+    r.guests[0]
+        .borrow_mut()
+        .inbound
+        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.dp.poll(1);
+    let own = ipv4(GW, UPLINK_MACS[0], [10, 0, 0, 2], [8, 8, 8, 8], 60);
+    r.dp.own_tx().push(&own);
+    r.dp.poll(2);
+    // (Besides the learning frames of the swap.)
+    let ip = |w: &Rc<RefCell<Wire>>| sent(w).iter().filter(|f| f[12..14] == [8, 0]).count();
+    assert_eq!(ip(&r.uplinks[0]) + ip(&r.uplinks[1]), 2);
+    for u in 0..2 {
+        let want = r.dp.engine().uplink_mac(UplinkId(u)).unwrap();
+        assert_eq!(r.dp.uplink(UplinkId(u)).unwrap().mac(), want, "uplink {u}");
+    }
+    assert_eq!(r.dp.counters().literal_mac_writes, 2);
+    assert_eq!(r.dp.counters().program_errors, 0);
+}
+
+#[test]
+fn literal_mode_on_an_uplink_without_a_mac_command_falls_back_and_counts() {
+    let mut dp = Datapath::new(Config::with_mode(Mode::Literal), 16);
+    let (nic, wire) = test_nic(UPLINK_MACS[0]);
+    wire.borrow_mut().no_mac_write = true;
+    dp.add_uplink(nic, 1000, false).unwrap();
+    let (gnic, gwire) = test_nic([0x0e, 0, 0, 0, 9, 1]);
+    let port: Box<dyn GuestPort> = Box::new(NicPort::new(gnic as Box<dyn nic::Nic>).unwrap());
+    dp.add_guest(
+        "g",
+        port,
+        MacAddr(GUEST_MACS[0]),
+        &[IpNet::host(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])))],
+    )
+    .unwrap();
+    dp.program_all();
+    assert_eq!(dp.literal_unsupported().collect::<Vec<_>>(), [UplinkId(0)]);
+    for _ in 0..3 {
+        gwire
+            .borrow_mut()
+            .inbound
+            .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    }
+    dp.poll(1);
+    assert_eq!(sent(&wire).len(), 3, "the frames still leave");
+    assert_eq!(dp.counters().literal_unsupported, 3);
+    assert_eq!(dp.counters().literal_mac_writes, 0);
 }
