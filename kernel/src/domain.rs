@@ -200,6 +200,14 @@ impl Domain {
             "datapath: mode {mode}; uplinks:{uplinks}; guest ports:{}",
             if guests.is_empty() { " none" } else { &guests }
         );
+        if let Some(dp) = self.dp.as_ref() {
+            for u in dp.literal_unsupported() {
+                println!(
+                    "datapath: literal mode: uplink {} cannot write its MAC register (no control-queue MAC command); its guest frames leave without claim steps 8-10, counted as literal unsupported",
+                    u.0
+                );
+            }
+        }
         if let Some(own) = &self.own {
             let allow = own.metrics_allow().prefixes();
             let clients = if allow.is_empty() {

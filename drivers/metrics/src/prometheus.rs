@@ -328,7 +328,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     let none = || alloc::format!("{}", Labels(&[]));
     let e = &s.engine;
     let d = &s.datapath;
-    let scalars: [(&str, &str, Kind, u64); 17] = [
+    let scalars: [(&str, &str, Kind, u64); 18] = [
         (
             "aggdom_own_tx_frames_total",
             "Frames the domain's own stack sent.",
@@ -424,6 +424,12 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "MAC register writes around guest frames (literal mode).",
             Kind::Counter,
             d.literal_mac_writes,
+        ),
+        (
+            "aggdom_datapath_literal_unsupported_total",
+            "Guest frames sent without the MAC register write: the uplink cannot write it (literal mode).",
+            Kind::Counter,
+            d.literal_unsupported,
         ),
         (
             "aggdom_uptime_seconds",

@@ -142,13 +142,14 @@ pub fn render_tables(s: &Snapshot) -> String {
     );
     let _ = writeln!(
         o,
-        "flooded {}; solicitations directed {}; mld out {}; stranded identities {}; program errors {}; literal mac writes {}; own tx drops {}",
+        "flooded {}; solicitations directed {}; mld out {}; stranded identities {}; program errors {}; literal mac writes {}; literal unsupported {}; own tx drops {}",
         e.rx_flooded,
         e.rx_nd_directed,
         e.mld_out,
         e.stranded,
         d.program_errors,
         d.literal_mac_writes,
+        d.literal_unsupported,
         drop_list(&e.own_tx_drops, ""),
     );
     if !s.extra.is_empty() {
