@@ -3,6 +3,7 @@
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{fence, Ordering};
 
+use nic::offload::{self, Offloads, Segmenter, TxOffload, MAX_GSO_FRAME_LEN};
 use nic::{
     Counters, MacAddr, NicControl, NicDatapath, NicError, RxFilter, MAX_FRAME_LEN, MIN_FRAME_LEN,
 };
@@ -16,6 +17,7 @@ use virtio_drivers::{Hal, PAGE_SIZE};
 
 use crate::ctrl::{self, Command};
 use crate::features;
+use crate::hdr::VirtioNetHdr;
 use crate::slots::{FreeList, Outstanding};
 use crate::VirtioNetError;
 use dma_region::DmaRegion;
@@ -26,6 +28,11 @@ pub const QUEUE_LEN: usize = 128;
 const CTRL_QUEUE_LEN: usize = 16;
 /// Bytes per frame buffer: the 12-byte header and the largest frame fit.
 pub const BUF_LEN: usize = 2048;
+/// Buffers one transmit chain may take: a header and the largest
+/// super-frame the device segments.
+const MAX_CHAIN: usize = (12 + MAX_GSO_FRAME_LEN).div_ceil(BUF_LEN);
+/// No next buffer in a transmit chain.
+const END: u16 = u16::MAX;
 
 const RX_QUEUE: u16 = 0;
 const TX_QUEUE: u16 = 1;
@@ -90,10 +97,19 @@ pub struct VirtioNetNic<H: Hal, T: Transport = PciTransport> {
     ctrl_mem: ManuallyDrop<DmaRegion<H>>,
     rx_out: Outstanding<QUEUE_LEN>,
     tx_out: Outstanding<QUEUE_LEN>,
-    /// Frame length in each transmit buffer the device holds.
+    /// Bytes (header included) in each transmit buffer the device holds.
     tx_len: [u16; QUEUE_LEN],
+    /// The next buffer of the chain a transmit buffer begins or continues
+    /// (a super-frame spans several), `END` for its last.
+    tx_next: [u16; QUEUE_LEN],
+    /// What the device puts on the wire for the chain a buffer begins:
+    /// frames (a super-frame's segments) and bytes.
+    tx_wire: [(u16, u32); QUEUE_LEN],
     tx_free: FreeList<QUEUE_LEN>,
     tx_unnotified: bool,
+    /// Used-buffer notifications are on for the receive queue: only while
+    /// the caller sleeps (`arm_interrupt`), off again once frames flow.
+    rx_notify: bool,
     permanent: MacAddr,
     filter: RxFilter,
     link: bool,
@@ -167,8 +183,11 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
             rx_out: Outstanding::new(),
             tx_out: Outstanding::new(),
             tx_len: [0; QUEUE_LEN],
+            tx_next: [END; QUEUE_LEN],
+            tx_wire: [(0, 0); QUEUE_LEN],
             tx_free: FreeList::full(),
             tx_unnotified: false,
+            rx_notify: false,
             permanent,
             filter: RxFilter::new(permanent),
             link: false,
@@ -238,6 +257,7 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
     fn start(&mut self) -> Result<(), VirtioNetError> {
         // Poll mode until `arm_interrupt`: no used-buffer notifications.
         self.rx.set_dev_notify(false);
+        self.rx_notify = false;
         self.tx.set_dev_notify(false);
         if let Some(c) = self.ctrl.as_mut() {
             c.set_dev_notify(false);
@@ -298,26 +318,136 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
         token.is_ok_and(|t| self.rx_out.insert(t, buf))
     }
 
+    /// Reclaims transmit chains the device has used, counting what they
+    /// put on the wire.
     fn reclaim_tx(&mut self) {
         while let Some(token) = self.tx.peek_used() {
-            let Some(buf) = self.tx_out.take(token) else {
+            let Some(head) = self.tx_out.take(token) else {
                 self.broken = true;
                 return;
             };
-            let len = self.tx_len[usize::from(buf)];
-            let slice = self
-                .bufs
-                .slice(tx_buf(buf), self.hdr_len + usize::from(len));
-            // SAFETY: `token` carried exactly this buffer (`tx_out`), added
-            // as one device-readable descriptor of this length.
-            if unsafe { self.tx.pop_used(token, &[slice], &mut []) }.is_err() {
+            let (parts, n) = tx_chain(&self.bufs, &self.tx_len, &self.tx_next, head);
+            // SAFETY: `token` carried exactly this chain (`tx_out` and
+            // `tx_next`), added as these device-readable descriptors.
+            if unsafe { self.tx.pop_used(token, &parts[..n], &mut []) }.is_err() {
                 self.broken = true;
                 return;
             }
-            self.counters.tx_frames += 1;
-            self.counters.tx_bytes += u64::from(len);
-            self.tx_free.push(buf);
+            let (frames, bytes) = self.tx_wire[usize::from(head)];
+            self.counters.tx_frames += u64::from(frames);
+            self.counters.tx_bytes += u64::from(bytes);
+            let mut b = head;
+            while b != END {
+                let next = core::mem::replace(&mut self.tx_next[usize::from(b)], END);
+                self.tx_free.push(b);
+                b = next;
+            }
         }
+    }
+
+    /// Takes `n` transmit buffers (reclaiming first if short), or none.
+    fn take_tx_bufs(&mut self, n: usize) -> Option<[u16; MAX_CHAIN]> {
+        if self.broken || n > MAX_CHAIN {
+            return None;
+        }
+        if self.tx_free.len() < n || self.tx.available_desc() < n {
+            self.reclaim_tx();
+        }
+        if self.tx_free.len() < n || self.tx.available_desc() < n {
+            return None;
+        }
+        let mut chain = [END; MAX_CHAIN];
+        for slot in &mut chain[..n] {
+            *slot = self.tx_free.pop()?;
+        }
+        Some(chain)
+    }
+
+    /// Hands the chain of buffers beginning with `head` (lengths and links
+    /// already recorded) to the device; on refusal its buffers go back.
+    fn add_tx_chain(&mut self, head: u16, wire: (u16, u32)) -> Result<(), NicError> {
+        let (parts, n) = tx_chain(&self.bufs, &self.tx_len, &self.tx_next, head);
+        // SAFETY: the buffers lie in `bufs`, which outlives the queue, and
+        // are not written again until the device returns this token.
+        let token = match unsafe { self.tx.add(&parts[..n], &mut []) } {
+            Ok(t) => t,
+            Err(_) => {
+                let mut b = head;
+                while b != END {
+                    let next = core::mem::replace(&mut self.tx_next[usize::from(b)], END);
+                    self.tx_free.push(b);
+                    b = next;
+                }
+                return Err(NicError::TxFull);
+            }
+        };
+        if !self.tx_out.insert(token, head) {
+            self.broken = true;
+        }
+        self.tx_wire[usize::from(head)] = wire;
+        self.tx_unnotified = true;
+        Ok(())
+    }
+
+    /// Both `receive` and `receive_in_place`: frames are lent mutably from
+    /// their buffers; the buffers go back to the device after the batch,
+    /// with at most one notification (none while the device says it is
+    /// busy), and receive interrupts are turned off while frames flow.
+    fn receive_frames(&mut self, budget: usize, sink: &mut dyn FnMut(&mut [u8])) -> usize {
+        let mut delivered = 0;
+        let mut done = [0u16; QUEUE_LEN];
+        let mut n_done = 0;
+        for _ in 0..QUEUE_LEN {
+            if delivered >= budget || self.broken {
+                break;
+            }
+            let Some(token) = self.rx.peek_used() else {
+                break;
+            };
+            let Some(buf) = self.rx_out.take(token) else {
+                self.broken = true;
+                break;
+            };
+            let slice = self.bufs.slice_mut(rx_buf(buf), BUF_LEN);
+            // SAFETY: `token` carried exactly this buffer (`rx_out`), added
+            // as one device-writable descriptor of `BUF_LEN` bytes.
+            let used = unsafe { self.rx.pop_used(token, &[], &mut [slice]) };
+            let Ok(used) = used else {
+                self.broken = true;
+                break;
+            };
+            fence(Ordering::Acquire);
+            match rx_frame(used, self.hdr_len) {
+                Some(range) => {
+                    let frame = self.bufs.slice_mut(rx_buf(buf) + range.start, range.len());
+                    sink(frame);
+                    self.counters.rx_frames += 1;
+                    self.counters.rx_bytes += range.len() as u64;
+                    delivered += 1;
+                }
+                None => self.counters.rx_drops += 1,
+            }
+            done[n_done] = buf;
+            n_done += 1;
+        }
+        for &buf in &done[..n_done] {
+            if !self.give_rx(buf) {
+                self.broken = true;
+                break;
+            }
+        }
+        if n_done > 0 {
+            if self.rx_notify {
+                // Frames flow: the caller polls until it runs dry and
+                // re-arms, so QEMU need not raise an interrupt per frame.
+                self.rx.set_dev_notify(false);
+                self.rx_notify = false;
+            }
+            if self.rx.should_notify() {
+                self.transport.notify(RX_QUEUE);
+            }
+        }
+        delivered
     }
 
     /// Sends one control command and waits, bounded, for the device's ack.
@@ -388,50 +518,36 @@ pub fn rx_frame(used_len: u32, hdr_len: usize) -> Option<core::ops::Range<usize>
         .then_some(hdr_len..used)
 }
 
+/// The buffers of the transmit chain beginning with `head`, as they were
+/// given to `add`, and how many.
+fn tx_chain<'a, H: Hal>(
+    bufs: &'a DmaRegion<H>,
+    len: &[u16; QUEUE_LEN],
+    next: &[u16; QUEUE_LEN],
+    head: u16,
+) -> ([&'a [u8]; MAX_CHAIN], usize) {
+    let mut parts: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
+    let mut n = 0;
+    let mut b = head;
+    while usize::from(b) < QUEUE_LEN && n < MAX_CHAIN {
+        parts[n] = bufs.slice(tx_buf(b), usize::from(len[usize::from(b)]));
+        n += 1;
+        b = next[usize::from(b)];
+    }
+    (parts, n)
+}
+
 impl<H: Hal, T: Transport> NicDatapath for VirtioNetNic<H, T> {
     fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
-        let mut delivered = 0;
-        let mut given_back = false;
-        for _ in 0..QUEUE_LEN {
-            if delivered >= budget || self.broken {
-                break;
-            }
-            let Some(token) = self.rx.peek_used() else {
-                break;
-            };
-            let Some(buf) = self.rx_out.take(token) else {
-                self.broken = true;
-                break;
-            };
-            let slice = self.bufs.slice_mut(rx_buf(buf), BUF_LEN);
-            // SAFETY: `token` carried exactly this buffer (`rx_out`), added
-            // as one device-writable descriptor of `BUF_LEN` bytes.
-            let used = unsafe { self.rx.pop_used(token, &[], &mut [slice]) };
-            let Ok(used) = used else {
-                self.broken = true;
-                break;
-            };
-            fence(Ordering::Acquire);
-            match rx_frame(used, self.hdr_len) {
-                Some(range) => {
-                    let frame = self.bufs.slice(rx_buf(buf) + range.start, range.len());
-                    sink(frame);
-                    self.counters.rx_frames += 1;
-                    self.counters.rx_bytes += range.len() as u64;
-                    delivered += 1;
-                }
-                None => self.counters.rx_drops += 1,
-            }
-            if !self.give_rx(buf) {
-                self.broken = true;
-                break;
-            }
-            given_back = true;
-        }
-        if given_back && self.rx.should_notify() {
-            self.transport.notify(RX_QUEUE);
-        }
-        delivered
+        self.receive_frames(budget, &mut |frame| sink(frame))
+    }
+
+    fn receive_in_place(
+        &mut self,
+        budget: usize,
+        sink: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<usize> {
+        Some(self.receive_frames(budget, sink))
     }
 
     fn queue_tx(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), NicError> {
@@ -439,34 +555,76 @@ impl<H: Hal, T: Transport> NicDatapath for VirtioNetNic<H, T> {
             self.counters.tx_drops += 1;
             return Err(NicError::FrameLength);
         }
-        if self.broken {
-            return Err(NicError::TxFull);
-        }
-        if self.tx_free.len() == 0 {
-            self.reclaim_tx();
-        }
-        let buf = self.tx_free.pop().ok_or(NicError::TxFull)?;
+        let buf = self.take_tx_bufs(1).ok_or(NicError::TxFull)?[0];
         let total = self.hdr_len + len;
         let slice = self.bufs.slice_mut(tx_buf(buf), total);
         // A zeroed virtio_net_hdr: no offloads, no GSO.
         slice[..self.hdr_len].fill(0);
         fill(&mut slice[self.hdr_len..]);
-        let slice = self.bufs.slice(tx_buf(buf), total);
-        // SAFETY: the buffer lies in `bufs`, which outlives the queue, and is
-        // not written again until the device returns this token.
-        let token = match unsafe { self.tx.add(&[slice], &mut []) } {
-            Ok(t) => t,
-            Err(_) => {
-                self.tx_free.push(buf);
-                return Err(NicError::TxFull);
+        self.tx_len[usize::from(buf)] = total as u16;
+        self.add_tx_chain(buf, (1, len as u32))
+    }
+
+    /// VIRTIO_NET_F_CSUM and HOST_TSO4/6 as negotiated.
+    fn offloads(&self) -> Offloads {
+        Offloads {
+            csum: self.features & features::CSUM != 0,
+            tso4: self.features & features::HOST_TSO4 != 0,
+            tso6: self.features & features::HOST_TSO6 != 0,
+        }
+    }
+
+    fn queue_tx_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), NicError> {
+        if *req == TxOffload::NONE || !self.offloads().covers(req) {
+            return offload::queue_in_software(self, frame, req);
+        }
+        let seg = match req.gso {
+            Some(gso) => Some(Segmenter::new(frame, gso)?),
+            None => {
+                if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
+                    self.counters.tx_drops += 1;
+                    return Err(NicError::FrameLength);
+                }
+                None
             }
         };
-        if !self.tx_out.insert(token, buf) {
-            self.broken = true;
+        if req.csum.is_some_and(|c| !c.fits(frame.len())) {
+            return Err(NicError::Offload);
         }
-        self.tx_len[usize::from(buf)] = len as u16;
-        self.tx_unnotified = true;
-        Ok(())
+        let hdr = VirtioNetHdr::for_request(req, seg.as_ref().map(|s| &s.tcp)).encode();
+        let hdr = &hdr[..self.hdr_len];
+        let total = hdr.len() + frame.len();
+        let n = total.div_ceil(BUF_LEN);
+        let chain = self.take_tx_bufs(n).ok_or(NicError::TxFull)?;
+        // The header and the frame as one byte stream cut into buffers.
+        for (k, &b) in chain[..n].iter().enumerate() {
+            let (from, to) = (k * BUF_LEN, total.min((k + 1) * BUF_LEN));
+            let dst = self.bufs.slice_mut(tx_buf(b), to - from);
+            let in_hdr = hdr.len().saturating_sub(from).min(to - from);
+            if in_hdr > 0 {
+                dst[..in_hdr].copy_from_slice(&hdr[from..from + in_hdr]);
+            }
+            dst[in_hdr..].copy_from_slice(&frame[from + in_hdr - hdr.len()..to - hdr.len()]);
+            self.tx_len[usize::from(b)] = (to - from) as u16;
+            self.tx_next[usize::from(b)] = if k + 1 < n { chain[k + 1] } else { END };
+        }
+        let wire = match &seg {
+            Some(seg) => {
+                // The device (its backend, or the host kernel behind a tap)
+                // derives each segment's checksum from the pseudo-header
+                // sum over the whole TCP length (Linux CHECKSUM_PARTIAL);
+                // written here in the driver's copy, not trusted from the
+                // caller. The headers lie in the first buffer.
+                let t = seg.tcp;
+                let sum = offload::fold(t.pseudo_header_sum(frame, frame.len() - t.l4));
+                let at = hdr.len() + t.l4 + usize::from(offload::TCP_CSUM_OFFSET);
+                let first = self.bufs.slice_mut(tx_buf(chain[0]), at + 2);
+                first[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+                (seg.count() as u16, seg.wire_bytes() as u32)
+            }
+            None => (1, frame.len() as u32),
+        };
+        self.add_tx_chain(chain[0], wire)
     }
 
     fn flush_tx(&mut self) {
@@ -493,7 +651,10 @@ impl<H: Hal, T: Transport> NicDatapath for VirtioNetNic<H, T> {
         // completions are reclaimed when polled); a link change raises a
         // configuration interrupt regardless. Reading the ISR clears both
         // causes and deasserts INTx (virtio 1.2, 4.1.4.5).
-        self.rx.set_dev_notify(true);
+        if !self.rx_notify {
+            self.rx.set_dev_notify(true);
+            self.rx_notify = true;
+        }
         // The flag must be visible before the caller's next look at the
         // used ring, or a frame could slip between the two unnoticed.
         fence(Ordering::SeqCst);

@@ -8,10 +8,19 @@
 //! `VirtQueue`, `PciTransport`) that negotiates VIRTIO_NET_F_CTRL_VQ,
 //! CTRL_RX, CTRL_MAC_ADDR, STATUS and MAC, and implements
 //! [`nic::NicDatapath`] and [`nic::NicControl`]:
-//! - receive and transmit queues of 128 single-descriptor 2048-byte buffers
-//!   in DMA memory from the kernel's `virtio_drivers::Hal`; every buffer
-//!   starts with the 12-byte `virtio_net_hdr` (VERSION_1), which the driver
-//!   strips on receive and zeroes on transmit;
+//! - receive and transmit queues of 128 2048-byte buffers in DMA memory
+//!   from the kernel's `virtio_drivers::Hal`; every frame starts with the
+//!   12-byte `virtio_net_hdr` (VERSION_1), which the driver strips on
+//!   receive and writes on transmit: zero for a plain frame, or the
+//!   checksum and segmentation request of `queue_tx_offload` when the
+//!   device offers VIRTIO_NET_F_CSUM and HOST_TSO4/6 (a super-frame then
+//!   takes a chain of up to 33 buffers); without them the request is done
+//!   in software (QEMU offers them only with a tap backend);
+//! - per batch, not per frame: one kick per `flush_tx` and per `receive`,
+//!   and none while the device's VIRTQ_USED_F_NO_NOTIFY says it is busy;
+//!   receive buffers go back after the batch; receive interrupts are on
+//!   only between `arm_interrupt` and the next frame (VIRTIO_F_EVENT_IDX is
+//!   declined: see `features`);
 //! - the MAC register as VIRTIO_NET_CTRL_MAC_ADDR_SET;
 //! - up to 64 extra unicast addresses as VIRTIO_NET_CTRL_MAC_TABLE_SET;
 //! - promiscuous and all-multicast as VIRTIO_NET_CTRL_RX_PROMISC/ALLMULTI
@@ -46,6 +55,7 @@ mod ctrl;
 mod driver;
 mod error;
 mod features;
+mod hdr;
 mod slots;
 
 #[cfg(test)]

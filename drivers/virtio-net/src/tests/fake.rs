@@ -12,6 +12,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::ctrl;
 use crate::features;
+use crate::hdr::VirtioNetHdr;
 
 /// DMA from the host heap, page aligned, physical == virtual.
 pub use dma_region::HeapHal as TestHal;
@@ -144,6 +145,8 @@ pub struct Device {
     /// The transmitter holds frames until `kick`.
     pub tx_stalled: bool,
     pub sent: Vec<Vec<u8>>,
+    /// The `virtio_net_hdr` of each frame in `sent`.
+    pub sent_hdrs: Vec<VirtioNetHdr>,
     /// Frames that found no receive buffer.
     pub missed: usize,
     pub notifies: [usize; 3],
@@ -195,6 +198,7 @@ impl FakeVirtioNet {
             ctrl_ack: Some(ctrl::ACK_OK),
             tx_stalled: false,
             sent: Vec::new(),
+            sent_hdrs: Vec::new(),
             missed: 0,
             notifies: [0; 3],
             isr_reads: 0,
@@ -316,16 +320,28 @@ impl FakeVirtioNet {
         true
     }
 
-    /// Sends every frame the driver has made available.
+    /// Sends every frame the driver has made available: the chain's
+    /// buffers joined, the header split off (and kept), as QEMU's
+    /// virtio_net_flush_tx hands header and frame to its backend.
     pub fn kick(&self) {
         while let Some((head, chain)) = self.pop_avail(1) {
-            assert_eq!(chain.len(), 1, "header and frame in one buffer");
-            let (addr, len, writable) = chain[0];
-            assert!(!writable);
-            // SAFETY: as in `deliver_raw`.
-            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) };
-            assert!(bytes[..12].iter().all(|&b| b == 0), "zeroed virtio_net_hdr");
-            self.0.borrow_mut().sent.push(bytes[12..].to_vec());
+            let mut bytes = Vec::new();
+            for &(addr, len, writable) in &chain {
+                assert!(!writable);
+                // SAFETY: as in `deliver_raw`.
+                let part = unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) };
+                bytes.extend_from_slice(part);
+            }
+            let hdr = VirtioNetHdr::decode(bytes[..12].try_into().unwrap());
+            let offloads = features::CSUM | features::HOST_TSO4 | features::HOST_TSO6;
+            if self.0.borrow().accepted & offloads == 0 {
+                assert_eq!(hdr, VirtioNetHdr::PLAIN, "zeroed virtio_net_hdr");
+                assert_eq!(chain.len(), 1, "header and frame in one buffer");
+            }
+            let mut d = self.0.borrow_mut();
+            d.sent.push(bytes[12..].to_vec());
+            d.sent_hdrs.push(hdr);
+            drop(d);
             self.push_used(1, head, 0);
         }
     }

@@ -3,10 +3,12 @@
 mod fake;
 
 use fake::{FakeVirtioNet, TestHal, WatchedHal, FACTORY, OFFERED};
-use nic::{MacAddr, NicControl, NicDatapath, NicError};
+use nic::offload::{self, TcpFrame, TxOffload};
+use nic::{MacAddr, NicControl, NicDatapath, NicError, Offloads};
 
 use crate::ctrl;
 use crate::features;
+use crate::hdr::{self, VirtioNetHdr};
 use crate::{VirtioNetError, VirtioNetNic, QUEUE_LEN};
 
 type Driver = VirtioNetNic<TestHal, FakeVirtioNet>;
@@ -44,7 +46,8 @@ fn bring_up_error(configure: impl FnOnce(&mut fake::Device)) -> Option<VirtioNet
 fn brings_up_with_promiscuous_off_and_an_empty_table() {
     let (mut nic, dev) = up();
     let d = dev.0.borrow();
-    assert_eq!(d.accepted, features::WANTED);
+    assert_eq!(d.accepted, features::negotiate(OFFERED).unwrap());
+    assert_eq!(d.accepted & (features::CSUM | features::HOST_TSO4), 0);
     assert!(!d.promisc && !d.allmulti && d.table.is_empty());
     assert_eq!(d.mac, FACTORY);
     #[rustfmt::skip]
@@ -340,10 +343,150 @@ fn arm_interrupt_asks_for_receive_notifications_only_and_reads_the_isr() {
     // Frames still flow, and a reset goes back to poll mode until re-armed.
     assert!(dev.deliver(&frame(FACTORY, 60, 1)));
     assert_eq!(received(&mut nic).len(), 1);
+    // While frames flow the caller polls: no interrupt per frame.
+    assert!(!dev.wants_interrupts(0));
+    assert!(received(&mut nic).is_empty());
+    assert!(nic.arm_interrupt());
+    assert!(dev.wants_interrupts(0));
     nic.reset().unwrap();
     assert!(!dev.wants_interrupts(0));
     assert!(nic.arm_interrupt());
     assert!(dev.wants_interrupts(0));
+}
+
+/// A device offering checksum and segmentation offloads (QEMU with a tap).
+fn up_with_offloads() -> (Driver, FakeVirtioNet) {
+    let dev = FakeVirtioNet::new();
+    dev.with(|d| d.offered |= features::CSUM | features::HOST_TSO4 | features::HOST_TSO6);
+    let nic = Driver::new(dev.clone()).expect("bring-up");
+    (nic, dev)
+}
+
+fn super_frame(len: usize, ipv6: bool, mss: u16) -> (Vec<u8>, TxOffload) {
+    let mut f = vec![0; len];
+    let req = offload::tcp_test_frame(&mut f, FACTORY, PEER, ipv6, mss).unwrap();
+    (f, req)
+}
+
+fn checksums_ok(f: &[u8]) -> bool {
+    let t = TcpFrame::parse(f).unwrap();
+    let ip = t.ipv6 || offload::fold(offload::sum(&f[t.l3..t.l4], 0)) == 0xffff;
+    let tcp = offload::sum(&f[t.l4..], t.pseudo_header_sum(f, f.len() - t.l4));
+    ip && offload::fold(tcp) == 0xffff
+}
+
+#[test]
+fn a_super_frame_goes_to_the_device_whole_with_its_gso_header() {
+    let (mut nic, dev) = up_with_offloads();
+    let all = Offloads {
+        csum: true,
+        tso4: true,
+        tso6: true,
+    };
+    assert_eq!(nic.offloads(), all);
+    for (len, ipv6, mss) in [(60_000usize, false, 1460u16), (9000, true, 1440)] {
+        let (mut f, req) = super_frame(len, ipv6, mss);
+        let t = TcpFrame::parse(&f).unwrap();
+        // Whatever the caller left in the checksum field is replaced by the
+        // pseudo-header sum over the whole TCP length.
+        let want = offload::fold(t.pseudo_header_sum(&f, len - t.l4));
+        f[t.l4 + 16..t.l4 + 18].copy_from_slice(&[0xde, 0xad]);
+        nic.queue_tx_offload(&f, &req).unwrap();
+        nic.flush_tx();
+        let d = dev.0.borrow();
+        let (sent, h) = (d.sent.last().unwrap().clone(), *d.sent_hdrs.last().unwrap());
+        drop(d);
+        assert_eq!(sent.len(), len);
+        assert_eq!(sent[t.l4 + 16..t.l4 + 18], want.to_be_bytes());
+        assert_eq!(sent[..t.l4 + 16], f[..t.l4 + 16]);
+        assert_eq!(sent[t.l4 + 18..], f[t.l4 + 18..]);
+        let gso_type = if ipv6 { hdr::GSO_TCPV6 } else { hdr::GSO_TCPV4 };
+        let want_hdr = VirtioNetHdr {
+            flags: hdr::F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: t.hdr_len as u16,
+            gso_size: mss,
+            csum_start: t.l4 as u16,
+            csum_offset: 16,
+        };
+        assert_eq!(h, want_hdr);
+    }
+    let c = nic.counters();
+    let segs = (60_000 - 54usize).div_ceil(1460) + (9000 - 74usize).div_ceil(1440);
+    assert_eq!(c.tx_frames, segs as u64);
+    assert_eq!(nic.tx_space(), QUEUE_LEN, "every chain's buffers are back");
+}
+
+#[test]
+fn a_partial_checksum_is_left_to_the_device() {
+    let (mut nic, dev) = up_with_offloads();
+    let (f, req) = super_frame(300, false, 1460);
+    let csum_only = TxOffload { gso: None, ..req };
+    nic.queue_tx_offload(&f, &csum_only).unwrap();
+    nic.flush_tx();
+    assert_eq!(dev.take_sent(), vec![f]);
+    let h = dev.0.borrow().sent_hdrs[0];
+    assert_eq!(
+        (h.flags, h.gso_type, h.csum_start, h.csum_offset),
+        (1, 0, 34, 16)
+    );
+}
+
+#[test]
+fn without_offloads_super_frames_are_segmented_in_software() {
+    let (mut nic, dev) = up();
+    assert_eq!(nic.offloads(), Offloads::NONE);
+    let (f, req) = super_frame(10_000, false, 1460);
+    nic.queue_tx_offload(&f, &req).unwrap();
+    nic.flush_tx();
+    let sent = dev.take_sent();
+    assert_eq!(sent.len(), (10_000 - 54usize).div_ceil(1460));
+    assert!(sent.iter().all(|s| checksums_ok(s) && s.len() <= 54 + 1460));
+    let joined: Vec<u8> = sent.iter().flat_map(|s| s[54..].to_vec()).collect();
+    assert_eq!(joined, f[54..]);
+}
+
+#[test]
+fn a_super_frame_is_taken_whole_or_not_at_all() {
+    let (mut nic, dev) = up_with_offloads();
+    dev.with(|d| d.tx_stalled = true);
+    let small = frame(PEER, 60, 1);
+    assert_eq!(
+        nic.transmit(&vec![&small[..]; QUEUE_LEN - 20]),
+        QUEUE_LEN - 20
+    );
+    // 64 KiB needs 33 buffers; 20 are free.
+    let (f, req) = super_frame(65_000, false, 1460);
+    assert_eq!(nic.queue_tx_offload(&f, &req), Err(NicError::TxFull));
+    assert_eq!(nic.tx_space(), 20);
+    dev.with(|d| d.tx_stalled = false);
+    dev.kick();
+    dev.take_sent();
+    nic.queue_tx_offload(&f, &req).unwrap();
+    nic.flush_tx();
+    assert_eq!(dev.take_sent(), vec![f.clone()]);
+    assert_eq!(nic.tx_space(), QUEUE_LEN);
+    let mut udp = f;
+    udp[23] = 17;
+    assert_eq!(nic.queue_tx_offload(&udp, &req), Err(NicError::Offload));
+    assert_eq!(nic.tx_space(), QUEUE_LEN);
+}
+
+#[test]
+fn frames_received_in_place_can_be_rewritten() {
+    let (mut nic, dev) = up();
+    for k in 0..5 {
+        assert!(dev.deliver(&frame(FACTORY, 80, k)));
+    }
+    let mut seen = Vec::new();
+    let n = nic.receive_in_place(3, &mut |f| {
+        f[6..12].copy_from_slice(&NEW.0);
+        seen.push(f.to_vec());
+    });
+    assert_eq!(n, Some(3));
+    assert!(seen.iter().all(|f| f[6..12] == NEW.0 && f.len() == 80));
+    assert_eq!(received(&mut nic).len(), 2);
+    assert_eq!(nic.counters().rx_frames, 5);
 }
 
 #[test]
