@@ -87,6 +87,8 @@ pub mod testkit;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_offload;
 
 pub use backend::{Netback, EVENTS_PER_POLL};
 pub use config::{Config, FATAL_TX_SLOTS, MAX_QUEUES};

@@ -17,8 +17,8 @@ use hypervisor::{
 
 use crate::ring::RING_HEADER;
 use crate::wire::{
-    RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_MORE_DATA, NETTXF_MORE_DATA, RX_SLOT,
-    TX_SLOT,
+    ExtraInfo, RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA,
+    NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, RX_SLOT, TX_SLOT, XEN_NETIF_EXTRA_FLAG_MORE,
 };
 
 const REQ_PROD: usize = 0;
@@ -128,6 +128,25 @@ impl FrontRing {
     }
 }
 
+/// One queue of a netfront: rings and event channel(s).
+struct FrontQueue {
+    tx: FrontRing,
+    rx: FrontRing,
+    tx_port: EvtchnPort,
+    rx_port: EvtchnPort,
+}
+
+/// A frame the backend delivered, as netfront sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RxFrame {
+    /// The bytes, or the status of an error response.
+    pub data: Result<Vec<u8>, i16>,
+    /// The first response's flags (`NETRXF_*`).
+    pub flags: u16,
+    /// The extra-info slots that followed the first response.
+    pub extras: Vec<ExtraInfo>,
+}
+
 /// A guest's netfront for one vif. See the module documentation.
 pub struct FakeFrontend {
     pub domid: DomId,
@@ -137,9 +156,23 @@ pub struct FakeFrontend {
     pub path: String,
     /// `/local/domain/<backend>/backend/vif/<domid>/<handle>`.
     pub backend_path: String,
-    tx: Option<FrontRing>,
-    rx: Option<FrontRing>,
+    /// Every queue's rings and ports; the raw and frame methods act on
+    /// queue `queue`.
+    queues: Vec<FrontQueue>,
+    queue: usize,
+    /// Queue 0's (TX) event channel.
     pub port: Option<EvtchnPort>,
+    /// Queues `setup` creates: 1 writes the keys in the frontend
+    /// directory, more write `multi-queue-num-queues` and `queue-<n>/`.
+    pub num_queues: usize,
+    /// `setup` writes `event-channel-tx` and `-rx` instead of
+    /// `event-channel`.
+    pub split: bool,
+    /// `setup` writes `feature-gso-tcpv4`/`-tcpv6` (takes GSO on RX).
+    pub gso: bool,
+    /// `setup` writes `feature-no-csum-offload` (wants complete
+    /// checksums on RX).
+    pub no_csum: bool,
     next_id: u16,
     /// Posted receive buffers by request id.
     rx_bufs: BTreeMap<u16, (GrantRef, Arc<FakePage>)>,
@@ -164,9 +197,13 @@ impl FakeFrontend {
             backend,
             path,
             backend_path,
-            tx: None,
-            rx: None,
+            queues: Vec::new(),
+            queue: 0,
             port: None,
+            num_queues: 1,
+            split: false,
+            gso: false,
+            no_csum: false,
             next_id: 0,
             rx_bufs: BTreeMap::new(),
             tx_fill: 0,
@@ -195,25 +232,98 @@ impl FakeFrontend {
             .map_or(XenbusState::Unknown, XenbusState::from_raw)
     }
 
-    /// Fresh rings and event channel, and their keys, as netfront's
-    /// `talk_to_netback` writes them (the state is left alone).
+    /// Fresh rings and event channel(s), and their keys, as netfront's
+    /// `talk_to_netback` writes them (the state is left alone): as many
+    /// queues as `num_queues`, split channels if `split`.
     pub fn setup(&mut self, hv: &mut FakeHypervisor) {
-        if let Some(p) = self.port.take() {
-            let _ = hv.close_as(self.domid, p);
+        for q in self.queues.drain(..) {
+            let _ = hv.close_as(self.domid, q.tx_port);
+            if q.rx_port != q.tx_port {
+                let _ = hv.close_as(self.domid, q.rx_port);
+            }
         }
-        let tx = FrontRing::new(hv, self.domid, self.backend);
-        let rx = FrontRing::new(hv, self.domid, self.backend);
-        let port = hv.alloc_unbound_as(self.domid, self.backend).expect("port");
-        self.write(hv, "tx-ring-ref", &format!("{}", tx.gref));
-        self.write(hv, "rx-ring-ref", &format!("{}", rx.gref));
-        self.write(hv, "event-channel", &format!("{port}"));
+        let n = self.num_queues.max(1);
+        for i in 0..n {
+            let tx = FrontRing::new(hv, self.domid, self.backend);
+            let rx = FrontRing::new(hv, self.domid, self.backend);
+            let tx_port = hv.alloc_unbound_as(self.domid, self.backend).expect("port");
+            let rx_port = if self.split {
+                hv.alloc_unbound_as(self.domid, self.backend).expect("port")
+            } else {
+                tx_port
+            };
+            let dir = if n == 1 {
+                String::new()
+            } else {
+                format!("queue-{i}/")
+            };
+            self.write(hv, &format!("{dir}tx-ring-ref"), &format!("{}", tx.gref));
+            self.write(hv, &format!("{dir}rx-ring-ref"), &format!("{}", rx.gref));
+            if self.split {
+                self.write(hv, &format!("{dir}event-channel-tx"), &format!("{tx_port}"));
+                self.write(hv, &format!("{dir}event-channel-rx"), &format!("{rx_port}"));
+            } else {
+                self.write(hv, &format!("{dir}event-channel"), &format!("{tx_port}"));
+            }
+            self.queues.push(FrontQueue {
+                tx,
+                rx,
+                tx_port,
+                rx_port,
+            });
+        }
+        if n > 1 {
+            self.write(hv, "multi-queue-num-queues", &format!("{n}"));
+        }
         self.write(hv, "request-rx-copy", "1");
         self.write(hv, "feature-rx-notify", "1");
         self.write(hv, "feature-sg", "1");
-        self.tx = Some(tx);
-        self.rx = Some(rx);
-        self.port = Some(port);
+        if self.gso {
+            self.write(hv, "feature-gso-tcpv4", "1");
+            self.write(hv, "feature-gso-tcpv6", "1");
+        }
+        if self.no_csum {
+            self.write(hv, "feature-no-csum-offload", "1");
+        }
+        self.write(hv, "feature-ipv6-csum-offload", "1");
+        self.queue = 0;
+        self.port = self.queues.first().map(|q| q.tx_port);
         self.rx_bufs.clear();
+    }
+
+    /// Makes the frame and raw methods act on queue `q` (after `setup`).
+    pub fn use_queue(&mut self, q: usize) {
+        self.queue = q;
+    }
+
+    /// The queues `setup` made.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Whether the backend notified queue `q`'s TX (`rx` false) or RX
+    /// event channel since the last call.
+    pub fn take_queue_notification(&self, hv: &mut FakeHypervisor, q: usize, rx: bool) -> bool {
+        self.queues.get(q).is_some_and(|fq| {
+            let p = if rx { fq.rx_port } else { fq.tx_port };
+            hv.take_pending_as(self.domid, p)
+        })
+    }
+
+    fn tx(&self) -> Option<&FrontRing> {
+        self.queues.get(self.queue).map(|q| &q.tx)
+    }
+
+    fn tx_mut(&mut self) -> Option<&mut FrontRing> {
+        self.queues.get_mut(self.queue).map(|q| &mut q.tx)
+    }
+
+    fn rx(&self) -> Option<&FrontRing> {
+        self.queues.get(self.queue).map(|q| &q.rx)
+    }
+
+    fn rx_mut(&mut self) -> Option<&mut FrontRing> {
+        self.queues.get_mut(self.queue).map(|q| &mut q.rx)
     }
 
     /// `setup` then Connected, as Linux netfront does on the backend's InitWait.
@@ -222,9 +332,9 @@ impl FakeFrontend {
         self.set_state(hv, XenbusState::Connected);
     }
 
-    /// Grant refs of the TX and RX ring pages.
+    /// Grant refs of the current queue's TX and RX ring pages.
     pub fn ring_refs(&self) -> Option<(GrantRef, GrantRef)> {
-        Some((self.tx.as_ref()?.gref, self.rx.as_ref()?.gref))
+        Some((self.tx()?.gref, self.rx()?.gref))
     }
 
     /// Whether the backend notified us since the last call.
@@ -246,6 +356,41 @@ impl FakeFrontend {
         slot_len: usize,
         offset: u16,
     ) -> Vec<u16> {
+        self.send_with_extras(hv, frame, slot_len, offset, &[])
+    }
+
+    /// A GSO frame as Linux netfront sends one: `NETTXF_csum_blank` and a
+    /// GSO extra of `size` and `gso_type`, in page-sized slots.
+    pub fn send_gso(
+        &mut self,
+        hv: &mut FakeHypervisor,
+        frame: &[u8],
+        size: u16,
+        gso_type: u8,
+    ) -> Vec<u16> {
+        let flags = self.tx_flags;
+        self.tx_flags |= crate::wire::NETTXF_CSUM_BLANK;
+        let ids = self.send_with_extras(
+            hv,
+            frame,
+            PAGE_SIZE,
+            0,
+            &[ExtraInfo::new_gso(size, gso_type)],
+        );
+        self.tx_flags = flags;
+        ids
+    }
+
+    /// `send` with extra-info slots after the first (their `more` flags
+    /// as given: a test may chain or break them).
+    pub fn send_with_extras(
+        &mut self,
+        hv: &mut FakeHypervisor,
+        frame: &[u8],
+        slot_len: usize,
+        offset: u16,
+        extras: &[ExtraInfo],
+    ) -> Vec<u16> {
         let slot_len = slot_len.clamp(1, PAGE_SIZE - usize::from(offset).min(PAGE_SIZE - 1));
         let chunks: Vec<&[u8]> = if frame.is_empty() {
             vec![&[][..]]
@@ -265,7 +410,10 @@ impl FakeFrontend {
             } else {
                 0
             };
-            let flags = more | if i == 0 { self.tx_flags } else { 0 };
+            let mut flags = more | if i == 0 { self.tx_flags } else { 0 };
+            if i == 0 && !extras.is_empty() {
+                flags |= NETTXF_EXTRA_INFO;
+            }
             let size = if i == 0 {
                 frame.len() as u16
             } else {
@@ -283,47 +431,69 @@ impl FakeFrontend {
                 }
                 .encode(),
             );
+            if i == 0 {
+                for e in extras {
+                    self.push_tx_slot(&e.encode());
+                }
+            }
         }
         self.publish_tx();
         ids
     }
 
+    /// A chain of extras: all but the last flagged `XEN_NETIF_EXTRA_FLAG_MORE`.
+    pub fn chain(extras: &[ExtraInfo]) -> Vec<ExtraInfo> {
+        let n = extras.len();
+        extras
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ExtraInfo {
+                flags: if i + 1 < n {
+                    e.flags | XEN_NETIF_EXTRA_FLAG_MORE
+                } else {
+                    e.flags & !XEN_NETIF_EXTRA_FLAG_MORE
+                },
+                ..*e
+            })
+            .collect()
+    }
+
     /// Writes a raw TX slot at the private producer (not yet published).
     pub fn push_tx_slot(&mut self, slot: &[u8; TX_SLOT]) {
-        if let Some(tx) = self.tx.as_mut() {
+        if let Some(tx) = self.tx_mut() {
             tx.put(TX_SLOT, slot);
         }
     }
 
     /// Publishes the TX slots written so far.
     pub fn publish_tx(&self) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = self.tx() {
             tx.publish();
         }
     }
 
     /// Writes any value into the TX ring's `req_prod`.
     pub fn set_tx_req_prod(&self, v: u32) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = self.tx() {
             tx.page.store_u32(REQ_PROD, v);
         }
     }
 
     /// Writes any value into the RX ring's `req_prod`.
     pub fn set_rx_req_prod(&self, v: u32) {
-        if let Some(rx) = &self.rx {
+        if let Some(rx) = self.rx() {
             rx.page.store_u32(REQ_PROD, v);
         }
     }
 
     /// The TX ring's published `req_prod` as this frontend tracks it.
     pub fn tx_req_prod(&self) -> u32 {
-        self.tx.as_ref().map_or(0, |t| t.req_prod_pvt)
+        self.tx().map_or(0, |t| t.req_prod_pvt)
     }
 
     /// TX responses published since the last call.
     pub fn tx_responses(&mut self) -> Vec<TxResponse> {
-        let Some(tx) = self.tx.as_mut() else {
+        let Some(tx) = self.tx_mut() else {
             return Vec::new();
         };
         tx.take_responses(TX_SLOT)
@@ -352,13 +522,13 @@ impl FakeFrontend {
 
     /// Writes a raw RX slot at the private producer (not yet published).
     pub fn push_rx_slot(&mut self, slot: &[u8; RX_SLOT]) {
-        if let Some(rx) = self.rx.as_mut() {
+        if let Some(rx) = self.rx_mut() {
             rx.put(RX_SLOT, slot);
         }
     }
 
     pub fn publish_rx(&self) {
-        if let Some(rx) = &self.rx {
+        if let Some(rx) = self.rx() {
             rx.publish();
         }
     }
@@ -371,24 +541,59 @@ impl FakeFrontend {
     /// Frames the backend delivered since the last call, reassembled from
     /// their slots: `Ok(bytes)` or `Err(status)` for an error response.
     pub fn rx_frames(&mut self) -> Vec<Result<Vec<u8>, i16>> {
-        let Some(rx) = self.rx.as_mut() else {
+        self.rx_frames_meta().into_iter().map(|f| f.data).collect()
+    }
+
+    /// `rx_frames` with each frame's flags and extra-info slots.
+    pub fn rx_frames_meta(&mut self) -> Vec<RxFrame> {
+        let queue = self.queue;
+        let Some(rx) = self.queues.get_mut(queue).map(|q| &mut q.rx) else {
             return Vec::new();
         };
         let mut frames = Vec::new();
-        let mut cur: Option<Result<Vec<u8>, i16>> = None;
+        let mut cur: Option<RxFrame> = None;
+        // After a first response with NETRXF_extra_info: extras follow.
+        let mut extra_next = false;
+        // The frame ended in its first slot, extras still to come.
+        let mut done_after_extras = false;
         for b in rx.take_responses(RX_SLOT) {
+            if extra_next {
+                let mut slot = [0u8; TX_SLOT];
+                slot[..RX_SLOT].copy_from_slice(&b[..RX_SLOT]);
+                let e = ExtraInfo::parse(&slot);
+                extra_next = e.more();
+                if let Some(f) = cur.as_mut() {
+                    f.extras.push(e);
+                }
+                if !extra_next && done_after_extras {
+                    done_after_extras = false;
+                    frames.extend(cur.take());
+                }
+                continue;
+            }
             let r = RxResponse::parse(&[b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            let acc = cur.get_or_insert(Ok(Vec::new()));
+            let first = cur.is_none();
+            let acc = cur.get_or_insert(RxFrame {
+                data: Ok(Vec::new()),
+                flags: r.flags,
+                extras: Vec::new(),
+            });
+            if first && r.flags & NETRXF_EXTRA_INFO != 0 {
+                extra_next = true;
+                done_after_extras = r.flags & NETRXF_MORE_DATA == 0;
+            }
             if r.status < 0 {
-                *acc = Err(r.status);
-            } else if let (Ok(bytes), Some((_, page))) = (acc.as_mut(), self.rx_bufs.get(&r.id)) {
+                acc.data = Err(r.status);
+            } else if let (Ok(bytes), Some((_, page))) =
+                (acc.data.as_mut(), self.rx_bufs.get(&r.id))
+            {
                 let start = usize::from(r.offset).min(PAGE_SIZE);
                 let len = (r.status as usize).min(PAGE_SIZE - start);
                 let mut chunk = vec![0u8; len];
                 page.read(start, &mut chunk);
                 bytes.extend_from_slice(&chunk);
             }
-            if r.flags & NETRXF_MORE_DATA == 0 {
+            if r.flags & NETRXF_MORE_DATA == 0 && !extra_next {
                 frames.extend(cur.take());
             }
         }
