@@ -67,6 +67,43 @@ pub fn create_vif(
     FakeFrontend::new(fe, handle, backend, fe_path, be_path)
 }
 
+/// A TCP frame from 10.0.0.1:40000 to 10.0.0.2:5201 (IPv4, or fd00::1 to
+/// fd00::2) with `payload` bytes of `fill` after a 20-byte TCP header,
+/// lengths set, checksums not: a GSO super-frame as netfront sends one.
+pub fn tcp_frame(v6: bool, payload: usize, fill: u8) -> Vec<u8> {
+    let l3 = if v6 { 40 } else { 20 };
+    let mut f = vec![fill; 14 + l3 + 20 + payload];
+    f[..14].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00]);
+    f[14..14 + l3 + 20].fill(0);
+    if v6 {
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        let plen = (20 + payload).min(0xffff) as u16;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f[20] = 6;
+        f[21] = 64;
+        f[22] = 0xfd;
+        f[37] = 1;
+        f[38] = 0xfd;
+        f[53] = 2;
+    } else {
+        f[14] = 0x45;
+        let total = (40 + payload).min(0xffff) as u16;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    }
+    let t = 14 + l3;
+    f[t..t + 2].copy_from_slice(&40000u16.to_be_bytes());
+    f[t + 2..t + 4].copy_from_slice(&5201u16.to_be_bytes());
+    f[t + 4..t + 8].copy_from_slice(&1u32.to_be_bytes());
+    f[t + 12] = 0x50;
+    f[t + 13] = 0x18; // PSH ACK
+    f
+}
+
 /// The toolstack removes a vif (after both ends reached Closed).
 pub fn remove_vif(hv: &mut FakeHypervisor, f: &FakeFrontend) {
     let _ = hv.xs_rm_as(0, &f.backend_path);
@@ -274,6 +311,8 @@ impl FakeFrontend {
         }
         if n > 1 {
             self.write(hv, "multi-queue-num-queues", &format!("{n}"));
+        } else {
+            let _ = hv.xs_rm_as(self.domid, &format!("{}/multi-queue-num-queues", self.path));
         }
         self.write(hv, "request-rx-copy", "1");
         self.write(hv, "feature-rx-notify", "1");

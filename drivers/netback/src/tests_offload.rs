@@ -9,7 +9,7 @@ use hypervisor::{DomId, FakeHypervisor, GrantRef, SharedPage, XenbusState, PAGE_
 
 use crate::segment::tests::{ipv4_ok, tcp_frame, tcp_ok};
 use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, MAX_SEGMENTS};
-use crate::testkit::{create_vif, FakeFrontend};
+use crate::testkit::{self, create_vif, FakeFrontend};
 use crate::wire::*;
 use crate::*;
 
@@ -988,4 +988,39 @@ fn a_gso_frame_fits_the_minimum_burst() {
         hv.advance_clock(1_000_000);
     }
     assert_eq!(got, 60_000usize.div_ceil(1448));
+}
+
+// ----- the fuzz entry -----
+
+#[test]
+fn fuzz_corpus_offload_seeds_pass() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/frontend");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("offload-") {
+            let data = std::fs::read(&path).unwrap();
+            assert_eq!(testkit::fuzz::run(&data), Ok(()), "{name}");
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "the offload seeds are there");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// The fuzz entry with most moves drawn from the offload ones.
+    #[test]
+    fn random_offload_moves_are_harmless(
+        moves in proptest::collection::vec((0u8..32, proptest::prelude::any::<[u8; 14]>()), 0..40)
+    ) {
+        let mut data = Vec::new();
+        for (op, args) in moves {
+            data.push(if op < 16 { 240 + op } else { op % 10 });
+            data.extend_from_slice(&args);
+        }
+        proptest::prop_assert_eq!(testkit::fuzz::run(&data), Ok(()));
+    }
 }

@@ -13,9 +13,16 @@ use alloc::vec::Vec;
 
 use hypervisor::{DomId, FakeHypervisor, GrantRef, XenbusState};
 
-use super::{create_vif, FakeFrontend};
-use crate::wire::{NETIF_RSP_OKAY, RX_SLOT, TX_SLOT};
+use super::{create_vif, tcp_frame, FakeFrontend};
+use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, Plan};
+use crate::wire::{ExtraInfo, NETIF_RSP_NULL, NETIF_RSP_OKAY, RX_SLOT, TX_SLOT};
 use crate::{Config, Netback, VifId};
+
+/// Op bytes from here on drive the offload moves (GSO frames and extras,
+/// queues and split channels, offload delivery); the ones below keep the
+/// meaning they had before offloads, so older corpus entries mostly still
+/// mean what they found.
+const OFFLOAD_OPS: u8 = 240;
 
 const BE: DomId = 1;
 const VICTIM: DomId = 2;
@@ -92,12 +99,21 @@ impl Run {
     fn poll_attacker(&mut self) -> Result<(), String> {
         let mut leak = None;
         if let Some(v) = self.nb.vif_mut(BAD_ID) {
-            v.poll_tx(&mut self.hv, |f| {
-                // A completed checksum may hold two such bytes by chance.
-                if f.iter().filter(|b| **b == SECRET).count() > 2 {
+            let mut check = |f: &[u8]| {
+                // A completed checksum may hold two such bytes by chance,
+                // IP header checksums and IDs a few more.
+                if f.iter().filter(|b| **b == SECRET).count() > 6 {
                     leak = Some(f.len());
                 }
-            });
+            };
+            v.poll_tx(&mut self.hv, |f| check(f));
+            // And as a consumer that segments and checksums itself.
+            let caps = OffloadCaps {
+                csum: true,
+                tso4: true,
+                tso6: true,
+            };
+            v.poll_tx_offload(&mut self.hv, caps, |f, _| check(f));
         }
         let _ = self.bad.tx_responses();
         let _ = self.bad.rx_frames();
@@ -127,13 +143,14 @@ impl Run {
         if !self.victim_expected.is_empty() {
             return Err("victim frames not delivered".into());
         }
-        if self
+        if let Some(r) = self
             .victim
             .tx_responses()
             .iter()
-            .any(|r| r.status != NETIF_RSP_OKAY)
+            .find(|r| r.status != NETIF_RSP_OKAY && r.status != NETIF_RSP_NULL)
         {
-            return Err("victim got an error response".into());
+            let c = self.nb.vif(VICTIM_ID).map(|v| v.counters().clone());
+            return Err(format!("victim got response {r:?}: {c:?}"));
         }
         Ok(())
     }
@@ -177,6 +194,9 @@ impl Run {
     }
 
     fn step(&mut self, op: u8, inp: &mut Input<'_>) -> Result<(), String> {
+        if op >= OFFLOAD_OPS {
+            return self.step_offload(op - OFFLOAD_OPS, inp);
+        }
         match op % 10 {
             0 => {
                 // A raw TX slot, its grant ref maybe swapped for a chosen one.
@@ -263,6 +283,121 @@ impl Run {
         Ok(())
     }
 
+    /// The offload moves: see [`OFFLOAD_OPS`].
+    fn step_offload(&mut self, op: u8, inp: &mut Input<'_>) -> Result<(), String> {
+        match op % 4 {
+            0 => {
+                // A frame with a GSO extra (any size and type), maybe TCP,
+                // maybe more extras chained after it.
+                let len = usize::from(inp.u16());
+                let size = inp.u16();
+                let kind = inp.byte().unwrap_or(0) % 4;
+                let shape = inp.byte().unwrap_or(0);
+                let frame = if shape & 1 != 0 {
+                    tcp_frame(shape & 2 != 0, len.min(65_000), ATTACKER_FILL)
+                } else {
+                    vec![ATTACKER_FILL; len]
+                };
+                let mut extras = vec![ExtraInfo::new_gso(size, kind)];
+                for _ in 0..(shape >> 2) % 4 {
+                    let raw: [u8; TX_SLOT] = inp.arr();
+                    extras.push(ExtraInfo::parse(&raw));
+                }
+                let extras = if shape & 0x40 != 0 {
+                    FakeFrontend::chain(&extras)
+                } else {
+                    extras
+                };
+                let slot = if shape & 0x80 != 0 { 4096 } else { 1000 };
+                self.bad.tx_flags = u16::from(inp.byte().unwrap_or(0) & 0x03);
+                self.bad
+                    .send_with_extras(&mut self.hv, &frame, slot, 0, &extras);
+            }
+            1 => {
+                // Reconnect with other queues, channels, features.
+                let b = inp.byte().unwrap_or(0);
+                self.bad.num_queues = usize::from(b % 6);
+                self.bad.split = b & 0x08 != 0;
+                self.bad.gso = b & 0x10 != 0;
+                self.bad.no_csum = b & 0x20 != 0;
+                self.bad.connect(&mut self.hv);
+                self.settle();
+                if b & 0x40 != 0 {
+                    let n = self.bad.queue_count();
+                    self.bad.use_queue(usize::from(b >> 7) % n.max(1));
+                }
+            }
+            2 => {
+                // Offload delivery: to the attacker anything, to the
+                // victim a GSO frame it must get whole.
+                let len = usize::from(inp.u16() % 64_000);
+                let size = inp.u16();
+                let v6 = inp.byte().unwrap_or(0) & 1 != 0;
+                let kind = if v6 { GsoKind::TcpV6 } else { GsoKind::TcpV4 };
+                let off = Offload {
+                    gso: Some(Gso { size, kind }),
+                    csum: Csum::Partial {
+                        start: inp.u16(),
+                        offset: inp.u16(),
+                    },
+                };
+                if let Some(v) = self.nb.vif_mut(BAD_ID) {
+                    let _ = v.deliver_rx_offload(&mut self.hv, &tcp_frame(v6, len, 0x33), off);
+                    let _ = v.deliver_rx_offload(&mut self.hv, &vec![0x33; len], off);
+                }
+                self.victim_receive_gso(len)?;
+            }
+            _ => self.victim_send_gso(usize::from(inp.u16()))?,
+        }
+        Ok(())
+    }
+
+    /// The victim sends a GSO frame; it must come out as its segments.
+    fn victim_send_gso(&mut self, payload: usize) -> Result<(), String> {
+        let frame = tcp_frame(false, payload.min(60_000), SECRET);
+        let gso = Gso {
+            size: 1448,
+            kind: GsoKind::TcpV4,
+        };
+        let plan = Plan::new(&frame, gso, Config::ALL_FEATURES.max_frame_len)
+            .map_err(|e| format!("victim GSO frame refused: {e:?}"))?;
+        for i in 0..plan.count() {
+            let mut seg = vec![0u8; plan.max_len()];
+            let n = plan.write(&frame, i, &mut seg, true);
+            seg.truncate(n);
+            self.victim_expected.push_back(seg);
+        }
+        self.victim.send_gso(&mut self.hv, &frame, 1448, 1);
+        self.poll_victim()
+    }
+
+    /// The victim, which takes GSO, receives a GSO frame whole.
+    fn victim_receive_gso(&mut self, payload: usize) -> Result<(), String> {
+        let mut frame = tcp_frame(false, payload, VICTIM_RX);
+        let gso = Gso {
+            size: 1448,
+            kind: GsoKind::TcpV4,
+        };
+        let plan = Plan::new(&frame, gso, Config::ALL_FEATURES.max_frame_len)
+            .map_err(|e| format!("{e:?}"))?;
+        plan.normalise(&mut frame);
+        self.victim_grefs.extend(
+            self.victim
+                .post_rx(&mut self.hv, frame.len().div_ceil(4096) + 1),
+        );
+        let v = self.nb.vif_mut(VICTIM_ID).ok_or("victim vif vanished")?;
+        let off = Offload {
+            gso: Some(gso),
+            csum: plan.csum(),
+        };
+        v.deliver_rx_offload(&mut self.hv, &frame, off)
+            .map_err(|e| format!("victim GSO rx: {e}"))?;
+        match self.victim.rx_frames().as_slice() {
+            [Ok(got)] if *got == frame => Ok(()),
+            _ => Err("victim received another GSO frame".into()),
+        }
+    }
+
     fn check_victim(&mut self) -> Result<(), String> {
         self.poll_victim()?;
         let v = self.nb.vif(VICTIM_ID).ok_or("victim vif vanished")?;
@@ -278,7 +413,11 @@ impl Run {
             ));
         }
         for page in self.victim.rx_pages() {
-            if page.snapshot().iter().any(|b| *b != 0 && *b != VICTIM_RX) {
+            // A GSO frame the victim received starts with its TCP/IPv4
+            // headers (54 bytes); everything else is the victim's fill.
+            let bytes = page.snapshot();
+            let skip = if bytes[12..14] == [0x08, 0x00] { 54 } else { 0 };
+            if bytes[skip..].iter().any(|b| *b != 0 && *b != VICTIM_RX) {
                 return Err("foreign bytes in a victim receive buffer".into());
             }
         }
@@ -289,7 +428,7 @@ impl Run {
 /// Runs the byte-driven attack; `Err` says which invariant broke.
 pub fn run(data: &[u8]) -> Result<(), String> {
     let mut hv = FakeHypervisor::new(BE);
-    let nb = Netback::new(&mut hv, Config::DEFAULT).map_err(|e| format!("netback: {e}"))?;
+    let nb = Netback::new(&mut hv, Config::ALL_FEATURES).map_err(|e| format!("netback: {e}"))?;
     let victim = create_vif(&mut hv, BE, VICTIM, 0, "00:16:3e:00:00:02", "10.0.0.2");
     let bad = create_vif(&mut hv, BE, ATTACKER, 0, "00:16:3e:00:00:03", "10.0.0.3");
     let mut run = Run {
@@ -303,6 +442,7 @@ pub fn run(data: &[u8]) -> Result<(), String> {
     };
     run.settle();
     run.victim.tx_fill = SECRET;
+    run.victim.gso = true;
     run.bad.tx_fill = ATTACKER_FILL;
     run.victim.connect(&mut run.hv);
     run.bad.connect(&mut run.hv);
