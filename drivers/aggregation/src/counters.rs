@@ -36,7 +36,9 @@ pub struct UplinkCounters {
     /// Frames that arrived here and were dropped, by reason.
     pub rx_drops: DropCounters,
     /// MAC register / receive-filter writes asked of the driver (identity
-    /// moves in identity mode; two per frame in literal mode).
+    /// moves in identity mode; two per frame in literal mode, which the
+    /// datapath shares between a guest's consecutive frames: its
+    /// `literal_mac_writes` counts those it made).
     pub mac_writes: u64,
     /// Identities that moved onto this uplink.
     pub moves_in: u64,

@@ -67,10 +67,12 @@ enum Src {
     /// the union of the guest's IPv6 bindings.
     AllV6,
 }
+/// The group bit of a MAC as a `u64` (IEEE 802 I/G): broadcast and multicast.
+const MULTICAST: u64 = 1 << 40;
 /// `macs` values with this bit name an identity, without it a guest.
 const IDENTITY_TAG: u16 = 0x8000;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Uplink {
     factory: u64,
     cap_mbps: u32,
@@ -143,7 +145,7 @@ impl Uplink {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Identity {
     mac: u64,
     holder: UplinkId,
@@ -177,7 +179,7 @@ impl Identity {
     };
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Guest {
     active: bool,
     mac: u64,
@@ -766,9 +768,37 @@ impl Engine {
     /// link-layer option) already rewritten; a `SwitchLocal` to a guest
     /// reached at an identity comes with the destination rewritten.
     pub fn guest_transmit(&mut self, now: u64, guest: GuestId, frame: &mut [u8]) -> TxDecision {
+        self.guest_transmit_with(now, guest, frame, true)
+    }
+
+    /// [`Engine::guest_transmit`] without the fast path: the test kit
+    /// checks that both decide every frame alike.
+    #[doc(hidden)]
+    pub fn guest_transmit_general(
+        &mut self,
+        now: u64,
+        guest: GuestId,
+        frame: &mut [u8],
+    ) -> TxDecision {
+        self.guest_transmit_with(now, guest, frame, false)
+    }
+
+    #[inline(always)]
+    fn guest_transmit_with(
+        &mut self,
+        now: u64,
+        guest: GuestId,
+        frame: &mut [u8],
+        fast: bool,
+    ) -> TxDecision {
         let Some(g) = self.guest_index(guest) else {
             return TxDecision::Drop(DropReason::UnknownPort);
         };
+        if fast {
+            if let Some(d) = self.guest_tx_fast(g, frame) {
+                return d;
+            }
+        }
         match self.guest_tx_inner(now, g, frame) {
             Ok(d) => d,
             Err(r) => {
@@ -776,6 +806,80 @@ impl Engine {
                 TxDecision::Drop(r)
             }
         }
+    }
+
+    /// The common guest frame, decided in one pass over its header (issue
+    /// 13.3): unicast IPv4 without options, from one of the guest's
+    /// configured addresses, to a MAC that is neither a guest's nor an
+    /// identity's, through its binding's least-loaded live holder. The
+    /// guest is known from its port, so its MAC and address are compared,
+    /// not looked up. `None` for every other frame, drops included: the
+    /// general path decides those from scratch, so both always agree.
+    #[inline(always)]
+    fn guest_tx_fast(&mut self, g: usize, frame: &mut [u8]) -> Option<TxDecision> {
+        let v = wire::ipv4_plain(frame)?;
+        let gu = &self.guests[g];
+        if v.src != gu.mac || v.dst == gu.mac || v.dst & MULTICAST != 0 {
+            return None;
+        }
+        let binding = gu.bindings[gu.slot_of(v.src_ip)?];
+        if self.macs.get(v.dst).is_some() {
+            return None;
+        }
+        let (id, u) = self.least_loaded_holder(binding, false).ok()?;
+        let steering = self.steer(g, id, u, frame);
+        self.count_tx(g, id, u, binding, frame.len() as u64);
+        Some(TxDecision::Send {
+            uplink: UplinkId(u as u8),
+            steering,
+            flood_local: false,
+        })
+    }
+
+    /// Claim steps 8-10 for a frame of guest `g` leaving under identity
+    /// `id` on uplink `u`: identity mode rewrites its source MAC (the
+    /// caller rewrites what else names it), literal mode asks for the
+    /// register write.
+    #[inline(always)]
+    fn steer(&mut self, g: usize, id: usize, u: usize, frame: &mut [u8]) -> Steering {
+        let idm = self.identities[id].mac;
+        match self.cfg.mode {
+            Mode::Identity => {
+                wire::set_src_mac(frame, idm);
+                Steering::Rewritten {
+                    identity: IdentityId(id as u8),
+                    mac: MacAddr::from_u64(idm),
+                }
+            }
+            Mode::Literal => {
+                // Steps 8 and 10: two register writes per frame (the
+                // datapath shares them between a guest's frames).
+                self.uplinks[u].counters.mac_writes += 2;
+                Steering::WriteMacThenRestore {
+                    mac: MacAddr::from_u64(self.guests[g].mac),
+                    restore: MacAddr::from_u64(self.uplink_mac_u64(u)),
+                }
+            }
+        }
+    }
+
+    /// A guest frame of `len` bytes sent under identity `id` on uplink `u`.
+    #[inline(always)]
+    fn count_tx(&mut self, g: usize, id: usize, u: usize, binding: IdentitySet, len: u64) {
+        let up = &mut self.uplinks[u];
+        up.tx_pending += len;
+        up.counters.tx_frames += 1;
+        up.counters.tx_bytes += len;
+        let ident = &mut self.identities[id];
+        ident.tx_pending += len;
+        if binding.0 & (binding.0 - 1) == 0 {
+            ident.fixed_tx_pending += len;
+        }
+        ident.counters.tx_bytes += len;
+        let c = &mut self.guests[g].counters;
+        c.tx_frames += 1;
+        c.tx_bytes += len;
+        c.tx_frames_per_uplink[u] += 1;
     }
 
     #[inline(always)]
@@ -869,48 +973,20 @@ impl Engine {
             None => self.least_loaded_holder(binding, by_rx)?,
         };
 
-        let idm = self.identities[id].mac;
-        let steering = match self.cfg.mode {
-            Mode::Identity => {
-                wire::set_src_mac(frame, idm);
-                if let L3::Arp { .. } = p.l3 {
-                    wire::set_arp_sha(frame, idm);
-                }
-                if let Some(m) = icmp6 {
-                    // Every option was checked to be the guest's MAC.
-                    for &off in m.lladdrs() {
-                        wire::set_nd_lladdr(frame, m.at, off, idm);
-                    }
-                }
-                Steering::Rewritten {
-                    identity: IdentityId(id as u8),
-                    mac: MacAddr::from_u64(idm),
+        let steering = self.steer(g, id, u, frame);
+        if let Steering::Rewritten { mac, .. } = steering {
+            let idm = mac.to_u64();
+            if let L3::Arp { .. } = p.l3 {
+                wire::set_arp_sha(frame, idm);
+            }
+            if let Some(m) = icmp6 {
+                // Every option was checked to be the guest's MAC.
+                for &off in m.lladdrs() {
+                    wire::set_nd_lladdr(frame, m.at, off, idm);
                 }
             }
-            Mode::Literal => {
-                // Steps 8 and 10: two register writes per frame.
-                self.uplinks[u].counters.mac_writes += 2;
-                Steering::WriteMacThenRestore {
-                    mac: MacAddr::from_u64(gmac),
-                    restore: MacAddr::from_u64(self.uplink_mac_u64(u)),
-                }
-            }
-        };
-
-        let up = &mut self.uplinks[u];
-        up.tx_pending += len;
-        up.counters.tx_frames += 1;
-        up.counters.tx_bytes += len;
-        let ident = &mut self.identities[id];
-        ident.tx_pending += len;
-        if binding.0 & (binding.0 - 1) == 0 {
-            ident.fixed_tx_pending += len;
         }
-        ident.counters.tx_bytes += len;
-        let c = &mut self.guests[g].counters;
-        c.tx_frames += 1;
-        c.tx_bytes += len;
-        c.tx_frames_per_uplink[u] += 1;
+        self.count_tx(g, id, u, binding, len);
         if by_rx {
             self.promise(u, g * MAX_IPS_PER_GUEST + slot, p.dst_ip().unwrap_or(0));
         }
@@ -1130,6 +1206,17 @@ impl Engine {
         binding: IdentitySet,
         by_rx: bool,
     ) -> Result<(usize, usize), DropReason> {
+        if binding.0 != 0 && binding.0 & (binding.0 - 1) == 0 {
+            // One identity (the usual binding): no load to compare.
+            let i = binding.0.trailing_zeros() as usize;
+            if i < self.n_uplinks as usize {
+                let u = self.identities[i].holder.0 as usize;
+                if self.uplinks[u].up {
+                    return Ok((i, u));
+                }
+            }
+            return Err(DropReason::NoLiveUplink);
+        }
         let mut best: Option<(u64, usize, usize)> = None;
         let mut bits = binding.0;
         while bits != 0 {
@@ -1154,6 +1241,29 @@ impl Engine {
     /// A frame that arrived on `uplink`. In identity mode a `ToGuest` comes
     /// with the destination MAC (and ARP target MAC) rewritten to the guest's.
     pub fn uplink_receive(&mut self, now: u64, uplink: UplinkId, frame: &mut [u8]) -> RxDecision {
+        self.uplink_receive_with(now, uplink, frame, true)
+    }
+
+    /// [`Engine::uplink_receive`] without the fast path: the test kit
+    /// checks that both decide every frame alike.
+    #[doc(hidden)]
+    pub fn uplink_receive_general(
+        &mut self,
+        now: u64,
+        uplink: UplinkId,
+        frame: &mut [u8],
+    ) -> RxDecision {
+        self.uplink_receive_with(now, uplink, frame, false)
+    }
+
+    #[inline(always)]
+    fn uplink_receive_with(
+        &mut self,
+        now: u64,
+        uplink: UplinkId,
+        frame: &mut [u8],
+        fast: bool,
+    ) -> RxDecision {
         let _ = now;
         let Some(u) = self.uplink_index(uplink) else {
             return RxDecision::Drop(DropReason::UnknownPort);
@@ -1164,6 +1274,11 @@ impl Engine {
             let up = &mut self.uplinks[u];
             up.counters.rx_frames += 1;
             up.counters.rx_bytes += len;
+        }
+        if fast {
+            if let Some(d) = self.uplink_rx_fast(u, frame) {
+                return d;
+            }
         }
         let d = match wire::parse(frame) {
             Ok(p) => self.rx_inner(u, &p, frame),
@@ -1185,6 +1300,39 @@ impl Engine {
             }
         }
         d
+    }
+
+    /// The common received frame, decided in one pass over its header
+    /// (issue 13.3): unicast IPv4 without options to an identity this
+    /// uplink holds, for a configured address of a guest that may use the
+    /// network. `None` for every other frame, drops included (the general
+    /// path decides those from scratch).
+    #[inline(always)]
+    fn uplink_rx_fast(&mut self, u: usize, frame: &mut [u8]) -> Option<RxDecision> {
+        let v = wire::ipv4_plain(frame)?;
+        if v.dst & MULTICAST != 0 {
+            return None;
+        }
+        let i = self.identity_by_mac(v.dst)?;
+        if self.identities[i].holder.0 as usize != u {
+            return None;
+        }
+        let Owner::Slot(g, s) = owner(self.ip_owner.get(v.dst_ip)?) else {
+            return None;
+        };
+        if self.guests[g].bindings[s].is_empty() {
+            return None;
+        }
+        let len = frame.len() as u64;
+        wire::set_dst_mac(frame, self.guests[g].mac);
+        self.uplinks[u].rx_pending += len;
+        self.count_identity_rx(i, len);
+        let c = &mut self.guests[g].counters;
+        c.rx_frames += 1;
+        c.rx_bytes += len;
+        Some(RxDecision::ToGuest {
+            guest: GuestId(g as u16),
+        })
     }
 
     #[inline(always)]
@@ -1910,6 +2058,17 @@ impl Engine {
     }
 
     // ------------------------------------------------------------------
+
+    /// Whether the per-uplink, per-identity and per-guest state and the
+    /// counters of `self` and `other` are equal: the test kit's check that
+    /// the fast and general paths leave the engine alike.
+    #[doc(hidden)]
+    pub fn same_frame_state(&self, other: &Engine) -> bool {
+        self.uplinks == other.uplinks
+            && self.identities == other.identities
+            && self.guests == other.guests
+            && self.counters == other.counters
+    }
 
     #[inline(always)]
     fn guest_index(&self, g: GuestId) -> Option<usize> {

@@ -359,6 +359,34 @@ impl Harness {
         }
     }
 
+    /// The first `n` bytes of the buffer as a frame from guest `g`, decided
+    /// by the engine and, on a copy of it, by the general path alone: both
+    /// must decide alike, edit the frame alike and leave the same state.
+    fn transmit(&mut self, g: GuestId, n: usize) -> Result<TxDecision, &'static str> {
+        let mut general = self.engine.clone();
+        let mut copy = self.buf;
+        let want = general.guest_transmit_general(self.now, g, &mut copy[..n]);
+        let d = self.engine.guest_transmit(self.now, g, &mut self.buf[..n]);
+        if d != want || copy[..n] != self.buf[..n] || !general.same_frame_state(&self.engine) {
+            return Err("the fast path decided a guest frame unlike the general path");
+        }
+        Ok(d)
+    }
+
+    /// As [`Harness::transmit`], for a frame received on `uplink`.
+    fn receive(&mut self, uplink: UplinkId, n: usize) -> Result<RxDecision, &'static str> {
+        let mut general = self.engine.clone();
+        let mut copy = self.buf;
+        let want = general.uplink_receive_general(self.now, uplink, &mut copy[..n]);
+        let d = self
+            .engine
+            .uplink_receive(self.now, uplink, &mut self.buf[..n]);
+        if d != want || copy[..n] != self.buf[..n] || !general.same_frame_state(&self.engine) {
+            return Err("the fast path decided a received frame unlike the general path");
+        }
+        Ok(d)
+    }
+
     /// Decode `data` as a mode byte and a sequence of operations (raw frame
     /// bytes inline) and run them, checking after every step. The fuzz
     /// target's entry point. Returns the first violated property.
@@ -491,7 +519,7 @@ impl Harness {
             Op::RawTx { guest, len } => {
                 let g = GuestId((guest % HARNESS_GUESTS) as u16);
                 let n = (len as usize).min(self.buf.len());
-                let d = self.engine.guest_transmit(self.now, g, &mut self.buf[..n]);
+                let d = self.transmit(g, n)?;
                 self.check_tx(g, d, n, None)?;
             }
             Op::Swap { a, b } => {
@@ -508,11 +536,7 @@ impl Harness {
             Op::RawRx { uplink, len } => {
                 let n = (len as usize).min(self.buf.len());
                 let valid = icmp6_checksum_ok(&self.buf[..n]);
-                let d = self.engine.uplink_receive(
-                    self.now,
-                    UplinkId(uplink % (HARNESS_UPLINKS + 1)),
-                    &mut self.buf[..n],
-                );
+                let d = self.receive(UplinkId(uplink % (HARNESS_UPLINKS + 1)), n)?;
                 self.check_rx(d, n, valid)?;
             }
         }
@@ -679,7 +703,7 @@ impl Harness {
             n.max(60)
         };
         let valid = icmp6_checksum_ok(&self.buf[..n]) == Some(true);
-        let d = self.engine.guest_transmit(self.now, g, &mut self.buf[..n]);
+        let d = self.transmit(g, n)?;
         if spoofed && !matches!(d, TxDecision::Drop(_)) {
             return Err("a spoofed frame was not dropped");
         }
@@ -890,11 +914,7 @@ impl Harness {
         };
         let n = n.max(60);
         let valid = icmp6_checksum_ok(&self.buf[..n]);
-        let d = self.engine.uplink_receive(
-            self.now,
-            UplinkId(uplink % HARNESS_UPLINKS),
-            &mut self.buf[..n],
-        );
+        let d = self.receive(UplinkId(uplink % HARNESS_UPLINKS), n)?;
         self.check_rx(d, n, valid)
     }
 
