@@ -45,7 +45,12 @@ impl FrameQueue {
         if self.is_full() || len > MAX_FRAME_LEN {
             return false;
         }
-        let at = (self.head + self.len) % self.buffers.len();
+        // head + len < 2 × capacity: one subtraction wraps it (no division
+        // per frame).
+        let mut at = self.head + self.len;
+        if at >= self.buffers.len() {
+            at -= self.buffers.len();
+        }
         fill(&mut self.buffers[at][..len]);
         self.lens[at] = len as u16;
         self.len += 1;
@@ -58,7 +63,10 @@ impl FrameQueue {
             return None;
         }
         let at = self.head;
-        self.head = (self.head + 1) % self.buffers.len();
+        self.head += 1;
+        if self.head == self.buffers.len() {
+            self.head = 0;
+        }
         self.len -= 1;
         let len = usize::from(self.lens[at]);
         Some(f(&mut self.buffers[at][..len]))
