@@ -358,7 +358,8 @@ fn heap_used(m: &mut Machine) -> Option<u64> {
 /// The most heap ever in use, from `mem`.
 fn heap_peak(m: &mut Machine) -> Option<u64> {
     let reply = m.command("mem").ok()?;
-    reply.split_whitespace().nth(9)?.parse().ok()
+    // `heap used U bytes, free F bytes, peak P bytes`: P is word 8.
+    reply.split_whitespace().nth(8)?.parse().ok()
 }
 
 fn verdict(met: bool) -> &'static str {
