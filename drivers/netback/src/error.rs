@@ -37,8 +37,9 @@ impl fmt::Display for RxError {
 pub enum ConnectError {
     /// A required frontend key is missing or not a number.
     BadKey(&'static str),
-    /// The frontend asked for something aggdom does not do (page flipping,
-    /// several queues, split event channels, multi-page rings).
+    /// The frontend asked for something aggdom does not do or does not
+    /// offer (page flipping, multi-page rings, more queues than offered,
+    /// split event channels when not offered).
     Unsupported(&'static str),
     /// Mapping a ring grant failed.
     MapFailed,

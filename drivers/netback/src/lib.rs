@@ -4,12 +4,20 @@
 //! - [`Netback`] watches `/local/domain/<self>/backend/vif` and runs the
 //!   xenbus backend state machine per vif (Initialising → InitWait →
 //!   Connected → Closing → Closed), writes `hotplug-status = connected`
-//!   itself, advertises `feature-rx-copy`, `feature-sg` and IPv6 checksum
-//!   offload, and reconnects when a frontend restarts or when it finds a
-//!   frontend already Connected (aggdom restarted).
+//!   itself, advertises what [`Config`] turns on, and reconnects when a
+//!   frontend restarts or when it finds a frontend already Connected
+//!   (aggdom restarted).
 //! - Each connected [`Vif`] is a guest port for the datapath:
-//!   [`Vif::poll_tx`] lends frames the guest sent, [`Vif::deliver_rx`]
-//!   copies a frame into the guest's buffers. Neither allocates.
+//!   [`Vif::poll_tx`] lends frames the guest sent (at most
+//!   `max_frame_len` bytes, checksums complete: GSO frames are segmented
+//!   here, [`segment`]), [`Vif::deliver_rx`] copies a frame into the
+//!   guest's buffers. [`Vif::poll_tx_offload`] and
+//!   [`Vif::deliver_rx_offload`] carry [`segment::Offload`] metadata for a
+//!   datapath whose uplinks segment and checksum themselves. None of them
+//!   allocates.
+//! - With several queues, TX is taken from every queue and RX goes to the
+//!   queue the frame's flow hashes to. The vif's `rate` key limits guest
+//!   TX ([`Rate`]).
 //! - The guest controls its rings, grant refs and xenstore keys, so all of
 //!   it is untrusted: each ring slot is copied out once ([`ring`]) and
 //!   parsed ([`wire`]) before it is checked; indices and sizes use checked
@@ -52,18 +60,26 @@
 //! # Xenstore keys
 //! In the backend directory `/local/domain/<self>/backend/vif/<domid>/<handle>`:
 //! - read (written by the toolstack): `frontend`, `frontend-id`, `online`,
-//!   `mac`, `ip` (space-separated IPv4 addresses), and `state` when the
-//!   toolstack itself sets Closing to detach the vif;
+//!   `mac`, `ip` (space-separated addresses), `rate` (`<bytes>,<usec>`,
+//!   re-read whenever it changes), and `state` when the toolstack itself
+//!   sets Closing to detach the vif;
 //! - written: `state`, `hotplug-status = connected`, `feature-sg = 1`,
-//!   `feature-rx-copy = 1`, `feature-rx-flip = 0`, `feature-gso-tcpv4 = 0`,
-//!   `feature-gso-tcpv6 = 0`, `feature-ipv6-csum-offload = 1`,
-//!   `feature-multicast-control = 0`, `feature-split-event-channels = 0`,
-//!   `mtu`.
+//!   `feature-rx-copy = 1`, `feature-rx-flip = 0`,
+//!   `feature-gso-tcpv4`/`feature-gso-tcpv6` (= [`Config::gso`]),
+//!   `feature-ipv6-csum-offload = 1`, `feature-multicast-control = 0`,
+//!   `feature-split-event-channels` (= [`Config::split_event_channels`]),
+//!   `multi-queue-max-queues` (= [`Config::max_queues`]), `mtu`.
 //!
-//! In the frontend directory: `state`, `tx-ring-ref`, `rx-ring-ref`,
-//! `event-channel`, `request-rx-copy` (must be 1), `feature-sg` (multi-slot
-//! RX frames). Several queues, multi-page rings and split event channels
-//! are refused. `feature-rx-notify` is not required: aggdom polls its rings.
+//! In the frontend directory: `state`, `request-rx-copy` (must be 1),
+//! `feature-sg` (multi-slot RX frames), `feature-gso-tcpv4`/`-tcpv6` (GSO
+//! frames on RX, if netback offers GSO), `feature-no-csum-offload` and
+//! `feature-ipv6-csum-offload` (partial checksums on RX),
+//! `feature-rx-notify` (not required: aggdom polls; see
+//! [`Vif::rx_notify`]), `multi-queue-num-queues` (1 if absent, at most
+//! `max_queues`); and per queue, in the frontend directory for one queue
+//! or in `queue-<n>/` for several: `tx-ring-ref`, `rx-ring-ref`, and
+//! `event-channel` or (split, if offered) `event-channel-tx` with
+//! `event-channel-rx`. Multi-page rings are refused.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

@@ -795,13 +795,13 @@ fn multi_queue_spreads_flows_and_keeps_each_on_one_queue() {
     }
     let mut per_queue = [0; 2];
     let mut queue_of = alloc::collections::BTreeMap::new();
-    for q in 0..2 {
+    for (q, count) in per_queue.iter_mut().enumerate() {
         a.use_queue(q);
         for f in a.rx_frames() {
             let f = f.unwrap();
             let port = u16::from_be_bytes([f[34], f[35]]);
             assert_eq!(*queue_of.entry(port).or_insert(q), q, "flow {port} split");
-            per_queue[q] += 1;
+            *count += 1;
         }
     }
     assert_eq!(queue_of.len(), 32);
@@ -840,6 +840,14 @@ fn split_event_channels_notify_the_right_port() {
         }
     }
     assert_eq!(rx_ports, [true, true]);
+    let vif = nb.vif(id(A)).unwrap();
+    assert_eq!(vif.queues(), 2);
+    assert_eq!(vif.event_ports().count(), 4);
+    let mut ports: Vec<_> = vif.event_ports().collect();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "four distinct ports");
+    assert!(vif.rx_notify());
     // Disconnect closes every port.
     a.set_state(&mut hv, XenbusState::Closing);
     settle(&mut hv, &mut nb);
@@ -1023,4 +1031,27 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(testkit::fuzz::run(&data), Ok(()));
     }
+}
+
+#[test]
+fn frontend_features_are_read_at_connect() {
+    let (mut hv, mut nb) = start(Config::ALL_FEATURES);
+    let a = guest_with(&mut hv, &mut nb, A, |f| f.gso = true);
+    let vif = nb.vif(id(A)).unwrap();
+    assert_eq!(
+        (vif.rx_gso(), vif.rx_notify(), vif.queues()),
+        ((true, true), true, 1)
+    );
+    // A frontend without feature-rx-notify is served: aggdom polls.
+    let mut b = create_vif(&mut hv, BE, B, 0, "00:16:3e:00:00:06", "10.0.0.6");
+    settle(&mut hv, &mut nb);
+    b.setup(&mut hv);
+    hv.xs_rm_as(B, &format!("{}/feature-rx-notify", b.path))
+        .unwrap();
+    b.set_state(&mut hv, XenbusState::Connected);
+    settle(&mut hv, &mut nb);
+    let vif = nb.vif(id(B)).unwrap();
+    assert!(vif.is_connected() && !vif.rx_notify());
+    assert_eq!(vif.rx_gso(), (false, false));
+    drop(a);
 }

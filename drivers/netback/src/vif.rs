@@ -71,6 +71,10 @@ pub(crate) struct RxFeatures {
     /// `feature-no-csum-offload`, IPv6 with `feature-ipv6-csum-offload`.
     pub(crate) csum4: bool,
     pub(crate) csum6: bool,
+    /// The frontend notifies when it posts RX buffers after netback asked
+    /// through `req_event` (`feature-rx-notify`). Without it, only polling
+    /// finds new buffers.
+    pub(crate) notify: bool,
 }
 
 /// The queues of a connected vif, and its frame buffers.
@@ -258,6 +262,38 @@ impl<H: Hypervisor> Vif<H> {
 
     pub fn counters(&self) -> &VifCounters {
         &self.counters
+    }
+
+    /// Queues connected (0 when not connected).
+    pub fn queues(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.queues.len())
+    }
+
+    /// The local event channel ports of every queue (TX and RX, the same
+    /// port twice unless split): what an event-driven loop waits on for
+    /// this vif.
+    pub fn event_ports(&self) -> impl Iterator<Item = EvtchnPort> + '_ {
+        self.conn
+            .iter()
+            .flat_map(|c| c.queues.iter())
+            .flat_map(|q| [q.tx_port, q.rx_port])
+    }
+
+    /// Whether the frontend notifies when it posts receive buffers
+    /// (`feature-rx-notify`); if not, only polling finds them. Linux
+    /// netback refuses such frontends; aggdom serves them, as it polls.
+    pub fn rx_notify(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.rx_features.notify)
+    }
+
+    /// Whether the frontend takes GSO frames on RX (its
+    /// `feature-gso-tcpv4`, `-tcpv6`, with `feature-sg`), when netback
+    /// offers GSO.
+    pub fn rx_gso(&self) -> (bool, bool) {
+        self.conn.as_ref().map_or((false, false), |c| {
+            let f = c.rx_features;
+            (f.sg && f.gso4, f.sg && f.gso6)
+        })
     }
 
     /// Why the last connection attempt failed, if it did.
@@ -630,6 +666,7 @@ impl<H: Hypervisor> Vif<H> {
             gso6: self.config.gso && flag(Key::FeGsoTcpv6),
             csum4: !flag(Key::FeNoCsumOffload),
             csum6: flag(Key::FeIpv6CsumOffload),
+            notify: flag(Key::FeRxNotify),
         };
 
         let mut queues = Vec::with_capacity(keys.len());
