@@ -577,14 +577,26 @@ impl Datapath {
             self.uplinks[u] = Some(nic);
             return 0;
         };
-        let n = nic.receive(budget, &mut |frame| {
-            if let Some(c) = self.uplink_credit.get_mut(u) {
-                *c -= frame.len() as i64 + FRAME_COST;
-            }
-            self.uplink_frame(now, uplink, frame)
+        // A driver that lends its receive buffer saves the copy into scratch.
+        let in_place = nic.receive_in_place(budget, &mut |frame| {
+            self.spend_uplink(u, frame.len());
+            self.uplink_decide(now, uplink, frame)
         });
+        let n = match in_place {
+            Some(n) => n,
+            None => nic.receive(budget, &mut |frame| {
+                self.spend_uplink(u, frame.len());
+                self.uplink_frame(now, uplink, frame)
+            }),
+        };
         self.uplinks[u] = Some(nic);
         n
+    }
+
+    fn spend_uplink(&mut self, u: usize, len: usize) {
+        if let Some(c) = self.uplink_credit.get_mut(u) {
+            *c -= len as i64 + FRAME_COST;
+        }
     }
 
     fn uplink_frame(&mut self, now: u64, uplink: UplinkId, frame: &[u8]) {

@@ -67,6 +67,14 @@ impl GuestPort for NicPort<dyn Nic> {
         self.nic.receive(budget, sink)
     }
 
+    fn receive_in_place(
+        &mut self,
+        budget: usize,
+        sink: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<usize> {
+        self.nic.receive_in_place(budget, sink)
+    }
+
     fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError> {
         self.nic
             .queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame))
