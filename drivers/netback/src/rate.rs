@@ -111,11 +111,14 @@ impl<H: Hypervisor> Vif<H> {
     /// Applies the `rate` key's current value (`None`: absent).
     pub(crate) fn apply_rate(&mut self, hv: &mut H, text: Option<&str>) {
         let limit = text.and_then(Rate::parse);
+        // Counted once per bad value written, not per re-read.
+        let bad = text.is_some() && limit.is_none();
+        if bad && !self.rate_bad {
+            self.counters.rate_errors += 1;
+        }
+        self.rate_bad = bad;
         if limit == self.credit.limit {
             return;
-        }
-        if text.is_some() && limit.is_none() {
-            self.counters.rate_errors += 1;
         }
         let c = &mut self.credit;
         match (c.limit, limit) {

@@ -38,6 +38,9 @@ impl<H: Hypervisor> Vif<H> {
     /// 64 KiB, as [`crate::segment::Plan::normalise`] leaves it) goes
     /// whole to a guest that takes GSO, as segments (all or none) to any
     /// other; a partial checksum is completed unless the guest takes it.
+    /// Header offsets are found from the frame itself (those in `off` are
+    /// not trusted), and metadata that does not fit the frame is a counted
+    /// drop ([`RxDrop::Offload`]).
     pub fn deliver_rx_offload(
         &mut self,
         hv: &mut H,

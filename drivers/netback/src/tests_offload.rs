@@ -979,6 +979,12 @@ fn rate_limits_guest_tx_per_window_and_follows_the_key_live() {
     set_rate(&mut hv, &a, None);
     settle(&mut hv, &mut nb);
     assert_eq!(poll(&mut hv, &mut nb, A).len(), 3, "removed: unlimited");
+    // A bad value from the start is counted once, however often read.
+    set_rate(&mut hv, &a, Some("fast"));
+    settle(&mut hv, &mut nb);
+    a.write_key(&mut hv, "state", "4"); // any event: the vif reads again
+    settle(&mut hv, &mut nb);
+    assert_eq!(nb.vif(id(A)).unwrap().counters().rate_errors, 2);
 }
 
 #[test]

@@ -196,6 +196,8 @@ pub struct Vif<H: Hypervisor> {
     pub(crate) counters: VifCounters,
     /// The `rate` limit on guest TX and its credit.
     pub(crate) credit: Credit,
+    /// The `rate` key holds a value that does not parse (counted once).
+    pub(crate) rate_bad: bool,
     /// A watch event came: read xenstore again.
     dirty: bool,
     round: Option<ReadRound>,
@@ -225,6 +227,7 @@ impl<H: Hypervisor> Vif<H> {
             refused: None,
             counters: VifCounters::default(),
             credit: Credit::UNLIMITED,
+            rate_bad: false,
             dirty: true,
             round: None,
             writes: Vec::new(),
