@@ -349,6 +349,15 @@ impl FakeFrontend {
         })
     }
 
+    /// Notifies the backend on queue `q`'s TX (`rx` false) or RX channel,
+    /// as netfront does after posting requests.
+    pub fn notify_queue(&self, hv: &mut FakeHypervisor, q: usize, rx: bool) {
+        if let Some(fq) = self.queues.get(q) {
+            let p = if rx { fq.rx_port } else { fq.tx_port };
+            let _ = hv.send_as(self.domid, p);
+        }
+    }
+
     fn tx(&self) -> Option<&FrontRing> {
         self.queues.get(self.queue).map(|q| &q.tx)
     }

@@ -84,8 +84,14 @@ impl<H: Hypervisor> Vif<H> {
         let mut fatal = None;
         let mut budget = config.tx_budget;
         for q in queues.iter_mut() {
-            // The pending bit only says "look"; aggdom looks every poll anyway.
+            // The pending bit only says "look"; aggdom looks every poll
+            // anyway. A split RX channel's bit ("buffers posted") is
+            // cleared here too, so it never stays set for a loop that
+            // blocks on events.
             let _ = hv.take_pending(q.tx_port);
+            if q.rx_port != q.tx_port {
+                let _ = hv.take_pending(q.rx_port);
+            }
             let mut notify = false;
             while budget > 0 {
                 budget -= 1;
