@@ -24,8 +24,8 @@ fails only when a phase cannot be set up or a measurement gives no answer (then 
 import argparse, os, re, sys, tempfile, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xentest import (DOM0_IP, HERE, XenTest, Fail, RigError, common_args, parse_iperf, parse_ping,  # noqa: E402
-                     refuse_if_other_rig)
+from xentest import (DOM0_IP, HERE, XenTest, Fail, RigError, common_args, output_after, parse_iperf,  # noqa: E402
+                     parse_ping, refuse_if_other_rig)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--seconds", type=int, default=10, help="each iperf3 run's length")
@@ -53,8 +53,11 @@ class Bench:
             return None
 
     def guest(self, name, cmd, timeout):
-        rc, out = self.t.guest_run_twice(name, cmd, timeout=timeout)
-        return out or ""
+        """A guest command's own output (output_after a tag it echoes first). The timeouts are generous:
+        under load the rig's waits count their own polls, which slow down with dom0."""
+        self.n = getattr(self, "n", 0) + 1
+        rc, out = self.t.guest_run_twice(name, f"echo BENCH-$((0+{self.n})); {cmd}", timeout=timeout + 120)
+        return output_after(out or "", f"BENCH-{self.n}")
 
     def iperf(self, phase, dom, row, name, args, port=5201):
         c0 = self.cpu_seconds(dom)

@@ -291,6 +291,15 @@ iperf Done."""
         self.assertAlmostEqual(mbit, 52.2)
         self.assertEqual(loss, 47.0)
 
+    def test_the_last_summary_counts(self):
+        # the rig's reader handed back the previous UDP run too (bench-1): its 19 % is not this run's
+        self.assertEqual(xt.parse_iperf(self.UDP + "\n" + self.UDP.replace("40960/86306 (47%)", "69/1367 (5%)"))[2], 5.0)
+
+    def test_output_after_the_tag(self):
+        out = "old summary\n/ # echo B-$((0+7)); iperf3\nB-7\nnew summary\n"
+        self.assertEqual(xt.output_after(out, "B-7"), "new summary\n")
+        self.assertEqual(xt.output_after("no tag here", "B-7"), "no tag here")
+
     def test_kbits_and_no_summary(self):
         self.assertAlmostEqual(xt.parse_iperf("sec  600 KBytes  491 Kbits/sec  receiver")[0], 0.491)
         self.assertIsNone(xt.parse_iperf("iperf3: error - unable to connect to server"))

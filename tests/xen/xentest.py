@@ -150,8 +150,17 @@ def parse_iperf(out):
         return None
     mbit = float(m.group(3)) * SCALE[m.group(4)] / 1e6
     nbytes = float(m.group(1)) * BSCALE[m.group(2)]
-    loss = UDP_LOSS.search(out)
-    return mbit, nbytes, (float(loss.group(3)) if loss else None)
+    losses = UDP_LOSS.findall(out)
+    return mbit, nbytes, (float(losses[-1][2]) if losses else None)
+
+
+def output_after(out, tag):
+    """What a guest command printed after `echo {tag}-$((0+N))`'s line "{tag}-N" (the last one): the rig's
+    guest-command reader may hand back earlier commands' output too (when it cannot find the echoed
+    command line, it keeps the console log's tail), and the arithmetic keeps the echoed command line
+    itself from matching. The whole text when the line is not there."""
+    at = out.rfind(tag + "\n")
+    return out[at + len(tag) + 1:] if at >= 0 else out
 
 
 def parse_ping(out):
