@@ -738,3 +738,98 @@ fn two_nics_of_different_kinds_without_a_datapath_work_both_ways() {
     }
     rig.assert_healthy();
 }
+
+/// Checks one TCP segment off the wire on its own terms (the harness's
+/// RFC 1071 code, not aggdom's): IPv4 header checksum, total length or
+/// IPv6 payload length, and the TCP checksum with its pseudo-header.
+/// Returns the IP header length's end (the TCP header's start).
+fn check_tcp_segment(f: &[u8], ipv6: bool, what: &str) -> usize {
+    use aggdom_harness::frame::checksum;
+    let l4 = if ipv6 { 54 } else { 34 };
+    assert!(f.len() >= l4 + 20, "{what}: {} bytes", f.len());
+    let tcp = &f[l4..];
+    let mut pseudo = Vec::new();
+    if ipv6 {
+        assert_eq!(&f[12..14], &[0x86, 0xdd], "{what}: ethertype");
+        let plen = u16::from_be_bytes([f[18], f[19]]);
+        assert_eq!(usize::from(plen), tcp.len(), "{what}: IPv6 payload length");
+        pseudo.extend_from_slice(&f[22..54]);
+        pseudo.extend_from_slice(&(tcp.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 6]);
+    } else {
+        assert_eq!(&f[12..14], &[0x08, 0x00], "{what}: ethertype");
+        assert_eq!(checksum(&f[14..34]), 0, "{what}: IPv4 header checksum");
+        let total = u16::from_be_bytes([f[16], f[17]]);
+        assert_eq!(
+            usize::from(total),
+            f.len() - 14,
+            "{what}: IPv4 total length"
+        );
+        pseudo.extend_from_slice(&f[26..34]);
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    }
+    pseudo.extend_from_slice(tcp);
+    assert_eq!(checksum(&pseudo), 0, "{what}: TCP checksum");
+    l4
+}
+
+#[test]
+fn a_tso_frame_leaves_every_nic_kind_as_mss_sized_segments_with_valid_checksums() {
+    // Every NIC spare: nothing but the console sends on them.
+    let mut rig = Rig::boot_all_spare(&[E1000, Virtio, Modern]);
+    for n in 0..rig.kinds.len() {
+        let kind = rig.kinds[n];
+        for (ipv6, len, mss) in [(false, 20_000usize, 1460usize), (true, 9_000, 1440)] {
+            let hdr = if ipv6 { 74 } else { 54 };
+            let count = (len - hdr).div_ceil(mss);
+            let before = rig.status(n);
+            let v6 = if ipv6 { " v6" } else { "" };
+            let reply = rig
+                .m
+                .command(&format!("nic {n} tso {} {len} {mss}{v6}", host()))
+                .unwrap();
+            let want = format!("nic {n} sent {len} bytes as {count} segments, segmented by the ");
+            assert!(reply.starts_with(&want), "NIC {n} ({kind:?}): {reply}");
+            println!("NIC {n} {kind:?} ipv6 {ipv6}: {reply}");
+            let mut payload = Vec::new();
+            for k in 0..count {
+                let what = format!("NIC {n} ({kind:?}) ipv6 {ipv6} segment {k} of {count}");
+                let got = rig.m.recv_where(FRAME_WAIT, |r| {
+                    r.nic == n
+                        && r.data.get(6..12) == Some(&before.mac.0[..])
+                        && r.data.get(12..14) != Some(&[0x88, 0xb5][..])
+                });
+                let f = got
+                    .map(|r| r.data)
+                    .unwrap_or_else(|| panic!("{what} never came\n{}", rig.m.diagnostics()));
+                assert_eq!(&f[..6], &host().0, "{what}: destination");
+                let l4 = check_tcp_segment(&f, ipv6, &what);
+                let last = k + 1 == count;
+                let seg_payload = f.len() - l4 - 20;
+                let want_len = if last { len - hdr - k * mss } else { mss };
+                assert_eq!(seg_payload, want_len, "{what}: payload bytes");
+                let seq = u32::from_be_bytes(f[l4 + 4..l4 + 8].try_into().unwrap());
+                assert_eq!(seq, 1000 + (k * mss) as u32, "{what}: sequence number");
+                assert_eq!(f[l4 + 13] & 0x08 != 0, last, "{what}: PSH on the last only");
+                if !ipv6 {
+                    let id = u16::from_be_bytes([f[18], f[19]]);
+                    assert_eq!(id, 0x1234u16.wrapping_add(k as u16), "{what}: IPv4 ID");
+                }
+                payload.extend_from_slice(&f[l4 + 20..]);
+            }
+            let want: Vec<u8> = (0..len - hdr).map(|p| p as u8).collect();
+            assert!(
+                payload == want,
+                "NIC {n} ({kind:?}) ipv6 {ipv6}: payload differs"
+            );
+            let after = rig.status(n);
+            assert_eq!(
+                after.tx_frames - before.tx_frames,
+                count as u64,
+                "NIC {n} ({kind:?}): {after:?}"
+            );
+        }
+    }
+    rig.assert_healthy();
+}
