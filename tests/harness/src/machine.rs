@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{pcap_path, MacAddr, Nic, NicKind, QemuConfig, RunPaths};
 use crate::error::{Error, Result};
 use crate::json::Json;
-use crate::net::{NicCounters, Nics, Received};
+use crate::net::{FrameIo, NicCounters, Nics, Received};
 use crate::qmp::Qmp;
 use crate::serial::{self, parse_reply, Pattern, Serial, Wait};
 
@@ -134,6 +134,8 @@ pub struct Machine {
     spawned_at: Instant,
     serial: Serial,
     nics: Nics,
+    /// Per NIC: (QEMU's UDP port, the harness's UDP port).
+    nic_ports: Vec<(u16, u16)>,
     qmp: Option<Qmp>,
 }
 
@@ -235,6 +237,7 @@ impl Machine {
                         spawned_at,
                         serial,
                         nics,
+                        nic_ports: run.nic_ports,
                         qmp: None,
                     });
                 }
@@ -536,6 +539,18 @@ impl Machine {
     /// What the harness sent into and received from NIC `nic`.
     pub fn nic_counters(&self, nic: usize) -> NicCounters {
         self.nics.counters(nic)
+    }
+
+    /// A handle that sends and takes this machine's frames from another
+    /// thread while this one uses the console ([`FrameIo`]).
+    pub fn frame_io(&self) -> FrameIo {
+        self.nics.io()
+    }
+
+    /// NIC `nic`'s loopback UDP ports: (QEMU's end, the harness's end), to
+    /// find their sockets in `/proc/net/udp`.
+    pub fn nic_udp_ports(&self, nic: usize) -> Option<(u16, u16)> {
+        self.nic_ports.get(nic).copied()
     }
 
     // --- QMP -------------------------------------------------------------

@@ -54,6 +54,82 @@ const POLL: Duration = Duration::from_millis(100);
 /// Larger than any frame QEMU sends (jumbo included).
 const MAX_DATAGRAM: usize = 65536;
 
+/// A handle on a machine's NICs that another thread can own: it sends and
+/// takes frames as [`crate::Machine`] does (same sockets, same queue, same
+/// counters), while the machine itself stays free for console and QMP
+/// work. It does not keep the receive threads alive: once the machine is
+/// dropped, nothing more arrives.
+#[derive(Clone)]
+pub struct FrameIo {
+    socks: Vec<Arc<UdpSocket>>,
+    shared: Shared,
+}
+
+impl FrameIo {
+    /// Sends one frame into NIC `nic` (as [`crate::Machine::send_frame`]).
+    pub fn send_frame(&self, nic: usize, frame: &[u8]) -> io::Result<()> {
+        send_on(&self.socks, &self.shared, nic, frame)
+    }
+
+    /// Removes and returns every queued frame, in arrival order.
+    pub fn drain_all(&self) -> Vec<Received> {
+        take_where(&self.shared, |_| true)
+    }
+
+    /// Waits up to `timeout` for a frame to be queued; `true` if one is.
+    pub fn wait_any(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut inbox = lock(&self.shared);
+        while inbox.frames.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            inbox = self
+                .shared
+                .1
+                .wait_timeout(inbox, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// What the harness sent into and received from NIC `nic`.
+    pub fn counters(&self, nic: usize) -> NicCounters {
+        lock(&self.shared).counters[nic]
+    }
+}
+
+fn send_on(socks: &[Arc<UdpSocket>], shared: &Shared, nic: usize, frame: &[u8]) -> io::Result<()> {
+    let sock = socks
+        .get(nic)
+        .ok_or_else(|| io::Error::other(format!("no NIC {nic}")))?;
+    let sent = match sock.send(frame) {
+        // A pending ICMP error from an earlier datagram is reported on
+        // this call instead of the send itself: send again.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => sock.send(frame),
+        other => other,
+    }?;
+    if sent != frame.len() {
+        return Err(io::Error::other(format!(
+            "short send: {sent} of {} bytes",
+            frame.len()
+        )));
+    }
+    let mut inbox = lock(shared);
+    inbox.counters[nic].tx_frames += 1;
+    inbox.counters[nic].tx_bytes += frame.len() as u64;
+    Ok(())
+}
+
+fn take_where(shared: &Shared, mut pred: impl FnMut(&Received) -> bool) -> Vec<Received> {
+    let mut inbox = lock(shared);
+    let (taken, kept): (VecDeque<_>, VecDeque<_>) = inbox.frames.drain(..).partition(|r| pred(r));
+    inbox.frames = kept;
+    taken.into()
+}
+
 /// The harness ends of all NICs of one machine.
 pub(crate) struct Nics {
     socks: Vec<Arc<UdpSocket>>,
@@ -142,23 +218,15 @@ impl Nics {
 
     /// Sends one frame into NIC `nic`.
     pub(crate) fn send(&self, nic: usize, frame: &[u8]) -> io::Result<()> {
-        let sock = &self.socks[nic];
-        let sent = match sock.send(frame) {
-            // A pending ICMP error from an earlier datagram is reported on
-            // this call instead of the send itself: send again.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => sock.send(frame),
-            other => other,
-        }?;
-        if sent != frame.len() {
-            return Err(io::Error::other(format!(
-                "short send: {sent} of {} bytes",
-                frame.len()
-            )));
+        send_on(&self.socks, &self.shared, nic, frame)
+    }
+
+    /// A handle another thread can own ([`FrameIo`]).
+    pub(crate) fn io(&self) -> FrameIo {
+        FrameIo {
+            socks: self.socks.clone(),
+            shared: self.shared.clone(),
         }
-        let mut inbox = lock(&self.shared);
-        inbox.counters[nic].tx_frames += 1;
-        inbox.counters[nic].tx_bytes += frame.len() as u64;
-        Ok(())
     }
 
     /// Removes and returns the earliest received frame for which `pred`
@@ -190,12 +258,8 @@ impl Nics {
     }
 
     /// Removes every queued frame for which `pred` holds, in arrival order.
-    pub(crate) fn take_all(&self, mut pred: impl FnMut(&Received) -> bool) -> Vec<Received> {
-        let mut inbox = lock(&self.shared);
-        let (taken, kept): (VecDeque<_>, VecDeque<_>) =
-            inbox.frames.drain(..).partition(|r| pred(r));
-        inbox.frames = kept;
-        taken.into()
+    pub(crate) fn take_all(&self, pred: impl FnMut(&Received) -> bool) -> Vec<Received> {
+        take_where(&self.shared, pred)
     }
 
     /// The harness-side counters of NIC `nic`.
