@@ -152,6 +152,11 @@ pub fn render_tables(s: &Snapshot) -> String {
         d.literal_unsupported,
         drop_list(&e.own_tx_drops, ""),
     );
+    // The engine's count, not the NIC's link bit: a frame the datapath
+    // put on an uplink before its link check saw the link go is lost with
+    // no counter, so a test waits for this before it sends again.
+    let downs: alloc::vec::Vec<u64> = s.uplinks.iter().map(|u| u.engine.link_downs).collect();
+    let _ = writeln!(o, "link downs per uplink {}", join(&downs, "/"));
     if !s.extra.is_empty() {
         // `aggdom_http_refused_total` -> `http_refused`: the /metrics
         // name, without what every name has.

@@ -284,3 +284,26 @@ fn server_counters_show_in_both_renderings() {
         assert!(prom.lines().any(|l| l == sample), "{sample} in\n{prom}");
     }
 }
+
+/// `stats` shows how often the engine saw each uplink's link go down (a
+/// soak waits for it before it sends again after pulling a link).
+#[test]
+fn stats_show_the_link_downs_the_engine_saw() {
+    let mut dp = datapath();
+    assert!(
+        render_tables(&Snapshot::take(&mut dp, 0)).contains("\nlink downs per uplink 0/0\n"),
+        "{}",
+        render_tables(&Snapshot::take(&mut dp, 0))
+    );
+    let up1 = aggregation::UplinkId(1);
+    dp.engine_mut().link_changed(1, up1, false);
+    dp.engine_mut().link_changed(2, up1, true);
+    dp.engine_mut().link_changed(3, up1, false);
+    let tables = render_tables(&Snapshot::take(&mut dp, 5));
+    assert!(tables.contains("\nlink downs per uplink 0/2\n"), "{tables}");
+    let prom = render_prometheus(&Snapshot::take(&mut dp, 5));
+    assert!(
+        prom.contains("aggdom_uplink_link_downs_total{uplink=\"1\"} 2"),
+        "{prom}"
+    );
+}
