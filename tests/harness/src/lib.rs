@@ -44,6 +44,7 @@ mod ports;
 mod qmp;
 pub mod rig;
 mod serial;
+pub mod soak;
 pub mod switch;
 mod sys;
 pub mod tcp;
@@ -53,6 +54,6 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use machine::{debug_exit_value, Machine, MachineBuilder};
-pub use net::{NicCounters, Received};
+pub use net::{FrameIo, NicCounters, Received};
 pub use regex_lite;
 pub use serial::{parse_reply, Pattern};
