@@ -14,7 +14,7 @@ use hypervisor::{DomId, GrantAddr, GrantCopy, Hypervisor, PAGE_SIZE};
 use crate::checksum::{self, Lengths};
 use crate::counters::{Fatal, RxDrop, VifCounters};
 use crate::error::RxError;
-use crate::segment::{Csum, GsoKind, Offload, Plan};
+use crate::segment::{self, Csum, GsoKind, Offload, Plan};
 use crate::vif::{Connection, Queue, RxFeatures, Vif};
 use crate::wire::{
     ExtraInfo, RxRequest, RxResponse, ETH_HLEN, NETIF_RSP_ERROR, NETRXF_CSUM_BLANK,
@@ -84,7 +84,7 @@ impl<H: Hypervisor> Vif<H> {
                         Err(Delivery::Drop(RxError::BadLength))
                     }
                     Ok(_) if takes => {
-                        let extra = ExtraInfo::new_gso(gso.size, gso.kind.to_netif());
+                        let extra = ExtraInfo::new_gso(gso.size, segment::netif_gso_type(gso.kind));
                         let flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
                         let r = deliver_one(hv, q, fe, counters, frame, flags, Some(extra));
                         if r.is_ok() {

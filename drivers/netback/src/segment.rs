@@ -1,66 +1,68 @@
 //! Offload metadata that travels with a frame ([`Offload`]), and TCP
-//! segmentation in software: a GSO super-frame cut into frames of at most
-//! `gso_size` payload bytes each, with their own IPv4/IPv6 and TCP headers
-//! (lengths, IPv4 IDs, sequence numbers, flags, checksums), as Linux's
-//! `tcp_gso_segment` produces them.
+//! segmentation in software for a vif: a GSO super-frame cut into frames
+//! of at most `gso_size` payload bytes each, with their own IPv4/IPv6 and
+//! TCP headers (lengths, IPv4 IDs, sequence numbers, flags, checksums), as
+//! Linux's `tcp_gso_segment` produces them.
 //!
-//! Pure and allocation-free: [`Plan::new`] validates a super-frame once
-//! (headers found through [`checksum::locate`], sizes and the segment count
-//! checked), then [`Plan::write`] builds segment `i` into a caller's buffer
-//! and cannot panic. It is the default path, so aggdom works with any
-//! uplink; a consumer that segments in hardware gets the super-frame and
-//! its [`Offload`] instead. It lives in netback because both directions of
-//! a vif need it (guest TX to plain uplinks, guest RX to frontends without
-//! GSO); a datapath that wants it for uplink large-receive can use it from
-//! here (it depends on nothing of netback's but [`checksum`]).
-use crate::checksum::{self, Lengths, IPPROTO_TCP, L4};
+//! The cutting itself is the uplinks' software fallback,
+//! [`nic::offload::Segmenter`], so aggdom has one segmenter: guest TX to
+//! plain uplinks and guest RX to frontends without GSO go through the same
+//! code as an uplink that cannot segment. The types at the seam are the
+//! nic crate's too ([`Gso`], [`GsoKind`], [`OffloadCaps`] =
+//! [`nic::Offloads`], and [`Offload::tx`] gives a [`nic::TxOffload`]), so a
+//! frame netback lends can go to [`nic::NicDatapath::queue_tx_offload`]
+//! as it is. What is netback's own: [`Plan`] says why a guest's
+//! super-frame is refused (each reason a counter) and makes a super-frame
+//! consistent for a consumer that segments it ([`Plan::normalise`]); and
+//! [`Csum::Validated`], which Xen's RX flags carry and a transmit request
+//! does not.
+//!
+//! Pure and allocation-free: [`Plan::new`] validates once, then
+//! [`Plan::write`] cannot panic.
+pub use nic::offload::MAX_SEGMENTS;
+use nic::offload::{self, Segmenter, TcpFrame};
+pub use nic::{Gso, GsoKind, PartialCsum, TxOffload};
 
 /// `XEN_NETIF_GSO_TYPE_*` (io/netif.h).
 pub const XEN_NETIF_GSO_TYPE_TCPV4: u8 = 1;
 pub const XEN_NETIF_GSO_TYPE_TCPV6: u8 = 2;
 
-/// Segments one super-frame may become. 64 KiB at the IPv4 default MSS
-/// (536) is 123 segments; a guest asking for more is asking the backend to
-/// turn one ring slot into thousands of frames.
-pub const MAX_SEGMENTS: usize = 128;
-
-/// TCP flags cleared on all but the last segment (FIN, PSH) and on all but
-/// the first (CWR), as `tcp_gso_segment` does.
+/// TCP flags a lone segment keeps (tests).
+#[cfg(test)]
 const TCP_FIN: u8 = 0x01;
+#[cfg(test)]
 const TCP_PSH: u8 = 0x08;
+#[cfg(test)]
 const TCP_CWR: u8 = 0x80;
 
-/// Which segmentation a super-frame asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GsoKind {
-    TcpV4,
-    TcpV6,
-}
-
-impl GsoKind {
-    /// From `netif_extra_info.u.gso.type`; `None` for NONE and unknown types.
-    pub fn from_netif(t: u8) -> Option<Self> {
-        match t {
-            XEN_NETIF_GSO_TYPE_TCPV4 => Some(Self::TcpV4),
-            XEN_NETIF_GSO_TYPE_TCPV6 => Some(Self::TcpV6),
-            _ => None,
-        }
-    }
-
-    pub fn to_netif(self) -> u8 {
-        match self {
-            Self::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
-            Self::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
-        }
+/// From `netif_extra_info.u.gso.type`; `None` for NONE and unknown types.
+pub fn gso_kind(netif_type: u8) -> Option<GsoKind> {
+    match netif_type {
+        XEN_NETIF_GSO_TYPE_TCPV4 => Some(GsoKind::TcpV4),
+        XEN_NETIF_GSO_TYPE_TCPV6 => Some(GsoKind::TcpV6),
+        _ => None,
     }
 }
 
-/// A super-frame's segmentation: at most `size` TCP payload bytes per
-/// segment (the MSS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gso {
-    pub size: u16,
-    pub kind: GsoKind,
+/// `netif_extra_info.u.gso.type` for `kind`.
+pub fn netif_gso_type(kind: GsoKind) -> u8 {
+    match kind {
+        GsoKind::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
+        GsoKind::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
+    }
+}
+
+/// What a consumer of frames finishes itself: the uplinks' own
+/// capabilities type.
+pub type OffloadCaps = nic::Offloads;
+
+/// Whether `caps` segments `gso` frames (with their partial checksums).
+pub fn takes(caps: &OffloadCaps, gso: Gso) -> bool {
+    caps.csum
+        && match gso.kind {
+            GsoKind::TcpV4 => caps.tso4,
+            GsoKind::TcpV6 => caps.tso6,
+        }
 }
 
 /// What is known about a frame's transport checksum.
@@ -70,10 +72,11 @@ pub enum Csum {
     Unknown,
     /// Complete and known good (checked by a NIC, or computed here).
     Validated,
-    /// Partial (Linux `CHECKSUM_PARTIAL`): the field at `start + offset`
-    /// holds the pseudo-header sum over the frame's own transport length;
-    /// the checksum over `start..` the end of the IP data must still be
-    /// computed (by a NIC, the receiving frontend, or [`checksum::fill`]).
+    /// Partial (Linux `CHECKSUM_PARTIAL`, [`PartialCsum`]): the field at
+    /// `start + offset` holds the pseudo-header sum over the frame's own
+    /// transport length; the checksum from `start` to the end of the IP
+    /// data must still be computed (by a NIC, the receiving frontend, or
+    /// [`crate::checksum::fill`]).
     Partial { start: u16, offset: u16 },
 }
 
@@ -94,31 +97,30 @@ impl Offload {
         gso: None,
         csum: Csum::Unknown,
     };
-}
 
-/// What a consumer of frames can finish itself.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OffloadCaps {
-    /// Takes [`Csum::Partial`] frames (checksum insertion).
-    pub csum: bool,
-    pub tso4: bool,
-    pub tso6: bool,
-}
+    /// The transmit request an uplink takes ([`nic::NicDatapath::queue_tx_offload`]).
+    pub fn tx(&self) -> TxOffload {
+        TxOffload {
+            csum: match self.csum {
+                Csum::Partial { start, offset } => Some(PartialCsum { start, offset }),
+                Csum::Unknown | Csum::Validated => None,
+            },
+            gso: self.gso,
+        }
+    }
 
-impl OffloadCaps {
-    /// Plain frames only: segmentation and checksums done in software.
-    pub const NONE: Self = Self {
-        csum: false,
-        tso4: false,
-        tso6: false,
-    };
-
-    pub fn takes(&self, gso: Gso) -> bool {
-        self.csum
-            && match gso.kind {
-                GsoKind::TcpV4 => self.tso4,
-                GsoKind::TcpV6 => self.tso6,
-            }
+    /// From a transmit request (a frame another port asked to send).
+    pub fn from_tx(req: &TxOffload) -> Self {
+        Self {
+            gso: req.gso,
+            csum: match req.csum {
+                Some(c) => Csum::Partial {
+                    start: c.start,
+                    offset: c.offset,
+                },
+                None => Csum::Unknown,
+            },
+        }
     }
 }
 
@@ -126,10 +128,10 @@ impl OffloadCaps {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegError {
     /// Not TCP over the IP version the GSO type names (UDP, ARP, a
-    /// fragment, headers that do not fit).
+    /// fragment, IPv6 extension headers, headers that do not fit).
     NotTcp,
-    /// Headers plus `gso_size` exceed the largest frame allowed, or
-    /// `gso_size` is 0.
+    /// `gso_size` is 0, or headers plus `gso_size` exceed the largest
+    /// frame allowed (at most [`nic::MAX_FRAME_LEN`], jumbo frames or not).
     BadSize,
     /// More than [`MAX_SEGMENTS`] segments.
     TooManySegments,
@@ -138,11 +140,7 @@ pub enum SegError {
 /// A validated super-frame: where its headers are and how it is cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
-    at: L4,
-    /// Ethernet + IP + TCP headers: copied into every segment.
-    header: usize,
-    mss: usize,
-    count: usize,
+    seg: Segmenter,
     frame_len: usize,
 }
 
@@ -151,35 +149,50 @@ impl Plan {
     /// `max_frame` bytes. The IP length fields are not trusted: the
     /// frame's own length is the data's end.
     pub fn new(frame: &[u8], gso: Gso, max_frame: usize) -> Result<Self, SegError> {
-        let at = checksum::locate(frame, Lengths::Frame).ok_or(SegError::NotTcp)?;
-        let ipv6 = gso.kind == GsoKind::TcpV6;
-        if at.proto != IPPROTO_TCP || at.ipv6 != ipv6 {
+        let tcp = TcpFrame::parse(frame).ok_or(SegError::NotTcp)?;
+        if tcp.ipv6 != (gso.kind == GsoKind::TcpV6) {
             return Err(SegError::NotTcp);
         }
-        let header = at.l4 + at.header_len;
         let mss = usize::from(gso.size);
-        if mss == 0 || header + mss > max_frame {
+        if mss == 0 || tcp.hdr_len + mss > max_frame {
             return Err(SegError::BadSize);
         }
-        let payload = frame.len() - header;
-        let count = payload.div_ceil(mss).max(1);
-        if count > MAX_SEGMENTS {
+        if (frame.len() - tcp.hdr_len).div_ceil(mss) > MAX_SEGMENTS {
             return Err(SegError::TooManySegments);
         }
+        // What is left: segments longer than nic::MAX_FRAME_LEN.
+        let seg = Segmenter::new(frame, gso).map_err(|_| SegError::BadSize)?;
         Ok(Self {
-            at,
-            header,
-            mss,
-            count,
+            seg,
             frame_len: frame.len(),
         })
+    }
+
+    /// Segments the frame becomes (at least 1).
+    pub fn count(&self) -> usize {
+        self.seg.count()
+    }
+
+    /// The length of segment `i` (0 past the last).
+    pub fn len(&self, i: usize) -> usize {
+        self.seg.len(i)
+    }
+
+    /// Always false: a segment holds its headers at least.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The longest segment.
+    pub fn max_len(&self) -> usize {
+        self.seg.len(0)
     }
 
     /// The checksum offsets for [`Csum::Partial`].
     pub fn csum(&self) -> Csum {
         Csum::Partial {
-            start: self.at.l4 as u16,
-            offset: self.at.csum_offset() as u16,
+            start: self.seg.tcp.l4 as u16,
+            offset: offload::TCP_CSUM_OFFSET,
         }
     }
 
@@ -191,87 +204,40 @@ impl Plan {
         if frame.len() != self.frame_len {
             return;
         }
-        let (l3, l4) = (self.at.l3, self.at.l4);
-        if self.at.ipv6 {
+        let t = self.seg.tcp;
+        let (l3, l4) = (t.l3, t.l4);
+        if t.ipv6 {
             let plen = (self.frame_len - l3 - 40) as u16;
             frame[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
         } else {
             let total = (self.frame_len - l3) as u16;
             frame[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
-            frame[l3 + 10] = 0;
-            frame[l3 + 11] = 0;
-            let c = checksum::ipv4_header(&frame[l3..l4]);
+            frame[l3 + 10..l3 + 12].fill(0);
+            let c = !offload::fold(offload::sum(&frame[l3..l4], 0));
             frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
         }
-        checksum::fill_partial(frame, &self.at);
-    }
-
-    /// Segments the frame becomes (at least 1).
-    pub fn count(&self) -> usize {
-        self.count
-    }
-
-    /// The length of segment `i`.
-    pub fn len(&self, i: usize) -> usize {
-        let start = self.header + i * self.mss;
-        self.header + (self.frame_len - start.min(self.frame_len)).min(self.mss)
-    }
-
-    /// Always false: a segment holds its headers at least.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// The longest segment.
-    pub fn max_len(&self) -> usize {
-        self.len(0)
+        let seed = offload::fold(t.pseudo_header_sum(frame, self.frame_len - l4));
+        let at = l4 + usize::from(offload::TCP_CSUM_OFFSET);
+        frame[at..at + 2].copy_from_slice(&seed.to_be_bytes());
     }
 
     /// Builds segment `i` (`< count()`) of `frame` (the frame the plan was
     /// made from) into `dst`, which must hold [`Plan::max_len`] bytes, and
     /// returns its length; 0 if `i`, `frame` or `dst` do not fit the plan.
-    /// With `csum` the TCP checksum is completed; without, the field gets
+    /// With `csum` the TCP checksum is complete; without, the field gets
     /// the partial pseudo-header sum (for a receiver that completes it).
     pub fn write(&self, frame: &[u8], i: usize, dst: &mut [u8], csum: bool) -> usize {
-        let len = self.len(i);
-        if i >= self.count || frame.len() != self.frame_len || dst.len() < len {
+        let len = self.seg.len(i);
+        if len == 0 || frame.len() != self.frame_len || dst.len() < len {
             return 0;
         }
-        let (h, at) = (self.header, self.at);
-        let start = h + i * self.mss;
-        let data = len - h;
-        let seg = &mut dst[..len];
-        seg[..h].copy_from_slice(&frame[..h]);
-        seg[h..].copy_from_slice(&frame[start..start + data]);
-
-        let (l3, l4) = (at.l3, at.l4);
-        if at.ipv6 {
-            let plen = (len - l3 - 40) as u16;
-            seg[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
-        } else {
-            let total = (len - l3) as u16;
-            seg[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
-            let id = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]).wrapping_add(i as u16);
-            seg[l3 + 4..l3 + 6].copy_from_slice(&id.to_be_bytes());
-            seg[l3 + 10] = 0;
-            seg[l3 + 11] = 0;
-            let c = checksum::ipv4_header(&seg[l3..l4]);
-            seg[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-        }
-        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]])
-            .wrapping_add((i * self.mss) as u32);
-        seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
-        if i + 1 < self.count {
-            seg[l4 + 13] &= !(TCP_FIN | TCP_PSH);
-        }
-        if i > 0 {
-            seg[l4 + 13] &= !TCP_CWR;
-        }
-        let seg_at = L4 { end: len, ..at };
-        if csum {
-            checksum::fill(seg, &seg_at);
-        } else {
-            checksum::fill_partial(seg, &seg_at);
+        let out = &mut dst[..len];
+        self.seg.write(frame, i, out);
+        if !csum {
+            let l4 = self.seg.tcp.l4;
+            let seed = offload::fold(self.seg.tcp.pseudo_header_sum(out, len - l4));
+            let at = l4 + usize::from(offload::TCP_CSUM_OFFSET);
+            out[at..at + 2].copy_from_slice(&seed.to_be_bytes());
         }
         len
     }
@@ -448,7 +414,7 @@ pub(crate) mod tests {
         let mut b = vec![0u8; plan.max_len()];
         let n = plan.write(&f, 1, &mut b, false);
         assert!(!tcp_ok(&b[..n]));
-        let at = checksum::locate(&b[..n], Lengths::Ip).unwrap();
+        let at = crate::checksum::locate(&b[..n], crate::checksum::Lengths::Ip).unwrap();
         let seed = u16::from_be_bytes([b[at.l4 + 16], b[at.l4 + 17]]);
         // Completing from the seed as a NIC does: sum over the segment with
         // the seed in the field, complemented.
@@ -515,6 +481,19 @@ pub(crate) mod tests {
             Err(SegError::TooManySegments)
         );
         assert!(Plan::new(&big, Gso { size: 536, ..v4 }, 1514).is_ok());
+        // IPv6 extension headers before TCP are not segmented.
+        let mut hbh = tcp_frame(true, 3000);
+        hbh[20] = 0;
+        let v6 = Gso {
+            size: 1428,
+            kind: GsoKind::TcpV6,
+        };
+        assert_eq!(Plan::new(&hbh, v6, 1514), Err(SegError::NotTcp));
+        // Jumbo frames allowed or not, segments stay within a plain frame.
+        assert_eq!(
+            Plan::new(&f, Gso { size: 8000, ..v4 }, 9018),
+            Err(SegError::BadSize)
+        );
         // A data offset past the frame.
         let mut off = tcp_frame(false, 0);
         off[46] = 0xf0;
@@ -545,5 +524,43 @@ pub(crate) mod tests {
             0
         );
         assert_eq!(plan.write(&tcp_frame(false, 10), 0, &mut [0; 20], true), 0);
+    }
+}
+
+#[cfg(test)]
+mod seam_tests {
+    use super::*;
+
+    #[test]
+    fn offload_maps_to_the_uplinks_request_and_back() {
+        let o = Offload {
+            gso: Some(Gso {
+                size: 1448,
+                kind: GsoKind::TcpV4,
+            }),
+            csum: Csum::Partial {
+                start: 34,
+                offset: 16,
+            },
+        };
+        let t = o.tx();
+        assert_eq!(
+            t.csum,
+            Some(PartialCsum {
+                start: 34,
+                offset: 16
+            })
+        );
+        assert_eq!(Offload::from_tx(&t), o);
+        let v = Offload {
+            gso: None,
+            csum: Csum::Validated,
+        };
+        assert_eq!(v.tx(), TxOffload::NONE);
+        for k in [GsoKind::TcpV4, GsoKind::TcpV6] {
+            assert_eq!(gso_kind(netif_gso_type(k)), Some(k));
+        }
+        assert_eq!(gso_kind(0), None);
+        assert_eq!(gso_kind(3), None);
     }
 }

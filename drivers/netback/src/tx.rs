@@ -21,7 +21,7 @@ use hypervisor::{DomId, GrantAddr, GrantCopy, Hypervisor, SharedPage, PAGE_SIZE}
 use crate::checksum::{self, Lengths};
 use crate::config::{Config, FATAL_TX_SLOTS};
 use crate::counters::{Fatal, TxDrop, VifCounters};
-use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, Plan, SegError};
+use crate::segment::{self, Csum, Gso, Offload, OffloadCaps, Plan, SegError};
 use crate::vif::{Connection, Queue, Vif};
 use crate::wire::{
     ExtraInfo, TxRequest, TxResponse, ETH_HLEN, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
@@ -160,7 +160,7 @@ fn emit(
             out(&mut buf[..len], Offload { gso: None, csum });
             1
         }
-        Outcome::Gso(len, gso, plan) if caps.takes(gso) => {
+        Outcome::Gso(len, gso, plan) if segment::takes(&caps, gso) => {
             let frame = &mut buf[..len];
             plan.normalise(frame);
             out(
@@ -301,7 +301,7 @@ fn take_frame<H: Hypervisor>(
     // `xenvif_set_skb_gso`, once GSO is offered.
     let gso = match gso {
         Some(_) if !config.gso => Some(Err(TxDrop::Gso)),
-        Some((size, kind)) => match GsoKind::from_netif(kind) {
+        Some((size, kind)) => match segment::gso_kind(kind) {
             Some(kind) if size > 0 => Some(Ok(Gso { size, kind })),
             _ => return Err(Fatal::BadGso),
         },
