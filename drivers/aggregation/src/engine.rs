@@ -160,6 +160,12 @@ struct Identity {
     /// moves only when the identity moves.
     fixed_tx_pending: u64,
     fixed_tx_rate: u64,
+    /// Identity mode's decision for a guest frame leaving under this
+    /// identity (`Send` through its holder), kept whole so the fast path
+    /// hands it over in one copy rather than assembling it byte by byte
+    /// (a store-forwarding stall in the caller that cost more than the
+    /// rest of the decision). Refreshed whenever the holder changes.
+    send: TxDecision,
     counters: IdentityCounters,
 }
 
@@ -175,8 +181,21 @@ impl Identity {
         rx_rate: 0,
         fixed_tx_pending: 0,
         fixed_tx_rate: 0,
+        send: TxDecision::ToOwnStack,
         counters: IdentityCounters::ZERO,
     };
+
+    /// `send` for the identity's current holder; `i` is its index.
+    fn refresh_send(&mut self, i: usize) {
+        self.send = TxDecision::Send {
+            uplink: self.holder,
+            steering: Steering::Rewritten {
+                identity: IdentityId(i as u8),
+                mac: MacAddr::from_u64(self.mac),
+            },
+            flood_local: false,
+        };
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -420,6 +439,7 @@ impl Engine {
             holder: UplinkId(n as u8),
             ..Identity::EMPTY
         };
+        self.identities[n].refresh_send(n);
         self.n_uplinks += 1;
         self.recompute_bcast();
         self.respread();
@@ -767,38 +787,32 @@ impl Engine {
     /// mode a `Send` comes with the frame's source MAC (and ARP sender / NDP
     /// link-layer option) already rewritten; a `SwitchLocal` to a guest
     /// reached at an identity comes with the destination rewritten.
+    ///
+    /// Inlined into the caller with the fast path, so the common decision
+    /// reaches it in registers; the general path is an ordinary call.
+    #[inline(always)]
     pub fn guest_transmit(&mut self, now: u64, guest: GuestId, frame: &mut [u8]) -> TxDecision {
-        self.guest_transmit_with(now, guest, frame, true)
+        if let Some(g) = self.guest_index(guest) {
+            if let Some(d) = self.guest_tx_fast(g, frame) {
+                return d;
+            }
+        }
+        self.guest_transmit_general(now, guest, frame)
     }
 
     /// [`Engine::guest_transmit`] without the fast path: the test kit
     /// checks that both decide every frame alike.
     #[doc(hidden)]
+    #[inline(never)]
     pub fn guest_transmit_general(
         &mut self,
         now: u64,
         guest: GuestId,
         frame: &mut [u8],
     ) -> TxDecision {
-        self.guest_transmit_with(now, guest, frame, false)
-    }
-
-    #[inline(always)]
-    fn guest_transmit_with(
-        &mut self,
-        now: u64,
-        guest: GuestId,
-        frame: &mut [u8],
-        fast: bool,
-    ) -> TxDecision {
         let Some(g) = self.guest_index(guest) else {
             return TxDecision::Drop(DropReason::UnknownPort);
         };
-        if fast {
-            if let Some(d) = self.guest_tx_fast(g, frame) {
-                return d;
-            }
-        }
         match self.guest_tx_inner(now, g, frame) {
             Ok(d) => d,
             Err(r) => {
@@ -827,8 +841,16 @@ impl Engine {
             return None;
         }
         let (id, u) = self.least_loaded_holder(binding, false).ok()?;
+        let len = frame.len() as u64;
+        if self.cfg.mode == Mode::Identity {
+            let ident = &self.identities[id];
+            wire::set_src_mac(frame, ident.mac);
+            let d = ident.send;
+            self.count_tx(g, id, u, binding, len);
+            return Some(d);
+        }
         let steering = self.steer(g, id, u, frame);
-        self.count_tx(g, id, u, binding, frame.len() as u64);
+        self.count_tx(g, id, u, binding, len);
         Some(TxDecision::Send {
             uplink: UplinkId(u as u8),
             steering,
@@ -1240,29 +1262,28 @@ impl Engine {
 
     /// A frame that arrived on `uplink`. In identity mode a `ToGuest` comes
     /// with the destination MAC (and ARP target MAC) rewritten to the guest's.
+    ///
+    /// Inlined into the caller with the fast path, as
+    /// [`Engine::guest_transmit`].
+    #[inline(always)]
     pub fn uplink_receive(&mut self, now: u64, uplink: UplinkId, frame: &mut [u8]) -> RxDecision {
-        self.uplink_receive_with(now, uplink, frame, true)
+        if let Some(u) = self.uplink_index(uplink) {
+            if let Some(d) = self.uplink_rx_fast(u, frame) {
+                return d;
+            }
+        }
+        self.uplink_receive_general(now, uplink, frame)
     }
 
     /// [`Engine::uplink_receive`] without the fast path: the test kit
     /// checks that both decide every frame alike.
     #[doc(hidden)]
+    #[inline(never)]
     pub fn uplink_receive_general(
         &mut self,
         now: u64,
         uplink: UplinkId,
         frame: &mut [u8],
-    ) -> RxDecision {
-        self.uplink_receive_with(now, uplink, frame, false)
-    }
-
-    #[inline(always)]
-    fn uplink_receive_with(
-        &mut self,
-        now: u64,
-        uplink: UplinkId,
-        frame: &mut [u8],
-        fast: bool,
     ) -> RxDecision {
         let _ = now;
         let Some(u) = self.uplink_index(uplink) else {
@@ -1274,11 +1295,6 @@ impl Engine {
             let up = &mut self.uplinks[u];
             up.counters.rx_frames += 1;
             up.counters.rx_bytes += len;
-        }
-        if fast {
-            if let Some(d) = self.uplink_rx_fast(u, frame) {
-                return d;
-            }
         }
         let d = match wire::parse(frame) {
             Ok(p) => self.rx_inner(u, &p, frame),
@@ -1325,7 +1341,10 @@ impl Engine {
         }
         let len = frame.len() as u64;
         wire::set_dst_mac(frame, self.guests[g].mac);
-        self.uplinks[u].rx_pending += len;
+        let up = &mut self.uplinks[u];
+        up.counters.rx_frames += 1;
+        up.counters.rx_bytes += len;
+        up.rx_pending += len;
         self.count_identity_rx(i, len);
         let c = &mut self.guests[g].counters;
         c.rx_frames += 1;
@@ -1605,6 +1624,7 @@ impl Engine {
         }
         let ident = &mut self.identities[i];
         ident.holder = UplinkId(to as u8);
+        ident.refresh_send(i);
         ident.last_move = Some(now);
         ident.counters.moves += 1;
         ident.counters.holder = to as u64;
