@@ -635,6 +635,13 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             c.refusals,
             c.xenstore_errors
         );
+        // Offloads (issue 10): GSO super-frames from the guest and the
+        // segments software cut them into, GSO frames delivered whole and
+        // frames segmented for a frontend without GSO, the rate limit.
+        println!(
+            "  offload tx_gso {} tx_segments {} rx_gso {} rx_segmented {} tx_rate_limited {} rate_errors {}",
+            c.tx_gso, c.tx_segments, c.rx_gso, c.rx_segmented, c.tx_rate_limited, c.rate_errors
+        );
         let drops: Vec<String> = TxDrop::ALL
             .iter()
             .filter(|d| c.tx_drops(**d) > 0)

@@ -25,7 +25,7 @@ import argparse, os, re, sys, tempfile, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xentest import (DOM0_IP, HERE, XenTest, Fail, RigError, common_args, output_after, parse_iperf,  # noqa: E402
-                     parse_ping, refuse_if_other_rig)
+                     parse_ping, parse_xen, refuse_if_other_rig)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--seconds", type=int, default=10, help="each iperf3 run's length")
@@ -170,6 +170,11 @@ try:
             b.run_phase("aggdom", "aggdom", lambda fe: f"/local/domain/{t.aggid}/backend/vif/{fe}/0")
             log = t.aggdom_cmd("xen", r"grants copy_ops", 60)
             print("=== aggdom `xen` after the aggdom phase:\n" + (log or "")[-3000:], flush=True)
+            # Did guest 1 send GSO super-frames (feature-gso-tcpv4 negotiated) and get them cut up?
+            v = (parse_xen(log or "") or {}).get("vifs", {}).get((b.feids[0], 0), {})
+            o = v.get("offload")
+            b.rows[("guest 1 GSO frames sent / segments cut", "aggdom")] = (
+                f"{o['tx_gso']} / {o['tx_segments']}" if o else "not shown by this build")
             b.stop_guests()
             rig.run("xl destroy aggdom", timeout=120)
         elif phase == "linux":

@@ -180,6 +180,21 @@ def hostile(t, aggid, g3):
             gone and x is not None and not left, f"backend dir gone {gone}, vifs still listed {left}")
 
 
+OFFLOAD_KEYS = ("feature-gso-tcpv4", "feature-gso-tcpv6", "feature-rx-notify", "feature-sg")
+
+
+def offloads(t, aggid, feid):
+    """Issue 10: what guest 1's netfront and aggdom agreed on. aggdom offers GSO (TCPv4/v6) and checksum
+    offload; Linux netfront answers with its own feature-* keys and then sends 64 KiB GSO frames."""
+    be = f"/local/domain/{aggid}/backend/vif/{feid}/0"
+    fe = f"/local/domain/{feid}/device/vif/0"
+    keys = {f"backend {k}": f"{be}/{k}" for k in OFFLOAD_KEYS[:2]}
+    keys.update({f"frontend {k}": f"{fe}/{k}" for k in OFFLOAD_KEYS})
+    v = {k: t.rig.xs_read(p) for k, p in keys.items()}
+    t.check("guest1 and aggdom negotiate GSO and checksum offload (feature-gso-tcpv4/v6 = 1 on both sides)",
+            all(v[f"{side} {k}"] == "1" for side in ("backend", "frontend") for k in OFFLOAD_KEYS[:2]), str(v))
+
+
 def nomac(t, aggid):
     """Check 10: a vif without a mac goes to Closing with an error node, removed with the vif."""
     rig = t.rig
@@ -212,6 +227,8 @@ try:
         feids.append(feid)
         w = t.wait_serial(attached_re(feid), 30)
         t.check(f"{name} vif attached to the datapath", w is not None)
+        if name == "guest1":
+            offloads(t, aggid, feid)
         ok, out = t.ping_from(name, DOM0_IP)
         t.check(f"{name} pings dom0 {DOM0_IP} through aggdom's uplinks", ok, str(out))
         x = t.xen_state()

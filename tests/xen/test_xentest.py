@@ -101,7 +101,8 @@ class XenOutput(unittest.TestCase):
         head = [f for f in fmts if f.startswith(("xen {", "grants ", "config "))]
         vif = [f for f in fmts if f.startswith("vif {}/{} state")]
         ctr = [f for f in fmts if f.lstrip().startswith("tx_frames")]
-        self.assertEqual((len(head), len(vif), len(ctr)), (3, 1, 1), fmts)
+        off = [f for f in fmts if f.lstrip().startswith("offload ")]
+        self.assertEqual((len(head), len(vif), len(ctr), len(off)), (3, 1, 1, 1), fmts)
         n = itertools.count(1)
         text, vals = [], {}
         for f in head:
@@ -114,7 +115,9 @@ class XenOutput(unittest.TestCase):
             text.append(line)
             line, cused = fill(ctr[0], n)
             text.append(line)
-            vals[fe] = (used, cused)
+            line, oused = fill(off[0], n)
+            text.append(line)
+            vals[fe] = (used, cused, oused)
         return "aggdom> xen\n" + "\n".join(text) + "\n" + xt.PROMPT, vals
 
     def test_parse_xen_reads_aggdoms_own_format(self):
@@ -127,9 +130,10 @@ class XenOutput(unittest.TestCase):
         self.assertEqual(list(x["grants"].values()), vals["grants"][:6])
         self.assertEqual(sorted(x["vifs"]), [(5, 0), (7, 0)])
         for fe in (5, 7):
-            v, (used, cused) = x["vifs"][(fe, 0)], vals[fe]
+            v, (used, cused, oused) = x["vifs"][(fe, 0)], vals[fe]
             self.assertEqual(v["state"], used[2])
             self.assertEqual([v[k] for k in xt.VIF_KEYS[7:]], cused)
+            self.assertEqual(list(v["offload"].values()), oused)
         self.assertIsNone(xt.parse_xen("no xen reply here"))
 
     def test_com1_lines_the_tests_wait_for(self):

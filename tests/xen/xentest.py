@@ -133,6 +133,9 @@ VIF_RE = re.compile(r"^vif (\d+)/(\d+) state (\d+) (\w+) guest (\S+) mac (\S+) i
 VIF_KEYS = ["frontend", "handle", "state", "conn", "guest", "mac", "ip", "tx_frames", "tx_bytes", "rx_frames",
             "rx_bytes", "tx_drops", "rx_drops", "fatal", "connects", "disconnects", "connect_failures",
             "notifies", "refusals", "xenstore_errors"]
+OFFLOAD_RE = re.compile(r"\s+offload tx_gso (\d+) tx_segments (\d+) rx_gso (\d+) rx_segmented (\d+) "
+                        r"tx_rate_limited (\d+) rate_errors (\d+)")
+OFFLOAD_KEYS = ["tx_gso", "tx_segments", "rx_gso", "rx_segmented", "tx_rate_limited", "rate_errors"]
 
 
 # iperf3's and busybox ping's summaries (bench-xen)
@@ -191,6 +194,9 @@ def parse_xen(log):
         res["grants"] = dict(zip(GRANT_KEYS, map(int, g.groups())))
     for m in VIF_RE.finditer(tail):
         v = {k: (val if k in ("conn", "guest", "mac", "ip") else int(val)) for k, val in zip(VIF_KEYS, m.groups())}
+        o = OFFLOAD_RE.match(tail, m.end() + 1)      # the vif's offload line, if this build prints one
+        if o:
+            v["offload"] = dict(zip(OFFLOAD_KEYS, map(int, o.groups())))
         res["vifs"][(v["frontend"], v["handle"])] = v
     return res
 
