@@ -13,8 +13,9 @@ pub struct Counters {
     /// Bytes of those frames.
     pub rx_bytes: u64,
     /// Frames the device reported sent (completed transmit descriptors).
+    /// A super-frame the device segmented counts as its segments.
     pub tx_frames: u64,
-    /// Bytes of those frames.
+    /// Bytes of those frames (each segment's headers included).
     pub tx_bytes: u64,
     /// Frames the driver received and discarded: runt, oversized, split over
     /// several buffers, or with a device-reported error.
