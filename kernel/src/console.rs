@@ -9,6 +9,7 @@
 //! by `flush` in later loop turns. A sink that stays full loses the newest
 //! bytes, counted ([`dropped`]), instead of stalling the datapath.
 use crate::serial::Uart;
+use alloc::string::String;
 use bytefifo::ByteFifo;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,12 @@ static UART: Mutex<Uart> = Mutex::new(unsafe { Uart::com1() });
 /// outputs and a slow host may leave the UART busy for a while.
 static UART_OUT: Mutex<ByteFifo<{ 256 * 1024 }>> = Mutex::new(ByteFifo::new());
 static PV_OUT: Mutex<ByteFifo<{ 64 * 1024 }>> = Mutex::new(ByteFifo::new());
+/// While a command runs for aggctl ([`capture_output`]), its output goes
+/// here instead of to the sinks.
+static CAPTURED: Mutex<Option<String>> = Mutex::new(None);
+/// The most output one captured command keeps (an aggctl reply holds
+/// 128 KiB; the rest would be cut there anyway).
+const CAPTURE_MAX: usize = 160 * 1024;
 
 /// COM1 bytes one `flush` writes under Xen. There the UART is emulated by
 /// the device model in dom0: every byte is two I/O exits (LSR, THR), each a
@@ -38,6 +45,15 @@ struct Queuer;
 
 impl Write for Queuer {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(out) = CAPTURED.lock().as_mut() {
+            let room = CAPTURE_MAX.saturating_sub(out.len());
+            let mut cut = s.len().min(room);
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str(&s[..cut]);
+            return Ok(());
+        }
         let pv = xen::console::is_attached();
         let (mut uart, mut pv_out) = (UART_OUT.lock(), PV_OUT.lock());
         for (i, piece) in s.split('\n').enumerate() {
@@ -54,6 +70,15 @@ impl Write for Queuer {
         }
         Ok(())
     }
+}
+
+/// Runs `f` with everything it prints kept instead of shown (a command
+/// run for aggctl), and returns that text beside `f`'s result.
+pub fn capture_output<R>(f: impl FnOnce() -> R) -> (R, String) {
+    *CAPTURED.lock() = Some(String::new());
+    let r = f();
+    let text = CAPTURED.lock().take().unwrap_or_default();
+    (r, text)
 }
 
 pub fn print(args: fmt::Arguments) {
@@ -117,8 +142,11 @@ pub fn print_fatal(args: fmt::Arguments) {
         UART.force_unlock();
         UART_OUT.force_unlock();
         PV_OUT.force_unlock();
+        CAPTURED.force_unlock();
         xen::console::force_unlock();
     }
+    // A command run for aggctl panicked: the report goes to the consoles.
+    CAPTURED.lock().take();
     let _ = Queuer.write_fmt(args);
     let mut uart = UART.lock();
     UART_OUT.lock().drain_into(|bytes| {

@@ -7,8 +7,10 @@
 
 extern crate alloc;
 
+mod capture;
 mod console;
 mod cpu;
+mod ctl;
 mod domain;
 mod irq;
 mod memory;
@@ -85,6 +87,9 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             shell.feed(&mut domain, byte);
             busy = true;
         }
+        // aggctl requests (under Xen), then the capture's time limit.
+        busy |= ctl::run_pending(&mut domain) > 0;
+        capture::poll(&mut domain, now);
         shell.tick(&mut domain, now);
         console::flush();
         if busy {

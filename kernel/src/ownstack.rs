@@ -6,7 +6,6 @@ use aggdom_config::AllowList;
 use aggdom_metrics::{
     http_response, render_prometheus, Action, Connections, Limits, Snapshot, Socket, MAX_REQUEST,
 };
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::IpAddr;
@@ -22,6 +21,27 @@ pub const HTTP_PORT: u16 = 80;
 /// HTTP connections at once (sockets); which client holds one and for how
 /// long is `aggdom_metrics::Connections`' call.
 const HTTP_SOCKETS: usize = 4;
+
+/// `Some(query)` for a complete `GET /capture` or `GET /capture?<query>`
+/// request head; `None` for anything else (`http_response` answers it).
+fn capture_request(request: &[u8]) -> Option<Option<&str>> {
+    let complete =
+        request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
+    if !complete {
+        return None;
+    }
+    let line = request.split(|&b| b == b'\r' || b == b'\n').next()?;
+    let mut words = line.split(|&b| b == b' ');
+    if words.next()? != b"GET" {
+        return None;
+    }
+    let path = core::str::from_utf8(words.next()?).ok()?;
+    match path.split_once('?') {
+        None if path == "/capture" => Some(None),
+        Some(("/capture", q)) => Some(Some(q)),
+        _ => None,
+    }
+}
 
 /// The datapath's two frame queues, seen by smoltcp as an Ethernet device.
 struct QueueDevice<'a> {
@@ -93,7 +113,9 @@ impl Device for QueueDevice<'_> {
 #[derive(Default)]
 struct HttpConn {
     request: Vec<u8>,
-    response: Option<(String, usize)>,
+    response: Option<(Vec<u8>, usize)>,
+    /// `GET /capture`: the capture whose frames follow the response.
+    capture: Option<crate::capture::Stream>,
     /// The socket's unacknowledged bytes at the last look: a change means
     /// the client is reading.
     send_queue: usize,
@@ -197,23 +219,46 @@ impl OwnStack {
                     conn.request.extend_from_slice(&data[..take]);
                     (data.len(), ())
                 });
-                let conns = &self.conns;
-                let metrics = || {
-                    let mut snap = Snapshot::take(dp, now_ms);
-                    let mut rows = conns.counters.rows();
-                    // This answer counts itself.
-                    rows[0].2 += 1;
-                    snap.extra.extend(rows);
-                    render_prometheus(&snap)
-                };
-                if let Some(resp) = http_response(&conn.request, metrics) {
-                    conn.response = Some((resp, 0));
+                if let Some(query) = capture_request(&conn.request) {
+                    // `GET /capture[?spec]`, the same clients as /metrics.
+                    let (head, stream) = crate::capture::http_start(query, dp);
+                    conn.response = Some((head, 0));
+                    conn.capture = stream;
                     self.conns.answered(i, now_ms);
+                } else {
+                    let conns = &self.conns;
+                    let metrics = || {
+                        let mut snap = Snapshot::take(dp, now_ms);
+                        let mut rows = conns.counters.rows();
+                        // This answer counts itself.
+                        rows[0].2 += 1;
+                        snap.extra.extend(rows);
+                        snap.extra.extend(crate::capture::counter_rows());
+                        render_prometheus(&snap)
+                    };
+                    if let Some(resp) = http_response(&conn.request, metrics) {
+                        conn.response = Some((resp.into_bytes(), 0));
+                        self.conns.answered(i, now_ms);
+                    }
+                }
+            }
+            if let (Some((resp, sent)), Some(stream)) = (&mut conn.response, &mut conn.capture) {
+                // A capture's frames follow as they come; a live capture
+                // keeps the connection from counting as idle.
+                if *sent >= resp.len() {
+                    let (piece, done) = stream.next_piece(8192);
+                    *resp = piece;
+                    *sent = 0;
+                    if done {
+                        conn.capture = None;
+                    } else if stream.live() {
+                        self.conns.progress(i, now_ms);
+                    }
                 }
             }
             if let Some((resp, sent)) = &mut conn.response {
                 if socket.can_send() && *sent < resp.len() {
-                    let n = socket.send_slice(&resp.as_bytes()[*sent..]).unwrap_or(0);
+                    let n = socket.send_slice(&resp[*sent..]).unwrap_or(0);
                     *sent += n;
                     if n > 0 {
                         self.conns.progress(i, now_ms);
@@ -223,7 +268,7 @@ impl OwnStack {
                     conn.send_queue = socket.send_queue();
                     self.conns.progress(i, now_ms);
                 }
-                if *sent >= resp.len() {
+                if *sent >= resp.len() && conn.capture.is_none() {
                     socket.close();
                 }
             }

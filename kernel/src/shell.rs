@@ -39,6 +39,12 @@ const COMMANDS: &[Command] = &[
         run: version,
     },
     Command {
+        name: "status",
+        args: "",
+        help: "one screen: version, uptime, mode, NICs, guests, identities, capture",
+        run: status,
+    },
+    Command {
         name: "nics",
         args: "",
         help: "every NIC: PCI address, id, kind, MAC, link, role, counters",
@@ -46,7 +52,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "nic",
-        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | tso <dst> <len> <mss> [v6] | reset | macbench <count>]",
+        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | reset | macbench <count>]",
         help: "one NIC: show it, or drive it directly (tests, diagnosis)",
         run: nic,
     },
@@ -112,9 +118,15 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "stats",
-        args: "",
+        args: "[--json]",
         help: "counters per uplink, guest and identity",
         run: stats,
+    },
+    Command {
+        name: "capture",
+        args: "<uplink|guest|nic> <n> [<count>|<secs>s] [mac=..] [ip=..] [ethertype=..] | stop | read <offset> [len]",
+        help: "record a port's frames into a ring, read as pcap (no args: status)",
+        run: capture,
     },
     Command {
         name: "watch",
@@ -218,30 +230,46 @@ impl Shell {
 
 /// Runs one line; `true` when it started `watch`.
 fn run_line(domain: &mut Domain, line: &str) -> bool {
-    let words: Vec<&str> = line.split_ascii_whitespace().take(9).collect();
-    if words.len() > 8 {
-        println!("error: too many arguments");
-        return false;
-    }
-    let Some((&name, args)) = words.split_first() else {
-        return false;
-    };
-    match COMMANDS.iter().find(|c| c.name == name) {
-        Some(cmd) => match (cmd.run)(domain, args) {
-            Ok(()) => cmd.name == "watch",
-            Err(msg) => {
-                if cmd.args.is_empty() {
-                    println!("error: {msg}");
-                } else {
-                    println!("error: {msg} (usage: {} {})", cmd.name, cmd.args);
-                }
-                false
-            }
-        },
-        None => {
-            println!("error: unknown command '{name}' (try 'help')");
+    match dispatch(domain, line, &[]) {
+        Ok(name) => name == "watch",
+        Err(msg) => {
+            println!("error: {msg}");
             false
         }
+    }
+}
+
+/// Commands that make sense at a console only: `watch` never ends by
+/// itself, `fault` and `shutdown` would never answer.
+const CONSOLE_ONLY: &[&str] = &["watch", "fault", "shutdown"];
+
+/// Runs one line for aggctl (the xenstore request node, ctl.rs): the same
+/// command table as the console, the output returned instead of printed;
+/// an error is the console's error line without `error: `.
+pub fn run_remote(domain: &mut Domain, line: &str) -> Result<String, String> {
+    let (result, output) = console::capture_output(|| dispatch(domain, line, CONSOLE_ONLY));
+    result.map(|_| output)
+}
+
+/// Finds and runs the command; its name, or the error line's text.
+fn dispatch(domain: &mut Domain, line: &str, refused: &[&str]) -> Result<&'static str, String> {
+    let words: Vec<&str> = line.split_ascii_whitespace().take(9).collect();
+    if words.len() > 8 {
+        return Err("too many arguments".into());
+    }
+    let Some((&name, args)) = words.split_first() else {
+        return Ok("");
+    };
+    let Some(cmd) = COMMANDS.iter().find(|c| c.name == name) else {
+        return Err(format!("unknown command '{name}' (try 'help')"));
+    };
+    if refused.contains(&cmd.name) {
+        return Err(format!("'{name}' works at the console only"));
+    }
+    match (cmd.run)(domain, args) {
+        Ok(()) => Ok(cmd.name),
+        Err(msg) if cmd.args.is_empty() => Err(msg),
+        Err(msg) => Err(format!("{msg} (usage: {} {})", cmd.name, cmd.args)),
     }
 }
 
@@ -471,49 +499,6 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
             }
             nic.flush_tx();
             println!("nic {i} sent {sent} frames");
-        }
-        ["tso", dst, len, mss, rest @ ..] => {
-            // A TCP super-frame through the NIC's offload path (the device
-            // segments it, or the driver in software), for the driver
-            // tests: `len` bytes from the NIC's MAC to `dst`, cut into
-            // `mss`-byte segments (nic::offload::tcp_test_frame).
-            let dst = parse_mac(dst)?;
-            let len: usize = len
-                .parse()
-                .ok()
-                .filter(|l| (1..=nic::offload::MAX_GSO_FRAME_LEN).contains(l))
-                .ok_or_else(|| format!("'{len}' is not a length"))?;
-            let mss: u16 = mss
-                .parse()
-                .map_err(|_| format!("'{mss}' is not a segment size"))?;
-            let ipv6 = match rest {
-                [] => false,
-                ["v6"] => true,
-                _ => return Err("expected v6 or nothing after the segment size".into()),
-            };
-            let mut frame = alloc::vec![0u8; len];
-            let req = nic::offload::tcp_test_frame(&mut frame, nic.mac(), dst, ipv6, mss)
-                .ok_or("too short for the headers")?;
-            let segments = req
-                .gso
-                .and_then(|gso| nic::offload::Segmenter::new(&frame, gso).ok())
-                .map_or(0, |s| s.count());
-            let until = time::now_ns() + 100_000_000;
-            loop {
-                match nic.queue_tx_offload(&frame, &req) {
-                    Ok(()) => break,
-                    // Ring full: let the device drain, up to 100 ms.
-                    Err(nic::NicError::TxFull) if time::now_ns() < until => nic.flush_tx(),
-                    Err(e) => return Err(format!("{e}")),
-                }
-            }
-            nic.flush_tx();
-            let by = if nic.offloads().covers(&req) {
-                "device"
-            } else {
-                "driver"
-            };
-            println!("nic {i} sent {len} bytes as {segments} segments, segmented by the {by}");
         }
         ["reset"] => {
             nic.reset().map_err(err)?;
@@ -800,14 +785,93 @@ fn mode(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
 }
 
 fn stats(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
-    no_args(args)?;
+    let json = match args {
+        [] => false,
+        ["--json"] => true,
+        _ => return Err("takes no arguments but --json".into()),
+    };
     let uptime_ms = time::now_ns() / 1_000_000;
     let own_rows = domain.own.as_ref().map(|o| o.counter_rows());
     let dp = datapath(domain)?;
     let mut snap = aggdom_metrics::Snapshot::take(dp, uptime_ms);
     // The /metrics server's counters, as a scrape shows them.
     snap.extra.extend(own_rows.into_iter().flatten());
-    print!("{}", aggdom_metrics::render_tables(&snap));
+    snap.extra.extend(crate::capture::counter_rows());
+    if json {
+        println!("{}", aggdom_metrics::render_json(&snap));
+    } else {
+        print!("{}", aggdom_metrics::render_tables(&snap));
+    }
+    Ok(())
+}
+
+fn status(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    no_args(args)?;
+    let ms = time::now_ns() / 1_000_000;
+    println!("aggdom {VERSION}, up {}.{:03} s", ms / 1000, ms % 1000);
+    let (used, free) = memory::heap_used_free();
+    println!("heap used {used} bytes, free {free} bytes");
+    let nics = domain.nics.len();
+    let Some(dp) = domain.dp.as_mut() else {
+        println!("{nics} NICs; no datapath: the configuration was rejected at boot");
+        return Ok(());
+    };
+    let e = dp.engine();
+    let uplinks: Vec<String> = (0..dp.uplink_count())
+        .map(|u| {
+            let id = UplinkId(u as u8);
+            let held: Vec<String> = e.held(id).iter().map(|i| format!("{}", i.0)).collect();
+            format!(
+                "{u}:{}[{}]",
+                if e.is_link_up(id) { "up" } else { "down" },
+                held.join(",")
+            )
+        })
+        .collect();
+    println!(
+        "mode {}, {nics} NICs, uplinks {} (link[identities held]), guests {}, identities {}",
+        e.mode().name(),
+        uplinks.join(" "),
+        dp.guests().count(),
+        e.identity_count()
+    );
+    println!("{}", crate::capture::status_line());
+    Ok(())
+}
+
+/// `capture <spec>`, `capture stop`, `capture read <offset> [len]`, or
+/// `capture` alone for its status.
+fn capture(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+    match args {
+        [] => {}
+        ["stop"] => crate::capture::stop(domain.dp.as_mut()),
+        ["read", offset, rest @ ..] => {
+            let number = |s: &str| {
+                s.parse::<usize>()
+                    .map_err(|_| format!("'{s}' is not a byte count"))
+            };
+            let offset = number(offset)?;
+            let len = match rest {
+                [] => crate::capture::READ_MAX,
+                [len] => number(len)?,
+                _ => return Err("read takes an offset and a length".into()),
+            };
+            // Base64 in lines of 76, after a line saying what this is.
+            let (bytes, total) = crate::capture::read(offset, len);
+            println!("pcap {total} bytes, {} from {offset}", bytes.len());
+            let text = aggdom_ctl::base64::encode(&bytes);
+            for line in text.as_bytes().chunks(76) {
+                println!("{}", core::str::from_utf8(line).unwrap_or_default());
+            }
+            return Ok(());
+        }
+        words => {
+            let mut spec = aggdom_capture::Spec::parse(words.iter().copied())?;
+            crate::capture::resolve(domain, &mut spec)?;
+            crate::capture::start(datapath(domain)?, spec)?;
+        }
+    }
+    println!("{}", crate::capture::status_line());
     Ok(())
 }
 

@@ -130,6 +130,9 @@ pub fn start(cmdline: &str) -> String {
     }) {
         println!("xen: cannot watch {config_path}: {e}");
     }
+    // aggctl (issue 14): requests under data/aggctl, served by ctl.rs.
+    let domid = u32::from(hv.domid());
+    crate::ctl::start(&mut hv, domid);
     let Merged {
         line,
         vif_binds,
@@ -192,6 +195,7 @@ pub fn poll(domain: &mut Domain) -> usize {
         work += nb.poll_control(&mut net.hv);
     }
     work += net.poll_config(domain);
+    work += crate::ctl::pump(&mut net.hv); // aggctl replies out, requests in
     net.reconcile(domain);
     work
 }
@@ -297,9 +301,13 @@ impl XenNet {
     /// flight at a time), and the text that comes back is applied.
     fn poll_config(&mut self, domain: &mut Domain) -> usize {
         let mut work = 0;
-        while self.hv.poll_private_watch().is_some() {
-            self.config_dirty = true;
+        while let Some(ev) = self.hv.poll_private_watch() {
             work += 1;
+            // aggctl's request directory (ctl.rs); the rest is the config node.
+            if crate::ctl::on_watch(&ev) {
+                continue;
+            }
+            self.config_dirty = true;
         }
         if let Some(id) = self.config_read {
             let Some(reply) = self.hv.take_reply(id) else {
@@ -584,6 +592,9 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         net.hv.device_irq_events()
     );
     println!("config {} \"{}\"", net.config_path, net.config_text.trim());
+    if let Some(line) = crate::ctl::counters_line() {
+        println!("{line}");
+    }
     let Some(nb) = net.netback.as_ref() else {
         println!("netback not running");
         return Ok(());

@@ -65,7 +65,7 @@ impl Capture {
     /// An idle capture whose ring holds `capacity` bytes of records (13
     /// bytes per frame besides the frame). Nothing is allocated until a
     /// capture starts.
-    pub fn new(capacity: usize) -> Self {
+    pub const fn new(capacity: usize) -> Self {
         Self {
             spec: None,
             running: false,
@@ -75,7 +75,11 @@ impl Capture {
             capacity,
             buf: Vec::new(),
             starts: Vec::new(),
-            counters: CaptureCounters::default(),
+            counters: CaptureCounters {
+                matched: 0,
+                kept: 0,
+                dropped: 0,
+            },
         }
     }
 

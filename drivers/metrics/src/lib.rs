@@ -9,12 +9,14 @@ extern crate alloc;
 
 mod conns;
 mod http;
+mod json;
 mod prometheus;
 mod snapshot;
 mod table;
 
 pub use conns::{Action, Connections, Limits, ServerCounters, Socket};
 pub use http::{http_response, MAX_REQUEST};
+pub use json::render_json;
 pub use prometheus::render_prometheus;
 pub use snapshot::{GuestRow, IdentityRow, Snapshot, UplinkRow};
 pub use table::render_tables;
