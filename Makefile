@@ -18,7 +18,10 @@ RUN_KINDS := virtio-net-pci virtio-net-pci virtio-net-pci e1000 virtio-net-pci v
 RUN_APPEND ?= uplinks=0,1,2,3 guest=4,52:54:00:00:01:01,10.0.0.11 guest=5,52:54:00:00:01:02,10.0.0.12 ip=10.0.0.2/24
 RUN_MEM ?= 128M
 
-.PHONY: all build run test test-host test-qemu test-xen soak soak-xen bench-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
+# aggctl, the dom0 control tool (drivers/aggctl), built for the host.
+AGGCTL := target/release/aggctl
+
+.PHONY: all build aggctl run test test-host test-qemu test-xen soak soak-xen bench-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
 
 all: build
 
@@ -34,9 +37,14 @@ deps:
 	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || \
 	  { echo "installing the $(TARGET) Rust target (rustup)"; rustup target add $(TARGET); }
 
-build: deps
+build: deps aggctl
 	$(CARGO_KERNEL)
 	objcopy -O elf32-i386 $(KERNEL) $(KERNEL32)
+
+# The host tool dom0 runs (copy $(AGGCTL) there); `make test` runs its
+# tests against a fake xenstore and a fake aggdom (cargo test -p aggctl).
+aggctl:
+	cargo build --release -p aggctl
 
 run: build
 	@args=(); i=0; for kind in $(RUN_KINDS); do \
