@@ -47,15 +47,18 @@ pub enum ConnectError {
     BadRing,
     /// Binding the frontend's event channel failed.
     BindFailed,
+    /// The toolstack's `mtu` (xl `mtu=`) is outside 68..=`max`, what this
+    /// backend carries: refused rather than silently ignored.
+    Mtu { asked: u32, max: u32 },
 }
 
 impl ConnectError {
     /// The errno Linux netback would report for it in the `error` node.
     pub fn errno(self) -> u32 {
         match self {
-            Self::BadKey(_) | Self::BadRing => 22,    // EINVAL
-            Self::Unsupported(_) => 95,               // EOPNOTSUPP
-            Self::MapFailed | Self::BindFailed => 14, // EFAULT
+            Self::BadKey(_) | Self::BadRing | Self::Mtu { .. } => 22, // EINVAL
+            Self::Unsupported(_) => 95,                               // EOPNOTSUPP
+            Self::MapFailed | Self::BindFailed => 14,                 // EFAULT
         }
     }
 }
@@ -68,6 +71,12 @@ impl fmt::Display for ConnectError {
             Self::MapFailed => f.write_str("mapping a ring grant failed"),
             Self::BadRing => f.write_str("the ring's indices are impossible"),
             Self::BindFailed => f.write_str("binding the event channel failed"),
+            Self::Mtu { asked, max } => {
+                write!(
+                    f,
+                    "mtu {asked} is not supported (this backend carries 68..={max})"
+                )
+            }
         }
     }
 }

@@ -61,14 +61,16 @@
 //! In the backend directory `/local/domain/<self>/backend/vif/<domid>/<handle>`:
 //! - read (written by the toolstack): `frontend`, `frontend-id`, `online`,
 //!   `mac`, `ip` (space-separated addresses), `rate` (`<bytes>,<usec>`,
-//!   re-read whenever it changes), and `state` when the toolstack itself
-//!   sets Closing to detach the vif;
+//!   re-read whenever it changes), `mtu` (xl `mtu=`: kept if this backend
+//!   carries it, else the vif is refused with an `error` node), and
+//!   `state` when the toolstack itself sets Closing to detach the vif;
 //! - written: `state`, `hotplug-status = connected`, `feature-sg = 1`,
 //!   `feature-rx-copy = 1`, `feature-rx-flip = 0`,
 //!   `feature-gso-tcpv4`/`feature-gso-tcpv6` (= [`Config::gso`]),
 //!   `feature-ipv6-csum-offload = 1`, `feature-multicast-control = 0`,
 //!   `feature-split-event-channels` (= [`Config::split_event_channels`]),
-//!   `multi-queue-max-queues` (= [`Config::max_queues`]), `mtu`.
+//!   `multi-queue-max-queues` (= [`Config::max_queues`]), and `mtu`
+//!   (= [`Config::mtu`]) when the toolstack wrote none.
 //!
 //! In the frontend directory: `state`, `request-rx-copy` (must be 1),
 //! `feature-sg` (multi-slot RX frames), `feature-gso-tcpv4`/`-tcpv6` (GSO
@@ -105,6 +107,8 @@ pub mod testkit;
 mod tests;
 #[cfg(test)]
 mod tests_offload;
+#[cfg(test)]
+mod tests_xl;
 
 pub use backend::{Netback, EVENTS_PER_POLL};
 pub use config::{Config, FATAL_TX_SLOTS, MAX_QUEUES};

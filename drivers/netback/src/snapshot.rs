@@ -23,6 +23,8 @@ pub(crate) enum Key {
     Ip,
     /// `rate`: the toolstack's TX limit, `bytes,usec`.
     Rate,
+    /// The MTU the toolstack asks for (libxl writes it, default 1500).
+    Mtu,
     FrontendState,
     TxRingRef,
     RxRingRef,
@@ -52,6 +54,7 @@ pub(crate) const ALL_KEYS: [Key; Key::COUNT] = [
     Key::Mac,
     Key::Ip,
     Key::Rate,
+    Key::Mtu,
     Key::FrontendState,
     Key::TxRingRef,
     Key::RxRingRef,
@@ -71,10 +74,10 @@ pub(crate) const ALL_KEYS: [Key; Key::COUNT] = [
 ];
 
 impl Key {
-    const COUNT: usize = 24;
+    const COUNT: usize = 25;
 
     /// Keys in the backend directory (the first is the directory itself).
-    const BACKEND: [(Key, &'static str); 8] = [
+    const BACKEND: [(Key, &'static str); 9] = [
         (Key::BackendDir, ""),
         (Key::State, "state"),
         (Key::Frontend, "frontend"),
@@ -83,6 +86,7 @@ impl Key {
         (Key::Mac, "mac"),
         (Key::Ip, "ip"),
         (Key::Rate, "rate"),
+        (Key::Mtu, "mtu"),
     ];
 
     /// Keys in the frontend directory.

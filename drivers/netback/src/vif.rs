@@ -464,14 +464,18 @@ impl<H: Hypervisor> Vif<H> {
 
     /// First sight of the vif: advertise features, report the hotplug step
     /// done (there is no hotplug script in aggdom). The ring keeps the
-    /// order, so these land before any `state` written after them.
-    fn probe(&mut self, hv: &mut H) {
+    /// order, so these land before any `state` written after them. An
+    /// `mtu` the toolstack wrote stays (it is checked at connect); without
+    /// one, the largest this backend carries is written.
+    fn probe(&mut self, hv: &mut H, s: &Snapshot) {
         for (k, v) in features(&self.config) {
             let path = self.key(k);
             self.send(hv, XsOp::Write(&path, v.as_bytes()));
         }
-        let (path, mtu) = (self.key("mtu"), format!("{}", self.config.mtu()));
-        self.send(hv, XsOp::Write(&path, mtu.as_bytes()));
+        if s.bytes(Key::Mtu).is_none() {
+            let (path, mtu) = (self.key("mtu"), format!("{}", self.config.mtu()));
+            self.send(hv, XsOp::Write(&path, mtu.as_bytes()));
+        }
         let path = self.key("hotplug-status");
         self.send(hv, XsOp::Write(&path, b"connected"));
         self.probed = true;
@@ -519,7 +523,7 @@ impl<H: Hypervisor> Vif<H> {
         let fe_path = fe_path.to_string();
         self.follow_frontend(hv, &fe_path);
         if !self.probed {
-            self.probe(hv);
+            self.probe(hv, s);
         }
         self.read_identity(s);
         self.apply_rate(hv, s.text(Key::Rate));
@@ -638,6 +642,15 @@ impl<H: Hypervisor> Vif<H> {
     fn connect(&mut self, hv: &mut H, s: &Snapshot) -> Result<Connection<H::Page>, ConnectError> {
         if self.mac.is_none() {
             return Err(ConnectError::BadKey("mac"));
+        }
+        // xl's `mtu=`: honoured up to what this backend carries, refused
+        // (not ignored) above it.
+        if s.bytes(Key::Mtu).is_some() {
+            let mtu = s.u32(Key::Mtu).ok_or(ConnectError::BadKey("mtu"))?;
+            let max = self.config.mtu() as u32;
+            if mtu > max || mtu < 68 {
+                return Err(ConnectError::Mtu { asked: mtu, max });
+            }
         }
         let n = num_queues(s).ok_or(ConnectError::BadKey("multi-queue-num-queues"))?;
         if n == 0 {
