@@ -9,6 +9,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub trait Store {
     /// The node's value; `None` when it does not exist.
@@ -34,16 +35,27 @@ fn tool(name: &str, args: &[&str]) -> io::Result<std::process::Output> {
 
 impl Store for XenstoreTools {
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        // -R: the raw value, no escaping of unprintable bytes.
-        let out = tool("xenstore-read", &["-R", path])?;
+        // -R: the raw value (replies hold newlines). A xenstore-read
+        // without -R escapes them instead; then they are unescaped here.
+        let raw = !NO_RAW.load(Ordering::Relaxed);
+        let out = if raw {
+            tool("xenstore-read", &["-R", path])?
+        } else {
+            tool("xenstore-read", &[path])?
+        };
         if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if raw && (err.contains("invalid option") || err.contains("Usage")) {
+                NO_RAW.store(true, Ordering::Relaxed);
+                return self.read(path);
+            }
             return Ok(None);
         }
         let mut v = out.stdout;
         if v.last() == Some(&b'\n') {
             v.pop();
         }
-        Ok(Some(v))
+        Ok(Some(if raw { v } else { unescape(&v) }))
     }
 
     fn write(&self, path: &str, value: &[u8]) -> io::Result<()> {
@@ -73,6 +85,51 @@ impl Store for XenstoreTools {
             .map(str::to_string)
             .collect())
     }
+}
+
+/// Set once xenstore-read turned out not to know `-R`.
+static NO_RAW: AtomicBool = AtomicBool::new(false);
+
+/// Undoes xenstore-read's escaping (`\\n`, `\\t`, `\\\\`, `\\xNN`, octal).
+fn unescape(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] != b'\\' || i + 1 == v.len() {
+            out.push(v[i]);
+            i += 1;
+            continue;
+        }
+        let c = v[i + 1];
+        i += 2;
+        match c {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'x' if i + 2 <= v.len() => {
+                let hex = std::str::from_utf8(&v[i..i + 2]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.extend_from_slice(b"\\x"),
+                }
+            }
+            b'0'..=b'7' => {
+                let mut n = u32::from(c - b'0');
+                let mut k = 0;
+                while k < 2 && i < v.len() && (b'0'..=b'7').contains(&v[i]) {
+                    n = n * 8 + u32::from(v[i] - b'0');
+                    i += 1;
+                    k += 1;
+                }
+                out.push(n as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A directory as xenstore: node `/a/b` is directory `<root>/a/b`, its
@@ -133,5 +190,15 @@ pub fn from_env() -> Box<dyn Store> {
             root: Path::new(&dir).to_path_buf(),
         }),
         None => Box::new(XenstoreTools),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xenstore_read_escapes_undone() {
+        assert_eq!(super::unescape(br"a\nb\tc\\d\x41\101\q"), b"a\nb\tc\\dAAq");
+        assert_eq!(super::unescape(b"plain"), b"plain");
+        assert_eq!(super::unescape(b"end\\"), b"end\\");
     }
 }
