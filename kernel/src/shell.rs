@@ -52,7 +52,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "nic",
-        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | reset | macbench <count>]",
+        args: "<n> [mac <mac> | filter <mac>,...|none | promisc on|off | send <dst> <len> [count] | tso <dst> <len> <mss> [v6] | reset | macbench <count>]",
         help: "one NIC: show it, or drive it directly (tests, diagnosis)",
         run: nic,
     },
@@ -499,6 +499,49 @@ fn nic_action(domain: &mut Domain, i: usize, action: &[&str]) -> Result<(), Stri
             }
             nic.flush_tx();
             println!("nic {i} sent {sent} frames");
+        }
+        ["tso", dst, len, mss, rest @ ..] => {
+            // A TCP super-frame through the NIC's offload path (the device
+            // segments it, or the driver in software), for the driver
+            // tests: `len` bytes from the NIC's MAC to `dst`, cut into
+            // `mss`-byte segments (nic::offload::tcp_test_frame).
+            let dst = parse_mac(dst)?;
+            let len: usize = len
+                .parse()
+                .ok()
+                .filter(|l| (1..=nic::offload::MAX_GSO_FRAME_LEN).contains(l))
+                .ok_or_else(|| format!("'{len}' is not a length"))?;
+            let mss: u16 = mss
+                .parse()
+                .map_err(|_| format!("'{mss}' is not a segment size"))?;
+            let ipv6 = match rest {
+                [] => false,
+                ["v6"] => true,
+                _ => return Err("expected v6 or nothing after the segment size".into()),
+            };
+            let mut frame = alloc::vec![0u8; len];
+            let req = nic::offload::tcp_test_frame(&mut frame, nic.mac(), dst, ipv6, mss)
+                .ok_or("too short for the headers")?;
+            let segments = req
+                .gso
+                .and_then(|gso| nic::offload::Segmenter::new(&frame, gso).ok())
+                .map_or(0, |s| s.count());
+            let until = time::now_ns() + 100_000_000;
+            loop {
+                match nic.queue_tx_offload(&frame, &req) {
+                    Ok(()) => break,
+                    // Ring full: let the device drain, up to 100 ms.
+                    Err(nic::NicError::TxFull) if time::now_ns() < until => nic.flush_tx(),
+                    Err(e) => return Err(format!("{e}")),
+                }
+            }
+            nic.flush_tx();
+            let by = if nic.offloads().covers(&req) {
+                "device"
+            } else {
+                "driver"
+            };
+            println!("nic {i} sent {len} bytes as {segments} segments, segmented by the {by}");
         }
         ["reset"] => {
             nic.reset().map_err(err)?;
