@@ -316,5 +316,27 @@ iperf Done."""
                          (0, 3, None, None))
         self.assertIsNone(xt.parse_ping("ping: sendto: Network unreachable"))
 
+
+class ProcNet(unittest.TestCase):
+    DEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+  eth0:   24500     255    0    3    0     0          0         0    25596     268    0    1    0     0       0          0
+"""
+    SNMP = """Ip: Forwarding DefaultTTL InReceives InHdrErrors
+Ip: 2 64 251 0
+Icmp: InMsgs InErrors InCsumErrors InDestUnreachs InEchos InEchoReps
+Icmp: 230 0 2 0 0 228
+IcmpMsg: InType0 OutType8
+IcmpMsg: 228 230
+"""
+
+    def test_reads_the_device_and_icmp_counters(self):
+        c = xt.proc_net_counts(self.DEV + self.SNMP)
+        self.assertEqual((c["rx_packets"], c["rx_drop"], c["tx_packets"], c["tx_drop"]), (255, 3, 268, 1))
+        self.assertEqual((c["Icmp.InEchoReps"], c["Icmp.InCsumErrors"], c["Ip.InReceives"]), (228, 2, 251))
+        self.assertNotIn("IcmpMsg.InType0", c)
+        self.assertEqual(xt.proc_net_counts("cat: can't open '/proc/net/dev'"), {})
+
 if __name__ == "__main__":
     unittest.main()

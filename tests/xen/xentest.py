@@ -138,6 +138,25 @@ OFFLOAD_RE = re.compile(r"\s+offload tx_gso (\d+) tx_segments (\d+) rx_gso (\d+)
 OFFLOAD_KEYS = ["tx_gso", "tx_segments", "rx_gso", "rx_segmented", "tx_rate_limited", "rate_errors"]
 
 
+def proc_net_counts(text, dev="eth0"):
+    """Counters from `cat /proc/net/dev /proc/net/snmp` inside a Linux guest or dom0: the device's rx/tx
+    packets and drops, and every `Ip:`/`Icmp:` field (as "Icmp.InEchoReps"), ints; {} if none found."""
+    res = {}
+    m = re.search(rf"^\s*{re.escape(dev)}:\s*((?:\d+\s+){{15}}\d+)", text, re.M)
+    if m:
+        f = [int(x) for x in m.group(1).split()]
+        res.update({"rx_packets": f[1], "rx_drop": f[3], "tx_packets": f[9], "tx_drop": f[11]})
+    lines = text.splitlines()
+    for head, vals in zip(lines, lines[1:]):
+        h, v = head.split(), vals.split()
+        if len(h) > 1 and h[0] in ("Ip:", "Icmp:") and v and v[0] == h[0] and len(h) == len(v) and \
+                not h[1].lstrip("-").isdigit():
+            for k, x in zip(h[1:], v[1:]):
+                if x.lstrip("-").isdigit():
+                    res[f"{h[0][:-1]}.{k}"] = int(x)
+    return res
+
+
 # iperf3's and busybox ping's summaries (bench-xen)
 IPERF_LINE = re.compile(r"sec\s+([\d.]+)\s+([KMG]?)Bytes\s+([\d.]+)\s+([KMG]?)bits/sec.*?(sender|receiver)")
 UDP_LOSS = re.compile(r"(\d+)/(\d+)\s+\(([\d.e+-]+)%\)\s+receiver")
