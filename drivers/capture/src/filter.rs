@@ -248,3 +248,39 @@ mod tests {
         assert_eq!(f.words(), "ethertype=0x0806");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::spec::Spec;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any frame against any filter: an answer, never a panic.
+        #[test]
+        fn any_frame_any_filter(frame in proptest::collection::vec(any::<u8>(), 0..80),
+                                mac in any::<[u8; 6]>(), v4 in any::<[u8; 4]>(), v6 in any::<[u8; 16]>(),
+                                ty in any::<u16>(), pick in 0u8..8) {
+            let f = Filter {
+                mac: (pick & 1 != 0).then_some(MacAddr(mac)),
+                ip: match pick >> 1 {
+                    1 => Some(IpAddr::from(v4)),
+                    2 => Some(IpAddr::from(v6)),
+                    _ => None,
+                },
+                ethertype: (pick & 4 != 0).then_some(ty),
+            };
+            let _ = f.matches(&frame);
+        }
+
+        /// The query a /capture client sends (any text): a spec or an
+        /// error line, never a panic; a spec reads back from its words.
+        #[test]
+        fn any_query(q in "[a-z0-9=&.:x]{0,60}") {
+            if let Ok(spec) = Spec::parse_query(&q) {
+                let text = alloc::format!("{spec}");
+                prop_assert_eq!(Spec::parse(text.split(' ')), Ok(spec));
+            }
+        }
+    }
+}
