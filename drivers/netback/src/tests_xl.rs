@@ -118,3 +118,43 @@ fn hotplug_status_and_features_are_written_as_linux_netback_does() {
         assert!(key(&hv, &f, k).is_some(), "{k} advertised either way");
     }
 }
+
+/// Issue 14, item 3: aggdom starts and finds a backend directory a previous
+/// aggdom left (state Connected, features, hotplug-status) whose frontend
+/// is Connected with its rings: it takes the vif over and serves it, with
+/// no step from the guest. Netback here never saw the vif before.
+#[test]
+fn a_new_netback_takes_over_a_connected_vif_a_previous_aggdom_left() {
+    let mut hv = FakeHypervisor::new(BE);
+    let mut f = create_vif(&mut hv, BE, A, 0, "00:16:3e:00:00:05", "10.0.0.5");
+    // What the previous aggdom and the guest left in xenstore.
+    for (k, v) in [
+        ("state", "4"),
+        ("hotplug-status", "connected"),
+        ("feature-sg", "1"),
+        ("feature-rx-copy", "1"),
+        ("mtu", "1500"),
+    ] {
+        hv.xs_write_as(0, &format!("{}/{k}", f.backend_path), v)
+            .unwrap();
+    }
+    f.connect(&mut hv);
+
+    let mut nb = Netback::new(&mut hv, Config::DEFAULT).unwrap();
+    settle(&mut hv, &mut nb);
+    let id = VifId {
+        frontend: A,
+        handle: 0,
+    };
+    assert!(nb.vif(id).unwrap().is_connected());
+    assert_eq!(f.backend_state(&hv), XenbusState::Connected);
+    let mut frame = alloc::vec![0u8; 60];
+    frame[6..12].copy_from_slice(&[0, 0x16, 0x3e, 0, 0, 5]);
+    f.send(&mut hv, &frame, 4096, 0);
+    let mut got = 0;
+    nb.vif_mut(id).unwrap().poll_tx(&mut hv, |_| got += 1);
+    assert_eq!(got, 1, "the guest's frame is served");
+    f.post_rx(&mut hv, 1);
+    nb.vif_mut(id).unwrap().deliver_rx(&mut hv, &frame).unwrap();
+    assert_eq!(f.rx_frames(), [Ok(frame)]);
+}
