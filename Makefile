@@ -21,7 +21,7 @@ RUN_MEM ?= 128M
 # aggctl, the dom0 control tool (drivers/aggctl), built for the host.
 AGGCTL := target/release/aggctl
 
-.PHONY: all build aggctl run test test-host test-qemu test-xen soak soak-xen bench-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
+.PHONY: all build aggctl aggctl-static run test test-host test-qemu test-xen soak soak-xen bench-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
 
 all: build
 
@@ -87,9 +87,14 @@ export XENRIG_XEN_EXTRA
 # ask dom0's kernel what it is doing (tests/xen/xentest.py, xen_debug_dump).
 XENRIG_DOM0_EXTRA ?= sysrq_always_enabled
 export XENRIG_DOM0_EXTRA
-test-xen: build
+# aggctl for the rig's dom0: static, so it runs whatever dom0's libc is.
+AGGCTL_STATIC := target/x86_64-unknown-linux-gnu/release/aggctl
+aggctl-static:
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p aggctl --target x86_64-unknown-linux-gnu
+
+test-xen: build aggctl-static
 	$(SUDO) bash $(XEN_RIG)/setup.sh $(XEN_RIG_CACHE)
-	XEN_RIG=$(XEN_RIG) python3 tests/xen/run-test-xen.py --cache $(XEN_RIG_CACHE)
+	XEN_RIG=$(XEN_RIG) python3 tests/xen/run-test-xen.py --cache $(XEN_RIG_CACHE) --aggctl $(AGGCTL_STATIC)
 
 # Guests created and destroyed for many cycles while the others keep pinging
 # through aggdom (tests/xen/soak-xen.py; SOAK_XEN_ARGS="--cycles 20" etc.).

@@ -35,7 +35,7 @@ says "dom0 userland crashed (rig)" when there were any, "aggdom (no rig crash se
 
 Prints one line per check and, at the end, TIMINGS and PASS or FAIL <why> (exit 0 / 1).
 """
-import argparse, os, re, shlex, sys, time, traceback
+import argparse, os, re, shlex, struct, sys, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xentest import (DOM0_IP, XenTest, Fail, RigError, common_args, refuse_if_other_rig,  # noqa: E402
@@ -45,6 +45,7 @@ ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=ar
 ap.add_argument("--guests", type=int, default=2, choices=(1, 2))
 ap.add_argument("--churn", type=int, default=25, help="seconds of hostile churn on guest 3's vif (0: skip)")
 ap.add_argument("--max-lost", type=int, default=5, help="most consecutive ping replies guest 1 may lose")
+ap.add_argument("--aggctl", help="a static build of aggctl for dom0 (the Makefile builds one): check 7b runs it")
 a = ap.parse_args()
 
 GUESTS = [("guest1", "10.0.0.11", "00:16:3e:00:00:11"), ("guest2", "10.0.0.12", "00:16:3e:00:00:12")]
@@ -123,6 +124,52 @@ def hotplug(t, aggid, g3):
 
 def first_line(out):
     return (out.strip().splitlines() or [""])[0][:160]
+
+
+def pcap_records(path):
+    """The number of records in a classic pcap file, or None if it is not one."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if len(data) < 24 or data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4"):
+        return None
+    order = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    n, at = 0, 24
+    while at + 16 <= len(data):
+        incl = struct.unpack_from(order + "I", data, at + 8)[0]
+        at += 16 + incl
+        n += 1
+    return n if at == len(data) else None
+
+
+def aggctl_check(t, aggid):
+    """Check 7b (issue 14): the dom0 tool aggctl drives aggdom through xenstore: status, guests, JSON
+    stats, a refused command's error line and exit status, and a packet capture written as pcap."""
+    rig = t.rig
+    rig.add_file(a.aggctl, "aggctl")
+    rig.run("cp /share/aggctl /root/aggctl && chmod +x /root/aggctl", check=True)
+    rc, out = rig.run("/root/aggctl status", timeout=120)
+    t.check("aggctl status answers through xenstore", rc == 0 and "identity" in out, out.strip()[:200])
+    rc, out = rig.run("/root/aggctl guests", timeout=120)
+    t.check("aggctl guests lists both vifs", rc == 0 and all(ip in out for _, ip, _ in GUESTS), out.strip()[:300])
+    rc, out = rig.run("/root/aggctl stats --json | head -c 60", timeout=120)
+    t.check("aggctl stats --json is JSON", out.strip().startswith("{"), out.strip()[:80])
+    rc, out = rig.run("/root/aggctl bind 10.0.0.99 0; echo rc=$?", timeout=120)
+    t.check("a refused aggctl command says why on one line and exits 1",
+            "rc=1" in out and "aggctl: error:" in out, out.strip()[:200])
+    if not t.bg_ping_start("guest1", interval=0.2, tag="c"):
+        t.check("guest1's background ping started (capture)", False)
+        return
+    rc, out = rig.run("/root/aggctl --timeout 90 capture guest 0 5 ethertype=ipv4 -w /share/g0.pcap; echo rc=$?",
+                      timeout=180)
+    t.bg_ping_stop("guest1", tag="c")
+    n = pcap_records(os.path.join(rig.share, "g0.pcap"))
+    t.check("aggctl capture of guest 0 writes a pcap with its 5 frames", "rc=0" in out and n == 5,
+            f"records {n}; {out.strip()[-200:]}")
+    rc, out = rig.run(f"xenstore-list /local/domain/{aggid}/data/aggctl/request 2>&1; true", quiet=True)
+    t.check("aggctl leaves no request behind", out.strip() == "", out.strip()[:200])
 
 
 def path_counts(t, g1):
@@ -284,6 +331,9 @@ try:
     t.check("run-time bind= change from xenstore applied", w is not None)
     ok, out = t.ping_from(GUESTS[0][0], DOM0_IP, tries=2)
     t.check("guest1 still pings after the rebind", ok, str(out))
+
+    if a.aggctl and a.guests == 2:
+        aggctl_check(t, aggid)
 
     # The datapath's own view: the vifs are guests, their frames left on the uplinks.
     log = t.aggdom_cmd("stats", r"^guest +name", 60)
