@@ -12,7 +12,7 @@ use crate::serial::Uart;
 use alloc::string::String;
 use bytefifo::ByteFifo;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 
 // SAFETY: the console is the one owner of COM1.
@@ -36,8 +36,44 @@ const CAPTURE_MAX: usize = 160 * 1024;
 /// the rest follows in later turns. Under QEMU alone the exits are cheap.
 const XEN_UART_BYTES_PER_FLUSH: usize = 16;
 
+/// Under Xen, after boot, COM1 is written only while someone uses it. Each
+/// COM1 register access stops aggdom's vCPU until dom0's qemu-xen answers
+/// (`_VPF_blocked_in_xen` in Xen's `q` dump of soak run s6-1, 2026-12-07),
+/// so a starved dom0 stalled the datapath for as long as output was
+/// draining. The PV console (a shared ring: no exit, no wait) carries
+/// everything; COM1 carries the boot log, fatal reports, and the shell for
+/// [`COM1_INTERACTIVE_NS`] after a byte was typed there.
+static COM1_QUIET: AtomicBool = AtomicBool::new(false);
+/// When a byte last came in on COM1 (ns; 0: never).
+static COM1_LAST_INPUT: AtomicU64 = AtomicU64::new(0);
+/// How long COM1 stays a full console after a byte typed on it.
+const COM1_INTERACTIVE_NS: u64 = 600_000_000_000;
+/// How often a quiet COM1 is looked at for input under Xen: a keystroke
+/// wakes it within a second, at one dom0 round trip per second.
+const XEN_UART_QUIET_POLL_NS: u64 = 1_000_000_000;
+
 pub fn init() {
     UART.lock().init();
+}
+
+/// Boot is over: under Xen with the PV console attached, COM1 goes quiet
+/// (see [`COM1_QUIET`]) and says so there.
+pub fn boot_done() {
+    if xen::is_xen() && xen::console::is_attached() {
+        let note = b"console: COM1 quiet from here (Xen: every COM1 byte waits for dom0); \
+the PV console (xl console -t pv) has everything; type on COM1 to use it\r\n";
+        UART_OUT.lock().push(note);
+        COM1_QUIET.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether output goes to COM1 now.
+fn com1_takes_output() -> bool {
+    if !COM1_QUIET.load(Ordering::Relaxed) {
+        return true;
+    }
+    let last = COM1_LAST_INPUT.load(Ordering::Relaxed);
+    last != 0 && crate::time::now_ns().saturating_sub(last) < COM1_INTERACTIVE_NS
 }
 
 /// Queues text into both sinks' FIFOs, `\n` as `\r\n`.
@@ -55,15 +91,20 @@ impl Write for Queuer {
             return Ok(());
         }
         let pv = xen::console::is_attached();
+        let com1 = com1_takes_output();
         let (mut uart, mut pv_out) = (UART_OUT.lock(), PV_OUT.lock());
         for (i, piece) in s.split('\n').enumerate() {
             if i > 0 {
-                uart.push(b"\r\n");
+                if com1 {
+                    uart.push(b"\r\n");
+                }
                 if pv {
                     pv_out.push(b"\r\n");
                 }
             }
-            uart.push(piece.as_bytes());
+            if com1 {
+                uart.push(piece.as_bytes());
+            }
             if pv {
                 pv_out.push(piece.as_bytes());
             }
@@ -88,7 +129,9 @@ pub fn print(args: fmt::Arguments) {
 
 /// Bytes as they are (the shell's echo).
 pub fn write_bytes(bytes: &[u8]) {
-    UART_OUT.lock().push(bytes);
+    if com1_takes_output() {
+        UART_OUT.lock().push(bytes);
+    }
     if xen::console::is_attached() {
         PV_OUT.lock().push(bytes);
     }
@@ -145,8 +188,10 @@ pub fn print_fatal(args: fmt::Arguments) {
         CAPTURED.force_unlock();
         xen::console::force_unlock();
     }
-    // A command run for aggctl panicked: the report goes to the consoles.
+    // A command run for aggctl panicked: the report goes to the consoles,
+    // COM1 included.
     CAPTURED.lock().take();
+    COM1_QUIET.store(false, Ordering::Relaxed);
     let _ = Queuer.write_fmt(args);
     let mut uart = UART.lock();
     UART_OUT.lock().drain_into(|bytes| {
@@ -184,8 +229,16 @@ pub fn read_byte() -> Option<u8> {
             return None;
         }
         let b = UART.lock().read_byte();
-        if b.is_none() {
-            NEXT_UART_POLL.store(now + XEN_UART_POLL_NS, Ordering::Relaxed);
+        match b {
+            Some(_) => COM1_LAST_INPUT.store(now.max(1), Ordering::Relaxed),
+            None => {
+                let every = if com1_takes_output() {
+                    XEN_UART_POLL_NS
+                } else {
+                    XEN_UART_QUIET_POLL_NS
+                };
+                NEXT_UART_POLL.store(now + every, Ordering::Relaxed);
+            }
         }
         return b;
     }

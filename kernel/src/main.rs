@@ -71,6 +71,8 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
         domain.nics.len(),
         time::now_ns() / 1_000_000
     );
+    // Under Xen, COM1 goes quiet now (console.rs: every byte waits for dom0).
+    console::boot_done();
 
     let mut shell = shell::Shell::new();
     shell.start();

@@ -361,7 +361,9 @@ class XenTest:
         return out
 
     def wait_serial(self, regex, timeout):
-        t = self.rig.wait_file(SERIAL, regex, timeout)
+        """Waits for a line of aggdom's output on either console: COM1 has the boot log, and after boot
+        under Xen only the PV console has the rest (COM1 goes quiet: every COM1 byte waits for dom0)."""
+        t = self.rig.wait_file(f"{SERIAL} {PVCON}", regex, timeout)
         if t is None:
             print("=== aggdom COM1 (tail):\n" + self.serial()[-3000:], flush=True)
         return t
