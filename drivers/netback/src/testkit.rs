@@ -20,6 +20,7 @@ use crate::wire::{
     ExtraInfo, RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA,
     NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, RX_SLOT, TX_SLOT, XEN_NETIF_EXTRA_FLAG_MORE,
 };
+use crate::{Config, Netback, VifId};
 
 const REQ_PROD: usize = 0;
 const REQ_EVENT: usize = 4;
@@ -651,3 +652,29 @@ impl FakeFrontend {
 }
 
 pub mod fuzz;
+
+/// A vif's id: the frontend's domain, handle 0.
+pub fn vif_id(fe: DomId) -> VifId {
+    VifId {
+        frontend: fe,
+        handle: 0,
+    }
+}
+
+/// Netback started as domain `be` with `config`, on a fresh fake.
+pub fn start_netback(be: DomId, config: Config) -> (FakeHypervisor, Netback<FakeHypervisor>) {
+    let mut hv = FakeHypervisor::new(be);
+    let nb = Netback::new(&mut hv, config).unwrap();
+    (hv, nb)
+}
+
+/// Polls netback's control plane until the watch events stop (a test
+/// bug if they never do).
+pub fn settle(hv: &mut FakeHypervisor, nb: &mut Netback<FakeHypervisor>) {
+    for _ in 0..10 {
+        if nb.poll_control(hv) == 0 {
+            return;
+        }
+    }
+    panic!("watch events keep coming");
+}

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use hypervisor::{DomId, FakeHypervisor, GrantRef, XenError, XenbusState};
 use proptest::prelude::*;
 
-use crate::testkit::{self, create_vif, FakeFrontend};
+use crate::testkit::{self, create_vif, settle, vif_id as id, FakeFrontend};
 use crate::wire::*;
 use crate::*;
 
@@ -14,26 +14,8 @@ const BE: DomId = 1;
 const A: DomId = 5;
 const B: DomId = 6;
 
-fn id(fe: DomId) -> VifId {
-    VifId {
-        frontend: fe,
-        handle: 0,
-    }
-}
-
 fn start(config: Config) -> (FakeHypervisor, Netback<FakeHypervisor>) {
-    let mut hv = FakeHypervisor::new(BE);
-    let nb = Netback::new(&mut hv, config).unwrap();
-    (hv, nb)
-}
-
-fn settle(hv: &mut FakeHypervisor, nb: &mut Netback<FakeHypervisor>) {
-    for _ in 0..10 {
-        if nb.poll_control(hv) == 0 {
-            return;
-        }
-    }
-    panic!("watch events keep coming");
+    testkit::start_netback(BE, config)
 }
 
 fn guest(hv: &mut FakeHypervisor, nb: &mut Netback<FakeHypervisor>, fe: DomId) -> FakeFrontend {

@@ -9,7 +9,7 @@ use hypervisor::{DomId, FakeHypervisor, GrantRef, SharedPage, XenbusState, PAGE_
 
 use crate::segment::tests::{ipv4_ok, tcp_frame, tcp_ok};
 use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, MAX_SEGMENTS};
-use crate::testkit::{self, create_vif, FakeFrontend};
+use crate::testkit::{self, create_vif, settle, vif_id as id, FakeFrontend};
 use crate::wire::*;
 use crate::*;
 
@@ -19,26 +19,8 @@ const B: DomId = 6;
 const V4: u8 = 1;
 const V6: u8 = 2;
 
-fn id(fe: DomId) -> VifId {
-    VifId {
-        frontend: fe,
-        handle: 0,
-    }
-}
-
 fn start(config: Config) -> (FakeHypervisor, Netback<FakeHypervisor>) {
-    let mut hv = FakeHypervisor::new(BE);
-    let nb = Netback::new(&mut hv, config).unwrap();
-    (hv, nb)
-}
-
-fn settle(hv: &mut FakeHypervisor, nb: &mut Netback<FakeHypervisor>) {
-    for _ in 0..10 {
-        if nb.poll_control(hv) == 0 {
-            return;
-        }
-    }
-    panic!("watch events keep coming");
+    testkit::start_netback(BE, config)
 }
 
 /// A guest whose netfront is set up by `prepare` before it connects.

@@ -3,20 +3,11 @@
 //! written as Linux netback's hotplug path leaves them.
 use hypervisor::{DomId, FakeHypervisor, XenbusState};
 
-use crate::testkit::{create_vif, FakeFrontend};
+use crate::testkit::{create_vif, settle, FakeFrontend};
 use crate::*;
 
 const BE: DomId = 1;
 const A: DomId = 5;
-
-fn settle(hv: &mut FakeHypervisor, nb: &mut Netback<FakeHypervisor>) {
-    for _ in 0..10 {
-        if nb.poll_control(hv) == 0 {
-            return;
-        }
-    }
-    panic!("watch events keep coming");
-}
 
 /// A vif whose toolstack wrote `mtu` (or none), connected by its frontend.
 fn vif_with_mtu(mtu: Option<&str>) -> (FakeHypervisor, Netback<FakeHypervisor>, FakeFrontend) {
