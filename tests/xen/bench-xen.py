@@ -102,7 +102,7 @@ class Bench:
         self.iperf(phase, dom, "udp g->d0", "guest1", f"-u -b {a.udp_rate}")
         self.iperf(phase, dom, "udp d0->g", "guest1", f"-u -b {a.udp_rate} -R")
         # both guests at once: guest 2 in the background, to the second server
-        self.guest("guest2", f"iperf3 -c {DOM0_IP} -p 5202 -t {s} -f m > /tmp/ip2.out 2>&1 &", 60)
+        self.guest("guest2", f"iperf3 -c {DOM0_IP} -p 5202 -t {s} -f m > /tmp/ip2.out 2>&1 & echo started", 60)
         m1 = self.iperf(phase, dom, "tcp 2g->d0 (guest 1)", "guest1", "")
         out2 = self.guest("guest2", "sleep 3; tail -5 /tmp/ip2.out", 60)
         r2 = parse_iperf(out2)
@@ -111,7 +111,7 @@ class Bench:
         self.rows[("tcp 2g->d0 (sum)", phase)] = (f"{(m1 or 0) + r2[0]:.1f} Mbit/s" if r2 and m1 is not None
                                                   else "no answer")
         self.ping(phase, "ping idle", "guest1")
-        self.guest("guest2", f"iperf3 -c {DOM0_IP} -p 5202 -t {s + 5} -f m > /tmp/ip2.out 2>&1 &", 60)
+        self.guest("guest2", f"iperf3 -c {DOM0_IP} -p 5202 -t {s + 5} -f m > /tmp/ip2.out 2>&1 & echo started", 60)
         self.ping(phase, "ping under load", "guest1", count=min(20, s * 4))
         self.guest("guest2", "sleep 6; true", 60)
         # rate: Linux netback's `bytes,usec` credit, written live as xl would at create
