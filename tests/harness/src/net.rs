@@ -1,8 +1,15 @@
 //! The harness's end of each NIC: a loopback UDP socket connected to the
-//! NIC's QEMU `dgram` netdev, one Ethernet frame per datagram, with a
-//! receive thread per NIC feeding one queue shared by all NICs (so a test can
-//! wait on one NIC, on any, or for the first frame that matches a predicate,
-//! and see arrival order across NICs, as a switch would).
+//! NIC's QEMU `dgram` netdev, one Ethernet frame per datagram, with one
+//! receive thread for all NICs feeding one queue (so a test can wait on one
+//! NIC, on any, or for the first frame that matches a predicate, and see
+//! arrival order across NICs, as a switch would).
+//!
+//! That order is the order QEMU sent the frames in: QEMU sends each one
+//! synchronously over loopback, and the kernel stamps it as it arrives. A
+//! thread per NIC would queue them in the order the threads happened to
+//! run, and a frame one NIC sent tens of microseconds before another's
+//! would now and then come second (a switch model fed that order learns a
+//! MAC that moved on the port it left).
 
 use std::collections::VecDeque;
 use std::io;
@@ -49,7 +56,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Inbox> {
     shared.0.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How often a receive thread looks at the stop flag.
+/// How often the receive thread looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 /// Larger than any frame QEMU sends (jumbo included).
 const MAX_DATAGRAM: usize = 65536;
@@ -146,6 +153,7 @@ impl Nics {
             .map(|_| {
                 let s = crate::ports::bind_loopback()?;
                 crate::sys::set_recv_buffer(&s, 4 << 20);
+                crate::sys::enable_rx_timestamps(&s)?;
                 Ok(Arc::new(s))
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -178,36 +186,32 @@ impl Nics {
         if !self.threads.is_empty() {
             return Ok(()); // a retried start reconnects; the threads stay
         }
-        for (nic, sock) in self.socks.iter().enumerate() {
-            sock.set_read_timeout(Some(POLL))?;
-            let (sock, shared, stop) = (sock.clone(), self.shared.clone(), self.stop.clone());
-            let t = thread::Builder::new()
-                .name(format!("aggdom-nic{nic}"))
-                .spawn(move || {
-                    let mut buf = vec![0u8; MAX_DATAGRAM];
-                    while !stop.load(Ordering::Relaxed) {
-                        match sock.recv(&mut buf) {
-                            Ok(n) => {
-                                let mut inbox = lock(&shared);
-                                let c = &mut inbox.counters[nic];
-                                c.rx_frames += 1;
-                                c.rx_bytes += n as u64;
-                                inbox.frames.push_back(Received {
-                                    nic,
-                                    data: buf[..n].to_vec(),
-                                    at: Instant::now(),
-                                });
-                                drop(inbox);
-                                shared.1.notify_all();
-                            }
-                            // Timeouts let us see `stop`; ECONNREFUSED is the ICMP
-                            // echo of a datagram sent before QEMU bound its port.
-                            Err(_) => continue,
-                        }
+        let (socks, shared, stop) = (self.socks.clone(), self.shared.clone(), self.stop.clone());
+        let t = thread::Builder::new()
+            .name("aggdom-nics".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; MAX_DATAGRAM];
+                while !stop.load(Ordering::Relaxed) {
+                    if !crate::sys::wait_readable(&socks, POLL) {
+                        continue; // timed out: look at `stop`
                     }
-                })?;
-            self.threads.push(t);
-        }
+                    let batch = read_until_quiet(&socks, &mut buf);
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let mut inbox = lock(&shared);
+                    let at = Instant::now();
+                    for (_, nic, data) in batch {
+                        let c = &mut inbox.counters[nic];
+                        c.rx_frames += 1;
+                        c.rx_bytes += data.len() as u64;
+                        inbox.frames.push_back(Received { nic, data, at });
+                    }
+                    drop(inbox);
+                    shared.1.notify_all();
+                }
+            })?;
+        self.threads.push(t);
         Ok(())
     }
 
@@ -266,6 +270,46 @@ impl Nics {
     pub(crate) fn counters(&self, nic: usize) -> NicCounters {
         lock(&self.shared).counters[nic]
     }
+}
+
+/// Most frames one batch of [`read_until_quiet`] gathers: under a stream
+/// that never pauses the queue gets frames in pieces this large, each in
+/// order (across pieces, as near as one pass over the sockets gets).
+const MAX_BATCH: usize = 1024;
+
+/// Reads every socket until a pass over all of them finds nothing, and
+/// returns what it read as (kernel receive time, NIC, frame) in the order
+/// the kernel received it. A frame that was not read had not arrived when
+/// the last pass looked at its socket, after everything read had arrived:
+/// it was sent later than all of them, so batches are in order too.
+fn read_until_quiet(socks: &[Arc<UdpSocket>], buf: &mut [u8]) -> Vec<((i64, i64), usize, Vec<u8>)> {
+    let mut batch = Vec::new();
+    loop {
+        let before = batch.len();
+        for (nic, sock) in socks.iter().enumerate() {
+            while batch.len() < MAX_BATCH {
+                match crate::sys::recv_stamped(sock, buf) {
+                    // Timestamps are on from `bind`; a datagram without one
+                    // (none should come) sorts as if it had just arrived.
+                    Ok((n, stamp)) => {
+                        let stamp = stamp.unwrap_or((i64::MAX, 0));
+                        batch.push((stamp, nic, buf[..n].to_vec()));
+                    }
+                    // The ICMP echo of a datagram sent before QEMU bound
+                    // its port: what follows it is still to be read.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    // WouldBlock: all read.
+                    Err(_) => break,
+                }
+            }
+        }
+        if batch.len() == before || batch.len() >= MAX_BATCH {
+            break;
+        }
+    }
+    // Stable: a NIC's own frames keep their order even if stamped alike.
+    batch.sort_by_key(|&(stamp, _, _)| stamp);
+    batch
 }
 
 impl Drop for Nics {

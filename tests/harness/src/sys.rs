@@ -114,3 +114,82 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Asks the kernel to stamp each datagram `sock` receives with the time it
+/// was received ([`recv_stamped`] reads it).
+pub(crate) fn enable_rx_timestamps(sock: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` outlives the call and its size is passed correctly; the
+    // fd is open for the lifetime of `sock`.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One datagram from `sock` without waiting (`WouldBlock` when none is
+/// queued): its length, and the kernel's receive time as (seconds,
+/// nanoseconds) if the socket has [`enable_rx_timestamps`] on.
+pub(crate) fn recv_stamped(
+    sock: &impl AsRawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<(i64, i64)>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one SCM_TIMESTAMPNS message (u64 keeps it aligned).
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (into `buf`) and `control`, which all
+    // outlive the call, with their true lengths; the fd is open.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled,
+    // within the length it reported in `msg`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some((ts.tv_sec as i64, ts.tv_nsec as i64));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// Waits up to `timeout` until one of `socks` has something to read;
+/// `true` if one has.
+pub(crate) fn wait_readable<S: AsRawFd>(socks: &[S], timeout: std::time::Duration) -> bool {
+    let mut fds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fds` is a live array of `fds.len()` pollfds; the fds are
+    // open for the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) > 0 }
+}
