@@ -361,6 +361,14 @@ impl Datapath {
 
     fn apply_move(&mut self, m: &Move) {
         self.counters.moves += 1;
+        // What the old holder queued this round (an own-stack frame under
+        // this identity, say) goes to its device before the learning frame
+        // below: handed over after it, it would teach the switch the MAC
+        // on the old holder's port again, and the identity's traffic would
+        // go to an uplink that no longer takes it until it next sent.
+        if let Some(Some(nic)) = self.uplinks.get_mut(usize::from(m.from.0)) {
+            nic.flush_tx();
+        }
         self.program_uplink(m.from);
         self.program_uplink(m.to);
         let mut frame = [0u8; 64];

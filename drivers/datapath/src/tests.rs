@@ -26,6 +26,9 @@ struct Wire {
     tx_ring: Option<usize>,
     /// The driver cannot lend its receive buffers (the datapath copies).
     copy_only: bool,
+    /// Frames handed to the device, in order across NICs: (this NIC's
+    /// tag, frame) into a log several wires share.
+    handed: Option<(usize, Rc<RefCell<Vec<(usize, Vec<u8>)>>>)>,
 }
 
 /// A `FakeNic` whose wire the test holds.
@@ -76,7 +79,13 @@ impl NicDatapath for TestNic {
     }
     fn flush_tx(&mut self) {
         self.nic.flush_tx();
-        self.wire.borrow_mut().outbound.extend(self.nic.take_sent());
+        let sent = self.nic.take_sent();
+        let mut w = self.wire.borrow_mut();
+        if let Some((tag, log)) = &w.handed {
+            log.borrow_mut()
+                .extend(sent.iter().map(|f| (*tag, f.clone())));
+        }
+        w.outbound.extend(sent);
     }
     fn tx_space(&mut self) -> usize {
         self.nic.tx_space()
@@ -423,6 +432,48 @@ fn frames_for_the_own_stack_queue_and_its_replies_leave_through_an_uplink() {
         "the own stack's reply on the uplinks: {out:?}"
     );
     assert_eq!(&replies[0][..12], &reply[..12], "its addresses");
+}
+
+/// An own-stack frame goes out through identity 0's holder, uplink 0; the
+/// next one, in the same round, swaps identity 0 onto uplink 1. A switch
+/// learns a MAC where it last saw it: the first frame, should it reach the
+/// wire after uplink 1's learning frame, would teach the switch identity 0
+/// on uplink 0 again, which no longer takes it. So the old holder hands
+/// what it holds to the device before the learning frame goes out.
+#[test]
+fn a_swap_hands_the_old_holders_frames_to_the_device_before_the_learning_frame() {
+    let mut r = rig(Mode::Identity, 2);
+    let handed = Rc::new(RefCell::new(Vec::new()));
+    for (u, w) in r.uplinks.iter().enumerate() {
+        w.borrow_mut().handed = Some((u, handed.clone()));
+    }
+    let own = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    r.dp.set_own_stack(IdentityId(0), &[own]).unwrap();
+    let first = ipv4(GW, UPLINK_MACS[0], [10, 0, 0, 2], [10, 0, 0, 1], 60);
+    let second = ipv4(GW, UPLINK_MACS[0], [10, 0, 0, 2], [10, 0, 0, 1], 70);
+    assert!(r.dp.own_tx().push(&first));
+    assert!(r.dp.own_tx().push(&second));
+    r.dp.poll(1);
+    assert_eq!(
+        r.dp.engine().counters().own_tx_swaps,
+        1,
+        "the second frame swapped"
+    );
+    assert_eq!(r.dp.engine().holder(IdentityId(0)), Some(UplinkId(1)));
+    let handed = handed.borrow();
+    let at = |u: usize, f: &dyn Fn(&[u8]) -> bool| {
+        handed
+            .iter()
+            .position(|(t, x)| *t == u && f(x))
+            .unwrap_or_else(|| panic!("not handed to uplink {u}: {handed:?}"))
+    };
+    let first_at = at(0, &|x| x == first.as_slice());
+    let learning_at = at(1, &|x| x[0..6] == [0xff; 6] && x[6..12] == UPLINK_MACS[0]);
+    let second_at = at(1, &|x| x == second.as_slice());
+    assert!(
+        first_at < learning_at && learning_at < second_at,
+        "order handed: first frame {first_at}, learning frame {learning_at}, second frame {second_at}"
+    );
 }
 
 /// Identity mode: the own stack knows guest 1 at identity 1 (what its ARP
