@@ -11,6 +11,13 @@ use crate::xenstore::WatchEvent;
 
 /// `XENSTORE_ABS_PATH_MAX` (io/xs_wire.h).
 const PATH_MAX: usize = 3072;
+/// C xenstored's `quota_max_entry_size` (2048): an unprivileged domain's
+/// node, value plus its permissions and children's names, must stay below
+/// it, or the write fails with ENOSPC. The fake counts the value and a
+/// permission record's few bytes: aggctl's 2048-byte reply pieces failed
+/// on the rig (run k2-1, 2026-12-07) and nowhere in the host tests.
+pub const MAX_ENTRY: usize = 2048;
+const PERMS_BYTES: usize = 8;
 
 type Tree = BTreeMap<String, Vec<u8>>;
 
@@ -107,6 +114,9 @@ impl Store {
         let p = Self::normalize(dom, path)?;
         if !Self::may_write(dom, &p) {
             return Err(XenError::Acces);
+        }
+        if dom != 0 && value.len() + PERMS_BYTES >= MAX_ENTRY {
+            return Err(XenError::NoSpc);
         }
         let tree = &mut self.tree;
         let mut a = parent(&p);
