@@ -25,11 +25,16 @@ pub fn run(data: &[u8]) {
         _ => usize::from(input.u16()),
     };
     let mut out = Outstanding::<QUEUE_LEN>::new();
-    // Which token holds each buffer (the driver's view, mirrored).
+    // The driver's view, mirrored both ways: which token holds each buffer,
+    // and which buffer each token holds (so a token's buffer and a free
+    // token are found without scanning the queue: the scans made this
+    // target quadratic in the queue length).
     let mut holder: Vec<Option<u16>> = vec![None; QUEUE_LEN];
+    let mut held: Vec<Option<u16>> = vec![None; QUEUE_LEN];
     for buf in 0..QUEUE_LEN as u16 {
         assert!(out.insert(buf, buf));
         holder[usize::from(buf)] = Some(buf);
+        held[usize::from(buf)] = Some(buf);
     }
     while !input.is_empty() {
         let token = match input.u8() % 3 {
@@ -42,23 +47,24 @@ pub fn run(data: &[u8]) {
             1 => input.u32(),
             _ => u32::from(input.u16()),
         };
-        let lent = holder.iter().position(|h| *h == Some(token));
+        let lent = held.get(usize::from(token)).copied().flatten();
+        if let Some(b) = lent {
+            assert_eq!(holder[usize::from(b)], Some(token), "mirror out of step");
+        }
         let Some(buf) = out.take(token) else {
             assert_eq!(lent, None, "token {token} was lent but gave nothing");
             // The driver marks the queue broken; a reset starts over.
             out.clear();
-            for (b, h) in holder.iter_mut().enumerate() {
+            for b in 0..QUEUE_LEN {
                 assert!(out.insert(b as u16, b as u16));
-                *h = Some(b as u16);
+                holder[b] = Some(b as u16);
+                held[b] = Some(b as u16);
             }
             continue;
         };
-        assert_eq!(
-            lent,
-            Some(usize::from(buf)),
-            "token {token} gave the wrong buffer"
-        );
+        assert_eq!(lent, Some(buf), "token {token} gave the wrong buffer");
         holder[usize::from(buf)] = None;
+        held[usize::from(token)] = None;
         if let Some(range) = rx_frame(used, hdr_len) {
             assert!(range.start == hdr_len && range.end <= BUF_LEN, "{range:?}");
             assert_eq!(range.end as u64, u64::from(used));
@@ -74,10 +80,11 @@ pub fn run(data: &[u8]) {
         let again = input.u16() % QUEUE_LEN as u16;
         let again = (0..QUEUE_LEN as u16)
             .map(|k| (again + k) % QUEUE_LEN as u16)
-            .find(|t| !holder.contains(&Some(*t)))
+            .find(|t| held[usize::from(*t)].is_none())
             .expect("a free token, since this buffer's was freed");
         assert!(out.insert(again, buf), "token {again} is free");
         assert!(!out.insert(again, buf), "token {again} taken twice");
         holder[usize::from(buf)] = Some(again);
+        held[usize::from(again)] = Some(buf);
     }
 }
