@@ -433,12 +433,9 @@ class XenTest:
             print(f"(Xen debug dump failed: {e})", flush=True)
 
     # -------------------------------------------------------------- boot
-    def boot_aggdom(self, config):
-        """Rig up, dom0's eth0 at 10.0.0.1, aggdom created paused with `config` in its xenstore node,
-        unpaused; checks that it boots (5 checks). Returns aggdom's domid."""
-        a, rig = self.a, self.rig
-        if not os.path.exists(a.elf):
-            raise Fail(f"{a.elf} missing: run make build")
+    def start_rig(self):
+        """Rig up: dom0 running, NIC0 and NIC1 assignable, dom0's eth0 (NIC2) at 10.0.0.1."""
+        rig = self.rig
         rig.start()
         rig.wait_dom0()
         self.tm["dom0 ready"] = rig.t()
@@ -448,6 +445,14 @@ class XenTest:
                         f"sleep 0.5; done; ip link set eth0 up && ip addr add {DOM0_IP}/24 dev eth0; ip -br addr show eth0")
         if rc:
             raise Fail("dom0 eth0 (NIC2) did not come up")
+
+    def boot_aggdom(self, config):
+        """Rig up, dom0's eth0 at 10.0.0.1, aggdom created paused with `config` in its xenstore node,
+        unpaused; checks that it boots (5 checks). Returns aggdom's domid."""
+        a, rig = self.a, self.rig
+        if not os.path.exists(a.elf):
+            raise Fail(f"{a.elf} missing: run make build")
+        self.start_rig()
         # aggdom: created paused so its xenstore config is there before it boots.
         kpath = rig.add_file(a.elf, "aggdom32")
         pci = "[ " + ", ".join(f'"{n.bdf}"' for n in rig.nics[:2]) + " ]"
