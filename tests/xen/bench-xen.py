@@ -158,14 +158,16 @@ t = XenTest(a, guest_cfg=iperf_cfg.name)
 rig = t.rig
 b = Bench(t)
 phases = [p for p in a.phases.split(",") if p]
+IPERF_SERVERS = "iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; sleep 1; pidof iperf3"
+rig_up = False
 try:
     for phase in phases:
         if phase == "aggdom":
-            if t.aggid is None:
-                t.boot_aggdom("")
-            else:
+            if rig_up:
                 raise Fail("aggdom must be the first phase")
-            rig.run("iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; sleep 1; pidof iperf3", check=True)
+            t.boot_aggdom("")
+            rig_up = True
+            rig.run(IPERF_SERVERS, check=True)
             b.start_guests("aggdom")
             b.run_phase("aggdom", "aggdom", lambda fe: f"/local/domain/{t.aggid}/backend/vif/{fe}/0")
             log = t.aggdom_cmd("xen", r"grants copy_ops", 60)
@@ -178,10 +180,10 @@ try:
             b.stop_guests()
             rig.run("xl destroy aggdom", timeout=120)
         elif phase == "linux":
-            if t.aggid is None:
+            if not rig_up:
                 t.start_rig()
-                t.aggid = -1                     # the rig is up; no aggdom phase ran
-                rig.run("iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; sleep 1; pidof iperf3", check=True)
+                rig_up = True
+                rig.run(IPERF_SERVERS, check=True)
             # dom0 still maps the guests' IPs to aggdom's identity MACs (bench-3: the first pings through the
             # Linux driver domain went to a MAC now on one of its bond's NICs, taken locally, not bridged)
             rig.run("ip neigh flush dev eth0", quiet=True)
@@ -197,7 +199,14 @@ try:
                 print("=== drv console:\n" + rig.console("drv")[-2000:], flush=True)
                 raise Fail("the Linux driver domain did not get ready")
             drvid = rig.domid("drv")
-            b.start_guests("drv", ",bridge=xenbr0")
+            try:
+                b.start_guests("drv", ",bridge=xenbr0")
+            except Fail:
+                # bench-4: guests connected through it but no ping passed; keep the driver domain's view
+                print("=== drv: bond, bridge, neighbours:\n" + str(rig.guest_run(
+                    "drv", "cat /proc/net/bonding/bond0; bridge link; bridge fdb show br xenbr0 | head -20; "
+                           "ip neigh; ip -s link show bond0", timeout=90)), flush=True)
+                raise
             b.run_phase("linux", "drv", lambda fe: f"/local/domain/{drvid}/backend/vif/{fe}/0")
             b.stop_guests()
         else:
