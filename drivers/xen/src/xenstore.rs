@@ -67,13 +67,17 @@ pub const MAX_MESSAGES_PER_PUMP: usize = 64;
 /// (xenstored then waits for room, which is the ring's flow control).
 const READ_AHEAD: usize = 2 * (HEADER_LEN + PAYLOAD_MAX);
 
-const REQ: ByteRing = ByteRing {
+/// The request ring of the xenstore page (xs_wire.h `xenstore_domain_interface`):
+/// the client produces, xenstored consumes.
+pub const REQ: ByteRing = ByteRing {
     buf: xs_ring::REQ,
     size: xs_ring::SIZE,
     cons: xs_ring::REQ_CONS,
     prod: xs_ring::REQ_PROD,
 };
-const RSP: ByteRing = ByteRing {
+/// The response ring of the xenstore page: xenstored produces, the client
+/// consumes.
+pub const RSP: ByteRing = ByteRing {
     buf: xs_ring::RSP,
     size: xs_ring::SIZE,
     cons: xs_ring::RSP_CONS,

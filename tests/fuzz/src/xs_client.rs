@@ -13,25 +13,11 @@ use std::collections::{BTreeSet, VecDeque};
 
 use hypervisor::{FakePage, RequestId, SharedPage, XenError, XenStore, XsOp};
 use xen::abi::xs_ring;
-use xen::ring::ByteRing;
-use xen::xenstore::MAX_IN_FLIGHT;
+use xen::xenstore::{MAX_IN_FLIGHT, REQ, RSP};
 use xen::xs_wire::{ty, Header, HEADER_LEN};
 use xen::{XsClient, XsTransport, PRIVATE_TOKEN_PREFIX, REQUEST_TIMEOUT_NS};
 
 use crate::bytes::Bytes;
-
-const REQ: ByteRing = ByteRing {
-    buf: xs_ring::REQ,
-    size: xs_ring::SIZE,
-    cons: xs_ring::REQ_CONS,
-    prod: xs_ring::REQ_PROD,
-};
-const RSP: ByteRing = ByteRing {
-    buf: xs_ring::RSP,
-    size: xs_ring::SIZE,
-    cons: xs_ring::RSP_CONS,
-    prod: xs_ring::RSP_PROD,
-};
 
 struct Transport {
     page: FakePage,
