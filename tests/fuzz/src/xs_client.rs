@@ -11,7 +11,7 @@
 //! once the timeout has passed, only the re-sent watches may be in flight.
 use std::collections::{BTreeSet, VecDeque};
 
-use hypervisor::{FakePage, RequestId, SharedPage, XenError, XenStore, XsOp};
+use hypervisor::{FakePage, RequestId, SharedPage, XenError, XenStore};
 use xen::abi::xs_ring;
 use xen::xenstore::{MAX_IN_FLIGHT, REQ, RSP};
 use xen::xs_wire::{ty, Header, HEADER_LEN};
@@ -118,21 +118,7 @@ pub fn run(data: &[u8]) {
                 let kind = input.u8() % 7;
                 let path = pick(&mut input, PATHS);
                 let other = pick(&mut input, TOKENS);
-                let op = match kind {
-                    0 => XsOp::Read(&path),
-                    1 => XsOp::Write(&path, other.as_bytes()),
-                    2 => XsOp::Mkdir(&path),
-                    3 => XsOp::Rm(&path),
-                    4 => XsOp::Directory(&path),
-                    5 => XsOp::Watch {
-                        path: &path,
-                        token: &other,
-                    },
-                    _ => XsOp::Unwatch {
-                        path: &path,
-                        token: &other,
-                    },
-                };
+                let op = crate::xs_wire::op(kind, &path, &other);
                 let in_flight = c.stats().in_flight as usize;
                 match c.submit(op) {
                     Ok(RequestId(id)) => {

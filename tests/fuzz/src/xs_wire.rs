@@ -121,6 +121,21 @@ fn text(input: &mut Bytes) -> String {
     String::from_utf8_lossy(input.take(n)).into_owned()
 }
 
+/// The request of `kind` (0..7: read, write, mkdir, rm, directory, watch,
+/// unwatch) on `path`, with `other` as the written value or watch token;
+/// both targets pick requests this way.
+pub(crate) fn op<'a>(kind: u8, path: &'a str, other: &'a str) -> XsOp<'a> {
+    match kind {
+        0 => XsOp::Read(path),
+        1 => XsOp::Write(path, other.as_bytes()),
+        2 => XsOp::Mkdir(path),
+        3 => XsOp::Rm(path),
+        4 => XsOp::Directory(path),
+        5 => XsOp::Watch { path, token: other },
+        _ => XsOp::Unwatch { path, token: other },
+    }
+}
+
 /// Input: (kind, request id, path, token or value)* encoded, each message
 /// checked field by field and then read back through the assembler.
 fn encode_requests(input: &mut Bytes) {
@@ -129,21 +144,7 @@ fn encode_requests(input: &mut Bytes) {
         let id = input.u32();
         let path = text(input);
         let other = text(input);
-        let op = match kind {
-            0 => XsOp::Read(&path),
-            1 => XsOp::Write(&path, other.as_bytes()),
-            2 => XsOp::Mkdir(&path),
-            3 => XsOp::Rm(&path),
-            4 => XsOp::Directory(&path),
-            5 => XsOp::Watch {
-                path: &path,
-                token: &other,
-            },
-            _ => XsOp::Unwatch {
-                path: &path,
-                token: &other,
-            },
-        };
+        let op = op(kind, &path, &other);
         let bad = |s: &str| s.is_empty() || s.len() > 3072 || s.contains('\0');
         let watch = kind >= 5;
         // Write carries the value after the path's NUL; watches a NUL-ended
