@@ -82,12 +82,19 @@ impl<const SLOT: usize> BackRing<SLOT> {
     }
 
     /// Copies the next request slot out of the ring without consuming it
-    /// (to look at a frame's size before deciding to take it). The copy
-    /// decides nothing else: the frame is read again by `take_request`.
+    /// (to look at a frame's size before deciding to take it). A caller
+    /// that takes it goes on with this copy and calls
+    /// [`BackRing::consume_peeked`]: the slot is read once, so what decided
+    /// is what is served.
     pub fn peek_request(&self, page: &impl SharedPage) -> [u8; SLOT] {
         let mut slot = [0u8; SLOT];
         page.read(Self::slot_offset(self.req_cons), &mut slot);
         slot
+    }
+
+    /// Consumes the slot [`BackRing::peek_request`] copied.
+    pub fn consume_peeked(&mut self) {
+        self.req_cons = self.req_cons.wrapping_add(1);
     }
 
     /// Writes the next response into the slot of the request it answers
@@ -225,5 +232,23 @@ mod tests {
         set(&page, REQ_PROD, 256);
         let mut r = Ring::attach(&page).unwrap();
         assert_eq!(r.take_request(&page), [9; 12]);
+    }
+
+    #[test]
+    fn a_peeked_slot_is_consumed_without_a_second_read() {
+        let page = FakePage::new();
+        page.write(RING_HEADER, &[1; 12]);
+        page.write(RING_HEADER + 12, &[2; 12]);
+        set(&page, REQ_PROD, 2);
+        let mut r = Ring::attach(&page).unwrap();
+        assert_eq!(r.peek_request(&page), [1; 12]);
+        assert_eq!(r.unconsumed(&page), Ok(2), "peeking consumes nothing");
+        r.consume_peeked();
+        assert_eq!(r.unconsumed(&page), Ok(1));
+        assert_eq!(r.take_request(&page), [2; 12]);
+        r.put_response(&page, &[0; 4]);
+        r.put_response(&page, &[0; 4]);
+        r.push_responses(&page);
+        assert_eq!(page.load_u32(RSP_PROD), 2, "one response per slot");
     }
 }

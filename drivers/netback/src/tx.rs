@@ -110,17 +110,20 @@ impl<H: Hypervisor> Vif<H> {
                         break;
                     }
                 };
+                // The first slot is copied once: the size charged is the
+                // size served, whatever the guest writes meanwhile.
+                let first = TxRequest::parse(&q.tx.peek_request(&q.tx_page));
                 if credit.limit.is_some() {
-                    let size = TxRequest::parse(&q.tx.peek_request(&q.tx_page)).size;
                     let was_waiting = credit.waiting();
-                    if !credit.take(now, u64::from(size)) {
+                    if !credit.take(now, u64::from(first.size)) {
                         if !was_waiting {
                             counters.tx_rate_limited += 1;
                         }
                         break;
                     }
                 }
-                match take_frame(hv, q, buf, fe, &config, caps, counters, avail) {
+                q.tx.consume_peeked();
+                match take_frame(hv, q, first, buf, fe, &config, caps, counters, avail) {
                     Ok((outcome, n)) => {
                         notify |= n;
                         frames += emit(outcome, buf, seg, caps, counters, &mut out);
@@ -220,13 +223,15 @@ fn tx_csum(frame: &mut [u8], flags: u16, caps: OffloadCaps) -> Option<Csum> {
     }
 }
 
-/// Reads, validates, copies and answers one frame; `avail` requests are
-/// published. Returns the outcome and whether the guest wants a
+/// Reads, validates, copies and answers one frame whose `first` request
+/// (consumed already) begins it; `avail` requests are published, `first`'s
+/// among them. Returns the outcome and whether the guest wants a
 /// notification for the responses.
 #[allow(clippy::too_many_arguments)]
 fn take_frame<H: Hypervisor>(
     hv: &mut H,
     q: &mut Queue<H::Page>,
+    first: TxRequest,
     buf: &mut [u8],
     fe: DomId,
     config: &Config,
@@ -235,7 +240,6 @@ fn take_frame<H: Hypervisor>(
     avail: u32,
 ) -> Result<(Outcome, bool), Fatal> {
     let mut reqs = [TxRequest::default(); FATAL_TX_SLOTS];
-    let first = TxRequest::parse(&q.tx.take_request(&q.tx_page));
     reqs[0] = first;
     let mut n = 1;
     let mut used: u32 = 1;
