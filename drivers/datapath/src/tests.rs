@@ -914,3 +914,60 @@ fn literal_mode_on_an_uplink_without_a_mac_command_falls_back_and_counts() {
     assert_eq!(dp.counters().literal_unsupported, 3);
     assert_eq!(dp.counters().literal_mac_writes, 0);
 }
+
+/// A guest frame out through an uplink and the answer back: the tap sees
+/// each on both ports, the uplink copy with the identity's MAC.
+#[test]
+fn the_tap_sees_both_ports_both_ways_after_rewriting() {
+    use crate::{Tap, TapDir, TapPort};
+    use aggregation::GuestId;
+    type Seen = Rc<RefCell<Vec<(TapPort, TapDir, Vec<u8>)>>>;
+    struct Recorder(Seen);
+    impl Tap for Recorder {
+        fn frame(&mut self, port: TapPort, dir: TapDir, frame: &[u8]) {
+            self.0.borrow_mut().push((port, dir, frame.to_vec()));
+        }
+    }
+
+    let mut r = rig(Mode::Identity, 1);
+    let seen: Seen = Rc::default();
+    assert!(r
+        .dp
+        .set_tap(Some(Box::new(Recorder(seen.clone()))))
+        .is_none());
+
+    let out = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60);
+    r.guests[0].borrow_mut().inbound.push(out.clone());
+    r.dp.poll(0);
+    let back = ipv4(UPLINK_MACS[0], GW, [8, 8, 8, 8], GUEST_IPS[0], 60);
+    r.uplinks[0].borrow_mut().inbound.push(back.clone());
+    r.dp.poll(1);
+
+    let seen = seen.borrow();
+    let g = TapPort::Guest(GuestId(0));
+    let u = TapPort::Uplink(UplinkId(0));
+    let kinds: Vec<(TapPort, TapDir)> = seen.iter().map(|(p, d, _)| (*p, *d)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (g, TapDir::In),
+            (u, TapDir::Out),
+            (u, TapDir::In),
+            (g, TapDir::Out)
+        ]
+    );
+    assert_eq!(seen[0].2, out, "as the guest sent it");
+    assert_eq!(
+        seen[1].2[6..12],
+        UPLINK_MACS[0],
+        "rewritten to the identity"
+    );
+    assert_eq!(seen[2].2, back, "as the wire brought it");
+    assert_eq!(
+        seen[3].2[0..6],
+        GUEST_MACS[0],
+        "rewritten back to the guest"
+    );
+    drop(seen);
+    assert!(r.dp.set_tap(None).is_some());
+}
