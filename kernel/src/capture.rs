@@ -109,7 +109,7 @@ pub fn status_line() -> String {
         None => "idle",
         Some(why) => why.name(),
     };
-    let bytes = c.to_pcap().len();
+    let bytes = c.pcap_len();
     format!(
         "capture {spec}: {state}, frames kept {} matched {} dropped {}, pcap {bytes} bytes (ring {} KiB)",
         c.counters.kept,

@@ -216,9 +216,17 @@ impl Capture {
         i
     }
 
+    /// The length of [`Capture::to_pcap`]'s file, without making it: each
+    /// record's pcap header replaces the ring's shorter one.
+    pub fn pcap_len(&self) -> usize {
+        pcap::FILE_HEADER_LEN
+            + self.buf.len()
+            + self.len() * (pcap::RECORD_HEADER_LEN - RECORD_HEAD)
+    }
+
     /// The whole ring as a pcap file.
     pub fn to_pcap(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(pcap::FILE_HEADER_LEN + self.buf.len() + 3 * self.len());
+        let mut out = Vec::with_capacity(self.pcap_len());
         out.extend_from_slice(&pcap::file_header());
         self.pcap_records(0, &mut out, usize::MAX);
         out
@@ -318,6 +326,17 @@ mod tests {
         assert_eq!(c.len(), 1);
         c.stop(Stopped::Operator);
         assert_eq!(c.stopped(), Some(Stopped::Time), "the first reason stays");
+    }
+
+    #[test]
+    fn pcap_len_is_the_file_s_length() {
+        let mut c = Capture::new(4096);
+        assert_eq!(c.pcap_len(), c.to_pcap().len());
+        c.start(spec("uplink 0"), 0);
+        for (i, len) in [60, 1514, 14].into_iter().enumerate() {
+            c.record(i as u64, Port::Uplink(0), Dir::In, &frame(i as u8, len));
+            assert_eq!(c.pcap_len(), c.to_pcap().len());
+        }
     }
 
     #[test]
