@@ -91,9 +91,7 @@ pub fn poll(domain: &mut Domain, now_ns: u64) {
     };
     if !running {
         if let Some(dp) = domain.dp.as_mut() {
-            if dp.set_tap(None).is_some() {
-                // Removed now; nothing else to do.
-            }
+            dp.set_tap(None);
         }
     }
 }
