@@ -176,6 +176,27 @@ struct Rig {
     guests: Vec<Rc<RefCell<Wire>>>,
 }
 
+impl Rig {
+    /// Binds guest `g`'s address to `ids`.
+    fn bind(&mut self, g: usize, ids: &[IdentityId]) {
+        self.dp
+            .engine_mut()
+            .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[g])), ids)
+            .unwrap();
+    }
+
+    /// Guest `g` sends a minimum-size frame to 8.8.8.8 through the gateway.
+    fn guest_sends(&self, g: usize) {
+        self.guests[g].borrow_mut().inbound.push(ipv4(
+            GW,
+            GUEST_MACS[g],
+            GUEST_IPS[g],
+            [8, 8, 8, 8],
+            60,
+        ));
+    }
+}
+
 fn rig(mode: Mode, uplinks: usize) -> Rig {
     let mut dp = Datapath::new(Config::with_mode(mode), 16);
     let mut up_wires = Vec::new();
@@ -212,9 +233,7 @@ fn sent(w: &Rc<RefCell<Wire>>) -> Vec<Vec<u8>> {
 #[test]
 fn identity_mode_sends_a_guest_frame_with_its_bound_identity_as_source() {
     let mut r = rig(Mode::Identity, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(1)])
-        .unwrap();
+    r.bind(0, &[IdentityId(1)]);
     let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 100);
     r.guests[0].borrow_mut().inbound.push(f.clone());
     r.dp.poll(1);
@@ -235,9 +254,7 @@ fn identity_mode_sends_a_guest_frame_with_its_bound_identity_as_source() {
 #[test]
 fn identity_mode_receive_rewrites_the_destination_back_to_the_guest() {
     let mut r = rig(Mode::Identity, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[1])), &[IdentityId(0)])
-        .unwrap();
+    r.bind(1, &[IdentityId(0)]);
     let f = ipv4(UPLINK_MACS[0], GW, [8, 8, 8, 8], GUEST_IPS[1], 80);
     r.uplinks[0].borrow_mut().inbound.push(f);
     r.dp.poll(1);
@@ -250,14 +267,9 @@ fn identity_mode_receive_rewrites_the_destination_back_to_the_guest() {
 #[test]
 fn literal_mode_writes_the_guest_mac_for_the_send_and_restores_it() {
     let mut r = rig(Mode::Literal, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
-        .unwrap();
+    r.bind(0, &[IdentityId(0)]);
     let before = r.dp.uplink(UplinkId(0)).unwrap().counters().mac_writes;
-    r.guests[0]
-        .borrow_mut()
-        .inbound
-        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.guest_sends(0);
     r.dp.poll(1);
     let out = sent(&r.uplinks[0]);
     assert_eq!(out.len(), 1);
@@ -342,13 +354,8 @@ fn literal_mode_removing_a_guest_turns_promiscuous_off_once_the_filter_fits_agai
 #[test]
 fn a_denied_guest_gets_nothing_out() {
     let mut r = rig(Mode::Identity, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[])
-        .unwrap();
-    r.guests[0]
-        .borrow_mut()
-        .inbound
-        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.bind(0, &[]);
+    r.guest_sends(0);
     r.dp.poll(1);
     assert!(sent(&r.uplinks[0]).is_empty() && sent(&r.uplinks[1]).is_empty());
     // The frame was taken from the port and refused as denied (not merely
@@ -374,9 +381,7 @@ fn guest_to_guest_frames_are_switched_locally() {
 #[test]
 fn link_failure_moves_the_identity_and_a_learning_frame_announces_it() {
     let mut r = rig(Mode::Identity, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
-        .unwrap();
+    r.bind(0, &[IdentityId(0)]);
     r.uplinks[0].borrow_mut().link = Some(false);
     r.dp.poll(1);
     let learning = sent(&r.uplinks[1]);
@@ -394,10 +399,7 @@ fn link_failure_moves_the_identity_and_a_learning_frame_announces_it() {
     );
     assert!(!nic1.promiscuous());
     // Guest 0's traffic resumes through uplink 1.
-    r.guests[0]
-        .borrow_mut()
-        .inbound
-        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.guest_sends(0);
     r.dp.poll(2);
     let out = sent(&r.uplinks[1]);
     assert_eq!(out.len(), 1);
@@ -482,9 +484,7 @@ fn a_swap_hands_the_old_holders_frames_to_the_device_before_the_learning_frame()
 #[test]
 fn own_stack_frames_to_a_guest_at_its_identity_are_switched_locally() {
     let mut r = rig(Mode::Identity, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[1])), &[IdentityId(1)])
-        .unwrap();
+    r.bind(1, &[IdentityId(1)]);
     let own = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
     r.dp.set_own_stack(IdentityId(0), &[own]).unwrap();
     let reply = ipv4(
@@ -635,12 +635,9 @@ fn every_uplink_takes_in_multicast_and_a_failover_changes_no_receive_mode() {
 #[test]
 fn a_backlog_larger_than_one_batch_drains_over_polls() {
     let mut r = rig(Mode::Identity, 1);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
-        .unwrap();
+    r.bind(0, &[IdentityId(0)]);
     for _ in 0..150 {
-        let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60);
-        r.guests[0].borrow_mut().inbound.push(f);
+        r.guest_sends(0);
     }
     // More than one batch: one poll moves some but not all of them...
     r.dp.poll(1);
@@ -757,10 +754,8 @@ fn from_ip(out: &[Vec<u8>], ip: [u8; 4]) -> usize {
 #[test]
 fn a_flooding_guest_does_not_starve_a_light_one() {
     let mut r = rig(Mode::Identity, 1);
-    for ip in GUEST_IPS {
-        r.dp.engine_mut()
-            .bind(IpAddr::V4(Ipv4Addr::from(ip)), &[IdentityId(0)])
-            .unwrap();
+    for g in 0..GUEST_IPS.len() {
+        r.bind(g, &[IdentityId(0)]);
     }
     // Guest 0 floods full-size frames, far more than the uplink is given
     // per round, and more than its transmit ring holds; guest 1 sends one
@@ -773,8 +768,7 @@ fn a_flooding_guest_does_not_starve_a_light_one() {
     let rounds = 40;
     let mut flood = 0;
     for round in 0..rounds {
-        let f = ipv4(GW, GUEST_MACS[1], GUEST_IPS[1], [8, 8, 8, 8], 60);
-        r.guests[1].borrow_mut().inbound.push(f);
+        r.guest_sends(1);
         r.dp.poll(round);
         let out = sent(&r.uplinks[0]);
         // The light guest is served in the round it sent ...
@@ -801,12 +795,8 @@ fn a_flooding_guest_does_not_starve_a_light_one() {
 #[test]
 fn a_flooding_uplink_does_not_starve_the_others() {
     let mut r = rig(Mode::Identity, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
-        .unwrap();
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[1])), &[IdentityId(1)])
-        .unwrap();
+    r.bind(0, &[IdentityId(0)]);
+    r.bind(1, &[IdentityId(1)]);
     // Uplink 0 is flooded with frames for guest 0; uplink 1 gets one frame
     // for guest 1 per round. (Uplink 1's driver cannot lend its buffers:
     // the copying receive path is served alike.)
@@ -827,16 +817,13 @@ fn a_flooding_uplink_does_not_starve_the_others() {
 #[test]
 fn literal_mode_frames_of_one_guest_share_one_write_and_one_restore() {
     let mut r = rig(Mode::Literal, 1);
-    for ip in GUEST_IPS {
-        r.dp.engine_mut()
-            .bind(IpAddr::V4(Ipv4Addr::from(ip)), &[IdentityId(0)])
-            .unwrap();
+    for g in 0..GUEST_IPS.len() {
+        r.bind(g, &[IdentityId(0)]);
     }
     let before = r.dp.uplink(UplinkId(0)).unwrap().counters().mac_writes;
     for g in 0..2 {
         for _ in 0..5 {
-            let f = ipv4(GW, GUEST_MACS[g], GUEST_IPS[g], [8, 8, 8, 8], 60);
-            r.guests[g].borrow_mut().inbound.push(f);
+            r.guest_sends(g);
         }
     }
     r.dp.poll(1);
@@ -859,18 +846,13 @@ fn literal_mode_frames_of_one_guest_share_one_write_and_one_restore() {
 #[test]
 fn literal_mode_registers_hold_their_own_macs_between_batches() {
     let mut r = rig(Mode::Literal, 2);
-    r.dp.engine_mut()
-        .bind(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])), &[IdentityId(0)])
-        .unwrap();
+    r.bind(0, &[IdentityId(0)]);
     r.dp.set_own_stack(IdentityId(0), &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))])
         .unwrap();
     // A guest frame, then an own-stack frame (which may swap identities,
     // claim step 5): each leaves, and every register ends as the engine
     // says its uplink's MAC is.
-    r.guests[0]
-        .borrow_mut()
-        .inbound
-        .push(ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 60));
+    r.guest_sends(0);
     r.dp.poll(1);
     let own = ipv4(GW, UPLINK_MACS[0], [10, 0, 0, 2], [8, 8, 8, 8], 60);
     r.dp.own_tx().push(&own);
