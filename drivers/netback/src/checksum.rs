@@ -4,6 +4,8 @@
 //! reaches a wire). Works on aggdom's local copy of the frame; every length
 //! is checked against the frame first.
 
+use nic::offload::{fold, sum};
+
 use crate::wire::ETH_HLEN;
 
 const ETHERTYPE_VLAN: u16 = 0x8100;
@@ -16,26 +18,6 @@ const MAX_IPV6_EXT: usize = 8;
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-/// One's-complement sum of `data` (odd length padded with zero), folded
-/// later.
-fn sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
 }
 
 /// Where a frame's transport header is: found by [`locate`], every offset
@@ -162,13 +144,13 @@ pub fn locate(frame: &[u8], lengths: Lengths) -> Option<L4> {
 
 /// The unfolded one's-complement sum of the pseudo header (RFC 793 /
 /// RFC 8200 8.1) for a transport length of `len` bytes.
-pub fn pseudo_sum(frame: &[u8], at: &L4, len: usize) -> u32 {
+pub fn pseudo_sum(frame: &[u8], at: &L4, len: usize) -> u64 {
     let addrs = if at.ipv6 {
         &frame[at.l3 + 8..at.l3 + 40]
     } else {
         &frame[at.l3 + 12..at.l3 + 20]
     };
-    sum(0, addrs) + u32::from(at.proto) + (len as u32 >> 16) + (len as u32 & 0xffff)
+    sum(addrs, u64::from(at.proto) + len as u64)
 }
 
 /// Fills in the transport checksum of the frame whose header [`locate`]
@@ -178,7 +160,7 @@ pub fn fill(frame: &mut [u8], at: &L4) {
     frame[field] = 0;
     frame[field + 1] = 0;
     let len = at.end - at.l4;
-    let mut csum = !fold(sum(pseudo_sum(frame, at, len), &frame[at.l4..at.end]));
+    let mut csum = !fold(sum(&frame[at.l4..at.end], pseudo_sum(frame, at, len)));
     if at.proto == PROTO_UDP && csum == 0 {
         csum = 0xffff; // RFC 768: zero means "no checksum"
     }
@@ -192,12 +174,6 @@ pub fn fill_partial(frame: &mut [u8], at: &L4) {
     let field = at.l4 + at.csum_offset();
     let seed = fold(pseudo_sum(frame, at, at.end - at.l4));
     frame[field..field + 2].copy_from_slice(&seed.to_be_bytes());
-}
-
-/// The IPv4 header checksum of `header` (its checksum field included:
-/// zero it first to compute, or check for 0 to verify).
-pub fn ipv4_header(header: &[u8]) -> u16 {
-    !fold(sum(0, header))
 }
 
 /// Fills in the TCP or UDP checksum of an Ethernet frame [`locate`] takes
