@@ -193,11 +193,7 @@ pub fn http_start(query: Option<&str>, dp: &mut Datapath) -> (Vec<u8>, Option<St
 }
 
 fn http_error(status: &str, why: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{why}\n",
-        why.len() + 1
-    )
-    .into_bytes()
+    aggdom_metrics::response(status, "text/plain", &format!("{why}\n")).into_bytes()
 }
 
 impl Stream {

@@ -4,7 +4,8 @@
 //! the claim's own-traffic path (steps 3-6).
 use aggdom_config::AllowList;
 use aggdom_metrics::{
-    http_response, render_prometheus, Action, Connections, Limits, Snapshot, Socket, MAX_REQUEST,
+    get_target, http_response, render_prometheus, Action, Connections, Limits, Snapshot, Socket,
+    MAX_REQUEST,
 };
 use alloc::vec;
 use alloc::vec::Vec;
@@ -25,19 +26,9 @@ const HTTP_SOCKETS: usize = 4;
 /// `Some(query)` for a complete `GET /capture` or `GET /capture?<query>`
 /// request head; `None` for anything else (`http_response` answers it).
 fn capture_request(request: &[u8]) -> Option<Option<&str>> {
-    let complete =
-        request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
-    if !complete {
-        return None;
-    }
-    let line = request.split(|&b| b == b'\r' || b == b'\n').next()?;
-    let mut words = line.split(|&b| b == b' ');
-    if words.next()? != b"GET" {
-        return None;
-    }
-    let path = core::str::from_utf8(words.next()?).ok()?;
-    match path.split_once('?') {
-        None if path == "/capture" => Some(None),
+    let target = get_target(request)?;
+    match target.split_once('?') {
+        None if target == "/capture" => Some(None),
         Some(("/capture", q)) => Some(Some(q)),
         _ => None,
     }

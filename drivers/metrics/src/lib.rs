@@ -15,7 +15,7 @@ mod snapshot;
 mod table;
 
 pub use conns::{Action, Connections, Limits, ServerCounters, Socket};
-pub use http::{http_response, MAX_REQUEST};
+pub use http::{get_target, http_response, response, MAX_REQUEST};
 pub use json::render_json;
 pub use prometheus::render_prometheus;
 pub use snapshot::{GuestRow, IdentityRow, Snapshot, UplinkRow};

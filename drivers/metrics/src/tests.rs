@@ -136,6 +136,29 @@ fn http_serves_metrics_and_refuses_the_rest() {
         .starts_with("HTTP/1.0 405"));
 }
 
+#[test]
+fn get_target_is_a_complete_get_s_path() {
+    let cases: &[(&[u8], Option<&str>)] = &[
+        (
+            b"GET /capture?uplink=0 HTTP/1.0\r\n\r\n",
+            Some("/capture?uplink=0"),
+        ),
+        (b"GET /capture\n\n", Some("/capture")),
+        (b"GET /capture HTTP/1.0\r\n", None),
+        (b"POST /capture HTTP/1.0\r\n\r\n", None),
+        (b"GET /\xff HTTP/1.0\r\n\r\n", None),
+        (b"GET\r\n\r\n", Some("")),
+        (b"", None),
+    ];
+    for (request, want) in cases {
+        assert_eq!(get_target(request), *want, "{request:?}");
+    }
+    assert_eq!(
+        response("400 Bad Request", "text/plain", "no\n"),
+        "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno\n"
+    );
+}
+
 /// Drops on receive (per uplink and per guest) and of own-stack frames show
 /// in the console's tables and in Prometheus alike.
 #[test]
