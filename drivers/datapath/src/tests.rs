@@ -48,13 +48,19 @@ fn test_nic(mac: [u8; 6]) -> (Box<TestNic>, Rc<RefCell<Wire>>) {
     )
 }
 
-impl NicDatapath for TestNic {
-    fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
-        // What the receive queue cannot take waits on the wire.
+impl TestNic {
+    /// Moves frames from the wire into the fake's receive queue; what the
+    /// queue cannot take waits on the wire.
+    fn arrive(&mut self) {
         let mut w = self.wire.borrow_mut();
         let taken = w.inbound.iter().take_while(|f| self.nic.inject(f)).count();
         w.inbound.drain(..taken);
-        drop(w);
+    }
+}
+
+impl NicDatapath for TestNic {
+    fn receive(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+        self.arrive();
         self.nic.receive(budget, sink)
     }
     fn receive_in_place(
@@ -65,10 +71,7 @@ impl NicDatapath for TestNic {
         if self.wire.borrow().copy_only {
             return None;
         }
-        let mut w = self.wire.borrow_mut();
-        let taken = w.inbound.iter().take_while(|f| self.nic.inject(f)).count();
-        w.inbound.drain(..taken);
-        drop(w);
+        self.arrive();
         self.nic.receive_in_place(budget, sink)
     }
     fn queue_tx(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), NicError> {
