@@ -61,8 +61,13 @@ impl<H: Hypervisor> Vif<H> {
             ..
         } = c;
         let feat = *feat;
-        let nq = queues.len().max(1);
-        let Some(q) = queues.get_mut(flow_hash(frame) as usize % nq) else {
+        // One queue (the usual frontend) needs no hash: it parses the
+        // headers of every frame.
+        let qi = match queues.len() {
+            0 | 1 => 0,
+            nq => flow_hash(frame) as usize % nq,
+        };
+        let Some(q) = queues.get_mut(qi) else {
             counters.count_rx_drop(RxDrop::NotConnected);
             return Err(RxError::NotConnected);
         };
