@@ -151,10 +151,10 @@ fn blast(m: &Machine, from: usize, frame: &[u8], to: &[usize], rate: u64, secs: 
 
 /// One side of a comparison: frames into NIC `from`, out of NICs `to`;
 /// `busy` picks its counters from [`busy`] (0: forward, 2: datapath).
-struct Path<'a> {
+struct Path {
     from: usize,
-    frame: &'a [u8],
-    to: &'a [usize],
+    frame: Vec<u8>,
+    to: Vec<usize>,
     busy: usize,
 }
 
@@ -197,7 +197,7 @@ impl Cpu {
 /// Runs one path and adds the kernel's busy time to `cpu`.
 fn measured(m: &mut Machine, p: &Path, rate: u64, secs: f64, cpu: &mut Cpu) -> Run {
     let before = busy(m);
-    let r = blast(m, p.from, p.frame, p.to, rate, secs);
+    let r = blast(m, p.from, &p.frame, &p.to, rate, secs);
     cpu.add(before, busy(m), p.busy);
     r
 }
@@ -243,10 +243,10 @@ impl Window {
 }
 
 fn window(m: &mut Machine, p: &Path, rate: u64, secs: f64) -> Window {
-    let macs = mac_writes(m, p.to);
+    let macs = mac_writes(m, &p.to);
     let before = busy(m);
     let host = cpu_secs(m.pid());
-    let r = blast(m, p.from, p.frame, p.to, rate, secs);
+    let r = blast(m, p.from, &p.frame, &p.to, rate, secs);
     let host_s = match (host, cpu_secs(m.pid())) {
         (Some(a), Some(b)) => b - a,
         _ => f64::NAN,
@@ -258,7 +258,7 @@ fn window(m: &mut Machine, p: &Path, rate: u64, secs: f64) -> Window {
         delivered: r.delivered,
         host_s,
         guest,
-        mac_writes: mac_writes(m, p.to) - macs,
+        mac_writes: mac_writes(m, &p.to) - macs,
     }
 }
 
@@ -483,48 +483,35 @@ fn main() -> ExitCode {
         // QEMU's e1000 holds frames back for about a second after
         // every receive-control write (bring-up): let it settle.
         std::thread::sleep(Duration::from_millis(1500));
-        if uplinks == 1 {
-            let gframe = guest_udp(0, remote(0), 1, 64);
-            let bframe = frame::tagged(MacAddr::local(0x77), MacAddr::local(0x66), 1, 64);
-            let (agg, bare) = cpu_compare(
-                &mut m,
-                &Path {
+        // A guest's frames through aggdom to its uplinks, and the same
+        // size forwarded bare from spare NIC a to b.
+        let paths = |size| {
+            (
+                Path {
                     from: layout.port(0),
-                    frame: &gframe,
-                    to: &uplink_nics,
+                    frame: guest_udp(0, remote(0), 1, size),
+                    to: uplink_nics.clone(),
                     busy: 2,
                 },
-                &Path {
+                Path {
                     from: a,
-                    frame: &bframe,
-                    to: &[b],
+                    frame: frame::tagged(MacAddr::local(0x77), MacAddr::local(0x66), 1, size),
+                    to: vec![b],
                     busy: 0,
                 },
-            );
+            )
+        };
+        if uplinks == 1 {
+            let (agg_path, bare_path) = paths(64);
+            let (agg, bare) = cpu_compare(&mut m, &agg_path, &bare_path);
             cpu_rows.push((kind.console_name(), mode, agg, bare));
         }
         for &size in sizes {
             if opts.cpu_only {
                 break;
             }
-            let gframe = guest_udp(0, remote(0), 1, size);
-            let bframe = frame::tagged(MacAddr::local(0x77), MacAddr::local(0x66), 1, size);
-            let (agg, bare, agg_cpu, bare_cpu) = compare(
-                &mut m,
-                &Path {
-                    from: layout.port(0),
-                    frame: &gframe,
-                    to: &uplink_nics,
-                    busy: 2,
-                },
-                &Path {
-                    from: a,
-                    frame: &bframe,
-                    to: &[b],
-                    busy: 0,
-                },
-                opts.quick,
-            );
+            let (agg_path, bare_path) = paths(size);
+            let (agg, bare, agg_cpu, bare_cpu) = compare(&mut m, &agg_path, &bare_path, opts.quick);
             rows.push(Row {
                 kind: kind.console_name(),
                 mode,
