@@ -336,12 +336,18 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
             let (frames, bytes) = self.tx_wire[usize::from(head)];
             self.counters.tx_frames += u64::from(frames);
             self.counters.tx_bytes += u64::from(bytes);
-            let mut b = head;
-            while b != END {
-                let next = core::mem::replace(&mut self.tx_next[usize::from(b)], END);
-                self.tx_free.push(b);
-                b = next;
-            }
+            self.free_tx_chain(head);
+        }
+    }
+
+    /// Puts the buffers of the chain beginning with `head` back on the
+    /// free list and unlinks them.
+    fn free_tx_chain(&mut self, head: u16) {
+        let mut b = head;
+        while let Some(next) = self.tx_next.get_mut(usize::from(b)) {
+            let next = core::mem::replace(next, END);
+            self.tx_free.push(b);
+            b = next;
         }
     }
 
@@ -372,12 +378,7 @@ impl<H: Hal, T: Transport> VirtioNetNic<H, T> {
         let token = match unsafe { self.tx.add(&parts[..n], &mut []) } {
             Ok(t) => t,
             Err(_) => {
-                let mut b = head;
-                while b != END {
-                    let next = core::mem::replace(&mut self.tx_next[usize::from(b)], END);
-                    self.tx_free.push(b);
-                    b = next;
-                }
+                self.free_tx_chain(head);
                 return Err(NicError::TxFull);
             }
         };
