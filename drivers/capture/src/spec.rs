@@ -43,7 +43,7 @@ impl Spec {
     /// [ip=..] [ethertype=..]`; every word may also be `key=value`
     /// (`uplink=0`, `count=100`, `seconds=5`), as a URL query gives them.
     pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Spec, String> {
-        let mut words = words.into_iter().filter(|w| !w.is_empty()).peekable();
+        let mut words = words.into_iter().filter(|w| !w.is_empty());
         let mut port = None;
         let mut limit = Limit::None;
         let mut filter = Filter::default();
@@ -52,8 +52,8 @@ impl Spec {
                 Some((k, v)) => (k, Some(v)),
                 None => (word, None),
             };
-            match key {
-                "uplink" | "guest" | "nic" => {
+            match (key, value) {
+                ("uplink" | "guest" | "nic", _) => {
                     if port.is_some() {
                         return Err("one port per capture".into());
                     }
@@ -65,14 +65,12 @@ impl Spec {
                     };
                     port = Some(port_of(key, n)?);
                 }
-                "count" | "seconds" => {
+                ("count" | "seconds", _) => {
                     let v = value.ok_or_else(|| format!("{key}=<number>"))?;
                     limit = limit_of(key, v)?;
                 }
-                _ if value.is_some() => {
-                    filter
-                        .set(key, value.unwrap_or_default())
-                        .map_err(|e| format!("'{word}': {e}"))?;
+                (_, Some(v)) => {
+                    filter.set(key, v).map_err(|e| format!("'{word}': {e}"))?;
                 }
                 _ if port.is_some() && limit == Limit::None => {
                     limit = match word.strip_suffix('s') {
