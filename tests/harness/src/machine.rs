@@ -308,6 +308,12 @@ impl Machine {
         self.child.id()
     }
 
+    /// Host CPU time QEMU has used so far (utime + stime of all its
+    /// threads), in seconds; `None` if `/proc` cannot tell.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        crate::sys::cpu_secs(self.pid())
+    }
+
     /// This machine's private temporary directory (removed on drop).
     pub fn temp_dir(&self) -> &Path {
         &self.dir

@@ -85,6 +85,21 @@ pub(crate) fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// utime + stime of process `pid` (all its threads), in seconds; `None`
+/// if `/proc/<pid>/stat` cannot be read.
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks = |i: usize| -> Option<u64> { fields.get(i - 3)?.parse().ok() };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((ticks(14)? + ticks(15)?) as f64 / hz)
+}
+
 /// Asks for a larger socket receive buffer, so a burst from QEMU is not
 /// dropped by the host before the receive thread runs. Best effort: the
 /// kernel caps it at `net.core.rmem_max`.

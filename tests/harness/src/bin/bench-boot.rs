@@ -191,28 +191,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// utime + stime of process `pid` (all its threads), in seconds.
-fn cpu_secs(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("unreadable /proc/<pid>/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks = |i: usize| -> Result<u64, String> {
-        fields
-            .get(i - 3)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| format!("no field {i} in /proc/{pid}/stat"))
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Ok((ticks(14)? + ticks(15)?) as f64 / hz)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -278,9 +256,10 @@ fn idle(elf: &Path, nics: Vec<Nic>, secs: f64) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(2));
     m.drain_all();
     let t0 = std::time::Instant::now();
-    let c0 = cpu_secs(m.pid())?;
+    let qemu_cpu = || m.cpu_secs().ok_or("QEMU's CPU time unreadable in /proc");
+    let c0 = qemu_cpu()?;
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let cpu = (cpu_secs(m.pid())? - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let cpu = (qemu_cpu()? - c0) / t0.elapsed().as_secs_f64() * 100.0;
     println!(
         "  host CPU of the QEMU process, idle for {secs:.0} s: {cpu:.2} % of one core; goal <= {GOAL_IDLE_CPU:.0} %: {}",
         verdict(cpu <= GOAL_IDLE_CPU)

@@ -202,21 +202,6 @@ fn measured(m: &mut Machine, p: &Path, rate: u64, secs: f64, cpu: &mut Cpu) -> R
     r
 }
 
-/// utime + stime of process `pid` (all its threads), in seconds (as
-/// bench-boot reads it).
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks = |i: usize| -> Option<u64> { fields.get(i - 3)?.parse().ok() };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Some((ticks(14)? + ticks(15)?) as f64 / hz)
-}
-
 /// MAC register writes of NICs `nics` so far (`nic <n>`).
 fn mac_writes(m: &mut Machine, nics: &[usize]) -> u64 {
     nics.iter()
@@ -245,9 +230,9 @@ impl Window {
 fn window(m: &mut Machine, p: &Path, rate: u64, secs: f64) -> Window {
     let macs = mac_writes(m, &p.to);
     let before = busy(m);
-    let host = cpu_secs(m.pid());
+    let host = m.cpu_secs();
     let r = blast(m, p.from, &p.frame, &p.to, rate, secs);
-    let host_s = match (host, cpu_secs(m.pid())) {
+    let host_s = match (host, m.cpu_secs()) {
         (Some(a), Some(b)) => b - a,
         _ => f64::NAN,
     };
