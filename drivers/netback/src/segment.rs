@@ -149,23 +149,14 @@ impl Plan {
     /// `max_frame` bytes. The IP length fields are not trusted: the
     /// frame's own length is the data's end.
     pub fn new(frame: &[u8], gso: Gso, max_frame: usize) -> Result<Self, SegError> {
-        let tcp = TcpFrame::parse(frame).ok_or(SegError::NotTcp)?;
-        if tcp.ipv6 != (gso.kind == GsoKind::TcpV6) {
-            return Err(SegError::NotTcp);
+        match Segmenter::new(frame, gso) {
+            Ok(seg) if seg.tcp.hdr_len + seg.mss() <= max_frame => Ok(Self {
+                seg,
+                frame_len: frame.len(),
+            }),
+            Ok(_) => Err(SegError::BadSize),
+            Err(_) => Err(refusal(frame, gso, max_frame)),
         }
-        let mss = usize::from(gso.size);
-        if mss == 0 || tcp.hdr_len + mss > max_frame {
-            return Err(SegError::BadSize);
-        }
-        if (frame.len() - tcp.hdr_len).div_ceil(mss) > MAX_SEGMENTS {
-            return Err(SegError::TooManySegments);
-        }
-        // What is left: segments longer than nic::MAX_FRAME_LEN.
-        let seg = Segmenter::new(frame, gso).map_err(|_| SegError::BadSize)?;
-        Ok(Self {
-            seg,
-            frame_len: frame.len(),
-        })
     }
 
     /// Segments the frame becomes (at least 1).
@@ -240,6 +231,25 @@ impl Plan {
             out[at..at + 2].copy_from_slice(&seed.to_be_bytes());
         }
         len
+    }
+}
+
+/// Why [`Segmenter::new`] refused `frame`, for the counters. Only a
+/// refused frame is parsed twice.
+fn refusal(frame: &[u8], gso: Gso, max_frame: usize) -> SegError {
+    let Some(tcp) = TcpFrame::parse(frame).filter(|t| t.ipv6 == (gso.kind == GsoKind::TcpV6))
+    else {
+        return SegError::NotTcp;
+    };
+    let mss = usize::from(gso.size);
+    if mss == 0 || tcp.hdr_len + mss > max_frame {
+        SegError::BadSize
+    } else if (frame.len() - tcp.hdr_len).div_ceil(mss) > MAX_SEGMENTS {
+        SegError::TooManySegments
+    } else {
+        // Segments longer than nic::MAX_FRAME_LEN, or a frame longer
+        // than nic::offload::MAX_GSO_FRAME_LEN.
+        SegError::BadSize
     }
 }
 
