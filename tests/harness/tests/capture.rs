@@ -186,21 +186,7 @@ fn status_and_stats_json_answer() {
         .is_some_and(|s| s.len() > 20));
 }
 
+/// `capture read`'s base64, decoded as aggctl decodes it.
 fn decode_base64(text: &str) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    for group in text.as_bytes().chunks(4) {
-        let pad = group.iter().filter(|b| **b == b'=').count();
-        let mut n = 0u32;
-        for &c in group {
-            let v = if c == b'=' {
-                0
-            } else {
-                A.iter().position(|a| *a == c).unwrap() as u32
-            };
-            n = n << 6 | v;
-        }
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..3 - pad]);
-    }
-    out
+    aggdom_ctl::base64::decode(text).expect("capture read gives valid base64")
 }
