@@ -602,8 +602,11 @@ pub struct Stats {
     /// `rebalance_runs`, `rebalance_moves`, `failover_moves`,
     /// `learning_frames`, `uplink_full`, `guest_full`, `own_queue_full`,
     /// `flooded`, `nd_directed`, `mld_out`, `stranded`, `program_errors`,
-    /// `literal_mac_writes`.
+    /// `literal_mac_writes`, `literal_unsupported`.
     pub totals: BTreeMap<String, u64>,
+    /// Per uplink, how often the engine saw its link go down (the `link
+    /// downs per uplink a/b/...` line; empty if `stats` has none).
+    pub link_downs: Vec<u64>,
 }
 
 fn num(s: &str) -> u64 {
@@ -637,6 +640,12 @@ impl Stats {
                 Some("flooded") => {
                     sec = Sec::None;
                     s.totals.extend(parse_totals(line));
+                }
+                Some("link") => {
+                    sec = Sec::None;
+                    if let Some(l) = line.strip_prefix("link downs per uplink ") {
+                        s.link_downs = l.trim().split('/').map(num).collect();
+                    }
                 }
                 Some(first) if first.parse::<usize>().is_ok() => match sec {
                     Sec::Uplinks => s.uplinks.push(parse_uplink(&t, line)),
@@ -749,6 +758,7 @@ fn parse_totals(line: &str) -> BTreeMap<String, u64> {
         ("stranded identities ", "stranded"),
         ("program errors ", "program_errors"),
         ("literal mac writes ", "literal_mac_writes"),
+        ("literal unsupported ", "literal_unsupported"),
     ];
     let mut out = BTreeMap::new();
     for (key, name) in names {
@@ -919,6 +929,17 @@ flooded 6; stranded identities 0; program errors 0; literal mac writes 8; own tx
         for (k, v) in want {
             assert_eq!(s.total(k), v, "{k}");
         }
+    }
+
+    #[test]
+    fn link_downs_and_literal_unsupported_parse() {
+        let s = Stats::parse(
+            "flooded 6; stranded identities 0; literal mac writes 8; literal unsupported 2; own tx drops -\nlink downs per uplink 0/3/1/0\ndomain: http_requests 0",
+        );
+        assert_eq!(s.link_downs, vec![0, 3, 1, 0]);
+        assert_eq!(s.total("literal_mac_writes"), 8);
+        assert_eq!(s.total("literal_unsupported"), 2);
+        assert!(Stats::parse("flooded 6").link_downs.is_empty());
     }
 
     #[test]

@@ -627,21 +627,10 @@ impl Traffic {
 
 // --- the control thread ------------------------------------------------------
 
-/// `stats`' `link downs per uplink a/b/...`: how often the engine saw each
-/// uplink's link go down.
-fn link_downs(stats: &str) -> Option<Vec<u64>> {
-    let line = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("link downs per uplink "))?;
-    line.trim().split('/').map(|n| n.parse().ok()).collect()
-}
-
 /// aggdom's counters at one moment.
 #[derive(Clone, Debug, Default)]
 struct Snapshot {
     stats: Stats,
-    /// Per uplink, from `stats` (empty if it does not say).
-    link_downs: Vec<u64>,
     nics: Vec<NicStatus>,
     /// Per NIC: host UDP drops of QEMU's socket and of the harness's.
     host_drops: Vec<(u64, u64)>,
@@ -650,7 +639,6 @@ struct Snapshot {
 fn snapshot(m: &mut Machine) -> Result<Snapshot, String> {
     let text = command(m, "stats")?;
     let stats = Stats::parse(&text);
-    let link_downs = link_downs(&text).unwrap_or_default();
     let nics = (0..UPLINKS + GUESTS)
         .map(|n| nic_status(m, n).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -666,7 +654,6 @@ fn snapshot(m: &mut Machine) -> Result<Snapshot, String> {
         .collect();
     Ok(Snapshot {
         stats,
-        link_downs,
         nics,
         host_drops,
     })
@@ -812,13 +799,11 @@ impl Driver<'_> {
         self.downs[u] += 1;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let text = command(self.m, "stats")?;
-            let seen = match link_downs(&text) {
-                Some(d) => d.get(u).copied().unwrap_or(0) >= self.downs[u],
-                None => Stats::parse(&text)
-                    .uplinks
-                    .get(u)
-                    .is_some_and(|x| !x.link_up),
+            let stats = Stats::parse(&command(self.m, "stats")?);
+            let seen = if stats.link_downs.is_empty() {
+                stats.uplinks.get(u).is_some_and(|x| !x.link_up)
+            } else {
+                stats.link_downs.get(u).copied().unwrap_or(0) >= self.downs[u]
             };
             if seen {
                 break;
@@ -1001,7 +986,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, String> {
         actions: BTreeMap::new(),
         t0: Instant::now(),
         base_tx: std::array::from_fn(|u| before.stats.uplinks.get(u).map_or(0, |x| x.tx_frames)),
-        downs: std::array::from_fn(|u| before.link_downs.get(u).copied().unwrap_or(0)),
+        downs: std::array::from_fn(|u| before.stats.link_downs.get(u).copied().unwrap_or(0)),
     };
     let start = Instant::now();
     let mut warm: Option<(u64, String)> = None;
@@ -1430,13 +1415,6 @@ mod tests {
             None
         );
         assert_eq!(tag_of(&crate::rig::udp_frame(ends, 5, 100)), None);
-    }
-
-    #[test]
-    fn link_downs_are_read_from_stats() {
-        let text = "flooded 6; stranded identities 0\nlink downs per uplink 0/3/1/0\ndomain: http_requests 0";
-        assert_eq!(link_downs(text), Some(vec![0, 3, 1, 0]));
-        assert_eq!(link_downs("flooded 6"), None);
     }
 
     #[test]
