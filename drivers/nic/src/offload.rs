@@ -457,6 +457,22 @@ pub fn tcp_test_frame(
     })
 }
 
+/// Whether a TCP frame's IPv4 header checksum (if IPv4) and TCP checksum
+/// verify, with the frame's own length as the TCP length: for tests of
+/// drivers and devices that finish [`tcp_test_frame`]'s frames. False for
+/// anything [`TcpFrame::parse`] refuses.
+pub fn tcp_checksums_ok(frame: &[u8]) -> bool {
+    let Some(t) = TcpFrame::parse(frame) else {
+        return false;
+    };
+    let ip = t.ipv6 || fold(sum(&frame[t.l3..t.l4], 0)) == 0xffff;
+    let tcp = sum(
+        &frame[t.l4..],
+        t.pseudo_header_sum(frame, frame.len() - t.l4),
+    );
+    ip && fold(tcp) == 0xffff
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +518,19 @@ mod tests {
         let mut f = vec![0; len];
         let req = tcp_test_frame(&mut f, A, B, ipv6, mss).unwrap();
         (f, req)
+    }
+
+    #[test]
+    fn tcp_checksums_ok_agrees_with_an_independent_check() {
+        for ipv6 in [false, true] {
+            let (mut f, req) = super_frame(700, ipv6, 1448);
+            assert!(!tcp_checksums_ok(&f), "a partial checksum does not verify");
+            complete_checksum(&mut f, req.csum.unwrap()).unwrap();
+            assert!(checksums_ok(&f) && tcp_checksums_ok(&f));
+            f[600] ^= 1;
+            assert!(!checksums_ok(&f) && !tcp_checksums_ok(&f));
+        }
+        assert!(!tcp_checksums_ok(&[0u8; 60]), "not TCP");
     }
 
     #[test]

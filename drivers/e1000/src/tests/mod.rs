@@ -3,7 +3,7 @@
 mod fake;
 
 use fake::{FakeE1000, NoMemHal, TestHal, FACTORY};
-use nic::offload::{self, TcpFrame, TxOffload};
+use nic::offload::{self, tcp_checksums_ok as checksums_ok, TcpFrame, TxOffload};
 use nic::{MacAddr, NicControl, NicDatapath, NicError};
 
 use crate::regs::{self, *};
@@ -432,14 +432,6 @@ fn super_frame(len: usize, ipv6: bool, mss: u16) -> (Vec<u8>, TxOffload) {
     let mut f = vec![0; len];
     let req = offload::tcp_test_frame(&mut f, FACTORY, PEER, ipv6, mss).unwrap();
     (f, req)
-}
-
-/// Whether a frame's IPv4 header checksum and TCP checksum verify.
-fn checksums_ok(f: &[u8]) -> bool {
-    let t = TcpFrame::parse(f).unwrap();
-    let ip = t.ipv6 || offload::fold(offload::sum(&f[t.l3..t.l4], 0)) == 0xffff;
-    let tcp = offload::sum(&f[t.l4..], t.pseudo_header_sum(f, f.len() - t.l4));
-    ip && offload::fold(tcp) == 0xffff
 }
 
 /// The payload of `frames` joined, and checks each has the headers of
