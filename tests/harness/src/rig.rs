@@ -644,7 +644,13 @@ impl Stats {
                 Some("link") => {
                     sec = Sec::None;
                     if let Some(l) = line.strip_prefix("link downs per uplink ") {
-                        s.link_downs = l.trim().split('/').map(num).collect();
+                        // Blank with no uplinks.
+                        s.link_downs = l
+                            .split('/')
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .map(num)
+                            .collect();
                     }
                 }
                 Some(first) if first.parse::<usize>().is_ok() => match sec {
@@ -940,6 +946,9 @@ flooded 6; stranded identities 0; program errors 0; literal mac writes 8; own tx
         assert_eq!(s.total("literal_mac_writes"), 8);
         assert_eq!(s.total("literal_unsupported"), 2);
         assert!(Stats::parse("flooded 6").link_downs.is_empty());
+        assert!(Stats::parse("link downs per uplink \n")
+            .link_downs
+            .is_empty());
     }
 
     #[test]
