@@ -19,6 +19,10 @@ pub const WATCH_TOKEN: &str = "aggdom/ctl";
 /// Requests read or waiting to run at once; more are answered `busy`
 /// without being read.
 pub const MAX_PENDING: usize = 8;
+/// Answers waiting to be written (one goes out per round). A request
+/// beyond them is counted `busy` and left unanswered: its client times
+/// out, and a dom0 flooding request nodes cannot grow aggdom's memory.
+pub const MAX_ANSWERS: usize = 4 * MAX_PENDING;
 
 /// What the server did, for the `xen` command.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,7 +102,9 @@ impl Server {
         }
         if self.seen.len() + self.reads.len() + self.ready.len() >= MAX_PENDING {
             self.counters.busy += 1;
-            self.answer(id, Err("busy: too many requests at once; try again".into()));
+            if self.answers.len() < MAX_ANSWERS {
+                self.answer(id, Err("busy: too many requests at once; try again".into()));
+            }
         } else {
             self.seen.push_back(id);
         }
@@ -321,6 +327,18 @@ mod tests {
             echo(l)
         });
         assert_eq!(runs, 1);
+    }
+
+    #[test]
+    fn a_flood_of_requests_queues_a_bounded_number_of_answers() {
+        let mut hv = FakeHypervisor::new(AGGDOM);
+        let mut s = Server::start(&mut hv, AGGDOM.into()).unwrap();
+        let dir = ctl_dir(AGGDOM.into());
+        for id in 1..=1000u32 {
+            s.on_watch(&format!("{dir}/request/{id}"), WATCH_TOKEN);
+        }
+        assert_eq!(s.counters.busy, 1000 - MAX_PENDING as u64);
+        assert_eq!(s.answers.len(), MAX_ANSWERS);
     }
 
     #[test]
