@@ -70,7 +70,9 @@ use std::time::{Duration, Instant};
 
 use crate::frame::{self, tcp_flags, Eth, Ipv4Ends, TcpFields, IPPROTO_TCP, IPPROTO_UDP};
 use crate::nicstat::{nic_status, NicStatus};
-use crate::rig::{guest_ip, guest_mac, port_mac, remote, uplink_mac, Layout, Stats, UDP_PORT};
+use crate::rig::{
+    guest_ip, guest_mac, port_mac, remote, udp_frame as udp, uplink_mac, Layout, Stats,
+};
 use crate::{FrameIo, MacAddr, Machine, NicKind, Received};
 
 /// Uplinks (NICs 0-3: three virtio-net and an e1000).
@@ -218,16 +220,6 @@ fn payload(t: u64, len: usize) -> Vec<u8> {
     let mut p = t.to_be_bytes().to_vec();
     p.resize(len.max(8), 0x5a);
     p
-}
-
-fn udp(ends: Ipv4Ends, t: u64, len: usize) -> Vec<u8> {
-    // 42 bytes of headers.
-    frame::udp(
-        ends,
-        UDP_PORT,
-        UDP_PORT,
-        &payload(t, len.saturating_sub(42)),
-    )
 }
 
 fn tcp(ends: Ipv4Ends, src_port: u16, dst_port: u16, flags: u8, t: u64, len: usize) -> Vec<u8> {
