@@ -968,24 +968,10 @@ fn malicious_tx_table() {
         let c = vif.counters();
         match expect {
             Expect::Drop(why) => {
-                assert_eq!(c.tx_drops(*why), 1, "{name}: {c:?}");
-                assert_eq!(c.tx_drops_total(), 1, "{name}");
-                assert!(vif.is_connected(), "{name}: a drop keeps the vif");
-                let rsp = b.tx_responses();
                 let slots = b.tx_req_prod().wrapping_sub(before) as usize;
-                assert_eq!(rsp.len(), slots, "{name}: one response per slot");
-                assert!(
-                    rsp.iter()
-                        .all(|r| r.status == NETIF_RSP_ERROR || r.status == NETIF_RSP_NULL),
-                    "{name}"
-                );
-                assert!(got.is_empty(), "{name}");
+                assert_tx_dropped(name, vif, &mut b, slots, &got, *why);
             }
-            Expect::Fatal(why) => {
-                assert_eq!(c.fatal(*why), 1, "{name}: {c:?}");
-                assert!(!vif.is_connected(), "{name}: disconnected");
-                assert_eq!(b.backend_state(&hv), XenbusState::Closing, "{name}");
-            }
+            Expect::Fatal(why) => assert_tx_fatal(name, vif, &b, &hv, *why),
             Expect::Control => {
                 assert_eq!(c.tx_control, 1, "{name}");
                 let rsp = b.tx_responses();
@@ -1002,6 +988,47 @@ fn malicious_tx_table() {
         let ca = nb.vif(id(A)).unwrap().counters();
         assert_eq!((ca.tx_drops_total(), ca.fatal_total()), (0, 0), "{name}");
     }
+}
+
+/// What a hostile TX request answered as a drop must leave: `why`
+/// counted once and nothing else, the vif still connected, each of the
+/// `slots` it used answered with an error (NULL for extras), and no frame
+/// passed on (`got`).
+pub(crate) fn assert_tx_dropped(
+    name: &str,
+    vif: &Vif<FakeHypervisor>,
+    b: &mut FakeFrontend,
+    slots: usize,
+    got: &[Vec<u8>],
+    why: TxDrop,
+) {
+    let c = vif.counters();
+    assert_eq!(c.tx_drops(why), 1, "{name}: {c:?}");
+    assert_eq!(c.tx_drops_total(), 1, "{name}");
+    assert!(vif.is_connected(), "{name}: a drop keeps the vif");
+    let rsp = b.tx_responses();
+    assert_eq!(rsp.len(), slots, "{name}: one response per slot");
+    assert!(
+        rsp.iter()
+            .all(|r| r.status == NETIF_RSP_ERROR || r.status == NETIF_RSP_NULL),
+        "{name}"
+    );
+    assert!(got.is_empty(), "{name}");
+}
+
+/// What a hostile TX request that breaks the ring must leave: `why`
+/// counted, the vif disconnected and its backend Closing.
+pub(crate) fn assert_tx_fatal(
+    name: &str,
+    vif: &Vif<FakeHypervisor>,
+    b: &FakeFrontend,
+    hv: &FakeHypervisor,
+    why: Fatal,
+) {
+    let c = vif.counters();
+    assert_eq!(c.fatal(why), 1, "{name}: {c:?}");
+    assert!(!vif.is_connected(), "{name}: disconnected");
+    assert_eq!(b.backend_state(hv), XenbusState::Closing, "{name}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use hypervisor::{DomId, FakeHypervisor, GrantRef, SharedPage, XenbusState, PAGE_
 use crate::segment::tests::{ipv4_ok, tcp_frame, tcp_ok};
 use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, MAX_SEGMENTS};
 use crate::testkit::{self, create_vif, settle, vif_id as id, FakeFrontend};
+use crate::tests::{assert_tx_dropped, assert_tx_fatal};
 use crate::wire::*;
 use crate::*;
 
@@ -520,24 +521,8 @@ fn hostile_gso_and_extra_info_table() {
         let c = vif.counters();
         let slots = b.tx_req_prod().wrapping_sub(before) as usize;
         match expect {
-            Expect::Drop(why) => {
-                assert_eq!(c.tx_drops(*why), 1, "{name}: {c:?}");
-                assert_eq!(c.tx_drops_total(), 1, "{name}");
-                assert!(vif.is_connected(), "{name}: a drop keeps the vif");
-                let rsp = b.tx_responses();
-                assert_eq!(rsp.len(), slots, "{name}: one response per slot");
-                assert!(
-                    rsp.iter()
-                        .all(|r| r.status == NETIF_RSP_ERROR || r.status == NETIF_RSP_NULL),
-                    "{name}"
-                );
-                assert!(got.is_empty(), "{name}");
-            }
-            Expect::Fatal(why) => {
-                assert_eq!(c.fatal(*why), 1, "{name}: {c:?}");
-                assert!(!vif.is_connected(), "{name}: disconnected");
-                assert_eq!(b.backend_state(&hv), XenbusState::Closing, "{name}");
-            }
+            Expect::Drop(why) => assert_tx_dropped(name, vif, &mut b, slots, &got, *why),
+            Expect::Fatal(why) => assert_tx_fatal(name, vif, &b, &hv, *why),
             Expect::Frames(n) => {
                 assert_eq!(got.len(), *n, "{name}: {c:?}");
                 assert!(
