@@ -4,7 +4,7 @@
 //! (and so by aggctl) and streamed by `GET /capture` on the own IP.
 use crate::domain::Domain;
 use crate::time;
-use aggdom_capture::{Capture, Dir, Port, Spec, Stopped};
+use aggdom_capture::{Capture, Dir, Limit, Port, Spec, Stopped};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -158,6 +158,12 @@ pub fn http_start(query: Option<&str>, dp: &mut Datapath) -> (Vec<u8>, Option<St
         let started = Spec::parse_query(q).and_then(|spec| {
             if let Port::Nic(_) = spec.port {
                 return Err("over HTTP name the port as uplink= or guest=".into());
+            }
+            // A network client may not start a capture that runs until
+            // the operator stops it: it would hold one of the few HTTP
+            // connections and replace the operator's capture for good.
+            if spec.limit == Limit::None {
+                return Err("over HTTP give count= or seconds=".into());
             }
             start(dp, spec)
         });

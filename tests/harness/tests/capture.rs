@@ -154,6 +154,10 @@ fn a_capture_started_by_the_query_streams_until_its_count() {
     let (head, body) = get(&m, &net, "/capture?guest=0&count=0", 41002);
     assert!(head.starts_with("HTTP/1.0 400"), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("count must be"));
+    // A network client cannot start a capture that never ends.
+    let (head, body) = get(&m, &net, "/capture?guest=0", 41003);
+    assert!(head.starts_with("HTTP/1.0 400"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("count= or seconds="));
     // Console-side errors are one line.
     let reply = m.command("capture uplink 9").unwrap();
     assert!(
