@@ -254,8 +254,9 @@ pub struct Segmenter {
 
 impl Segmenter {
     /// Checks `frame` against `gso`: TCP over the IP version the kind
-    /// names, a non-zero MSS whose segments fit [`MAX_FRAME_LEN`], at most
-    /// [`MAX_GSO_FRAME_LEN`] bytes and [`MAX_SEGMENTS`] segments.
+    /// names, a non-zero MSS whose segments fit [`MAX_FRAME_LEN`], an IP
+    /// packet of at most 65535 bytes (so at most [`MAX_GSO_FRAME_LEN`]
+    /// with a tag), and at most [`MAX_SEGMENTS`] segments.
     pub fn new(frame: &[u8], gso: Gso) -> Result<Self, NicError> {
         let tcp = TcpFrame::parse(frame).ok_or(NicError::Offload)?;
         let mss = usize::from(gso.size);
@@ -263,7 +264,11 @@ impl Segmenter {
         if !kind_ok || mss == 0 || tcp.hdr_len + mss > MAX_FRAME_LEN {
             return Err(NicError::Offload);
         }
-        if frame.len() > MAX_GSO_FRAME_LEN {
+        // The IP header's length fields cannot say more: a longer
+        // super-frame could not be made consistent for a device
+        // (netback's `Plan::normalise`, TSO) without truncating them.
+        // `parse` put `l3` inside the frame.
+        if frame.len() - tcp.l3 > 0xffff {
             return Err(NicError::Offload);
         }
         let payload = frame.len() - tcp.hdr_len;
@@ -625,6 +630,16 @@ mod tests {
         assert!(bad(&huge_doff[..80], gso).is_some());
         let big = vec![0u8; MAX_GSO_FRAME_LEN + 1];
         assert!(bad(&big, gso).is_some());
+        // The largest IP packet is taken; one byte more is not (the zeroed
+        // frame above fails on its ethertype, whatever its length).
+        for ipv6 in [false, true] {
+            let (at_most, req) = super_frame(14 + 0xffff, ipv6, 1400);
+            let ok = Segmenter::new(&at_most, req.gso.unwrap());
+            assert!(ok.is_ok(), "ipv6 {ipv6}: {ok:?}");
+            let (over, req) = super_frame(14 + 0x10000, ipv6, 1400);
+            let err = Segmenter::new(&over, req.gso.unwrap()).err();
+            assert_eq!(err, Some(NicError::Offload), "ipv6 {ipv6}");
+        }
         // Writing a segment into a wrong-sized buffer does nothing.
         let seg = Segmenter::new(&f, gso).unwrap();
         let mut out = vec![0xaa; seg.len(0) + 1];
