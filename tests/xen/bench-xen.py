@@ -21,10 +21,10 @@ and for every row the driver domain's CPU seconds over it (`xl list`'s Time(s)),
 Prints one table (markdown) per run, both driver domains side by side; never fails on a number: it
 fails only when a phase cannot be set up or a measurement gives no answer (then FAIL <why>).
 """
-import argparse, os, re, sys, tempfile, time, traceback
+import argparse, os, re, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xentest import (DOM0_IP, HERE, XenTest, Fail, RigError, common_args, output_after, parse_iperf,  # noqa: E402
+from xentest import (DOM0_IP, HERE, XenTest, Fail, common_args, output_after, parse_iperf,  # noqa: E402
                      parse_ping, parse_xen, refuse_if_other_rig)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -159,8 +159,10 @@ rig = t.rig
 b = Bench(t)
 phases = [p for p in a.phases.split(",") if p]
 IPERF_SERVERS = "iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; sleep 1; pidof iperf3"
-rig_up = False
-try:
+
+
+def body():
+    rig_up = False
     for phase in phases:
         if phase == "aggdom":
             if rig_up:
@@ -211,17 +213,11 @@ try:
             b.stop_guests()
         else:
             raise Fail(f"unknown phase {phase}")
-    final = "PASS"
-except (Fail, RigError) as e:
-    final = t.on_error(e)
-except KeyboardInterrupt:
-    final = "FAIL interrupted"
-except Exception as e:
-    traceback.print_exc()
-    final = f"FAIL bench script error: {type(e).__name__}: {e}"
-finally:
-    t.close()
-    os.unlink(iperf_cfg.name)
+    return "PASS"
+
+
+final = t.guarded(body, "bench script")
+os.unlink(iperf_cfg.name)
 print(f"BENCH-XEN {time.strftime('%Y-%m-%d')} ({a.seconds} s per iperf3 run, UDP offered {a.udp_rate}bit/s, "
       f"Linux bonding {a.bond}):")
 print(b.table(phases))

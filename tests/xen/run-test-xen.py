@@ -35,10 +35,10 @@ says "dom0 userland crashed (rig)" when there were any, "aggdom (no rig crash se
 
 Prints one line per check and, at the end, TIMINGS and PASS or FAIL <why> (exit 0 / 1).
 """
-import argparse, os, re, shlex, struct, sys, time, traceback
+import argparse, os, re, shlex, struct, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xentest import (DOM0_IP, XenTest, Fail, RigError, common_args, refuse_if_other_rig,  # noqa: E402
+from xentest import (DOM0_IP, XenTest, common_args, refuse_if_other_rig,  # noqa: E402
                      attached_re, detached_re, proc_net_counts)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -293,8 +293,9 @@ def nomac(t, aggid):
 refuse_if_other_rig(a)
 t = XenTest(a)
 rig = t.rig
-raw = None
-try:
+
+
+def body():
     config = f"bind={GUESTS[0][1]}:0 bind={GUESTS[1][1]}:1"
     aggid = t.boot_aggdom(config)
 
@@ -373,14 +374,8 @@ try:
                       "sleep 0.5; done", timeout=180, quiet=True)
     t.tm["aggdom shutdown"] = time.time() - t0
     t.check("shutdown powers aggdom off (SCHEDOP_shutdown)", rc == 0)
-    raw = t.raw_verdict()
-except (Fail, RigError) as e:
-    raw = t.on_error(e)
-except KeyboardInterrupt:
-    raw = "FAIL interrupted"
-except Exception as e:                                   # a bug in this script: say so, not aggdom's
-    traceback.print_exc()
-    raw = f"FAIL test script error: {type(e).__name__}: {e}"
-finally:
-    t.close()
+    return t.raw_verdict()
+
+
+raw = t.guarded(body)
 t.report(raw)

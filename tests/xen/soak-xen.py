@@ -17,10 +17,10 @@ first cycle that cannot go on (a guest that does not come up, dom0 not answering
 not stop it. Ends with the cycle times, aggdom's xenstore and heap counters before and after, `shutdown`,
 TIMINGS, and PASS or FAIL <why> (rig or aggdom, as in test-xen).
 """
-import argparse, os, re, sys, time, traceback
+import argparse, os, re, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xentest import (DOM0_IP, XenTest, Fail, RigError, common_args, refuse_if_other_rig,  # noqa: E402
+from xentest import (DOM0_IP, XenTest, Fail, common_args, refuse_if_other_rig,  # noqa: E402
                      attached_re, detached_re)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -56,8 +56,10 @@ def bring_up(t, name, ip, mac, cycle):
 refuse_if_other_rig(a)
 t = XenTest(a)
 rig = t.rig
-raw, cycle_times, counters = None, [], {}
-try:
+cycle_times, counters = [], {}
+
+
+def body():
     if a.guests < 2:
         raise Fail("--guests must be at least 2")
     aggid = t.boot_aggdom("bind=10.0.0.11:0 bind=10.0.0.12:1")
@@ -123,16 +125,10 @@ try:
                       "sleep 0.5; done", timeout=180, quiet=True)
     t.tm["aggdom shutdown"] = time.time() - t0
     t.check("shutdown powers aggdom off (SCHEDOP_shutdown)", rc == 0)
-    raw = t.raw_verdict()
-except (Fail, RigError) as e:
-    raw = t.on_error(e)
-except KeyboardInterrupt:
-    raw = "FAIL interrupted"
-except Exception as e:
-    traceback.print_exc()
-    raw = f"FAIL test script error: {type(e).__name__}: {e}"
-finally:
-    t.close()
+    return t.raw_verdict()
+
+
+raw = t.guarded(body)
 print("CYCLES " + " ".join(f"{i + 1}={s:.0f}s" for i, s in enumerate(cycle_times)) +
       (f" (mean {sum(cycle_times) / len(cycle_times):.0f}s, {len(cycle_times)}/{a.cycles} done)" if cycle_times else
        f" (0/{a.cycles} done)"))

@@ -4,7 +4,7 @@ Run by `cargo test -p aggdom-xen-test`, or: python3 -m unittest discover -s test
 The `xen` parser is checked against output built from aggdom's own format strings
 (kernel/src/xen_net.rs), so a change of what aggdom prints breaks this test, not a rig run.
 """
-import ast, itertools, os, re, subprocess, sys, unittest
+import ast, contextlib, io, itertools, os, re, subprocess, sys, unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -337,6 +337,42 @@ IcmpMsg: 228 230
         self.assertEqual((c["Icmp.InEchoReps"], c["Icmp.InCsumErrors"], c["Ip.InReceives"]), (228, 2, 251))
         self.assertNotIn("IcmpMsg.InType0", c)
         self.assertEqual(xt.proc_net_counts("cat: can't open '/proc/net/dev'"), {})
+
+
+class Guarded(unittest.TestCase):
+    """XenTest.guarded turns every way a script's body can end into a verdict, and always closes."""
+
+    class Fake:
+        def __init__(self):
+            self.closed = 0
+
+        def on_error(self, e):
+            return f"FAIL {e}"
+
+        def close(self):
+            self.closed += 1
+
+    def verdict(self, body, **kw):
+        f = self.Fake()
+        with contextlib.redirect_stderr(io.StringIO()):
+            v = xt.XenTest.guarded(f, body, **kw)
+        self.assertEqual(f.closed, 1)
+        return v
+
+    def test_each_ending(self):
+        self.assertEqual(self.verdict(lambda: "PASS"), "PASS")
+
+        def fail():
+            raise xt.Fail("guest1 did not boot")
+        self.assertEqual(self.verdict(fail), "FAIL guest1 did not boot")
+
+        def bug():
+            raise KeyError("x")
+        self.assertEqual(self.verdict(bug, what="bench script"), "FAIL bench script error: KeyError: 'x'")
+
+        def interrupted():
+            raise KeyboardInterrupt
+        self.assertEqual(self.verdict(interrupted), "FAIL interrupted")
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,7 @@ Xen + dom0 + aggdom, starts guests (retrying an `xl create` that dom0's userland
 check, and at the end prints RESULTS, TIMINGS and a final line that says whether a FAIL is the rig's
 (dom0 userland crashed) or aggdom's.
 """
-import hashlib, os, re, shlex, subprocess, sys, time
+import hashlib, os, re, shlex, subprocess, sys, time, traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -686,6 +686,21 @@ class XenTest:
         except Exception:
             pass
         return final
+
+    def guarded(self, body, what="test script"):
+        """body(), whose return is the raw verdict; a step that cannot go on (Fail, a rig timeout) becomes
+        on_error's FAIL, a bug in the script itself a FAIL that says so (not aggdom's). Closes the rig."""
+        try:
+            return body()
+        except (Fail, RigError) as e:
+            return self.on_error(e)
+        except KeyboardInterrupt:
+            return "FAIL interrupted"
+        except Exception as e:
+            traceback.print_exc()
+            return f"FAIL {what} error: {type(e).__name__}: {e}"
+        finally:
+            self.close()
 
     def close(self):
         self.tm["total"] = time.time() - self.t_start
