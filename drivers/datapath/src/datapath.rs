@@ -1,5 +1,13 @@
 //! The datapath proper: sources polled in batches, engine decisions carried
 //! out on NICs, identity moves turned into MAC register / filter writes.
+//!
+//! A guest's TCP super-frame (GSO) or partial checksum travels with its
+//! offload request ([`TxOffload`]): the engine decides once for the whole
+//! frame (charged its full bytes), and the request goes with the frame to
+//! an uplink (whose device segments and checksums, or the nic crate's
+//! software fallback) or a guest port that takes it. Only the own stack,
+//! floods and ports that take plain frames get it finished here, with the
+//! nic crate's segmenter: aggdom has one.
 use crate::frame_queue::FrameQueue;
 use crate::guest_port::{GuestPort, PortError};
 use crate::tap::{Tap, TapDir, TapPort};
@@ -11,7 +19,8 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
-use nic::{MacAddr, Nic, NicError, MAX_FRAME_LEN};
+use nic::offload::{self, Segmenter};
+use nic::{MacAddr, Nic, NicError, TxOffload, MAX_FRAME_LEN};
 
 /// Frames taken from the own stack's queue in one poll.
 const BATCH: usize = 32;
@@ -77,6 +86,25 @@ pub struct DatapathCounters {
     /// because their uplink cannot write it (virtio-net without the
     /// control queue's MAC command).
     pub literal_unsupported: u64,
+    /// Guests' TCP super-frames (GSO) queued whole on an uplink whose
+    /// device segments them (TSO).
+    pub gso_uplink_tso: u64,
+    /// GSO frames queued on an uplink that cannot segment them: cut into
+    /// segments in software (the nic crate's fallback) as they were queued.
+    pub gso_uplink_software: u64,
+    /// GSO frames handed whole, with their request, to another guest's
+    /// port (a vif delivers them whole or segmented, as its frontend
+    /// negotiated).
+    pub gso_guest: u64,
+    /// GSO frames the datapath cut into segments itself: for the own
+    /// stack, a flood, or a port that takes plain frames only.
+    pub gso_software: u64,
+    /// Partial checksums the datapath completed itself, for the same.
+    pub csum_software: u64,
+    /// Frames dropped because their offload request does not fit them
+    /// (GSO on a frame that is not TCP, a zero or oversized MSS, a
+    /// checksum field outside the frame).
+    pub offload_errors: u64,
 }
 
 /// A guest as configured.
@@ -110,6 +138,10 @@ pub struct Datapath {
     /// reused for every frame (a fresh zeroed 1514-byte array per frame
     /// cost a memset each, measurable under TCG).
     scratch: Box<[u8]>,
+    /// Where a super-frame's segments (or a completed checksum's copy)
+    /// are built, one at a time, for a destination that takes plain
+    /// frames only.
+    segment: Box<[u8]>,
     counters: DatapathCounters,
     /// Literal mode, indexed by `UplinkId`: the guest MAC the uplink's MAC
     /// register holds now and the MAC to restore (claim steps 8-10,
@@ -143,6 +175,7 @@ impl Datapath {
             own_tx: FrameQueue::new(own_queue),
             own_stack: false,
             scratch: alloc::vec![0; MAX_FRAME_LEN].into_boxed_slice(),
+            segment: alloc::vec![0; MAX_FRAME_LEN].into_boxed_slice(),
             counters: DatapathCounters::default(),
             written: Vec::new(),
             no_mac_write: Vec::new(),
@@ -502,7 +535,7 @@ impl Datapath {
                 OwnTxDecision::Send { uplink, moves } => {
                     // Claim step 5: the swap happens before the send.
                     self.apply_moves(&moves);
-                    self.send_on_uplink(uplink, None, frame);
+                    self.send_on_uplink(uplink, None, frame, &TxOffload::NONE);
                 }
                 OwnTxDecision::SwitchLocal { guest } => self.deliver_to_guest(guest, frame),
                 OwnTxDecision::Drop(_) => {}
@@ -521,12 +554,19 @@ impl Datapath {
             self.ports[g] = Some(port);
             return 0;
         };
-        // A port that lends its own copy saves the copy into scratch.
-        let in_place = port.receive_in_place(budget, &mut |frame| {
+        // A port that lends its own copy saves the copy into scratch; one
+        // that lends offload requests saves segmenting before the engine.
+        let mut lent = port.receive_offload(budget, &mut |frame, req| {
             self.spend_guest(g, frame.len());
-            self.guest_decide(now, guest, frame)
+            self.guest_decide(now, guest, frame, &req)
         });
-        let n = match in_place {
+        if lent.is_none() {
+            lent = port.receive_in_place(budget, &mut |frame| {
+                self.spend_guest(g, frame.len());
+                self.guest_decide(now, guest, frame, &TxOffload::NONE)
+            });
+        }
+        let n = match lent {
             Some(n) => n,
             None => port.receive(budget, &mut |frame| {
                 self.spend_guest(g, frame.len());
@@ -551,11 +591,13 @@ impl Datapath {
         let mut buf = core::mem::take(&mut self.scratch);
         let len = frame.len().min(buf.len());
         buf[..len].copy_from_slice(&frame[..len]);
-        self.guest_decide(now, guest, &mut buf[..len]);
+        self.guest_decide(now, guest, &mut buf[..len], &TxOffload::NONE);
         self.scratch = buf;
     }
 
-    fn guest_decide(&mut self, now: u64, guest: GuestId, frame: &mut [u8]) {
+    /// One engine decision for a guest's frame, super-frame or not, and
+    /// the frame (with `req`) to wherever it goes.
+    fn guest_decide(&mut self, now: u64, guest: GuestId, frame: &mut [u8], req: &TxOffload) {
         self.tap(TapPort::Guest(guest), TapDir::In, frame);
         match self.engine.guest_transmit(now, guest, frame) {
             TxDecision::Send {
@@ -566,14 +608,64 @@ impl Datapath {
                 if flood_local {
                     let mut others = GuestSet::ALL;
                     others.remove(guest);
-                    self.flood(others, frame);
+                    self.in_software(frame, req, |dp, f| dp.flood(others, f));
                 }
-                self.send_on_uplink(uplink, Some(steering), frame);
+                self.send_on_uplink(uplink, Some(steering), frame, req);
             }
-            TxDecision::SwitchLocal { guest: to } => self.deliver_to_guest(to, frame),
-            TxDecision::ToOwnStack => self.to_own_stack(frame),
+            TxDecision::SwitchLocal { guest: to } => self.deliver_to_guest_offload(to, frame, req),
+            TxDecision::ToOwnStack => self.in_software(frame, req, |dp, f| dp.to_own_stack(f)),
             TxDecision::Drop(_) => {}
         }
+    }
+
+    /// Lends `frame` to `out` finished as `req` asks, for a destination
+    /// that takes plain frames only: as it is when there is nothing to
+    /// finish, else each segment of a super-frame, or a copy with its
+    /// checksum completed. A request that does not fit the frame is a
+    /// counted drop.
+    fn in_software(
+        &mut self,
+        frame: &[u8],
+        req: &TxOffload,
+        mut out: impl FnMut(&mut Self, &[u8]),
+    ) {
+        if *req == TxOffload::NONE {
+            return out(self, frame);
+        }
+        // Taken out for the calls, as `scratch` is; `out` never finishes
+        // another frame in software, so the empty box is not used.
+        let mut buf = core::mem::take(&mut self.segment);
+        if let Some(gso) = req.gso {
+            match Segmenter::new(frame, gso) {
+                Ok(seg) => {
+                    self.counters.gso_software += 1;
+                    for i in 0..seg.count() {
+                        // Segments fit MAX_FRAME_LEN (`Segmenter::new`).
+                        let Some(b) = buf.get_mut(..seg.len(i)) else {
+                            break;
+                        };
+                        seg.write(frame, i, b);
+                        out(self, b);
+                    }
+                }
+                Err(_) => self.counters.offload_errors += 1,
+            }
+        } else if let Some(c) = req.csum {
+            match buf.get_mut(..frame.len()) {
+                Some(b) => {
+                    b.copy_from_slice(frame);
+                    if offload::complete_checksum(b, c).is_ok() {
+                        self.counters.csum_software += 1;
+                        out(self, b);
+                    } else {
+                        self.counters.offload_errors += 1;
+                    }
+                }
+                // Longer than a frame, and not a super-frame.
+                None => self.counters.offload_errors += 1,
+            }
+        }
+        self.segment = buf;
     }
 
     fn poll_uplink(&mut self, now: u64, u: usize) -> usize {
@@ -650,16 +742,49 @@ impl Datapath {
         }
     }
 
+    /// A guest's frame with its offload request to another guest: whole
+    /// to a port that takes requests, finished here for any other.
+    fn deliver_to_guest_offload(&mut self, guest: GuestId, frame: &[u8], req: &TxOffload) {
+        if *req == TxOffload::NONE {
+            return self.deliver_to_guest(guest, frame);
+        }
+        let delivered = match self.ports.get_mut(usize::from(guest.0)) {
+            Some(Some(port)) if port.takes_offload() => port.deliver_offload(frame, req),
+            Some(Some(_)) => {
+                return self.in_software(frame, req, |dp, f| dp.deliver_to_guest(guest, f));
+            }
+            _ => Err(PortError::Down),
+        };
+        match delivered {
+            Ok(()) => {
+                if req.gso.is_some() {
+                    self.counters.gso_guest += 1;
+                }
+                self.tap(TapPort::Guest(guest), TapDir::Out, frame);
+            }
+            Err(PortError::FrameLength) => self.counters.offload_errors += 1,
+            Err(_) => self.counters.guest_port_full += 1,
+        }
+    }
+
     fn to_own_stack(&mut self, frame: &[u8]) {
         if !self.own_rx.push(frame) {
             self.counters.own_queue_full += 1;
         }
     }
 
-    /// Sends on an uplink. Literal mode (claim steps 8-10): the MAC register
-    /// holds the frame's source MAC while it leaves, and its own MAC again
-    /// once the guest's frames in this batch have left.
-    fn send_on_uplink(&mut self, uplink: UplinkId, steering: Option<Steering>, frame: &[u8]) {
+    /// Sends on an uplink, with the frame's offload request: the device
+    /// does what it can, the nic crate's fallback the rest. Literal mode
+    /// (claim steps 8-10): the MAC register holds the frame's source MAC
+    /// while it leaves, and its own MAC again once the guest's frames in
+    /// this batch have left.
+    fn send_on_uplink(
+        &mut self,
+        uplink: UplinkId,
+        steering: Option<Steering>,
+        frame: &[u8],
+        req: &TxOffload,
+    ) {
         let u = usize::from(uplink.0);
         match steering {
             Some(Steering::WriteMacThenRestore { mac, restore }) => {
@@ -672,18 +797,27 @@ impl Datapath {
             self.counters.uplink_tx_full += 1;
             return;
         };
-        let mut queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+        let mut queued = queue_on(&mut **nic, frame, req);
         if queued == Err(NicError::TxFull) {
             // The ring holds this round's frames so far: hand them to the
             // device and try once more, rather than drop a frame of
             // whichever source comes last to a busy uplink.
             nic.flush_tx();
-            queued = nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame));
+            queued = queue_on(&mut **nic, frame, req);
         }
-        if queued.is_err() {
-            self.counters.uplink_tx_full += 1;
-        } else {
-            self.tap(TapPort::Uplink(uplink), TapDir::Out, frame);
+        match queued {
+            Ok(()) => {
+                if req.gso.is_some() {
+                    if nic.offloads().covers(req) {
+                        self.counters.gso_uplink_tso += 1;
+                    } else {
+                        self.counters.gso_uplink_software += 1;
+                    }
+                }
+                self.tap(TapPort::Uplink(uplink), TapDir::Out, frame);
+            }
+            Err(NicError::Offload) => self.counters.offload_errors += 1,
+            Err(_) => self.counters.uplink_tx_full += 1,
         }
     }
 }
@@ -741,6 +875,17 @@ impl Datapath {
         for u in 0..self.written.len() {
             self.literal_restore(u);
         }
+    }
+}
+
+/// Queues `frame` on `nic`: a plain frame as ever, one with an offload
+/// request through the driver's offload path.
+#[inline]
+fn queue_on(nic: &mut dyn Nic, frame: &[u8], req: &TxOffload) -> Result<(), NicError> {
+    if *req == TxOffload::NONE {
+        nic.queue_tx(frame.len(), &mut |buf| buf.copy_from_slice(frame))
+    } else {
+        nic.queue_tx_offload(frame, req)
     }
 }
 

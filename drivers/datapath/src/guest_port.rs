@@ -1,6 +1,12 @@
 //! Where guests attach: a Xen vif (netback) or, in QEMU, a NIC standing in
 //! for one guest's vif.
-use nic::{Nic, NicError};
+//!
+//! A port may lend frames with an offload request ([`TxOffload`]: a TCP
+//! super-frame to segment, a partial checksum to complete), as netfront
+//! sends them; the datapath carries the request to wherever the frame
+//! goes and finishes it in software only for a destination that cannot
+//! take it ([`GuestPort::takes_offload`], [`nic::NicDatapath::offloads`]).
+use nic::{Nic, NicError, TxOffload};
 
 /// Why a frame could not be handed to a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,8 +37,41 @@ pub trait GuestPort {
         None
     }
 
+    /// As [`GuestPort::receive_in_place`], but each frame comes with its
+    /// offload request: a TCP super-frame of up to
+    /// [`nic::offload::MAX_GSO_FRAME_LEN`] bytes with `gso`, a partial
+    /// checksum with `csum` (a Xen vif's guest sends both). The request is
+    /// untrusted: whoever finishes the frame checks it against the frame.
+    /// `None` when the port cannot (the default); the datapath then calls
+    /// `receive_in_place` and `receive`.
+    fn receive_offload(
+        &mut self,
+        _budget: usize,
+        _sink: &mut dyn FnMut(&mut [u8], TxOffload),
+    ) -> Option<usize> {
+        None
+    }
+
     /// Queues a frame for the guest; [`GuestPort::flush`] makes it visible.
     fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError>;
+
+    /// Whether [`GuestPort::deliver_offload`] takes frames with offload
+    /// requests (the port finishes them, or passes them on to a guest that
+    /// can). False (the default): the datapath segments and completes
+    /// them first and calls [`GuestPort::deliver`] with plain frames.
+    fn takes_offload(&self) -> bool {
+        false
+    }
+
+    /// Queues a frame with its offload request, for a port that
+    /// [`GuestPort::takes_offload`]. The default takes plain frames only.
+    fn deliver_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), PortError> {
+        if *req == TxOffload::NONE {
+            self.deliver(frame)
+        } else {
+            Err(PortError::FrameLength)
+        }
+    }
 
     /// Hands queued frames to the guest (one notification).
     fn flush(&mut self);
@@ -82,6 +121,19 @@ impl GuestPort for NicPort<dyn Nic> {
                 NicError::FrameLength => PortError::FrameLength,
                 _ => PortError::Full,
             })
+    }
+
+    /// The NIC finishes what it can and segments the rest in software
+    /// (the nic crate's fallback).
+    fn takes_offload(&self) -> bool {
+        true
+    }
+
+    fn deliver_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), PortError> {
+        self.nic.queue_tx_offload(frame, req).map_err(|e| match e {
+            NicError::FrameLength | NicError::Offload => PortError::FrameLength,
+            _ => PortError::Full,
+        })
     }
 
     fn flush(&mut self) {

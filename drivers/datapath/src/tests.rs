@@ -7,7 +7,8 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::net::{IpAddr, Ipv4Addr};
-use nic::{Counters, FakeNic, MacAddr, NicControl, NicDatapath, NicError};
+use nic::offload::{self, Segmenter, TcpFrame};
+use nic::{Counters, FakeNic, MacAddr, NicControl, NicDatapath, NicError, Offloads, TxOffload};
 
 /// The far side of a fake NIC, kept by the test while the datapath owns the NIC.
 #[derive(Default)]
@@ -29,6 +30,8 @@ struct Wire {
     /// Frames handed to the device, in order across NICs: (this NIC's
     /// tag, frame) into a log several wires share.
     handed: Option<(usize, Rc<RefCell<Vec<(usize, Vec<u8>)>>>)>,
+    /// The offload request each `outbound` frame was handed over with.
+    outbound_offloads: Vec<TxOffload>,
 }
 
 /// A `FakeNic` whose wire the test holds.
@@ -46,6 +49,13 @@ fn test_nic(mac: [u8; 6]) -> (Box<TestNic>, Rc<RefCell<Wire>>) {
         }),
         wire,
     )
+}
+
+/// A test NIC whose device finishes `offloads` itself.
+fn offload_nic(mac: [u8; 6], offloads: Offloads) -> (Box<TestNic>, Rc<RefCell<Wire>>) {
+    let (mut nic, wire) = test_nic(mac);
+    nic.nic = nic.nic.with_offloads(offloads);
+    (nic, wire)
 }
 
 impl TestNic {
@@ -80,10 +90,21 @@ impl NicDatapath for TestNic {
         }
         self.nic.queue_tx(len, fill)
     }
+    fn offloads(&self) -> Offloads {
+        self.nic.offloads()
+    }
+    fn queue_tx_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), NicError> {
+        if let Some(n) = self.wire.borrow().tx_ring {
+            self.nic.set_tx_capacity(n);
+        }
+        self.nic.queue_tx_offload(frame, req)
+    }
     fn flush_tx(&mut self) {
         self.nic.flush_tx();
+        let reqs = self.nic.sent_offloads().to_vec();
         let sent = self.nic.take_sent();
         let mut w = self.wire.borrow_mut();
+        w.outbound_offloads.extend(reqs);
         if let Some((tag, log)) = &w.handed {
             log.borrow_mut()
                 .extend(sent.iter().map(|f| (*tag, f.clone())));
@@ -955,4 +976,377 @@ fn the_tap_sees_both_ports_both_ways_after_rewriting() {
     );
     drop(seen);
     assert!(r.dp.set_tap(None).is_some());
+}
+
+/// The far side of a guest port that lends frames with offload requests,
+/// as a Xen vif does.
+#[derive(Default)]
+struct OffloadWire {
+    inbound: Vec<(Vec<u8>, TxOffload)>,
+    delivered: Vec<(Vec<u8>, TxOffload)>,
+    /// The port takes frames with requests (a vif); else plain ones only.
+    takes: bool,
+}
+
+struct OffloadPort(Rc<RefCell<OffloadWire>>);
+
+impl GuestPort for OffloadPort {
+    fn receive(&mut self, _: usize, _: &mut dyn FnMut(&[u8])) -> usize {
+        panic!("the datapath must use receive_offload when a port offers it");
+    }
+    fn receive_offload(
+        &mut self,
+        budget: usize,
+        sink: &mut dyn FnMut(&mut [u8], TxOffload),
+    ) -> Option<usize> {
+        let frames: Vec<_> = {
+            let mut w = self.0.borrow_mut();
+            let n = w.inbound.len().min(budget);
+            w.inbound.drain(..n).collect()
+        };
+        for (mut f, req) in frames.iter().cloned() {
+            sink(&mut f, req);
+        }
+        Some(frames.len())
+    }
+    fn deliver(&mut self, frame: &[u8]) -> Result<(), crate::PortError> {
+        self.0
+            .borrow_mut()
+            .delivered
+            .push((frame.to_vec(), TxOffload::NONE));
+        Ok(())
+    }
+    fn takes_offload(&self) -> bool {
+        self.0.borrow().takes
+    }
+    fn deliver_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), crate::PortError> {
+        assert!(self.0.borrow().takes, "offered a request it does not take");
+        self.0.borrow_mut().delivered.push((frame.to_vec(), *req));
+        Ok(())
+    }
+    fn flush(&mut self) {}
+}
+
+/// Addresses of [`offload::tcp_test_frame`]'s frames: guest 0 sends from
+/// 192.0.2.1 to 192.0.2.2, outside; guest 1 is 192.0.2.3.
+const TSO_IPS: [[u8; 4]; 2] = [[192, 0, 2, 1], [192, 0, 2, 3]];
+const OUTSIDE: [u8; 4] = [192, 0, 2, 2];
+const OWN_IP: [u8; 4] = [192, 0, 2, 9];
+
+struct OffloadRig {
+    dp: Datapath,
+    uplink: Rc<RefCell<Wire>>,
+    guests: [Rc<RefCell<OffloadWire>>; 2],
+}
+
+/// One uplink whose device does `uplink`; two guests on offload ports,
+/// guest 1's taking requests if `guest1_takes`; an own stack at
+/// [`OWN_IP`] under identity 0.
+fn offload_rig(uplink: Offloads, guest1_takes: bool) -> OffloadRig {
+    let mut dp = Datapath::new(Config::with_mode(Mode::Identity), 64);
+    let (nic, wire) = offload_nic(UPLINK_MACS[0], uplink);
+    dp.add_uplink(nic, 1000, false).unwrap();
+    let guests = [true, guest1_takes].map(|takes| {
+        Rc::new(RefCell::new(OffloadWire {
+            takes,
+            ..OffloadWire::default()
+        }))
+    });
+    for (g, w) in guests.iter().enumerate() {
+        dp.add_guest(
+            "g",
+            Box::new(OffloadPort(w.clone())),
+            MacAddr(GUEST_MACS[g]),
+            &[IpNet::host(IpAddr::V4(Ipv4Addr::from(TSO_IPS[g])))],
+        )
+        .unwrap();
+    }
+    dp.set_own_stack(IdentityId(0), &[IpAddr::V4(Ipv4Addr::from(OWN_IP))])
+        .unwrap();
+    dp.program_all();
+    OffloadRig {
+        dp,
+        uplink: wire,
+        guests,
+    }
+}
+
+const TSO_ALL: Offloads = Offloads {
+    csum: true,
+    tso4: true,
+    tso6: true,
+};
+
+/// A TCP super-frame from guest 0 of `len` bytes to `dst_ip` at `dst`,
+/// cut at 1448, with its partial checksum, as netfront sends it.
+fn gso_frame(dst: [u8; 6], dst_ip: [u8; 4], len: usize) -> (Vec<u8>, TxOffload) {
+    let mut f = alloc::vec![0u8; len];
+    let req =
+        offload::tcp_test_frame(&mut f, MacAddr(GUEST_MACS[0]), MacAddr(dst), false, 1448).unwrap();
+    f[30..34].copy_from_slice(&dst_ip);
+    // The IPv4 header checksum and the TCP pseudo-header seed, again.
+    f[24..26].fill(0);
+    let c = !offload::fold(offload::sum(&f[14..34], 0));
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let t = TcpFrame::parse(&f).unwrap();
+    let seed = offload::fold(t.pseudo_header_sum(&f, len - t.l4));
+    f[t.l4 + 16..t.l4 + 18].copy_from_slice(&seed.to_be_bytes());
+    (f, req)
+}
+
+/// `frame`'s segments as the nic crate cuts them.
+fn segments_of(frame: &[u8], req: &TxOffload) -> Vec<Vec<u8>> {
+    let seg = Segmenter::new(frame, req.gso.unwrap()).unwrap();
+    (0..seg.count())
+        .map(|i| {
+            let mut out = alloc::vec![0u8; seg.len(i)];
+            seg.write(frame, i, &mut out);
+            out
+        })
+        .collect()
+}
+
+/// The frame with its source MAC as identity 0's (what identity mode
+/// does to it on the way out).
+fn as_identity_0(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[6..12].copy_from_slice(&UPLINK_MACS[0]);
+    f
+}
+
+#[test]
+fn a_gso_frame_leaves_a_tso_uplink_whole_with_its_request_charged_once() {
+    let mut r = offload_rig(TSO_ALL, true);
+    let (f, req) = gso_frame(GW, OUTSIDE, 20_054);
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    let w = r.uplink.borrow();
+    assert_eq!(w.outbound, [as_identity_0(&f)], "one frame, rewritten");
+    assert_eq!(w.outbound_offloads, [req], "with its request");
+    let c =
+        r.dp.engine()
+            .guest_counters(aggregation::GuestId(0))
+            .unwrap();
+    assert_eq!((c.tx_frames, c.tx_bytes), (1, f.len() as u64), "{c:?}");
+    let d = r.dp.counters();
+    assert_eq!((d.gso_uplink_tso, d.gso_uplink_software), (1, 0), "{d:?}");
+    assert_eq!(d.gso_software, 0);
+}
+
+#[test]
+fn a_gso_frame_for_an_uplink_without_tso_leaves_as_correct_segments() {
+    let mut r = offload_rig(Offloads::NONE, true);
+    let (f, req) = gso_frame(GW, OUTSIDE, 20_054);
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    let w = r.uplink.borrow();
+    let want = segments_of(&as_identity_0(&f), &req);
+    assert_eq!(want.len(), 14);
+    assert_eq!(w.outbound, want);
+    assert!(w.outbound.iter().all(|s| offload::tcp_checksums_ok(s)));
+    assert!(w.outbound_offloads.iter().all(|r| *r == TxOffload::NONE));
+    // Still one decision for the super-frame.
+    let c =
+        r.dp.engine()
+            .guest_counters(aggregation::GuestId(0))
+            .unwrap();
+    assert_eq!((c.tx_frames, c.tx_bytes), (1, f.len() as u64), "{c:?}");
+    let d = r.dp.counters();
+    assert_eq!((d.gso_uplink_tso, d.gso_uplink_software), (0, 1), "{d:?}");
+}
+
+#[test]
+fn a_partial_checksum_for_an_uplink_without_csum_is_completed() {
+    let mut r = offload_rig(Offloads::NONE, true);
+    let (f, mut req) = gso_frame(GW, OUTSIDE, 600);
+    req.gso = None;
+    assert!(!offload::tcp_checksums_ok(&f), "partial as sent");
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    let w = r.uplink.borrow();
+    assert_eq!(w.outbound.len(), 1);
+    assert!(offload::tcp_checksums_ok(&w.outbound[0]));
+}
+
+#[test]
+fn a_gso_frame_to_another_guest_keeps_its_request() {
+    let mut r = offload_rig(TSO_ALL, true);
+    let (f, req) = gso_frame(GUEST_MACS[1], TSO_IPS[1], 30_054);
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    assert_eq!(r.guests[1].borrow().delivered, [(f, req)]);
+    assert!(r.uplink.borrow().outbound.is_empty());
+    assert_eq!(r.dp.counters().gso_guest, 1);
+}
+
+#[test]
+fn a_gso_frame_to_a_port_taking_plain_frames_arrives_as_segments() {
+    let mut r = offload_rig(TSO_ALL, false);
+    let (f, req) = gso_frame(GUEST_MACS[1], TSO_IPS[1], 30_054);
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    let got: Vec<Vec<u8>> = r.guests[1]
+        .borrow()
+        .delivered
+        .iter()
+        .map(|(f, r)| {
+            assert_eq!(*r, TxOffload::NONE);
+            f.clone()
+        })
+        .collect();
+    assert_eq!(got, segments_of(&f, &req));
+    assert_eq!(r.dp.counters().gso_software, 1);
+}
+
+#[test]
+fn a_gso_frame_to_the_own_stack_arrives_as_plain_complete_frames() {
+    let mut r = offload_rig(TSO_ALL, true);
+    let (f, req) = gso_frame(UPLINK_MACS[0], OWN_IP, 10_054);
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    let mut got = Vec::new();
+    while r.dp.own_rx().pop(|f| got.push(f.to_vec())).is_some() {}
+    assert_eq!(got.len(), 7);
+    assert_eq!(got, segments_of(&f, &req));
+    assert!(got.iter().all(|s| offload::tcp_checksums_ok(s)));
+
+    // A lone partial checksum: completed.
+    let (f, mut req) = gso_frame(UPLINK_MACS[0], OWN_IP, 200);
+    req.gso = None;
+    r.guests[0].borrow_mut().inbound.push((f, req));
+    r.dp.poll(2);
+    let mut got = Vec::new();
+    while r.dp.own_rx().pop(|f| got.push(f.to_vec())).is_some() {}
+    assert_eq!(got.len(), 1);
+    assert!(offload::tcp_checksums_ok(&got[0]));
+    assert_eq!(r.dp.counters().csum_software, 1);
+}
+
+#[test]
+fn a_flooded_gso_frame_reaches_other_guests_as_segments() {
+    let mut r = offload_rig(TSO_ALL, true);
+    let (f, req) = gso_frame([0xff; 6], OUTSIDE, 5_054);
+    r.guests[0].borrow_mut().inbound.push((f.clone(), req));
+    r.dp.poll(1);
+    let got = &r.guests[1].borrow().delivered;
+    assert_eq!(got.len(), 4, "{:?}", r.dp.counters());
+    assert!(got
+        .iter()
+        .all(|(s, r)| *r == TxOffload::NONE && offload::tcp_checksums_ok(s)));
+}
+
+/// Requests a guest port may lend that do not fit their frames: each is
+/// dropped and counted wherever the frame goes, and nothing panics.
+#[test]
+fn hostile_offload_requests_are_counted_drops() {
+    use nic::{Gso, GsoKind, PartialCsum};
+    let gso = |size| TxOffload {
+        csum: None,
+        gso: Some(Gso {
+            kind: GsoKind::TcpV4,
+            size,
+        }),
+    };
+    let udp = |dst, ip| ipv4(dst, GUEST_MACS[0], TSO_IPS[0], ip, 3000);
+    let (tcp, _) = gso_frame(GW, OUTSIDE, 3000);
+    let cases: Vec<(&str, Vec<u8>, TxOffload)> = alloc::vec![
+        ("gso on UDP", udp(GW, OUTSIDE), gso(1448)),
+        ("gso size 0", tcp.clone(), gso(0)),
+        ("gso size beyond a frame", tcp.clone(), gso(9000)),
+        (
+            "gso v6 on v4",
+            tcp.clone(),
+            TxOffload {
+                gso: Some(Gso {
+                    kind: GsoKind::TcpV6,
+                    size: 1448
+                }),
+                csum: None
+            }
+        ),
+        (
+            "checksum field beyond the frame",
+            ipv4(GW, GUEST_MACS[0], TSO_IPS[0], OUTSIDE, 100),
+            TxOffload {
+                csum: Some(PartialCsum {
+                    start: 90,
+                    offset: 16
+                }),
+                gso: None
+            }
+        ),
+        (
+            "a long frame with only a checksum",
+            tcp.clone(),
+            TxOffload {
+                csum: Some(PartialCsum {
+                    start: 34,
+                    offset: 16
+                }),
+                gso: None
+            }
+        ),
+    ];
+    for uplink in [TSO_ALL, Offloads::NONE] {
+        for (why, frame, req) in &cases {
+            for (dst, ip) in [
+                (GW, OUTSIDE),
+                (GUEST_MACS[1], TSO_IPS[1]),
+                (UPLINK_MACS[0], OWN_IP),
+            ] {
+                for takes in [true, false] {
+                    let mut r = offload_rig(uplink, takes);
+                    let mut f = frame.clone();
+                    f[0..6].copy_from_slice(&dst);
+                    f[30..34].copy_from_slice(&ip);
+                    r.guests[0].borrow_mut().inbound.push((f, *req));
+                    r.dp.poll(1);
+                    let d = *r.dp.counters();
+                    let out = r.uplink.borrow().outbound.len()
+                        + r.guests[1].borrow().delivered.len()
+                        + r.dp.own_rx().len();
+                    // A port that takes requests gets the frame to judge
+                    // (a vif counts its own drop); anywhere else it is
+                    // dropped here or by the uplink's driver.
+                    let to_port = takes && dst == GUEST_MACS[1];
+                    if to_port {
+                        assert_eq!(out, 1, "{why}: handed on");
+                    } else {
+                        assert_eq!(out, 0, "{why} to {ip:?}: {d:?}");
+                        assert_eq!(
+                            d.offload_errors + d.uplink_tx_full,
+                            1,
+                            "{why} to {ip:?}: {d:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// QEMU's guest ports are NICs: their frames carry no request and go out
+/// through the uplink's plain path, as before offloads.
+#[test]
+fn plain_guest_frames_take_the_plain_path_on_an_offloading_uplink() {
+    let mut dp = Datapath::new(Config::with_mode(Mode::Identity), 16);
+    let (nic, up) = offload_nic(UPLINK_MACS[0], TSO_ALL);
+    dp.add_uplink(nic, 1000, false).unwrap();
+    let (gnic, gw) = test_nic([0x0e, 0, 0, 0, 9, 1]);
+    let port: Box<dyn GuestPort> = Box::new(NicPort::new(gnic as Box<dyn nic::Nic>).unwrap());
+    dp.add_guest(
+        "g",
+        port,
+        MacAddr(GUEST_MACS[0]),
+        &[IpNet::host(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])))],
+    )
+    .unwrap();
+    dp.program_all();
+    let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 1000);
+    gw.borrow_mut().inbound.push(f.clone());
+    dp.poll(1);
+    let w = up.borrow();
+    assert_eq!(w.outbound, [as_identity_0(&f)]);
+    assert_eq!(w.outbound_offloads, [TxOffload::NONE]);
+    assert_eq!(*dp.counters(), crate::DatapathCounters::default());
 }
