@@ -208,6 +208,37 @@ fn vifs(store: &dyn Store, aggdom: u32) -> Result<Vec<restart::Vif>, String> {
     Ok(out)
 }
 
+/// How long `restart` waits for the new aggdom to answer (its boot under
+/// an emulated Xen took 7-75 s), and how long each `status` it sends
+/// waits before it is withdrawn and sent again.
+const READY_WAIT: Duration = Duration::from_secs(120);
+const READY_TRY: Duration = Duration::from_secs(3);
+
+/// Waits until a freshly started aggdom answers `status` (an error line
+/// is an answer too). One request is not enough: aggdom serves request
+/// nodes its watch reports, and xenstored fires a new watch for the
+/// watched directory itself, not for what was written into it before, so
+/// a request written while aggdom boots is never seen. Each try is
+/// withdrawn after `READY_TRY` and written again under a new id.
+fn wait_ready(mut t: XsClient, total: Duration) -> Result<(), Failure> {
+    let deadline = Instant::now() + total;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        t.timeout = READY_TRY.min(left).max(Duration::from_secs(1));
+        match t.call("status") {
+            Ok(_) | Err(CallError::Refused(_)) => return Ok(()),
+            Err(CallError::Transport(e)) if Instant::now() >= deadline => {
+                return Err(Failure::Other(format!(
+                    "the new aggdom did not answer within {} s: {e}",
+                    total.as_secs()
+                )))
+            }
+            // (after a pause: a failing xenstore tool returns at once)
+            Err(CallError::Transport(_)) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
 fn restart(o: &Options) -> Result<String, Failure> {
     let cfg = o
         .config
@@ -262,12 +293,14 @@ fn restart(o: &Options) -> Result<String, Failure> {
             }
             restart::Step::WaitReady => {
                 let new = domid(&*store, &name).map_err(Failure::Other)?;
-                let mut t = XsClient {
-                    store: store::from_env(),
-                    dir: aggdom_ctl::ctl_dir(new),
-                    timeout: o.timeout.max(Duration::from_secs(60)),
-                };
-                t.call("status")?;
+                wait_ready(
+                    XsClient {
+                        store: store::from_env(),
+                        dir: aggdom_ctl::ctl_dir(new),
+                        timeout: READY_TRY,
+                    },
+                    o.timeout.max(READY_WAIT),
+                )?;
             }
         }
     }

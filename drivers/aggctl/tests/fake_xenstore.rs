@@ -16,6 +16,8 @@ const AGGDOM: u32 = 7;
 /// xenstore as the directory layout aggctl's `DirStore` uses.
 struct FsStore {
     root: PathBuf,
+    /// The domain whose request directory is watched.
+    domid: u32,
     next: u32,
     replies: BTreeMap<u32, XsReply>,
     seen: BTreeSet<String>,
@@ -30,7 +32,7 @@ impl FsStore {
     /// Watch events for request nodes that appeared (xenstored would fire
     /// them on the write).
     fn scan(&mut self) {
-        let dir = format!("{}/request", aggdom_ctl::ctl_dir(AGGDOM));
+        let dir = format!("{}/request", aggdom_ctl::ctl_dir(self.domid));
         let Ok(entries) = std::fs::read_dir(self.dir(&dir)) else {
             return;
         };
@@ -117,17 +119,27 @@ struct FakeAggdom {
 
 impl FakeAggdom {
     fn start(root: &Path) -> FakeAggdom {
+        FakeAggdom::start_as(root, AGGDOM)
+    }
+
+    /// Serving as domain `domid`. Requests already written are never
+    /// reported, as with xenstored: a new watch fires for the watched
+    /// directory itself, not for what is in it.
+    fn start_as(root: &Path, domid: u32) -> FakeAggdom {
         let stop = Arc::new(AtomicBool::new(false));
         let mut xs = FsStore {
             root: root.to_path_buf(),
+            domid,
             next: 0,
             replies: BTreeMap::new(),
             seen: BTreeSet::new(),
             events: Vec::new(),
         };
+        xs.scan();
+        xs.events.clear();
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut server = Server::start(&mut xs, AGGDOM).unwrap();
+            let mut server = Server::start(&mut xs, domid).unwrap();
             while !flag.load(Ordering::Relaxed) {
                 xs.scan();
                 while let Some(ev) = xs.poll_watch() {
@@ -293,6 +305,86 @@ fn restart_plans_from_the_backend_keys() {
     let out = aggctl(&root, &["restart"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--config"));
+}
+
+/// `restart` carried out, with a fake `xl` on PATH that plays the
+/// toolstack in the fake xenstore: the new aggdom (domain 8) starts
+/// serving only after aggctl wrote its first `status` request, as a real
+/// one booting does, and that request is never reported to it; aggctl
+/// must ask again, then reattach the vif.
+#[test]
+fn restart_waits_for_the_new_aggdom_then_reattaches() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = store_dir("restart-run");
+    let be = format!("/local/domain/{AGGDOM}/backend/vif");
+    write(&root, "/local/domain/11/name", "guest1");
+    write(&root, &format!("{be}/11/0/mac"), "00:16:3e:00:00:11");
+    write(&root, &format!("{be}/11/0/ip"), "10.0.0.11");
+    write(
+        &root,
+        &format!("/local/domain/{AGGDOM}/aggdom/config"),
+        "bind=10.0.0.11:0",
+    );
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let xl = bin.join("xl");
+    std::fs::write(
+        &xl,
+        format!(
+            "#!/bin/sh\n\
+             R='{root}'\n\
+             echo \"xl $*\" >> \"$R/xl.log\"\n\
+             case $1 in\n\
+             destroy) rm -rf \"$R/local/domain/{AGGDOM}\";;\n\
+             create) mkdir -p \"$R/local/domain/8/name\" && printf aggdom > \"$R/local/domain/8/name/.value\";;\n\
+             unpause) touch \"$R/unpaused\";;\n\
+             esac\n",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_aggctl"))
+        .env("AGGCTL_XENSTORE_DIR", &root)
+        .env("PATH", path)
+        .args(["restart", "--config", "/etc/xen/aggdom.cfg"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // aggdom "boots" once aggctl's first request is there.
+    let requests = root.join(format!(
+        "{}/request",
+        aggdom_ctl::ctl_dir(8).trim_start_matches('/')
+    ));
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&requests).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no request from aggctl"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _aggdom = FakeAggdom::start_as(&root, 8);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(root.join("xl.log")).unwrap(),
+        "xl destroy aggdom\n\
+         xl create -p /etc/xen/aggdom.cfg\n\
+         xl unpause aggdom\n\
+         xl network-detach guest1 0\n\
+         xl network-attach guest1 backend=aggdom mac=00:16:3e:00:00:11 ip=10.0.0.11\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("local/domain/8/aggdom/config/.value")).unwrap(),
+        "bind=10.0.0.11:0"
+    );
 }
 
 /// `--console`: the same commands over aggdom's serial console on a
