@@ -260,9 +260,20 @@ fn restart(o: &Options) -> Result<String, Failure> {
         .flatten()
         .map(|v| String::from_utf8_lossy(&v).into_owned());
     let steps = restart::plan(&name, &cfg, config.as_deref(), &vifs);
+    // Each step is printed as it starts (kept for the end with --json):
+    // a restart that stops half-way shows how far it got, and what took
+    // the time.
     let mut log = String::new();
+    let mut note = |line: String| {
+        if o.json {
+            log.push_str(&line);
+        } else {
+            print!("{line}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+    };
     for step in &steps {
-        log.push_str(&format!("{step}\n"));
+        note(format!("{step}\n"));
         if o.dry_run {
             continue;
         }
@@ -279,7 +290,7 @@ fn restart(o: &Options) -> Result<String, Failure> {
                     if argv[1] != "network-detach" {
                         return Err(Failure::Other(format!("{step}: {why}")));
                     }
-                    log.push_str(&format!("  (detach: {why})\n"));
+                    note(format!("  (detach: {why})\n"));
                 }
             }
             restart::Step::WriteConfig(text) => {

@@ -373,6 +373,12 @@ fn restart_waits_for_the_new_aggdom_then_reattaches() {
     let _aggdom = FakeAggdom::start_as(&root, 8);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Every step printed, as it ran.
+    let printed = text(&out.stdout);
+    assert!(
+        printed.starts_with("xl destroy aggdom\n") && printed.ends_with("ip=10.0.0.11\n"),
+        "{printed}"
+    );
     assert_eq!(
         std::fs::read_to_string(root.join("xl.log")).unwrap(),
         "xl destroy aggdom\n\
