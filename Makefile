@@ -21,7 +21,7 @@ RUN_MEM ?= 128M
 # aggctl, the dom0 control tool (drivers/aggctl), built for the host.
 AGGCTL := target/release/aggctl
 
-.PHONY: all build aggctl aggctl-static run test test-host test-qemu test-xen soak soak-xen bench-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
+.PHONY: all build aggctl aggctl-static run test test-host test-qemu test-xen soak soak-xen restart-xen bench-xen bench sim fuzz fuzz-deps fuzz-engine deps fmt clean
 
 all: build
 
@@ -101,6 +101,13 @@ test-xen: build aggctl-static
 soak-xen: build
 	$(SUDO) bash $(XEN_RIG)/setup.sh $(XEN_RIG_CACHE)
 	XEN_RIG=$(XEN_RIG) python3 tests/xen/soak-xen.py --cache $(XEN_RIG_CACHE) $(SOAK_XEN_ARGS)
+
+# Two guests pinging dom0 through aggdom while dom0 runs `aggctl restart`
+# (tests/xen/restart-xen.py): the new aggdom boots, both vifs reconnect, both
+# guests ping again, and the outage per guest is printed (~6 minutes).
+restart-xen: build aggctl-static
+	$(SUDO) bash $(XEN_RIG)/setup.sh $(XEN_RIG_CACHE)
+	XEN_RIG=$(XEN_RIG) python3 tests/xen/restart-xen.py --cache $(XEN_RIG_CACHE) --aggctl $(AGGCTL_STATIC) $(RESTART_XEN_ARGS)
 
 # The same iperf3 guests and traffic through aggdom and then through the rig's
 # Linux driver domain bonding the same NICs (tests/xen/bench-xen.py): a table of

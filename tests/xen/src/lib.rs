@@ -1,10 +1,12 @@
-//! aggdom under real Xen: `make test-xen` runs `tests/xen/run-test-xen.py`
-//! and `make soak-xen` runs `tests/xen/soak-xen.py` (minutes, need the rig
+//! aggdom under real Xen: `make test-xen` runs `tests/xen/run-test-xen.py`,
+//! `make soak-xen` `tests/xen/soak-xen.py` and `make restart-xen`
+//! `tests/xen/restart-xen.py` (minutes, need the rig
 //! in `../shared/xen-rig`). This crate only holds host checks
 //! (`cargo test -p aggdom-xen-test`): the xl configs in `tests/xen/` keep the
 //! settings an HVM driver domain needs in Xen 4.17, and the Python side
 //! (`xentest.py`'s parsers and verdicts against aggdom's own format strings,
-//! the dom0 shell snippets) passes its unit tests (`test_xentest.py`).
+//! the dom0 shell snippets, restart-xen's probe summary) passes its unit
+//! tests (`test_xentest.py`, `test_restart_xen.py`).
 #![forbid(unsafe_code)]
 
 /// The `key = value` lines of an xl config, comments dropped.
@@ -52,8 +54,10 @@ mod tests {
                 "import sys\nfor f in sys.argv[1:]:\n    compile(open(f).read(), f, 'exec')",
                 "run-test-xen.py",
                 "soak-xen.py",
+                "restart-xen.py",
                 "xentest.py",
                 "test_xentest.py",
+                "test_restart_xen.py",
             ])
             .output()
             .expect("python3 runs");
@@ -69,7 +73,7 @@ mod tests {
         let Some(mut py) = python3() else { return };
         let out = py
             .current_dir(here())
-            .args(["-m", "unittest", "-q", "test_xentest"])
+            .args(["-m", "unittest", "-q", "test_xentest", "test_restart_xen"])
             .output()
             .expect("python3 runs");
         assert!(
