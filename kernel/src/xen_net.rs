@@ -22,8 +22,9 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use datapath::{FrameQueue, GuestPort, PortError};
 use hypervisor::{Hypervisor, RequestId, XenStore, XsOp};
+use netback::segment::{Offload, OffloadCaps};
 use netback::{Netback, RxDrop, TxDrop, VifId};
-use nic::MacAddr;
+use nic::{MacAddr, TxOffload};
 use spin::Mutex;
 use xen::{Xen, XenCpuid};
 
@@ -31,6 +32,20 @@ use xen::{Xen, XenCpuid};
 const CONFIG_TOKEN: &str = "aggdom/config";
 /// Frames queued per vif between the datapath's delivery and the flush.
 const VIF_RX_QUEUE: usize = 64;
+/// Of those, TCP super-frames (GSO, up to 64 KiB each) at once: another
+/// guest's, switched locally. 512 KiB per vif.
+const VIF_RX_LARGE: usize = 8;
+/// What a vif leaves to the datapath on guest TX: everything. The
+/// datapath hands super-frames and partial checksums to uplinks that
+/// finish them (or to the nic crate's software fallback, which writes
+/// segments straight into the transmit ring) and to vifs whole, and
+/// segments itself only for the own stack and floods; netback's
+/// `tx_segments` then stays 0.
+const VIF_TX_CAPS: OffloadCaps = OffloadCaps {
+    csum: true,
+    tso4: true,
+    tso6: true,
+};
 
 /// A vif attached to the datapath.
 struct Attached {
@@ -412,7 +427,7 @@ impl XenNet {
                 .collect();
             let port = Box::new(VifPort {
                 id,
-                rx: FrameQueue::new(VIF_RX_QUEUE),
+                rx: FrameQueue::with_large(VIF_RX_QUEUE, VIF_RX_LARGE),
             });
             match dp.add_guest(&name, port, mac, &nets) {
                 Ok(guest) => {
@@ -495,8 +510,43 @@ impl GuestPort for VifPort {
         Some(vif.poll_tx(hv, |frame| sink(frame)))
     }
 
+    /// The guest's GSO super-frames and partial checksums go to the
+    /// datapath as netback lends them ([`VIF_TX_CAPS`]).
+    fn receive_offload(
+        &mut self,
+        _budget: usize,
+        sink: &mut dyn FnMut(&mut [u8], TxOffload),
+    ) -> Option<usize> {
+        let Some(mut guard) = NET.try_lock() else {
+            return Some(0);
+        };
+        let Some(net) = guard.as_mut() else {
+            return Some(0);
+        };
+        let XenNet { hv, netback, .. } = net;
+        let Some(vif) = netback.as_mut().and_then(|nb| nb.vif_mut(self.id)) else {
+            return Some(0);
+        };
+        Some(vif.poll_tx_offload(hv, VIF_TX_CAPS, |frame, off| sink(frame, off.tx())))
+    }
+
     fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError> {
         if self.rx.push(frame) {
+            Ok(())
+        } else {
+            Err(PortError::Full)
+        }
+    }
+
+    /// Netback delivers a super-frame whole to a frontend that negotiated
+    /// GSO and segments it for one that did not; it checks the request
+    /// against the frame.
+    fn takes_offload(&self) -> bool {
+        true
+    }
+
+    fn deliver_offload(&mut self, frame: &[u8], req: &TxOffload) -> Result<(), PortError> {
+        if self.rx.push_offload(frame, req) {
             Ok(())
         } else {
             Err(PortError::Full)
@@ -517,8 +567,8 @@ impl GuestPort for VifPort {
             Some(vif) => {
                 while self
                     .rx
-                    .pop(|frame| {
-                        let _ = vif.deliver_rx(hv, frame);
+                    .pop_offload(|frame, req| {
+                        let _ = vif.deliver_rx_offload(hv, frame, Offload::from_tx(&req));
                     })
                     .is_some()
                 {}
@@ -529,7 +579,7 @@ impl GuestPort for VifPort {
 }
 
 /// The `xen` console command.
-pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
+pub fn command(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("takes no arguments".into());
     }
@@ -592,6 +642,9 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         net.hv.device_irq_events()
     );
     println!("config {} \"{}\"", net.config_path, net.config_text.trim());
+    if let Some(dp) = domain.dp.as_mut() {
+        offload_line(dp);
+    }
     if let Some(line) = crate::ctl::counters_line() {
         println!("{line}");
     }
@@ -650,8 +703,10 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             c.xenstore_errors
         );
         // Offloads (issue 10): GSO super-frames from the guest and the
-        // segments software cut them into, GSO frames delivered whole and
-        // frames segmented for a frontend without GSO, the rate limit.
+        // segments netback cut them into (none: the datapath takes them
+        // whole, see the `datapath offload` line above), GSO frames
+        // delivered whole and frames segmented for a frontend without
+        // GSO, the rate limit.
         println!(
             "  offload tx_gso {} tx_segments {} rx_gso {} rx_segmented {} tx_rate_limited {} rate_errors {}",
             c.tx_gso, c.tx_segments, c.rx_gso, c.rx_segmented, c.tx_rate_limited, c.rate_errors
@@ -681,4 +736,45 @@ pub fn command(_domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         println!("no vifs");
     }
     Ok(())
+}
+
+/// Where guests' GSO frames were finished (issue 10.2): by an uplink's
+/// device (TSO), by the nic crate's fallback on an uplink that cannot, by
+/// the vif they went to (whole or segmented, as its frontend negotiated),
+/// or cut by the datapath (own stack, floods); and what each uplink does.
+fn offload_line(dp: &mut datapath::Datapath) {
+    let d = *dp.counters();
+    let caps: Vec<String> = (0..dp.uplink_count())
+        .filter_map(|u| {
+            let nic = dp.uplink(aggregation::UplinkId(u as u8))?;
+            Some(nic::NicDatapath::offloads(&*nic))
+        })
+        .map(|o| {
+            let mut words: Vec<&str> = Vec::new();
+            if o.csum {
+                words.push("csum");
+            }
+            if o.tso4 {
+                words.push("tso4");
+            }
+            if o.tso6 {
+                words.push("tso6");
+            }
+            if words.is_empty() {
+                "none".into()
+            } else {
+                words.join("+")
+            }
+        })
+        .collect();
+    println!(
+        "datapath offload gso_uplink_tso {} gso_uplink_software {} gso_guest {} gso_software {} csum_software {} offload_errors {}; uplinks {}",
+        d.gso_uplink_tso,
+        d.gso_uplink_software,
+        d.gso_guest,
+        d.gso_software,
+        d.csum_software,
+        d.offload_errors,
+        if caps.is_empty() { "none".into() } else { caps.join(" ") }
+    );
 }
