@@ -1350,3 +1350,30 @@ fn plain_guest_frames_take_the_plain_path_on_an_offloading_uplink() {
     assert_eq!(w.outbound_offloads, [TxOffload::NONE]);
     assert_eq!(*dp.counters(), crate::DatapathCounters::default());
 }
+
+/// The capture tap sees a super-frame as it crosses each port: whole, as
+/// the guest sent it and as it left (the device segments it after).
+#[test]
+fn the_tap_sees_a_super_frame_whole_on_both_ports() {
+    use crate::{Tap, TapDir, TapPort};
+    type Seen = Rc<RefCell<Vec<(TapPort, TapDir, usize)>>>;
+    struct Recorder(Seen);
+    impl Tap for Recorder {
+        fn frame(&mut self, port: TapPort, dir: TapDir, frame: &[u8]) {
+            self.0.borrow_mut().push((port, dir, frame.len()));
+        }
+    }
+    let mut r = offload_rig(TSO_ALL, true);
+    let seen: Seen = Rc::default();
+    r.dp.set_tap(Some(Box::new(Recorder(seen.clone()))));
+    let (f, req) = gso_frame(GW, OUTSIDE, 40_054);
+    r.guests[0].borrow_mut().inbound.push((f, req));
+    r.dp.poll(1);
+    assert_eq!(
+        *seen.borrow(),
+        [
+            (TapPort::Guest(aggregation::GuestId(0)), TapDir::In, 40_054),
+            (TapPort::Uplink(UplinkId(0)), TapDir::Out, 40_054)
+        ]
+    );
+}
