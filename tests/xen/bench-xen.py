@@ -25,7 +25,8 @@ In each phase, with dom0 running iperf3 servers (ports 5201, 5202):
   ping idle, ping load   guest 1 pings dom0 20 times, idle and while guest 2 sends TCP;
   rate 10M               guest 1's vif gets rate=10Mb/s@20ms (its backend `rate` key, as xl writes it,
                          written live) and sends TCP: the rate must hold within 5 %.
-and for every row the driver domain's CPU seconds over it (`xl list`'s Time(s)), per GB carried.
+and for every row the driver domain's CPU seconds over it (`xl list`'s Time(s)), per GB carried; first,
+its CPU over --seconds with the guests up and no traffic (what it burns idle).
 
 Prints one table (markdown) per run, both driver domains side by side; never fails on a number: it
 fails only when a phase cannot be set up or a measurement gives no answer (then FAIL <why>).
@@ -114,6 +115,14 @@ class Bench:
     def run_phase(self, phase, dom, backend_path):
         """The measurements, with the guests up behind `dom` (whose backend dir is backend_path(feid))."""
         s = a.seconds
+        # what the driver domain burns with nothing to carry: the floor under every row's CPU s/GB
+        c0, t0 = self.cpu_seconds(dom), time.time()
+        time.sleep(s)
+        c1, t1 = self.cpu_seconds(dom), time.time()
+        if c0 is not None and c1 is not None:
+            self.rows[("CPU idle (guests up, no traffic)", phase)] = (
+                f"{c1 - c0:.1f} s in {t1 - t0:.0f} s ({(c1 - c0) / (t1 - t0) * 100:.0f} % of a vCPU)")
+            self.t.say(f"{phase} idle: {self.rows[('CPU idle (guests up, no traffic)', phase)]}")
         self.iperf(phase, dom, "tcp g->d0", "guest1", "")
         self.iperf(phase, dom, "tcp d0->g", "guest1", "-R")
         self.iperf(phase, dom, "udp g->d0", "guest1", f"-u -b {a.udp_rate}")
