@@ -34,6 +34,7 @@ pub mod xs_wire;
 
 mod bytes;
 mod mem;
+mod page;
 
 /// The aggregation engine's target (drivers/aggregation/fuzz).
 pub fn ops_and_frames(data: &[u8]) {

@@ -6,7 +6,6 @@
 //!
 //! Input: a mode byte (assembler / encoding / ring), then that mode's
 //! stream.
-use std::cell::RefCell;
 
 use hypervisor::{parse_directory, parse_u32, SharedPage, XenError, XsOp, PAGE_SIZE};
 use xen::ring::{ByteRing, Corrupt};
@@ -16,6 +15,7 @@ use xen::xs_wire::{
 };
 
 use crate::bytes::Bytes;
+use crate::page::RingPage;
 
 pub fn run(data: &[u8]) {
     let mut input = Bytes::new(data);
@@ -189,49 +189,6 @@ fn encode_requests(input: &mut Bytes) {
         assert_eq!(asm.next_message(), Ok(Some((h, payload.to_vec()))));
         assert_eq!(asm.buffered(), 0);
     }
-}
-
-/// The ring's page: the fake hypervisor's `FakePage` semantics (a 4 KiB
-/// page, an access beyond it or an unaligned `u32` panics) over plain bytes
-/// copied in bulk. `FakePage` keeps an atomic per byte, and building,
-/// reading and checking it a byte at a time was half of this target's time.
-struct RingPage(RefCell<Box<[u8; PAGE_SIZE]>>);
-
-impl RingPage {
-    fn new() -> Self {
-        Self(RefCell::new(Box::new([0; PAGE_SIZE])))
-    }
-
-    fn range(offset: usize, len: usize) -> core::ops::Range<usize> {
-        match offset.checked_add(len).filter(|e| *e <= PAGE_SIZE) {
-            Some(end) => offset..end,
-            None => panic!("shared page access {offset}+{len} beyond the page"),
-        }
-    }
-}
-
-impl SharedPage for RingPage {
-    fn load_u32(&self, offset: usize) -> u32 {
-        assert!(offset.is_multiple_of(4), "unaligned u32 access at {offset}");
-        let mut b = [0u8; 4];
-        self.read(offset, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    fn store_u32(&self, offset: usize, value: u32) {
-        assert!(offset.is_multiple_of(4), "unaligned u32 access at {offset}");
-        self.write(offset, &value.to_le_bytes());
-    }
-
-    fn read(&self, offset: usize, buf: &mut [u8]) {
-        buf.copy_from_slice(&self.0.borrow()[Self::range(offset, buf.len())]);
-    }
-
-    fn write(&self, offset: usize, data: &[u8]) {
-        self.0.borrow_mut()[Self::range(offset, data.len())].copy_from_slice(data);
-    }
-
-    fn fence(&self) {}
 }
 
 /// Input: a size exponent, then operations on one ring whose indices the
