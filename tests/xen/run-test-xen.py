@@ -39,7 +39,7 @@ import argparse, os, re, shlex, struct, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xentest import (DOM0_IP, XenTest, common_args, refuse_if_other_rig,  # noqa: E402
-                     attached_re, detached_re, proc_net_counts)
+                     attached_re, detached_re, path_report)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--guests", type=int, default=2, choices=(1, 2))
@@ -172,39 +172,11 @@ def aggctl_check(t, aggid):
     t.check("aggctl leaves no request behind", out.strip() == "", out.strip()[:200])
 
 
-def path_counts(t, g1):
-    """Where guest 1's echo requests and dom0's replies are counted along the path, for path_report:
-    guest 1's ICMP layer and eth0, aggdom's vif, dom0's eth0 (each a dict; {} when unreadable)."""
-    rc, out = t.guest_run_twice("guest1", "cat /proc/net/dev /proc/net/snmp")
-    guest = proc_net_counts(out or "")
-    x = t.xen_state() or {}
-    vif = x.get("vifs", {}).get((g1, 0), {})
-    rc, out = t.rig.run("cat /proc/net/dev /proc/net/snmp", quiet=True)
-    dom0 = proc_net_counts(out)
-    return {"guest": guest, "vif": vif, "dom0": dom0}
-
-
-def path_report(before, after, pinged):
-    """One line: how many echo requests and replies each point of the path counted during the churn
-    (deltas). A reply lost inside aggdom shows as dom0 sending more than aggdom's vif delivered; one lost
-    in the guest as the vif delivering more than the guest's eth0 or ICMP layer took (run j-7)."""
-    def d(where, key):
-        a, b = after[where].get(key), before[where].get(key)
-        return b if b is None else (a - b if a is not None else None)
-    return (f"requests: guest1 ICMP out {d('guest', 'Icmp.OutEchos')} -> aggdom vif tx {d('vif', 'tx_frames')} "
-            f"-> dom0 eth0 rx {d('dom0', 'rx_packets')} (ICMP echos in {d('dom0', 'Icmp.InEchos')}); "
-            f"replies: dom0 ICMP out {d('dom0', 'Icmp.OutEchoReps')} eth0 tx {d('dom0', 'tx_packets')} "
-            f"-> aggdom vif rx {d('vif', 'rx_frames')} (drops {d('vif', 'rx_drops')}) -> guest1 eth0 rx "
-            f"{d('guest', 'rx_packets')} (drop {d('guest', 'rx_drop')}) -> ICMP echo replies "
-            f"{d('guest', 'Icmp.InEchoReps')} (csum errors {d('guest', 'Icmp.InCsumErrors')}, IP header errors "
-            f"{d('guest', 'Ip.InHdrErrors')}) -> ping counted {pinged}")
-
-
 def hostile(t, aggid, g3, g1):
     """Check 9: guest 1 keeps its connectivity while guest 3's vif is churned."""
     rig = t.rig
     name, feid = g3
-    before = path_counts(t, g1)
+    before = t.path_counts("guest1", g1)
     if not t.bg_ping_start("guest1", interval=0.2, tag="h"):
         t.check("guest1's background ping started", False)
         return
@@ -228,7 +200,7 @@ def hostile(t, aggid, g3, g1):
     t.check(f"guest1 pings dom0 every 0.2s while guest3's vif is churned: at most {a.max_lost} consecutive "
             f"replies lost", ok, detail)
     t.say("path of guest1's pings during the churn: " +
-          path_report(before, path_counts(t, g1), st["received"] if st else None))
+          path_report("guest1", before, t.path_counts("guest1", g1), st["received"] if st else None))
     if not ok:
         # Run f-4 (2026-12-07) lost every reply here with nothing left to say why: keep aggdom's view.
         log = t.aggdom_cmd("stats", r"lost: uplink full", 60) or ""

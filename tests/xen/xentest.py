@@ -157,6 +157,24 @@ def proc_net_counts(text, dev="eth0"):
     return res
 
 
+def path_report(name, before, after, pinged):
+    """One line: how many echo requests and replies each point of a guest's path to dom0 counted between
+    two XenTest.path_counts (deltas). A reply lost inside aggdom shows as dom0 sending more than aggdom's
+    vif delivered; one lost in the guest as the vif delivering more than the guest's eth0 or ICMP layer
+    took (test-xen run j-7). dom0's counters are the whole host's: with other guests pinging they count
+    theirs too."""
+    def d(where, key):
+        a, b = after[where].get(key), before[where].get(key)
+        return b if b is None else (a - b if a is not None else None)
+    return (f"requests: {name} ICMP out {d('guest', 'Icmp.OutEchos')} -> aggdom vif tx {d('vif', 'tx_frames')} "
+            f"-> dom0 eth0 rx {d('dom0', 'rx_packets')} (ICMP echos in {d('dom0', 'Icmp.InEchos')}); "
+            f"replies: dom0 ICMP out {d('dom0', 'Icmp.OutEchoReps')} eth0 tx {d('dom0', 'tx_packets')} "
+            f"-> aggdom vif rx {d('vif', 'rx_frames')} (drops {d('vif', 'rx_drops')}) -> {name} eth0 rx "
+            f"{d('guest', 'rx_packets')} (drop {d('guest', 'rx_drop')}) -> ICMP echo replies "
+            f"{d('guest', 'Icmp.InEchoReps')} (csum errors {d('guest', 'Icmp.InCsumErrors')}, IP header errors "
+            f"{d('guest', 'Ip.InHdrErrors')}, address errors {d('guest', 'Ip.InAddrErrors')}) -> ping counted {pinged}")
+
+
 # iperf3's and busybox ping's summaries (bench-xen)
 IPERF_LINE = re.compile(r"sec\s+([\d.]+)\s+([KMG]?)Bytes\s+([\d.]+)\s+([KMG]?)bits/sec.*?(sender|receiver)")
 UDP_LOSS = re.compile(r"(\d+)/(\d+)\s+\(([\d.e+-]+)%\)\s+receiver")
@@ -611,6 +629,17 @@ class XenTest:
             self.say(f"{name}: {'no answer' if rc is None else f'a command died (rc={rc})'} in '{cmd}', once more")
             rc, out = self.rig.guest_run(name, cmd, timeout=timeout)
         return rc, out
+
+    def path_counts(self, name, domid):
+        """Where a guest's echo requests and dom0's replies are counted along the path, for path_report:
+        the guest's ICMP layer and eth0, aggdom's vif (domid, 0), dom0's eth0 (each a dict; {} when
+        unreadable)."""
+        rc, out = self.guest_run_twice(name, "cat /proc/net/dev /proc/net/snmp")
+        guest = proc_net_counts(out or "")
+        x = self.xen_state() or {}
+        vif = x.get("vifs", {}).get((domid, 0), {})
+        rc, out = self.rig.run("cat /proc/net/dev /proc/net/snmp", quiet=True)
+        return {"guest": guest, "vif": vif, "dom0": proc_net_counts(out)}
 
     def bg_ping_start(self, name, ip=DOM0_IP, interval=0.5, tag="bg"):
         rc, _ = self.guest_run_twice(name, f"kill -INT $(cat /tmp/{tag}.pid 2>/dev/null) 2>/dev/null; "
