@@ -7,9 +7,10 @@ started behind aggdom and checked as in test-xen (vif Connected on both sides, a
 
   * a probe: one `ping -c 1 -W 1` to dom0 every 0.2 s, each logged with the guest's uptime and ok/no;
   * a stand-in for the guest's hotplug networking (udev + ifupdown's allow-hotplug, networkd, ...): when
-    eth0 exists without an IPv4 address it brings it up and adds the address the guest booted with.
-    This is what a guest needs after the restart: the re-attached vif is a new netfront device (same MAC,
-    same name eth0), down and unconfigured. The loop logs eth0's state changes (gone, bare, ok).
+    eth0 exists and is down it brings it up and adds the address the guest booted with. This is what a
+    guest needs after the restart: the re-attached vif is a new netfront device (same MAC, same name eth0),
+    down and unconfigured. The loop logs eth0's state changes (gone, down, up). It reads sysfs with shell
+    builtins (a fork only to configure), so that it costs the emulated guest little.
 
 Then dom0 runs `aggctl restart --config <aggdom's cfg>` (it destroys aggdom, creates it again, waits until it
 answers, and detaches and attaches every vif with its mac/ip/rate/mtu), each step timed. Checks: aggctl
@@ -37,17 +38,18 @@ LOG = "/tmp/probe.log"          # in each guest: the probe's and the hotplug loo
 PROBE_SH = ("(while :; do read u x </proc/uptime; if ping -c 1 -W 1 {ip} >/dev/null 2>&1; then echo \"$u ok\"; "
             "else echo \"$u no\"; fi; sleep {interval} 2>/dev/null || sleep 1; done) >>" + LOG +
             " 2>&1 & echo $! >/tmp/probe.pid")
-HOTPLUG_SH = ("(s=; while :; do if ! ip link show eth0 >/dev/null 2>&1; then n=gone; elif ip -4 addr show dev eth0 "
-              "| grep -q inet; then n=ok; else n=bare; fi; if [ \"$n\" != \"$s\" ]; then read u x </proc/uptime; "
-              "echo \"$u eth0 $n\"; s=$n; fi; if [ $n = bare ]; then ip link set eth0 up; ip addr add {ip}/24 dev "
-              "eth0; fi; sleep 0.2 2>/dev/null || sleep 1; done) >>" + LOG + " 2>&1 & echo $! >/tmp/hotplug.pid")
+HOTPLUG_SH = ("(s=; while :; do if [ -e /sys/class/net/eth0 ]; then read f </sys/class/net/eth0/flags 2>/dev/null; "
+              "[ $(( ${{f:-0}} & 1 )) = 1 ] && n=up || n=down; else n=gone; fi; if [ \"$n\" != \"$s\" ]; then "
+              "read u x </proc/uptime; echo \"$u eth0 $n\"; s=$n; fi; if [ $n = down ]; then ip link set eth0 up && "
+              "ip addr add {ip}/24 dev eth0; fi; sleep 0.2 2>/dev/null || sleep 1; done) >>" + LOG +
+              " 2>&1 & echo $! >/tmp/hotplug.pid")
 # The probe log as runs of ok/no ("ok FIRST LAST COUNT"), eth0's changes as "eth0 T STATE": a few lines,
 # however long the log (the rig reads a guest command's output from its console log).
 SUMMARY_AWK = ("awk '$2==\"eth0\"{print \"eth0\",$1,$3;next} $2!=k{if(k!=\"\")print k,f,l,c;k=$2;f=$1;c=0} "
                "{l=$1;c++} END{if(k!=\"\")print k,f,l,c}' " + LOG)
 
 RUN_RE = re.compile(r"^(ok|no) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?) (\d+)\s*$", re.M)
-ETH0_RE = re.compile(r"^eth0 (\d+(?:\.\d+)?) (gone|bare|ok)\s*$", re.M)
+ETH0_RE = re.compile(r"^eth0 (\d+(?:\.\d+)?) (gone|down|up)\s*$", re.M)
 
 
 def probe_log(text):

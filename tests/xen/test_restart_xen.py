@@ -13,14 +13,14 @@ rx = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rx)
 
 # A guest's probe log around a restart, as PROBE_SH and HOTPLUG_SH append to it: replies every ~0.25 s,
-# eth0 gone at the detach, back bare at the attach and configured, replies again.
+# eth0 gone at the detach, back down at the attach and configured, replies again.
 LOG = "\n".join(
-    ["100.00 eth0 ok"] +
+    ["100.00 eth0 up"] +
     [f"{100 + 0.25 * i:.2f} ok" for i in range(8)] +          # 100.00 .. 101.75
     [f"{102 + 0.2 * i:.2f} no" for i in range(5)] +           # 102.00 .. 102.80: unreachable at once
     ["103.05 eth0 gone"] +
     [f"{103 + 1.2 * i:.2f} no" for i in range(20)] +          # 103.00 .. 125.80
-    ["126.45 eth0 bare", "126.85 eth0 ok"] +
+    ["126.45 eth0 down", "126.85 eth0 up"] +
     [f"{127 + 1.2 * i:.2f} no" for i in range(2)] +           # 127.00, 128.20
     [f"{129.5 + 0.25 * i:.2f} ok" for i in range(6)]) + "\n"  # 129.50 .. 130.75
 
@@ -37,18 +37,18 @@ class ProbeSummary(unittest.TestCase):
         runs, events = rx.probe_log(out)
         # eth0's lines are printed as they come and do not cut a run
         self.assertEqual(runs, [("ok", 100.0, 101.75, 8), ("no", 102.0, 128.2, 27), ("ok", 129.5, 130.75, 6)])
-        self.assertEqual(events, [(100.0, "ok"), (103.05, "gone"), (126.45, "bare"), (126.85, "ok")])
+        self.assertEqual(events, [(100.0, "up"), (103.05, "gone"), (126.45, "down"), (126.85, "up")])
 
     def test_the_outage_is_the_longest_time_without_a_reply(self):
         runs, events = rx.probe_log(summarize(LOG))
         o = rx.outage(runs, events)
         self.assertEqual((o["before"], o["after"], o["secs"], o["lost"]), (101.75, 129.5, 27.75, 27))
         self.assertEqual((o["replies_before"], o["replies_after"]), (8, 6))
-        self.assertEqual(o["eth0"], [(1.3, "gone"), (24.7, "bare"), (25.1, "ok")])
+        self.assertEqual(o["eth0"], [(1.3, "gone"), (24.7, "down"), (25.1, "up")])
         line = rx.outage_line("guest1", o)
         self.assertIn("OUTAGE guest1: 27.8s without a reply", line)
         self.assertIn("27 probes unanswered", line)
-        self.assertIn("gone +1.3s, bare +24.7s, ok +25.1s", line)
+        self.assertIn("gone +1.3s, down +24.7s, up +25.1s", line)
 
     def test_the_longest_of_several_gaps(self):
         runs = [("ok", 1, 2, 3), ("no", 2.2, 2.2, 1), ("ok", 2.5, 9, 20), ("no", 9.2, 19, 9), ("ok", 20, 21, 4),
