@@ -38,14 +38,14 @@ LOG = "/tmp/probe.log"          # in each guest: the probe's and the hotplug loo
 PROBE_SH = ("(while :; do read u x </proc/uptime; if ping -c 1 -W 1 {ip} >/dev/null 2>&1; then echo \"$u ok\"; "
             "else echo \"$u no\"; fi; sleep {interval} 2>/dev/null || sleep 1; done) >>" + LOG +
             " 2>&1 & echo $! >/tmp/probe.pid")
-HOTPLUG_SH = ("(s=; while :; do if [ -e /sys/class/net/eth0 ]; then read f </sys/class/net/eth0/flags 2>/dev/null; "
+HOTPLUG_SH = ("(s=; while :; do if [ -e /sys/class/net/eth0 ]; then read f 2>/dev/null </sys/class/net/eth0/flags; "
               "[ $(( ${{f:-0}} & 1 )) = 1 ] && n=up || n=down; else n=gone; fi; if [ \"$n\" != \"$s\" ]; then "
               "read u x </proc/uptime; echo \"$u eth0 $n\"; s=$n; fi; if [ $n = down ]; then ip link set eth0 up && "
               "ip addr add {ip}/24 dev eth0; fi; sleep 0.2 2>/dev/null || sleep 1; done) >>" + LOG +
               " 2>&1 & echo $! >/tmp/hotplug.pid")
 # The probe log as runs of ok/no ("ok FIRST LAST COUNT"), eth0's changes as "eth0 T STATE": a few lines,
 # however long the log (the rig reads a guest command's output from its console log).
-SUMMARY_AWK = ("awk '$2==\"eth0\"{print \"eth0\",$1,$3;next} $2!=k{if(k!=\"\")print k,f,l,c;k=$2;f=$1;c=0} "
+SUMMARY_AWK = ("awk '$2==\"eth0\"{print \"eth0\",$1,$3;next} $2!=\"ok\"&&$2!=\"no\"{next} $2!=k{if(k!=\"\")print k,f,l,c;k=$2;f=$1;c=0} "
                "{l=$1;c++} END{if(k!=\"\")print k,f,l,c}' " + LOG)
 
 RUN_RE = re.compile(r"^(ok|no) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?) (\d+)\s*$", re.M)

@@ -13,12 +13,13 @@ rx = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rx)
 
 # A guest's probe log around a restart, as PROBE_SH and HOTPLUG_SH append to it: replies every ~0.25 s,
-# eth0 gone at the detach, back down at the attach and configured, replies again.
+# eth0 gone at the detach (a shell's complaint in the log too), back down at the attach and configured,
+# replies again.
 LOG = "\n".join(
     ["100.00 eth0 up"] +
     [f"{100 + 0.25 * i:.2f} ok" for i in range(8)] +          # 100.00 .. 101.75
     [f"{102 + 0.2 * i:.2f} no" for i in range(5)] +           # 102.00 .. 102.80: unreachable at once
-    ["103.05 eth0 gone"] +
+    ["103.05 eth0 gone", "sh: can't open /sys/class/net/eth0/flags: no such file"] +
     [f"{103 + 1.2 * i:.2f} no" for i in range(20)] +          # 103.00 .. 125.80
     ["126.45 eth0 down", "126.85 eth0 up"] +
     [f"{127 + 1.2 * i:.2f} no" for i in range(2)] +           # 127.00, 128.20
