@@ -374,5 +374,21 @@ class Guarded(unittest.TestCase):
             raise KeyboardInterrupt
         self.assertEqual(self.verdict(interrupted), "FAIL interrupted")
 
+class SymbolMap(unittest.TestCase):
+    """xenctx -s reads `nm -n`'s lines (address, type, name), sorted by address."""
+
+    def test_nm_of_an_elf_in_address_order(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            dst = os.path.join(d, "map")
+            self.assertTrue(xt.write_symbol_map(sys.executable, dst) or
+                            subprocess.run(["nm", "-n", sys.executable], capture_output=True).returncode != 0)
+            if os.path.exists(dst):
+                addrs = [int(l.split()[0], 16) for l in open(dst) if len(l.split()) == 3]
+                self.assertEqual(addrs, sorted(addrs))
+            self.assertFalse(xt.write_symbol_map(os.path.join(d, "no-such-elf"), os.path.join(d, "m2")))
+            self.assertFalse(os.path.exists(os.path.join(d, "m2")))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -22,6 +22,8 @@ except ImportError:  # host unit tests without the rig: only the pure helpers ar
         pass
 
 DOM0_IP, AGG_IP = "10.0.0.1", "10.0.0.2"
+XENCTX = "/usr/lib/xen-4.17/bin/xenctx"                  # in the rig's dom0 (xen-utils)
+AGGDOM_MAP = "/share/aggdom.map"                        # `nm -n` of aggdom's ELF, for xenctx -s
 SERIAL = "/var/log/xen/console/aggdom-serial.log"     # aggdom's COM1 (serial= in aggdom.cfg)
 PVCON = "/var/log/xen/console/guest-aggdom.log"       # aggdom's PV console (xenconsoled)
 PROMPT = "aggdom> "
@@ -136,6 +138,19 @@ VIF_KEYS = ["frontend", "handle", "state", "conn", "guest", "mac", "ip", "tx_fra
 OFFLOAD_RE = re.compile(r"\s+offload tx_gso (\d+) tx_segments (\d+) rx_gso (\d+) rx_segmented (\d+) "
                         r"tx_rate_limited (\d+) rate_errors (\d+)")
 OFFLOAD_KEYS = ["tx_gso", "tx_segments", "rx_gso", "rx_segmented", "tx_rate_limited", "rate_errors"]
+
+
+def write_symbol_map(elf, dst):
+    """`nm -n elf` into dst (System.map's format, which xenctx -s reads); False if nm fails."""
+    try:
+        out = subprocess.run(["nm", "-n", elf], capture_output=True, text=True, timeout=120)
+        if out.returncode or not out.stdout:
+            return False
+        with open(dst, "w") as f:
+            f.write(out.stdout)
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def proc_net_counts(text, dev="eth0"):
@@ -340,6 +355,7 @@ class XenTest:
                            echo=args.echo)
         self.t_start = time.time()
         self.aggid = None
+        self.aggdom_map = False    # aggdom's symbols are in the share (for xenctx)
         self.dom0_faults, self.guest_faults = [], []   # at the failing step (all of them on a PASS)
         self.earlier_faults = []                        # before or after it: not its cause
         self.marks, self.fail_at = [], None             # serial-log offsets of the checks / of an abort
@@ -378,10 +394,34 @@ class XenTest:
             self.say(f"reading {path} failed in dom0 (rc={rc}), attempt {attempt}: {out.strip()[:200]}")
         return out
 
+    def wait_file(self, path, regex, timeout):
+        """Waits inside dom0 until `grep -E regex path` matches; seconds waited, or None on timeout. The
+        rig's own wait_file counts its polls, and under load (each poll slower than its 0.5 s) outlived
+        the harness's timeout, so a slow step read as "dom0 stopped answering" and the busy shell
+        swallowed the dumps after it (restart-1, 2026-12-07): this one ends by dom0's clock."""
+        rc, out = self.rig.run(
+            f"t0=$(date +%s%N); end=$(( $(date +%s) + {int(timeout)} )); "
+            f"while ! grep -qaE {shlex.quote(regex)} {path} 2>/dev/null; do "
+            f"[ $(date +%s) -gt $end ] && exit 1; sleep 0.5; done; "
+            f"echo $(( ($(date +%s%N) - t0) / 1000000 ))", timeout=timeout + 90, quiet=True)
+        return int(out.strip().splitlines()[-1]) / 1000.0 if rc == 0 else None
+
+    def aggdom_context(self):
+        """aggdom's vCPU as Xen holds it, read by xenctx in dom0 (registers and a stack walk, symbols from
+        aggdom's ELF): where a stuck aggdom waits. Xen's `q` key says only blocked or running."""
+        if self.aggid is None:
+            return
+        sym = f"-s {AGGDOM_MAP} " if self.aggdom_map else ""
+        try:
+            rc, out = self.rig.run(f"{XENCTX} {sym}-S {self.aggid} 2>&1 | head -60", timeout=60, quiet=True)
+            print(f"=== aggdom's vCPU (xenctx, rc={rc}):\n{out}", flush=True)
+        except Exception as e:
+            print(f"(xenctx failed: {e})", flush=True)
+
     def wait_serial(self, regex, timeout):
         """Waits for a line of aggdom's output on either console: COM1 has the boot log, and after boot
         under Xen only the PV console has the rest (COM1 goes quiet: every COM1 byte waits for dom0)."""
-        t = self.rig.wait_file(f"{SERIAL} {PVCON}", regex, timeout)
+        t = self.wait_file(f"{SERIAL} {PVCON}", regex, timeout)
         if t is None:
             print("=== aggdom COM1 (tail):\n" + self.serial()[-3000:], flush=True)
         return t
@@ -473,6 +513,7 @@ class XenTest:
         self.start_rig()
         # aggdom: created paused so its xenstore config is there before it boots.
         kpath = rig.add_file(a.elf, "aggdom32")
+        self.aggdom_map = write_symbol_map(a.elf, os.path.join(rig.share, os.path.basename(AGGDOM_MAP)))
         pci = "[ " + ", ".join(f'"{n.bdf}"' for n in rig.nics[:2]) + " ]"
         text = cfg_text(os.path.join(HERE, "aggdom.cfg"), kernel=f'"{kpath}"', pci=pci)
         cfg = rig.write_cfg("aggdom", text)
@@ -487,8 +528,13 @@ class XenTest:
         t = time.time()
         # On COM1 itself: the boot checks below read COM1's log, which has the whole boot log once
         # this line is there (the PV console attaches during boot and misses its start).
-        w = self.rig.wait_file(SERIAL, "aggdom ready", a.timeout)
+        w = self.wait_file(SERIAL, "aggdom ready", a.timeout)
         if not self.check("aggdom boots under Xen", w is not None, f"'aggdom ready' {w}s after unpause"):
+            # Where it stopped: its consoles (the main loop drains them, so a loop that never turns
+            # leaves its last lines unwritten) and its vCPU.
+            print("=== aggdom COM1 (tail):\n" + self.serial(timeout=30)[-3000:], flush=True)
+            print("=== aggdom PV console (tail):\n" + (self.read_log(PVCON, timeout=30) or "")[-3000:], flush=True)
+            self.aggdom_context()
             raise Fail("aggdom did not boot")
         self.tm["aggdom ready after unpause"] = time.time() - t
         log = self.serial()
@@ -597,7 +643,7 @@ class XenTest:
             rig.run(f"xenstore-ls -f {be}; xenstore-ls -f {fep}; "
                     f"xenstore-read /local/domain/{beid}/error/backend/vif/{feid}/0/error")
             raise Fail(f"{name}'s vif did not connect: {v}")
-        w = rig.wait_console(name, "GUEST-NET", a.timeout)
+        w = self.wait_file(f"/var/log/xen/console/guest-{name}.log", "GUEST-NET", a.timeout)
         if w is None:
             print(f"=== {name} console:\n" + rig.console(name)[-1500:], flush=True)
             raise Fail(f"{name} did not configure eth0")
@@ -706,6 +752,7 @@ class XenTest:
         self.fail_at = len(self.rig.buf)
         final = f"FAIL {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         self.xen_debug_dump()
+        self.aggdom_context()
         if "Triple fault" in self.rig.buf:
             m = re.search(r"Triple fault.*?\n((?:.*\n){12})", self.rig.buf)
             print("=== Xen on the triple fault:\n" + (m.group(0) if m else ""), flush=True)
