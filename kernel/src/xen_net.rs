@@ -282,13 +282,15 @@ pub fn clear_events() {
 /// to `timeout_ns`) instead of `hlt` with the PIC tick: aggdom takes no
 /// interrupts at all there. (An HVM aggdom once triple-faulted inside the
 /// PIC wake-up stub under the nested, emulated Xen of the test rig.)
-/// `false` when not on Xen (or Xen's clock is unreadable): idle as usual.
+/// `false` when not on Xen, or when its platform did not come up (no event
+/// channel then wakes anything): idle as usual. With the platform up it
+/// never falls back to `hlt` (see [`Xen::block_until`]).
 pub fn block(timeout_ns: u64) -> bool {
-    let Some(mut guard) = NET.try_lock() else {
-        return false;
-    };
-    match guard.as_mut() {
-        Some(net) => net.hv.block_until(timeout_ns),
+    match NET.try_lock().as_mut().and_then(|g| g.as_mut()) {
+        Some(net) => {
+            net.hv.block_until(timeout_ns);
+            true
+        }
         None => false,
     }
 }
@@ -640,6 +642,10 @@ pub fn command(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
             irqs.join(", ")
         },
         net.hv.device_irq_events()
+    );
+    println!(
+        "idle: block fallbacks {} (yielded: Xen's clock unreadable or SCHEDOP_poll refused)",
+        net.hv.block_fallbacks()
     );
     println!("config {} \"{}\"", net.config_path, net.config_text.trim());
     if let Some(dp) = domain.dp.as_mut() {

@@ -157,6 +157,7 @@ pub struct Xen {
     /// Passed-through devices' interrupts bound to event channels.
     device_irqs: Vec<physdev::DeviceIrq>,
     device_irq_events: u64,
+    block_fallbacks: u64,
 }
 
 const LATCH_WORDS: usize = (crate::abi::EVTCHN_2L_NR_PORTS / 64) as usize;
@@ -203,6 +204,7 @@ impl Xen {
             latched: [0; LATCH_WORDS],
             device_irqs: Vec::new(),
             device_irq_events: 0,
+            block_fallbacks: 0,
         };
         xen.rebuild_poll_ports();
         Ok(xen)
@@ -260,17 +262,21 @@ impl Xen {
     /// Step 3 of a main-loop turn: sleeps (`SCHEDOP_poll`, no interrupts)
     /// until a polled port is pending or `timeout_ns` has passed. Returns
     /// at once if a port became pending after [`Self::clear_events`], or if
-    /// the xenstore client left messages for its next pump. `false` if
-    /// Xen's clock could not be read or the hypercall failed: idle some
-    /// other way.
-    pub fn block_until(&mut self, timeout_ns: u64) -> bool {
+    /// the xenstore client left messages for its next pump. If Xen's clock
+    /// cannot be read or the poll fails it yields the CPU instead (counted,
+    /// [`Self::block_fallbacks`]) and the loop turns again: under Xen the
+    /// loop never sleeps in `hlt`, whose only wake-ups there (the emulated
+    /// PIT and PIC) a loop waiting for event channels must not depend on.
+    pub fn block_until(&mut self, timeout_ns: u64) {
         if self.xs.has_backlog() {
-            return true;
+            return;
         }
         let Some(now) =
             evtchn::time_info(self.shared_info).and_then(|t| t.at(crate::hypercall::rdtsc()))
         else {
-            return false;
+            self.block_fallbacks += 1;
+            evtchn::sched_yield();
+            return;
         };
         // Xen's do_poll refuses more than 128 ports (-EINVAL). Past that we
         // poll the first 128 (xenstore and console come first) and wake
@@ -285,7 +291,16 @@ impl Xen {
         };
         // A timeout of 0 would mean "none" to Xen.
         let deadline = now.saturating_add(timeout_ns).max(1);
-        evtchn::poll(ports, deadline).is_ok()
+        if evtchn::poll(ports, deadline).is_err() {
+            self.block_fallbacks += 1;
+            evtchn::sched_yield();
+        }
+    }
+
+    /// Times [`Self::block_until`] yielded instead of polling (Xen's clock
+    /// unreadable, or `SCHEDOP_poll` refused).
+    pub fn block_fallbacks(&self) -> u64 {
+        self.block_fallbacks
     }
 
     /// Reads `path`, waiting for xenstored up to
