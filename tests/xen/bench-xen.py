@@ -10,13 +10,14 @@ one after the other, each with two iperf3 guests (10.0.0.11, 10.0.0.12; ramdisk 
              under a bridge at 10.0.0.2: the classic aggregating driver domain. --bond takes a list of
              modes: each gets a fresh driver domain until one carries guest 1's pings to dom0; the ones
              that did not are named, with why, above the table (and their bond/bridge view is printed).
+  linux:MODE -- the same with bonding MODE; several give one column each (--phases aggdom,linux:balance-alb,
+             linux:balance-tlb), each on a fresh driver domain.
 
-Which bonding mode (see BOND_WHY): the rig's outside network is a QEMU hub, which repeats every frame to
-every other port, so a frame the bond sends on one NIC comes back in on the other. Modes that receive on
-all slaves (balance-alb for unicast, balance-rr, balance-xor) take that echo of a guest's own frame into
-the bridge, which then learns the guest's MAC on bond0 and drops dom0's answers (bridge fdb shows it);
-balance-tlb spreads transmit over both NICs but receives on the current slave only, so it aggregates
-and works behind the bridge here.
+Which bonding mode (see BOND_WHY): balance-alb, the classic aggregating mode; bench-4's failure was not
+the mode but a bonding module that did not load (see drv_ramdisk). The rig's outside network is a QEMU hub
+that repeats every frame to every other port; balance-alb/-tlb keep only the active NIC promiscuous, so
+the bridge sees each frame once, while balance-rr/-xor (made for a trunking switch) would take dom0's
+frames in twice and the bond's own frames back in on the other NIC.
 
 In each phase, with dom0 running iperf3 servers (ports 5201, 5202):
   tcp g->d0, tcp d0->g   iperf3 TCP for --seconds, guest 1 to dom0 and back (-R);
@@ -40,8 +41,10 @@ from xentest import (DOM0_IP, HERE, XenTest, Fail, common_args, crash_lines, out
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--seconds", type=int, default=10, help="each iperf3 run's length")
 ap.add_argument("--udp-rate", default="100M", help="UDP offered rate (iperf3 -b)")
-ap.add_argument("--phases", default="aggdom,linux", help="which driver domains, in order")
-ap.add_argument("--bond", default="balance-tlb",
+ap.add_argument("--phases", default="aggdom,linux",
+                help="which driver domains, in order: aggdom (first), linux (bonding --bond), linux:MODE "
+                     "(bonding MODE; several give one column each, e.g. aggdom,linux:balance-alb,linux:balance-tlb)")
+ap.add_argument("--bond", default="balance-alb",
                 help="the Linux driver domain's bonding mode, or modes (comma list) to try in order: "
                      "the first whose guests can ping dom0 is measured")
 a = ap.parse_args()
@@ -50,10 +53,13 @@ refuse_if_other_rig(a)
 GUESTS = [("guest1", "10.0.0.11", "00:16:3e:00:00:11"), ("guest2", "10.0.0.12", "00:16:3e:00:00:12")]
 RATE_MBIT, RATE_WINDOW_MS = 10, 20
 DRV_IP = "10.0.0.2/24"          # the Linux driver domain's bridge: aggdom's own IP, so the guests see the same net
-BOND_WHY = ("balance-tlb: transmit spread over both NICs by load, receive on one; the network is a QEMU hub "
-            "that echoes each frame to the other NIC, and the modes that receive on both (balance-alb, "
-            "balance-rr, balance-xor) let the bridge learn the guests' MACs on bond0 from that echo and drop "
-            "dom0's answers to them")
+BOND_WHY = ("balance-alb spreads the guests' transmit over both NICs by load; their receive comes in on the "
+            "active NIC (its receive balancing rewrites only the driver domain's own ARP replies, not bridged "
+            "ones), as in balance-tlb. Neither needs switch support, and only the active NIC is promiscuous, so "
+            "on the rig's QEMU hub (every frame repeated to every other port) the bridge sees each frame once. "
+            "Not used: balance-rr and balance-xor (they want a trunking switch; on the hub both NICs would be "
+            "promiscuous, dom0's frames would reach the bridge twice and the bond's own frames come back on the "
+            "other NIC), active-backup (does not aggregate)")
 
 class Bench:
     def __init__(self, t):
@@ -217,7 +223,8 @@ IPERF_SERVERS = "iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; sleep 1; pidof iper
 
 
 DRV_RAMDISK = None
-bond_used, bond_failed = [], []     # the measured bonding mode; the ones tried before it, with why
+bond_used, bond_failed = [], []     # the measured bonding modes; the ones tried and not carried, with why
+columns = []                        # the table's columns: aggdom, linux <mode>, in the order run
 
 
 DRV_VIEW = ("lsmod | grep -e bond -e tls; cat /proc/net/bonding/bond0; cat /sys/class/net/bond0/bonding/all_slaves_active; bridge link; "
@@ -227,7 +234,7 @@ DRV_VIEW = ("lsmod | grep -e bond -e tls; cat /proc/net/bonding/bond0; cat /sys/
 
 def drv_ramdisk():
     """The rig's drvdom.cpio.gz, with tls.ko and a fresh modules.dep appended as a second cpio archive (the
-    kernel unpacks concatenated initramfs archives in order, later files win) when the image lacks it:
+    kernel unpacks concatenated cpio archives in order, later files win) when the image lacks it:
     its bonding.ko needs tls_validate_xmit_skb from tls.ko, so `modprobe bonding` failed ("Unknown symbol"),
     no bond0 existed and the driver domain's NICs were never bridged (bench-4, benchB-1: the guests reached
     nothing). Returns the ramdisk's dom0 path. Rig images with tls.ko are used as they are."""
@@ -245,13 +252,16 @@ def drv_ramdisk():
         subprocess.run(["depmod", "-b", os.path.join(d, "usr"), kv], check=True)
         names = [f"{m}/kernel/net", f"{m}/kernel/net/tls", f"{m}/kernel/net/tls/tls.ko"] + sorted(
             f"{m}/{f}" for f in os.listdir(os.path.join(d, m)) if f.startswith("modules."))
-        overlay = subprocess.run("cpio -o -H newc --quiet | gzip -1", shell=True, cwd=d, check=True,
+        overlay = subprocess.run("cpio -o -H newc --quiet", shell=True, cwd=d, check=True,
                                  input="\n".join(names).encode(), stdout=subprocess.PIPE).stdout
-        with open(os.path.join(rig.share, "drvdom-bench.cpio.gz"), "wb") as out, open(img, "rb") as base:
-            shutil.copyfileobj(base, out)
-            out.write(overlay)
+        with open(os.path.join(d, "overlay.cpio"), "wb") as f:
+            f.write(overlay)
+        # one gzip stream, as the stock image: dom0's libxenguest gunzips a PV ramdisk itself and says
+        # "xc_dom_do_gunzip: inflate failed" on two concatenated gzip members (benchB-2)
+        subprocess.run(f"(zcat {img}; cat overlay.cpio) | nice -n 10 gzip -1 > {os.path.join(rig.share, 'drvdom-bench.cpio.gz')}",
+                       shell=True, cwd=d, check=True)
         t.say(f"drv ramdisk: the rig's drvdom.cpio.gz has no tls.ko (bonding.ko needs it): appended tls.ko and "
-              f"depmod's modules.* ({len(overlay)} bytes) -> /share/drvdom-bench.cpio.gz")
+              f"depmod's modules.* ({len(overlay)} bytes of cpio) -> /share/drvdom-bench.cpio.gz")
         return "/share/drvdom-bench.cpio.gz"
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -301,10 +311,15 @@ def linux_mode(mode):
         t._wait_gone([f"/local/domain/{drvid}"])
         return str(e)
     bond_used.append(mode)
-    b.run_phase("linux", "drv", lambda fe: f"/local/domain/{drvid}/backend/vif/{fe}/0")
+    label = f"linux {mode}"
+    columns.append(label)
+    b.run_phase(label, "drv", lambda fe: f"/local/domain/{drvid}/backend/vif/{fe}/0")
     print(f"=== drv ({mode}) after the Linux phase:\n" + str(rig.guest_run("drv", DRV_VIEW, timeout=90)),
           flush=True)
     b.stop_guests()
+    # the NICs go back to pciback for the next phase's driver domain
+    rig.run("xl destroy drv 2>&1", timeout=120)
+    t._wait_gone([f"/local/domain/{drvid}"])
     return None
 
 
@@ -314,6 +329,7 @@ def body():
         if phase == "aggdom":
             if rig_up:
                 raise Fail("aggdom must be the first phase")
+            columns.append("aggdom")
             t.boot_aggdom("")
             rig_up = True
             rig.run(IPERF_SERVERS, check=True)
@@ -328,12 +344,12 @@ def body():
                 f"{o['tx_gso']} / {o['tx_segments']}" if o else "not shown by this build")
             b.stop_guests()
             rig.run("xl destroy aggdom", timeout=120)
-        elif phase == "linux":
+        elif phase == "linux" or phase.startswith("linux:"):
             if not rig_up:
                 t.start_rig()
                 rig_up = True
                 rig.run(IPERF_SERVERS, check=True)
-            modes = [m for m in a.bond.split(",") if m]
+            modes = [m for m in (phase[6:] if ":" in phase else a.bond).split(",") if m]
             for i, mode in enumerate(modes):
                 why = linux_mode(mode)
                 if why is None:
@@ -350,11 +366,11 @@ def body():
 final = t.guarded(body, "bench script")
 os.unlink(iperf_cfg.name)
 print(f"BENCH-XEN {time.strftime('%Y-%m-%d')} ({a.seconds} s per iperf3 run, UDP offered {a.udp_rate}bit/s)")
-if "linux" in phases:
+if any(p.startswith("linux") for p in phases):
     print(f"Linux driver domain: bonding {', '.join(bond_used) or 'none measured'} (NIC0+NIC1, miimon 100, "
           f"under a bridge). Why: {BOND_WHY}.")
     for f in bond_failed:
         print(f"  tried in this run, not measured: {f}")
-print(b.table(phases))
+print(b.table(columns))
 print(final, flush=True)
 sys.exit(0 if final == "PASS" else 1)
