@@ -228,8 +228,8 @@ columns = []                        # the table's columns: aggdom, linux <mode>,
 
 
 DRV_VIEW = ("lsmod | grep -e bond -e tls; cat /proc/net/bonding/bond0; cat /sys/class/net/bond0/bonding/all_slaves_active; bridge link; "
-            "bridge fdb show br xenbr0 | grep -v permanent | head -20; ip neigh; ip -s -br link; "
-            "ip -s link show bond0")
+            "bridge fdb show br xenbr0 | grep -v permanent | head -20; ip neigh; ip -br link; "
+            "for d in eth0 eth1 bond0; do ip -s link show $d; done")
 
 
 def drv_ramdisk():
