@@ -35,29 +35,34 @@ LOG = "/tmp/probe.log"          # in each guest: the probe's and the hotplug loo
 # ------------------------------------------------------------------------------------------ pure helpers
 
 # Typed into a guest's console (keep them short). `read u x </proc/uptime`: the guest's clock, 10 ms steps.
-PROBE_SH = ("(while :; do read u x </proc/uptime; if ping -c 1 -W 1 {ip} >/dev/null 2>&1; then echo \"$u ok\"; "
-            "else echo \"$u no\"; fi; sleep {interval} 2>/dev/null || sleep 1; done) >>" + LOG +
-            " 2>&1 & echo $! >/tmp/probe.pid")
+PROBE_SH = ("(while :; do read u x </proc/uptime; ping -c 1 -W 1 {ip} >/dev/null 2>&1; r=$?; if [ $r = 0 ]; then "
+            "echo \"$u ok\"; elif [ $r -lt 128 ]; then echo \"$u no\"; else echo \"$u crashed\"; fi; "
+            "sleep {interval} 2>/dev/null || sleep 1; done) >>" + LOG + " 2>&1 & echo $! >/tmp/probe.pid")
 HOTPLUG_SH = ("(s=; while :; do if [ -e /sys/class/net/eth0 ]; then read f 2>/dev/null </sys/class/net/eth0/flags; "
               "[ $(( ${{f:-0}} & 1 )) = 1 ] && n=up || n=down; else n=gone; fi; if [ \"$n\" != \"$s\" ]; then "
               "read u x </proc/uptime; echo \"$u eth0 $n\"; s=$n; fi; if [ $n = down ]; then ip link set eth0 up && "
               "ip addr add {ip}/24 dev eth0; fi; sleep 0.2 2>/dev/null || sleep 1; done) >>" + LOG +
               " 2>&1 & echo $! >/tmp/hotplug.pid")
-# The probe log as runs of ok/no ("ok FIRST LAST COUNT"), eth0's changes as "eth0 T STATE": a few lines,
-# however long the log (the rig reads a guest command's output from its console log).
-SUMMARY_AWK = ("awk '$2==\"eth0\"{print \"eth0\",$1,$3;next} $2!=\"ok\"&&$2!=\"no\"{next} $2!=k{if(k!=\"\")print k,f,l,c;k=$2;f=$1;c=0} "
-               "{l=$1;c++} END{if(k!=\"\")print k,f,l,c}' " + LOG)
+# The probe log as runs of ok/no ("ok FIRST LAST COUNT"), eth0's changes as "eth0 T STATE", and the probes
+# whose ping died of a signal ("crashed N": the rig's PV userland faults reach the guests; such a probe says
+# nothing about the network and does not cut a run): a few lines, however long the log (the rig reads a
+# guest command's output from its console log).
+SUMMARY_AWK = ("awk '$2==\"eth0\"{print \"eth0\",$1,$3;next} $2==\"crashed\"{n++;next} $2!=\"ok\"&&$2!=\"no\"{next} "
+               "$2!=k{if(k!=\"\")print k,f,l,c;k=$2;f=$1;c=0} {l=$1;c++} END{if(k!=\"\")print k,f,l,c; print \"crashed\",n+0}' "
+               + LOG)
 
 RUN_RE = re.compile(r"^(ok|no) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?) (\d+)\s*$", re.M)
 ETH0_RE = re.compile(r"^eth0 (\d+(?:\.\d+)?) (gone|down|up)\s*$", re.M)
+CRASHED_RE = re.compile(r"^crashed (\d+)\s*$", re.M)
 
 
 def probe_log(text):
-    """SUMMARY_AWK's output: (runs, eth0 events), runs = [(kind, first t, last t, probes)] in the log's order,
-    events = [(t, state)]; times are the guest's uptime in seconds."""
+    """SUMMARY_AWK's output: (runs, eth0 events, crashed probes), runs = [(kind, first t, last t, probes)] in
+    the log's order, events = [(t, state)]; times are the guest's uptime in seconds."""
     runs = [(m.group(1), float(m.group(2)), float(m.group(3)), int(m.group(4))) for m in RUN_RE.finditer(text)]
     events = [(float(m.group(1)), m.group(2)) for m in ETH0_RE.finditer(text)]
-    return runs, events
+    crashed = CRASHED_RE.search(text)
+    return runs, events, int(crashed.group(1)) if crashed else 0
 
 
 def outage(runs, events=()):
@@ -159,7 +164,7 @@ def main():
         t0 = time.time()
         rc, out = rig.run("{ date +%s.%N; /root/aggctl --timeout 30 restart --config /share/cfg/aggdom.cfg; "
                           "echo \"rc=$?\"; } 2>&1 | while IFS= read -r l; do case $l in [0-9]*.[0-9]*) "
-                          "echo \"$l\";; *) echo \"$(date +%s.%N) $l\";; esac; done", timeout=900)
+                          "echo \"$l\";; *) d=$(date +%s.%N) || d=$(date +%s.%N); echo \"$d $l\";; esac; done", timeout=900)
         t.tm["aggctl restart"] = time.time() - t0
         steps[:] = step_times(out)
         for secs, line in steps:
@@ -205,9 +210,9 @@ def main():
             if summary is None:
                 t.check(f"{name}'s probe log read", False, "no answer")
                 continue
-            runs, events = summary
+            runs, events, crashed = summary
             o = outages[name] = outage(runs, events)
-            t.say(f"{name} probe runs: {runs}; eth0: {events}")
+            t.say(f"{name} probe runs: {runs}; eth0: {events}; {crashed} probes whose ping crashed (rig)")
             print(outage_line(name, o), flush=True)
             t.check(f"{name}'s probes answered again after the outage", o is not None and o["replies_after"] > 0,
                     outage_line(name, o))

@@ -18,12 +18,14 @@ _spec.loader.exec_module(rx)
 LOG = "\n".join(
     ["100.00 eth0 up"] +
     [f"{100 + 0.25 * i:.2f} ok" for i in range(8)] +          # 100.00 .. 101.75
+    [f"{101.9:.2f} crashed"] +                                 # its ping died of a signal (rig)
     [f"{102 + 0.2 * i:.2f} no" for i in range(5)] +           # 102.00 .. 102.80: unreachable at once
     ["103.05 eth0 gone", "sh: can't open /sys/class/net/eth0/flags: no such file"] +
     [f"{103 + 1.2 * i:.2f} no" for i in range(20)] +          # 103.00 .. 125.80
     ["126.45 eth0 down", "126.85 eth0 up"] +
     [f"{127 + 1.2 * i:.2f} no" for i in range(2)] +           # 127.00, 128.20
-    [f"{129.5 + 0.25 * i:.2f} ok" for i in range(6)]) + "\n"  # 129.50 .. 130.75
+    [f"{129.5 + 0.25 * i:.2f} ok" for i in range(3)] + ["130.30 crashed"] +
+    [f"{130.25 + 0.25 * i:.2f} ok" for i in range(3)]) + "\n"  # 129.50 .. 130.75, a crash inside
 
 
 def summarize(log):
@@ -35,13 +37,14 @@ def summarize(log):
 class ProbeSummary(unittest.TestCase):
     def test_the_awk_summary_is_runs_and_eth0_changes(self):
         out = summarize(LOG)
-        runs, events = rx.probe_log(out)
-        # eth0's lines are printed as they come and do not cut a run
+        runs, events, crashed = rx.probe_log(out)
+        self.assertEqual(crashed, 2)
+        # eth0's lines are printed as they come and, as crashed probes, do not cut a run
         self.assertEqual(runs, [("ok", 100.0, 101.75, 8), ("no", 102.0, 128.2, 27), ("ok", 129.5, 130.75, 6)])
         self.assertEqual(events, [(100.0, "up"), (103.05, "gone"), (126.45, "down"), (126.85, "up")])
 
     def test_the_outage_is_the_longest_time_without_a_reply(self):
-        runs, events = rx.probe_log(summarize(LOG))
+        runs, events, _ = rx.probe_log(summarize(LOG))
         o = rx.outage(runs, events)
         self.assertEqual((o["before"], o["after"], o["secs"], o["lost"]), (101.75, 129.5, 27.75, 27))
         self.assertEqual((o["replies_before"], o["replies_after"]), (8, 6))
@@ -65,8 +68,8 @@ class ProbeSummary(unittest.TestCase):
         self.assertEqual(rx.outage_line("g", None), "OUTAGE g: none measured (no reply after a lost one)")
 
     def test_an_echoed_command_line_is_not_read_as_a_run(self):
-        runs, events = rx.probe_log("# kill $(cat /tmp/probe.pid); awk '$2==\"eth0\"{print ...}'\nok 1.00 2.00 3\n")
-        self.assertEqual((runs, events), ([("ok", 1.0, 2.0, 3)], []))
+        out = rx.probe_log("# kill $(cat /tmp/probe.pid); awk '$2==\"eth0\"{print ...}'\nok 1.00 2.00 3\ncrashed 0\n")
+        self.assertEqual(out, ([("ok", 1.0, 2.0, 3)], [], 0))
 
 
 class Snippets(unittest.TestCase):
