@@ -177,7 +177,8 @@ def main():
         if new is None:
             raise Fail("no aggdom after the restart")
         w = rig.wait_file(SERIAL, "aggdom ready", a.timeout)
-        t.check("the new aggdom boots ('aggdom ready')", w is not None)
+        _, line = rig.run(f"grep -a 'aggdom ready' {SERIAL}", quiet=True)
+        t.check("the new aggdom boots ('aggdom ready')", w is not None, line.strip()[:120])
         cfg = rig.xs_read(f"/local/domain/{new}/aggdom/config")
         t.check("the new aggdom has the old config node", cfg == CONFIG, repr(cfg))
         if "rc=0" not in out:
