@@ -32,7 +32,7 @@ its CPU over --seconds with the guests up and no traffic (what it burns idle).
 Prints one table (markdown) per run, both driver domains side by side; never fails on a number: it
 fails only when a phase cannot be set up or a measurement gives no answer (then FAIL <why>).
 """
-import argparse, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xentest import (DOM0_IP, HERE, XenTest, Fail, common_args, crash_lines, output_after,  # noqa: E402
@@ -363,6 +363,14 @@ def body():
     return "PASS"
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+# Stopped by hand (kill -TERM, or -INT, which a shell's background job ignores): guarded's "FAIL interrupted",
+# the rig closed and the rows measured so far still printed (benchB-1 died with its QEMU left running).
+signal.signal(signal.SIGTERM, _stop)
+signal.signal(signal.SIGINT, _stop)
 final = t.guarded(body, "bench script")
 os.unlink(iperf_cfg.name)
 print(f"BENCH-XEN {time.strftime('%Y-%m-%d')} ({a.seconds} s per iperf3 run, UDP offered {a.udp_rate}bit/s)")
