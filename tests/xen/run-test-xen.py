@@ -339,13 +339,7 @@ def body():
             hostile(t, aggid, (name, feid), feids[0])
     nomac(t, aggid)
 
-    t0 = time.time()
-    rig.run("id=$(xl domid aggdom) && printf 'shutdown\\n' > $(xenstore-read /local/domain/$id/console/tty)",
-            quiet=True)
-    rc, out = rig.run("i=0; while xl domid aggdom >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 120 ] && exit 1; "
-                      "sleep 0.5; done", timeout=180, quiet=True)
-    t.tm["aggdom shutdown"] = time.time() - t0
-    t.check("shutdown powers aggdom off (SCHEDOP_shutdown)", rc == 0)
+    t.shutdown_aggdom()
     return t.raw_verdict()
 
 

@@ -763,6 +763,17 @@ class XenTest:
             pass
         return final
 
+    def shutdown_aggdom(self):
+        """The last check of every rig script: `shutdown` typed on aggdom's PV console powers it off
+        (SCHEDOP_shutdown), i.e. its domain goes within 60 s."""
+        t0 = time.time()
+        self.rig.run("id=$(xl domid aggdom) && printf 'shutdown\\n' > $(xenstore-read /local/domain/$id/console/tty)",
+                     quiet=True)
+        rc, out = self.rig.run("i=0; while xl domid aggdom >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 120 ] && exit 1; "
+                               "sleep 0.5; done", timeout=180, quiet=True)
+        self.tm["aggdom shutdown"] = time.time() - t0
+        self.check("shutdown powers aggdom off (SCHEDOP_shutdown)", rc == 0)
+
     def guarded(self, body, what="test script"):
         """body(), whose return is the raw verdict; a step that cannot go on (Fail, a rig timeout) becomes
         on_error's FAIL, a bug in the script itself a FAIL that says so (not aggdom's). Closes the rig."""
