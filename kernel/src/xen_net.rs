@@ -499,17 +499,7 @@ impl GuestPort for VifPort {
         _budget: usize,
         sink: &mut dyn FnMut(&mut [u8]),
     ) -> Option<usize> {
-        let Some(mut guard) = NET.try_lock() else {
-            return Some(0);
-        };
-        let Some(net) = guard.as_mut() else {
-            return Some(0);
-        };
-        let XenNet { hv, netback, .. } = net;
-        let Some(vif) = netback.as_mut().and_then(|nb| nb.vif_mut(self.id)) else {
-            return Some(0);
-        };
-        Some(vif.poll_tx(hv, |frame| sink(frame)))
+        Some(with_vif(self.id, |hv, vif| vif.poll_tx(hv, |frame| sink(frame))).unwrap_or(0))
     }
 
     /// The guest's GSO super-frames and partial checksums go to the
@@ -519,17 +509,10 @@ impl GuestPort for VifPort {
         _budget: usize,
         sink: &mut dyn FnMut(&mut [u8], TxOffload),
     ) -> Option<usize> {
-        let Some(mut guard) = NET.try_lock() else {
-            return Some(0);
-        };
-        let Some(net) = guard.as_mut() else {
-            return Some(0);
-        };
-        let XenNet { hv, netback, .. } = net;
-        let Some(vif) = netback.as_mut().and_then(|nb| nb.vif_mut(self.id)) else {
-            return Some(0);
-        };
-        Some(vif.poll_tx_offload(hv, VIF_TX_CAPS, |frame, off| sink(frame, off.tx())))
+        let taken = with_vif(self.id, |hv, vif| {
+            vif.poll_tx_offload(hv, VIF_TX_CAPS, |frame, off| sink(frame, off.tx()))
+        });
+        Some(taken.unwrap_or(0))
     }
 
     fn deliver(&mut self, frame: &[u8]) -> Result<(), PortError> {
@@ -578,6 +561,16 @@ impl GuestPort for VifPort {
             None => while self.rx.pop(|_| ()).is_some() {},
         }
     }
+}
+
+/// Runs `f` on vif `id` with the platform, from inside the datapath's
+/// turn; `None` if the platform is busy or gone or the vif is gone (the
+/// vif then lends nothing this turn).
+fn with_vif<R>(id: VifId, f: impl FnOnce(&mut Xen, &mut netback::Vif<Xen>) -> R) -> Option<R> {
+    let mut guard = NET.try_lock()?;
+    let XenNet { hv, netback, .. } = guard.as_mut()?;
+    let vif = netback.as_mut()?.vif_mut(id)?;
+    Some(f(hv, vif))
 }
 
 /// The `xen` console command.
