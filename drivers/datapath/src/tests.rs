@@ -250,6 +250,21 @@ fn rig(mode: Mode, uplinks: usize) -> Rig {
     }
 }
 
+/// Guest 0 (GUEST_MACS[0], GUEST_IPS[0]) behind a plain test NIC, as under
+/// QEMU; returns that NIC's wire.
+fn add_nic_guest(dp: &mut Datapath) -> Rc<RefCell<Wire>> {
+    let (gnic, wire) = test_nic([0x0e, 0, 0, 0, 9, 1]);
+    let port: Box<dyn GuestPort> = Box::new(NicPort::new(gnic as Box<dyn nic::Nic>).unwrap());
+    dp.add_guest(
+        "g",
+        port,
+        MacAddr(GUEST_MACS[0]),
+        &[IpNet::host(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])))],
+    )
+    .unwrap();
+    wire
+}
+
 fn sent(w: &Rc<RefCell<Wire>>) -> Vec<Vec<u8>> {
     core::mem::take(&mut w.borrow_mut().outbound)
 }
@@ -898,15 +913,7 @@ fn literal_mode_on_an_uplink_without_a_mac_command_falls_back_and_counts() {
     let (nic, wire) = test_nic(UPLINK_MACS[0]);
     wire.borrow_mut().no_mac_write = true;
     dp.add_uplink(nic, 1000, false).unwrap();
-    let (gnic, gwire) = test_nic([0x0e, 0, 0, 0, 9, 1]);
-    let port: Box<dyn GuestPort> = Box::new(NicPort::new(gnic as Box<dyn nic::Nic>).unwrap());
-    dp.add_guest(
-        "g",
-        port,
-        MacAddr(GUEST_MACS[0]),
-        &[IpNet::host(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])))],
-    )
-    .unwrap();
+    let gwire = add_nic_guest(&mut dp);
     dp.program_all();
     assert_eq!(dp.literal_unsupported().collect::<Vec<_>>(), [UplinkId(0)]);
     for _ in 0..3 {
@@ -1332,15 +1339,7 @@ fn plain_guest_frames_take_the_plain_path_on_an_offloading_uplink() {
     let mut dp = Datapath::new(Config::with_mode(Mode::Identity), 16);
     let (nic, up) = offload_nic(UPLINK_MACS[0], TSO_ALL);
     dp.add_uplink(nic, 1000, false).unwrap();
-    let (gnic, gw) = test_nic([0x0e, 0, 0, 0, 9, 1]);
-    let port: Box<dyn GuestPort> = Box::new(NicPort::new(gnic as Box<dyn nic::Nic>).unwrap());
-    dp.add_guest(
-        "g",
-        port,
-        MacAddr(GUEST_MACS[0]),
-        &[IpNet::host(IpAddr::V4(Ipv4Addr::from(GUEST_IPS[0])))],
-    )
-    .unwrap();
+    let gw = add_nic_guest(&mut dp);
     dp.program_all();
     let f = ipv4(GW, GUEST_MACS[0], GUEST_IPS[0], [8, 8, 8, 8], 1000);
     gw.borrow_mut().inbound.push(f.clone());
