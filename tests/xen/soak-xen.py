@@ -10,7 +10,10 @@ the other two keep pinging; every cycle checks:
   * destroy: the vif is detached from the datapath (COM1), its backend directory is gone, aggdom lists it
     no more and unmapped its two rings (`xen`: unmaps +2 or more);
   * create: the new vif is Connected on both sides, attached, and the new guest pings dom0;
-  * the other two guests lost at most --max-lost consecutive replies during the cycle.
+  * the other two guests lost at most --max-lost replies during the cycle before their kernel's ICMP
+    layer (Icmp.OutEchos - Icmp.InEchoReps): aggdom's part. ping's reply lines must show no longer gap,
+    or else the ICMP layer must have taken the replies: a gap above it is inside the guest (the rig's PV
+    userland faults hit busybox there; soaks s7-1, s8-1) and is printed as GUEST LOSSES, not failed.
 
 An `xl create` failing with "Invalid kernel" is retried (rig fault, as in test-xen). The run stops at the
 first cycle that cannot go on (a guest that does not come up, dom0 not answering); a failed check does
@@ -21,7 +24,7 @@ import argparse, os, re, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xentest import (DOM0_IP, XenTest, Fail, common_args, refuse_if_other_rig,  # noqa: E402
-                     attached_re, detached_re, path_report)
+                     attached_re, detached_re, path_report, bystander_verdict)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--cycles", type=int, default=10)
@@ -58,6 +61,7 @@ refuse_if_other_rig(a)
 t = XenTest(a)
 rig = t.rig
 cycle_times, counters = [], {}
+guest_losses = []    # ping lines lost inside a guest, above its ICMP layer (rig): reported, not failed
 paths = {}          # guest -> path_counts when its background ping last started
 
 
@@ -95,23 +99,20 @@ def body():
             if other == name:
                 continue
             st = t.bg_ping_stop(other)
-            ok = bool(st) and st["transmitted"] and st["received"] > 0 and st["max_gap"] <= a.max_lost
-            t.check(f"cycle {cycle}: {other} kept pinging (at most {a.max_lost} consecutive replies lost)", ok,
-                    f"largest gap {st['max_gap']} (from seq {st['gap_from']}, {a.ping_interval}s apart, the cycle "
-                    f"began at seq 0), {st['received']}/{st['transmitted']} received" if st else "no answer")
             # Where the replies went, from the guest's ICMP layer through aggdom's vif to dom0 and back
             # (cycle 5 of soak run s7-1 lost 266 in a row that aggdom's vif counted as delivered).
             now = t.path_counts(other, domids[other])
+            sent, took = (now["guest"].get(k) - paths[other]["guest"].get(k)
+                          if now["guest"].get(k) is not None and paths[other]["guest"].get(k) is not None else None
+                          for k in ("Icmp.OutEchos", "Icmp.InEchoReps"))
+            ok, why = bystander_verdict(st, sent, took, a.max_lost)
+            t.check(f"cycle {cycle}: {other} kept pinging (at most {a.max_lost} replies lost before its ICMP layer)",
+                    ok, why + f" ({a.ping_interval}s apart, the cycle began at seq 0)")
+            if ok and st["max_gap"] > a.max_lost:
+                guest_losses.append(f"cycle {cycle} {other}: {why}")
             t.say(f"cycle {cycle}: path of {other}'s pings: " +
                   path_report(other, paths[other], now, st["received"] if st else None))
-            if st and not ok:
-                sent, took = (now["guest"].get(k, 0) - paths[other]["guest"].get(k, 0)
-                              for k in ("Icmp.OutEchos", "Icmp.InEchoReps"))
-                if sent and took >= sent:
-                    t.say(f"cycle {cycle}: every one of {other}'s {sent} echo replies reached its ICMP layer: "
-                          f"the {st['transmitted'] - st['received']} ping did not count were lost above it, "
-                          f"inside the guest, not on aggdom's path")
-            if st and not ok:
+            if st and (not ok or st["max_gap"] > a.max_lost):
                 # Where frames went: the datapath's drop counters and aggdom's view of the vifs.
                 log = t.aggdom_cmd("stats", r"lost: uplink full", 60) or ""
                 t.say("aggdom `stats` after the gap:\n" + log[log.rfind("stats"):][-2500:])
@@ -147,7 +148,9 @@ print("CYCLES " + " ".join(f"{i + 1}={s:.0f}s" for i, s in enumerate(cycle_times
        f" (0/{a.cycles} done)"))
 for k, v in counters.items():
     print(f"COUNTERS {k} {v}")
-extra = {"cycles_done": f"{len(cycle_times)}/{a.cycles}"}
+for line in guest_losses:
+    print(f"GUEST LOSSES {line}")
+extra = {"cycles_done": f"{len(cycle_times)}/{a.cycles}", "guest_internal_gaps": len(guest_losses)}
 if cycle_times:
     extra.update(cycle_mean=f"{sum(cycle_times) / len(cycle_times):.1f}s", cycle_max=f"{max(cycle_times):.1f}s",
                  cycles=",".join(f"{s:.0f}" for s in cycle_times))

@@ -93,6 +93,41 @@ class PingStats(unittest.TestCase):
         self.assertEqual((s["received"], s["max_gap"]), (0, 20))
 
 
+class BystanderVerdict(unittest.TestCase):
+    """The soak's check on a guest that kept pinging: aggdom's part is what reached the guest's ICMP layer."""
+
+    def st(self, text):
+        return xt.ping_stats(text)
+
+    def test_reads_pings_own_summary_count(self):
+        s = self.st("seqs=0..9 seqs=140..478 479 packets transmitted, 479 packets received")
+        self.assertEqual((s["received"], s["ping_received"], s["max_gap"]), (349, 479, 130))
+
+    def test_short_gap_passes_whatever_the_counters(self):
+        ok, why = xt.bystander_verdict(self.st("seqs=0..3 seqs=6..9 10 packets transmitted"), None, None, 5)
+        self.assertTrue(ok)
+        self.assertIn("largest gap 2", why)
+
+    def test_long_gap_that_reached_the_icmp_layer_is_the_guests(self):
+        st = self.st("seqs=0..9 seqs=140..478 479 packets transmitted, 479 packets received")
+        ok, why = xt.bystander_verdict(st, 479, 479, 5)
+        self.assertTrue(ok)
+        self.assertIn("inside the guest", why)
+        self.assertTrue(xt.bystander_verdict(st, 479, 474, 5)[0])     # in flight at the ends: within the bound
+
+    def test_long_gap_that_never_reached_the_guest_fails(self):
+        st = self.st("seqs=0..9 seqs=140..478 479 packets transmitted, 349 packets received")
+        ok, why = xt.bystander_verdict(st, 479, 349, 5)
+        self.assertFalse(ok)
+        self.assertIn("took 349 of 479", why)
+        self.assertFalse(xt.bystander_verdict(st, 479, 473, 5)[0])    # one more than the bound
+        self.assertFalse(xt.bystander_verdict(st, None, None, 5)[0])  # counters unread: cannot clear it
+
+    def test_no_ping_fails(self):
+        self.assertFalse(xt.bystander_verdict(None, 10, 10, 5)[0])
+        self.assertFalse(xt.bystander_verdict(self.st("20 packets transmitted, 0 packets received"), 20, 20, 5)[0])
+
+
 class XenOutput(unittest.TestCase):
     """parse_xen and the COM1 regexes against what kernel/src/xen_net.rs prints."""
 
