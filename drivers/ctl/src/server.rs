@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hypervisor::{RequestId, XenError, XenStore, XsOp};
+use hypervisor::{parse_directory, RequestId, XenError, XenStore, XsOp};
 
 use crate::protocol::{chunks, ctl_dir, status_value, valid_line, Outcome, KEEP_REPLIES};
 
@@ -42,7 +42,14 @@ pub struct ServerCounters {
 pub struct Server {
     dir: String,
     watch: Option<RequestId>,
-    /// Request ids a watch event named, to read.
+    /// The request directory is to be listed: its watch fired for the
+    /// directory itself (once when set, and when it is created), which
+    /// names no request, and requests written before the watch was set
+    /// fire nothing else.
+    list_wanted: bool,
+    /// The listing submitted, its reply not yet taken.
+    listing: Option<RequestId>,
+    /// Request ids a watch event or the listing named, to read.
     seen: VecDeque<u32>,
     reads: Vec<(u32, RequestId)>,
     ready: VecDeque<(u32, String)>,
@@ -66,6 +73,8 @@ impl Server {
         Ok(Self {
             dir,
             watch: Some(watch),
+            list_wanted: false,
+            listing: None,
             seen: VecDeque::new(),
             reads: Vec::new(),
             ready: VecDeque::new(),
@@ -85,20 +94,32 @@ impl Server {
         if token != WATCH_TOKEN {
             return false;
         }
-        let Some(id) = path
+        let Some(rest) = path
             .strip_prefix(self.dir.as_str())
-            .and_then(|p| p.strip_prefix("/request/"))
-            .and_then(|p| p.parse::<u32>().ok())
+            .and_then(|p| p.strip_prefix("/request"))
         else {
-            return true; // the directory itself, or a name that is no id
+            return true; // not under the request directory
         };
+        if rest.is_empty() {
+            self.list_wanted = true;
+            return true;
+        }
+        if let Some(id) = rest.strip_prefix('/').and_then(|p| p.parse::<u32>().ok()) {
+            self.note_request(id);
+        }
+        true // a name that is no id, or a node below one: nothing to read
+    }
+
+    /// A request node exists (a watch event or the listing named it):
+    /// read it unless it is already known; `busy` when too many wait.
+    fn note_request(&mut self, id: u32) {
         let known = self.seen.contains(&id)
             || self.recent.contains(&id)
             || self.reads.iter().any(|(i, _)| *i == id)
             || self.ready.iter().any(|(i, _)| *i == id)
             || self.answers.iter().any(|(i, ..)| *i == id);
         if known {
-            return true;
+            return;
         }
         if self.seen.len() + self.reads.len() + self.ready.len() >= MAX_PENDING {
             self.counters.busy += 1;
@@ -108,7 +129,42 @@ impl Server {
         } else {
             self.seen.push_back(id);
         }
-        true
+    }
+
+    /// Lists the request directory when its watch asked for it, and takes
+    /// the listing's reply: every id in it is read like a watch event's.
+    fn pump_listing<X: XenStore>(&mut self, xs: &mut X) -> usize {
+        let mut work = 0;
+        if let Some(l) = self.listing {
+            let Some(reply) = xs.take_reply(l) else {
+                return 0;
+            };
+            self.listing = None;
+            work += 1;
+            match reply {
+                Ok(names) => {
+                    for id in parse_directory(&names)
+                        .iter()
+                        .filter_map(|n| n.parse::<u32>().ok())
+                    {
+                        self.note_request(id);
+                    }
+                }
+                // No request directory yet: nothing was written before us.
+                Err(XenError::NoEnt) => {}
+                Err(_) => self.counters.xenstore_errors += 1,
+            }
+        }
+        if self.list_wanted && self.listing.is_none() {
+            let path = format!("{}/request", self.dir);
+            // Queue full: the wish stays, and the next round tries again.
+            if let Ok(l) = xs.submit(XsOp::Directory(&path)) {
+                self.listing = Some(l);
+                self.list_wanted = false;
+                work += 1;
+            }
+        }
+        work
     }
 
     /// One round: answers written (one per round), read replies taken,
@@ -123,6 +179,7 @@ impl Server {
                 }
             }
         }
+        work += self.pump_listing(xs);
         if let Some((id, outcome, text)) = self.answers.pop_front() {
             self.write_reply(xs, id, outcome, &text);
             work += 1;
@@ -371,6 +428,48 @@ mod tests {
             "the oldest replies were removed"
         );
         assert!(reply(&mut hv, 200).is_some());
+    }
+
+    #[test]
+    fn requests_written_before_the_server_started_are_served() {
+        // aggctl wrote them while aggdom was restarting: the watch, set
+        // later, fires only for the directory itself.
+        let mut hv = FakeHypervisor::new(AGGDOM);
+        request(&mut hv, 3, "status");
+        request(&mut hv, 4, "fail early");
+        let dir = ctl_dir(AGGDOM.into());
+        hv.xs_write_as(0, &format!("{dir}/request/not-an-id"), "x")
+            .unwrap();
+        let mut s = Server::start(&mut hv, AGGDOM.into()).unwrap();
+        // Listing, reads and one answer a round: more rounds than a
+        // watched request needs.
+        turn(&mut hv, &mut s, &mut echo);
+        turn(&mut hv, &mut s, &mut echo);
+        assert_eq!(
+            reply(&mut hv, 3),
+            Some((Outcome::Ok, "ran status\n".into()))
+        );
+        assert_eq!(reply(&mut hv, 4), Some((Outcome::Error, "early".into())));
+        assert_eq!(s.counters.requests, 2);
+        assert_eq!(s.counters.xenstore_errors, 0);
+        // Listing again (the directory re-created) runs nothing twice.
+        let mut runs = 0;
+        s.on_watch(&format!("{dir}/request"), WATCH_TOKEN);
+        request(&mut hv, 5, "later");
+        turn(&mut hv, &mut s, &mut |l| {
+            runs += 1;
+            echo(l)
+        });
+        assert_eq!(runs, 1);
+        assert_eq!(s.counters.requests, 3);
+    }
+
+    #[test]
+    fn no_request_directory_is_no_error() {
+        let mut hv = FakeHypervisor::new(AGGDOM);
+        let mut s = Server::start(&mut hv, AGGDOM.into()).unwrap();
+        turn(&mut hv, &mut s, &mut echo);
+        assert_eq!(s.counters, ServerCounters::default());
     }
 
     #[test]
