@@ -328,7 +328,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     let none = || alloc::format!("{}", Labels(&[]));
     let e = &s.engine;
     let d = &s.datapath;
-    let scalars: [(&str, &str, Kind, u64); 18] = [
+    let scalars: [(&str, &str, Kind, u64); 24] = [
         (
             "aggdom_own_tx_frames_total",
             "Frames the domain's own stack sent.",
@@ -430,6 +430,42 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "Guest frames sent without the MAC register write: the uplink cannot write it (literal mode).",
             Kind::Counter,
             d.literal_unsupported,
+        ),
+        (
+            "aggdom_datapath_gso_uplink_tso_total",
+            "Guests' GSO super-frames queued whole on an uplink that segments them (TSO).",
+            Kind::Counter,
+            d.gso_uplink_tso,
+        ),
+        (
+            "aggdom_datapath_gso_uplink_software_total",
+            "Guests' GSO super-frames cut into segments in software for an uplink without TSO.",
+            Kind::Counter,
+            d.gso_uplink_software,
+        ),
+        (
+            "aggdom_datapath_gso_guest_total",
+            "GSO super-frames handed whole to another guest's port.",
+            Kind::Counter,
+            d.gso_guest,
+        ),
+        (
+            "aggdom_datapath_gso_software_total",
+            "GSO super-frames the datapath cut itself (own stack, floods, plain ports).",
+            Kind::Counter,
+            d.gso_software,
+        ),
+        (
+            "aggdom_datapath_csum_software_total",
+            "Partial checksums the datapath completed itself.",
+            Kind::Counter,
+            d.csum_software,
+        ),
+        (
+            "aggdom_datapath_offload_errors_total",
+            "Frames dropped because their offload request does not fit them.",
+            Kind::Counter,
+            d.offload_errors,
         ),
         (
             "aggdom_uptime_seconds",

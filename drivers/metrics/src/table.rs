@@ -152,6 +152,16 @@ pub fn render_tables(s: &Snapshot) -> String {
         d.literal_unsupported,
         drop_list(&e.own_tx_drops, ""),
     );
+    let _ = writeln!(
+        o,
+        "offload: gso to uplink tso {}, gso cut for an uplink {}, gso to guests {}, gso cut {}, checksums completed {}, errors {}",
+        d.gso_uplink_tso,
+        d.gso_uplink_software,
+        d.gso_guest,
+        d.gso_software,
+        d.csum_software,
+        d.offload_errors,
+    );
     // The engine's count, not the NIC's link bit: a frame the datapath
     // put on an uplink before its link check saw the link go is lost with
     // no counter, so a test waits for this before it sends again.

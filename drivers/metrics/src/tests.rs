@@ -311,6 +311,34 @@ fn server_counters_show_in_both_renderings() {
 /// `stats` shows how often the engine saw each uplink's link go down (a
 /// soak waits for it before it sends again after pulling a link).
 #[test]
+fn offload_counters_show_in_both_renderings() {
+    let mut dp = datapath();
+    let mut snap = Snapshot::take(&mut dp, 0);
+    let d = &mut snap.datapath;
+    (d.gso_uplink_tso, d.gso_uplink_software, d.gso_guest) = (16339, 2, 3);
+    (d.gso_software, d.csum_software, d.offload_errors) = (4, 5, 6);
+    let prom = render_prometheus(&snap);
+    for (name, v) in [
+        ("gso_uplink_tso", 16339),
+        ("gso_uplink_software", 2),
+        ("gso_guest", 3),
+        ("gso_software", 4),
+        ("csum_software", 5),
+        ("offload_errors", 6),
+    ] {
+        let line = alloc::format!("aggdom_datapath_{name}_total {v}\n");
+        assert!(prom.contains(&line), "{line} in {prom}");
+    }
+    let tables = render_tables(&snap);
+    assert!(
+        tables.contains(
+            "offload: gso to uplink tso 16339, gso cut for an uplink 2, gso to guests 3, gso cut 4, checksums completed 5, errors 6\n"
+        ),
+        "{tables}"
+    );
+}
+
+#[test]
 fn stats_show_the_link_downs_the_engine_saw() {
     let mut dp = datapath();
     assert!(
