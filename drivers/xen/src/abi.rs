@@ -70,6 +70,10 @@ pub const SHUTDOWN_CRASH: u32 = 3;
 /// `SCHEDOP_yield` (sched.h): let another vCPU run; no argument.
 pub const SCHEDOP_YIELD: u64 = 0;
 
+/// `SCHEDOP_block` (sched.h): sleep until an event is delivered. aggdom
+/// does not issue it (it polls); the profile still names it.
+pub const SCHEDOP_BLOCK: u64 = 1;
+
 /// `SCHEDOP_poll` (sched.h): block until one of the listed event channels
 /// is pending or the timeout (Xen system time, ns) passes.
 pub const SCHEDOP_POLL: u64 = 3;

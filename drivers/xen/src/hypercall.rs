@@ -66,6 +66,9 @@ pub unsafe fn hypercall(op: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) ->
     }
     let entry = HYPERCALL_PAGE.addr() + u64::from(op) * 32;
     let ret: i64;
+    // Every hypercall passes here: the profile's cycles are taken around
+    // the call itself (crate::profile).
+    let start = rdtsc();
     // SAFETY: `entry` is a stub Xen wrote into the hypercall page (init
     // ran); the caller vouches for the arguments. The stack is usable for
     // `call` (no `nostack`), the red zone is off on this target, and every
@@ -84,6 +87,7 @@ pub unsafe fn hypercall(op: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) ->
             out("r11") _,
         );
     }
+    crate::profile::record(op, a1, rdtsc().wrapping_sub(start));
     ret
 }
 

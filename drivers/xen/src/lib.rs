@@ -12,6 +12,8 @@
 //!   The main loop sleeps with [`Xen::clear_events`] / [`Xen::block_until`].
 //! - [`console`]: the PV console as a second console beside COM1;
 //!   [`shutdown`]: `SCHEDOP_shutdown`.
+//! - [`profile`]: cycles and calls of every hypercall, by kind, counted in
+//!   the one place hypercalls are issued (the console's `profile`).
 //!
 //! Unsafe code of aggdom that touches Xen lives here and only here: the
 //! hypercall shim ([`hypercall`]), raw shared pages ([`page`]), the MSR
@@ -33,6 +35,7 @@ pub mod hypercall;
 pub mod page;
 pub mod physdev;
 mod platform;
+pub mod profile;
 pub mod ring;
 pub mod time;
 pub mod xenstore;
