@@ -17,6 +17,7 @@ mod memory;
 mod nics;
 mod ownstack;
 mod power;
+mod profile;
 mod serial;
 mod shell;
 mod time;
@@ -24,6 +25,7 @@ mod xen_net;
 
 use boot::BootInfo;
 use core::panic::PanicInfo;
+use profile::Phase;
 
 #[unsafe(no_mangle)]
 pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
@@ -76,6 +78,9 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
 
     let mut shell = shell::Shell::new();
     shell.start();
+    // Each phase's cycles (the console's `profile`): a mark after each,
+    // so the phases add up to the loop's time.
+    let mut lap = profile::Loop::start();
     loop {
         if !boot::stack_intact() {
             panic!("kernel stack overflow (canary at the stack's end overwritten)");
@@ -84,19 +89,29 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
         xen_net::clear_events();
         let now = time::now_ns();
         let mut busy = xen_net::poll(&mut domain) > 0;
+        lap.mark(Phase::XenNet);
         busy |= domain.poll(now) > 0;
+        lap.mark(Phase::Domain);
         while let Some(byte) = console::read_byte() {
             shell.feed(&mut domain, byte);
             busy = true;
         }
+        lap.mark(Phase::Shell);
         // aggctl requests (under Xen), then the capture's time limit.
         busy |= ctl::run_pending(&mut domain) > 0;
+        lap.mark(Phase::Ctl);
         capture::poll(&mut domain, now);
         shell.tick(&mut domain, now);
         console::flush();
+        lap.mark(Phase::Console);
         if busy {
             xen_net::yield_if_due(now);
-        } else if !domain.arm_interrupts() || domain.poll(now) == 0 {
+            lap.mark(Phase::Yield);
+            continue;
+        }
+        let idle = !domain.arm_interrupts() || domain.poll(now) == 0;
+        lap.mark(Phase::Domain);
+        if idle {
             // Nothing moved. The NICs' interrupts are re-armed and looked
             // at once more (a frame that came before the re-arm raises
             // none): sleep until an interrupt or event, or the next timer
@@ -111,6 +126,7 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             if !xen_net::block(deadline.saturating_sub(now)) {
                 irq::sleep_until(deadline);
             }
+            lap.mark(Phase::Block);
         }
     }
 }

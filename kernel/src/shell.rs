@@ -141,6 +141,12 @@ const COMMANDS: &[Command] = &[
         run: crate::xen_net::command,
     },
     Command {
+        name: "profile",
+        args: "[reset]",
+        help: "cycles since loop start or reset: busy vs asleep, loop phases, hypercalls by kind",
+        run: crate::profile::command,
+    },
+    Command {
         name: "mem",
         args: "",
         help: "heap used and free, console output dropped",

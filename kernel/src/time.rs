@@ -12,7 +12,9 @@ const FALLBACK_TSC_HZ: u64 = 1_000_000_000;
 static TSC_HZ: AtomicU64 = AtomicU64::new(FALLBACK_TSC_HZ);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 
-fn rdtsc() -> u64 {
+/// The TSC now: the clock's raw count, also what the profile (profile.rs)
+/// measures in.
+pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects; CR4.TSD is clear (we never set it).
     unsafe { _rdtsc() }
 }
