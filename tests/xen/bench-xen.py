@@ -31,12 +31,19 @@ its CPU over --seconds with the guests up and no traffic (what it burns idle).
 
 Prints one table (markdown) per run, both driver domains side by side; never fails on a number: it
 fails only when a phase cannot be set up or a measurement gives no answer (then FAIL <why>).
+
+Where aggdom's time goes (issue 10): around aggdom's tcp d0->g row the bench types `profile reset` and then
+`profile` on aggdom's console, and prints the reply after the table under `PROFILE tcp d0->g` (busy vs asleep,
+each main-loop phase, each hypercall kind; README, console commands), with per-frame figures from guest 1's vif
+counters (`xen` before and after): busy time and cycles, hypercalls, grant copies and notifies per frame. A
+missing or garbled reply prints "profile unavailable" and never fails the bench.
 """
 import argparse, os, re, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xentest import (DOM0_IP, HERE, XenTest, Fail, common_args, crash_lines, output_after,  # noqa: E402
-                     parse_iperf, parse_ping, parse_xen, refuse_if_other_rig)
+from xentest import (DOM0_IP, HERE, PROFILE_FIRST, PROFILE_ZEROED, XenTest, Fail, common_args,  # noqa: E402
+                     crash_lines, output_after, parse_iperf, parse_ping, parse_profile, parse_xen,
+                     profile_per_frame, refuse_if_other_rig)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--seconds", type=int, default=10, help="each iperf3 run's length")
@@ -67,6 +74,7 @@ class Bench:
         self.rows = {}          # (row, phase) -> cell text
         self.cpu = {}           # phase -> (cpu seconds, bytes) over the iperf rows
         self.last_cpu, self.last_bytes = None, 0   # the last iperf row's driver-domain CPU s and bytes
+        self.profiles = []      # PROFILE blocks, printed after the table
 
     def cpu_seconds(self, dom):
         rc, out = self.rig.run(f"xl list {dom} | awk 'NR==2{{print $6}}'", quiet=True)
@@ -103,6 +111,49 @@ class Bench:
         self.last_cpu, self.last_bytes = cpu, nbytes
         return mbit
 
+    def xen_reply(self):
+        return parse_xen(self.t.aggdom_cmd("xen", r"grants copy_ops", 60) or "")
+
+    def profile_begin(self):
+        """Before an aggdom row: its `xen` counters, then `profile reset`. Never raises: what went wrong is kept
+        for profile_end to print."""
+        try:
+            x0 = self.xen_reply()
+            if self.t.aggdom_cmd("profile reset", PROFILE_ZEROED, 30) is None:
+                return {"why": "no reply to `profile reset`"}
+            return {"xen": x0}
+        except Exception as e:      # noqa: BLE001 -- a profile never fails the bench
+            return {"why": f"before the row: {type(e).__name__}: {e}"}
+
+    def profile_end(self, row, begin):
+        """After the row: aggdom's `profile` and `xen`; the PROFILE block (the reply's lines, then per-frame
+        figures from guest 1's vif) kept for after the table, or "profile unavailable (why)"."""
+        head = f"PROFILE {row} (aggdom's `profile`, from `profile reset` just before the iperf3 run to just after it)"
+        try:
+            if "why" in begin:
+                raise ValueError(begin["why"])
+            prof = parse_profile(self.t.aggdom_cmd("profile", PROFILE_FIRST, 60) or "")
+            if prof is None:
+                raise ValueError("no reply to `profile`, or one cut short or garbled")
+            lines = list(prof["lines"])
+            x0, x1 = begin["xen"] or {}, self.xen_reply() or {}
+            key = (self.feids[0], 0)
+            v0, v1 = x0.get("vifs", {}).get(key), x1.get("vifs", {}).get(key)
+            per = None
+            if v0 and v1:
+                rx, tx = v1["rx_frames"] - v0["rx_frames"], v1["tx_frames"] - v0["tx_frames"]
+                g0, g1 = x0.get("grants"), x1.get("grants")
+                copies = g1["copy_ops"] - g0["copy_ops"] if g0 and g1 else None
+                if rx >= 0 and tx >= 0:
+                    per = profile_per_frame(prof, rx, tx, copies)
+            lines.append(per or "per frame: unavailable (guest 1's vif counters not read before and after, or reset between)")
+            text = head + "\n" + "\n".join(lines)
+        except Exception as e:      # noqa: BLE001 -- a profile never fails the bench
+            why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            text = f"{head}\nprofile unavailable ({why})"
+        self.t.say(text.splitlines()[-1])
+        self.profiles.append(text)
+
     def account(self, phase, cpu, nbytes):
         c, b = self.cpu.get(phase, (0.0, 0.0))
         self.cpu[phase] = (c + (cpu or 0.0), b + nbytes)
@@ -130,7 +181,10 @@ class Bench:
                 f"{c1 - c0:.1f} s in {t1 - t0:.0f} s ({(c1 - c0) / (t1 - t0) * 100:.0f} % of a vCPU)")
             self.t.say(f"{phase} idle: {self.rows[('CPU idle (guests up, no traffic)', phase)]}")
         self.iperf(phase, dom, "tcp g->d0", "guest1", "")
+        prof = self.profile_begin() if phase == "aggdom" else None
         self.iperf(phase, dom, "tcp d0->g", "guest1", "-R")
+        if prof is not None:
+            self.profile_end("tcp d0->g", prof)
         self.iperf(phase, dom, "udp g->d0", "guest1", f"-u -b {a.udp_rate}")
         self.iperf(phase, dom, "udp d0->g", "guest1", f"-u -b {a.udp_rate} -R")
         # both guests at once: guest 2 in the background, to the second server
@@ -380,5 +434,7 @@ if any(p.startswith("linux") for p in phases):
     for f in bond_failed:
         print(f"  tried in this run, not measured: {f}")
 print(b.table(columns))
+for text in b.profiles:
+    print(text)
 print(final, flush=True)
 sys.exit(0 if final == "PASS" else 1)

@@ -425,5 +425,62 @@ class SymbolMap(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "m2")))
 
 
+
+class ProfileOutput(unittest.TestCase):
+    """parse_profile against the reply aggdom-profile's own unit test pins (drivers/profile/src/report.rs),
+    and the kernel's `profile reset` line bench-xen waits for (kernel/src/profile.rs)."""
+
+    def reply(self):
+        with open(os.path.join(ROOT, "drivers/profile/src/report.rs")) as f:
+            src = f.read()
+        src = src[src.index("fn the_reply_reads_as_documented"):]
+        src = src[:src.index("#[test]")]
+        lines = re.findall(r"(profile (?:total|phase|hypercall) [\w. ]+?)\\n", src)
+        self.assertGreater(len(lines), 6, src[:500])
+        return lines
+
+    def test_reads_the_last_reply_of_aggdoms_format(self):
+        lines = self.reply()
+        older = [l.replace("calls 100 ", "calls 7 ") for l in lines]
+        log = ("aggdom> profile\r\n" + "\r\n".join(older) + "\r\n" + xt.PROMPT + "profile reset\r\n"
+               "profile zeroed at uptime 12.345 s\r\n" + xt.PROMPT + "profile\r\n" + "\r\n".join(lines) + "\r\n"
+               + xt.PROMPT)
+        p = xt.parse_profile(log)
+        self.assertIsNotNone(p)
+        self.assertEqual(p["lines"], lines)
+        self.assertEqual(p["total"]["wall"], {"ms": 10000.0, "tsc_mhz": 1000.0})
+        self.assertEqual(p["total"]["busy"]["share_wall"], 25.0)
+        self.assertEqual(p["hypercall"]["grant_copy"],
+                         {"calls": 100.0, "ms": 1234.5, "us_per_call": 12345.0, "share_busy": 49.4})
+        self.assertIn("share_wall", p["hypercall"]["sched_poll"])
+        self.assertNotIn("share_busy", p["phase"]["block"])
+        self.assertEqual(p["phase"]["domain"]["share_busy"], 80.0)
+
+    def test_no_reply_or_one_cut_short_is_none(self):
+        lines = self.reply()
+        self.assertIsNone(xt.parse_profile("aggdom> profile\nerror: unknown command 'profile' (try 'help')\n"))
+        self.assertIsNone(xt.parse_profile("aggdom> profile\n" + lines[0] + "\n"))
+        self.assertIsNone(xt.parse_profile("aggdom> profile\n" + lines[0] + "\nprofile total busy ms x\n"))
+
+    def test_per_frame_figures(self):
+        p = xt.parse_profile("\n".join(self.reply()) + "\n")
+        self.assertIsNone(xt.profile_per_frame(p, 0, 0))
+        self.assertIsNone(xt.profile_per_frame(p, None, None))
+        line = xt.profile_per_frame(p, 900, 100, copy_ops=1500)
+        # busy 2500 ms over 1000 frames at 1000 MHz; 101 hypercalls in 1234.5 ms; 100 grant copies
+        self.assertIn("busy 2500.00 us = 2500000 cycles", line)
+        self.assertIn("hypercalls 0.101 (1234.50 us)", line)
+        self.assertIn("grant_copy 0.100 calls (1234.50 us)", line)
+        self.assertIn("evtchn_send 0.000 calls (0.00 us)", line)
+        self.assertIn("grant copy ops 1.50", line)
+
+    def test_the_reset_line_bench_xen_waits_for(self):
+        fmts = rust_strings("kernel/src/profile.rs")
+        self.assertTrue(any(re.search(xt.PROFILE_ZEROED, f) for f in fmts), fmts)
+        self.assertNotRegex("aggdom> profile reset", xt.PROFILE_ZEROED)     # not the command's echo
+        with open(os.path.join(ROOT, "drivers/profile/src/report.rs")) as f:
+            self.assertIn('"profile total wall ms {} tsc_mhz {}"', f.read())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -277,6 +277,59 @@ def parse_xen(log):
     return res
 
 
+# aggdom's `profile` reply (drivers/profile/src/report.rs): `profile <section> <name>` then `key value` pairs;
+# its first line, and the reply to `profile reset` (kernel/src/profile.rs), as aggdom_cmd's `expect`.
+PROFILE_FIRST = r"profile total wall ms"
+PROFILE_ZEROED = r"^profile zeroed at uptime"
+PROFILE_LINE = re.compile(r"^profile (total|phase|hypercall) (\w+)((?: [a-z_]+ \d+(?:\.\d+)?)+)$")
+
+
+def parse_profile(log):
+    """The last `profile` reply in a console log: {"lines": [its lines], "total": {name: {key: float}},
+    "phase": {...}, "hypercall": {...}}, or None when there is none or it is cut short (no wall, busy and
+    asleep totals). Lines that are not profile lines are skipped."""
+    log = log.replace("\r", "")
+    at = log.rfind("profile total wall ")
+    if at < 0:
+        return None
+    tail = log[log.rfind("\n", 0, at) + 1:]
+    nxt = tail.find(PROMPT)          # the reply ends at the next prompt
+    if nxt >= 0:
+        tail = tail[:nxt]
+    res = {"lines": [], "total": {}, "phase": {}, "hypercall": {}}
+    for line in tail.splitlines():
+        m = PROFILE_LINE.match(line.strip())
+        if m:
+            words = m.group(3).split()
+            res[m.group(1)][m.group(2)] = {k: float(v) for k, v in zip(words[::2], words[1::2])}
+            res["lines"].append(line.strip())
+    if not all(k in res["total"] for k in ("wall", "busy", "asleep")):
+        return None
+    return res
+
+
+def profile_per_frame(prof, rx_frames, tx_frames, copy_ops=None):
+    """One line of per-frame figures from a parse_profile result and a vif's frame deltas over the same
+    span (rx: to the guest, tx: from it; both cost aggdom work): busy time and cycles, hypercalls that do
+    not sleep, grant copy and notify hypercalls, and grant copy operations (every vif's) if given. None
+    without frames."""
+    frames = (rx_frames or 0) + (tx_frames or 0)
+    if frames <= 0:
+        return None
+    mhz = prof["total"]["wall"].get("tsc_mhz", 0)
+    busy_us = prof["total"]["busy"]["ms"] * 1000 / frames
+    hc = prof["total"].get("hypercalls", {})
+    out = (f"per frame ({rx_frames} rx to the guest + {tx_frames} tx from it): busy {busy_us:.2f} us"
+           + (f" = {busy_us * mhz:.0f} cycles" if mhz else "")
+           + f", hypercalls {hc.get('calls', 0) / frames:.3f} ({hc.get('ms', 0) * 1000 / frames:.2f} us)")
+    for kind in ("grant_copy", "evtchn_send"):
+        h = prof["hypercall"].get(kind, {"calls": 0, "ms": 0})
+        out += f", {kind} {h['calls'] / frames:.3f} calls ({h['ms'] * 1000 / frames:.2f} us)"
+    if copy_ops is not None:
+        out += f", grant copy ops {copy_ops / frames:.2f} (all vifs)"
+    return out
+
+
 def attached_re(feid, handle=0):
     """aggdom's COM1 line when a vif joins the datapath (kernel/src/xen_net.rs)."""
     return rf"vif {feid}/{handle} attached as guest"
