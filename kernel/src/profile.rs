@@ -1,7 +1,7 @@
 //! The always-on cycle profile (issue 10): where the main loop's time goes,
 //! phase by phase, and what each kind of hypercall costs
-//! ([`xen::profile`]); the console's `profile` prints it, `profile reset`
-//! zeroes it.
+//! ([`xen::profile`]), and under Xen its runstate times over the same span;
+//! the console's `profile` prints it, `profile reset` zeroes it.
 //!
 //! Cycles are the kernel clock's TSC ([`time::rdtsc`]). The counters are
 //! [`Slot`]s in statics: atomics updated without a lock or `lock` prefix,
@@ -14,6 +14,7 @@ use aggdom_profile::{Counts, Item, Lap, Report, Slot};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
 
 /// The main loop's phases, in loop order. Their cycles add up to the
 /// loop's whole time: every cycle between two marks goes to one phase.
@@ -59,6 +60,8 @@ impl Phase {
 static SLOTS: [Slot; PHASES.len()] = [const { Slot::new() }; PHASES.len()];
 /// TSC at the loop's start or the last reset: where wall time counts from.
 static SINCE: AtomicU64 = AtomicU64::new(0);
+/// Xen's runstate times then (under Xen), to report the span's share.
+static RUNSTATE_AT: Mutex<Option<[u64; 4]>> = Mutex::new(None);
 
 /// The main loop's stopwatch.
 pub struct Loop(Lap);
@@ -82,6 +85,8 @@ impl Loop {
 /// The phase that runs this (the shell's) keeps the few cycles of its
 /// pass from before.
 fn reset() {
+    // First: its hypercall is then not counted in the span.
+    *RUNSTATE_AT.lock() = xen::profile::runstate();
     SLOTS.iter().for_each(Slot::reset);
     xen::profile::reset();
     SINCE.store(time::rdtsc(), Ordering::Relaxed);
@@ -110,11 +115,20 @@ pub fn command(_: &mut Domain, args: &[&str]) -> Result<(), String> {
                     asleep: kind.asleep(),
                 })
                 .collect();
+            let wall = time::rdtsc().wrapping_sub(SINCE.load(Ordering::Relaxed));
+            // Last, after the counts were read: its hypercall stays out.
+            let runstate = match (*RUNSTATE_AT.lock(), xen::profile::runstate()) {
+                (Some(at), Some(now)) => {
+                    Some(core::array::from_fn(|i| now[i].saturating_sub(at[i])))
+                }
+                _ => None,
+            };
             let report = Report {
-                wall: time::rdtsc().wrapping_sub(SINCE.load(Ordering::Relaxed)),
+                wall,
                 tsc_hz: time::tsc_hz(),
                 phases: &phases,
                 hypercalls: &hypercalls,
+                runstate,
             };
             print!("{report}");
         }

@@ -10,13 +10,17 @@
 //! profile total hypercalls calls 70000 ms 1300.0 us_per_call 18.57 share_busy 52.0
 //! profile phase domain calls 50000 ms 2000.0 us_per_call 40.00 share_wall 20.0 share_busy 80.0
 //! profile hypercall grant_copy calls 69615 ms 1234.5 us_per_call 17.73 share_busy 49.4
+//! profile runstate running ms 2300.0 share_wall 23.0
 //! ```
 //!
 //! Busy time is wall time less the asleep phases (time handed to Xen:
 //! waiting for events, yielding). A phase's share is of wall time, and of
 //! busy time too if it is work; a hypercall's is of busy time, or of wall
 //! time for the kinds that sleep (their time is the asleep phases'). The
-//! `total hypercalls` line sums the kinds that do not sleep. Numbers are
+//! `total hypercalls` line sums the kinds that do not sleep. Under Xen,
+//! `runstate` lines give Xen's own account of the same span (running,
+//! runnable, blocked, offline; shares of their sum): busy time the TSC saw
+//! may have been runnable, another vCPU on our CPU. Numbers are
 //! fixed-point, rounded: no floating point in the kernel.
 use core::fmt::{self, Display, Formatter};
 
@@ -43,7 +47,13 @@ pub struct Report<'a> {
     pub phases: &'a [Item<'a>],
     /// Hypercall kinds; those never called are left out.
     pub hypercalls: &'a [Item<'a>],
+    /// Xen's runstate times over the same span, ns: running, runnable,
+    /// blocked, offline (`VCPUOP_get_runstate_info`); `None` off Xen.
+    pub runstate: Option<[u64; 4]>,
 }
+
+/// Xen's `RUNSTATE_*` names, in `vcpu_runstate_info.time`'s order.
+const RUNSTATES: [&str; 4] = ["running", "runnable", "blocked", "offline"];
 
 impl Report<'_> {
     fn asleep(&self) -> u64 {
@@ -127,6 +137,17 @@ impl Display for Report<'_> {
                 writeln!(f, " share_busy {}", share(h.counts.cycles, busy))?;
             }
         }
+        if let Some(ns) = self.runstate {
+            let sum = ns.iter().fold(0u64, |s, t| s.saturating_add(*t));
+            for (name, t) in RUNSTATES.iter().zip(ns) {
+                writeln!(
+                    f,
+                    "profile runstate {name} ms {} share_wall {}",
+                    Fixed::ratio(u128::from(t), 1_000_000, 1),
+                    share(t, sum)
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -200,6 +221,7 @@ mod tests {
             tsc_hz: HZ,
             phases: &phases,
             hypercalls: &hypercalls,
+            runstate: None,
         };
         assert_eq!(
             text(&r),
@@ -225,12 +247,13 @@ mod tests {
             tsc_hz: 3_000_000,
             phases: &phases,
             hypercalls: &hypercalls,
+            runstate: Some([1, 2, 3, 4]),
         };
         for line in text(&r).lines() {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(words[0], "profile", "{line}");
             assert!(
-                ["total", "phase", "hypercall"].contains(&words[1]),
+                ["total", "phase", "hypercall", "runstate"].contains(&words[1]),
                 "{line}"
             );
             assert_eq!(words.len() % 2, 1, "{line}");
@@ -249,6 +272,7 @@ mod tests {
             tsc_hz: HZ,
             phases: &phases,
             hypercalls: &[],
+            runstate: None,
         };
         assert_eq!(r.busy(), 333);
         let t = text(&r);
@@ -266,6 +290,7 @@ mod tests {
                 tsc_hz: hz,
                 phases: &phases,
                 hypercalls: &hypercalls,
+                runstate: None,
             };
             let t = text(&r);
             assert!(t.starts_with("profile total wall ms 0.0 "), "{t}");
@@ -284,9 +309,28 @@ mod tests {
             tsc_hz: HZ,
             phases: &phases,
             hypercalls: &[],
+            runstate: None,
         };
         assert_eq!(r.busy(), 0);
         assert!(text(&r).contains("profile total busy ms 0.0 share_wall 0.0\n"));
+    }
+
+    #[test]
+    fn xens_runstate_follows_in_its_own_lines() {
+        let phases = [item("block", 1, 500, true)];
+        let r = Report {
+            wall: 1000,
+            tsc_hz: HZ,
+            phases: &phases,
+            hypercalls: &[],
+            runstate: Some([2_300_000_000, 100_000_000, 7_600_000_000, 0]),
+        };
+        assert!(text(&r).ends_with(
+            "profile runstate running ms 2300.0 share_wall 23.0\n\
+             profile runstate runnable ms 100.0 share_wall 1.0\n\
+             profile runstate blocked ms 7600.0 share_wall 76.0\n\
+             profile runstate offline ms 0.0 share_wall 0.0\n"
+        ));
     }
 
     #[test]

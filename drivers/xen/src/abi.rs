@@ -10,6 +10,25 @@ pub const HYPERVISOR_CONSOLE_IO: u32 = 18;
 pub const HYPERVISOR_SCHED_OP: u32 = 29;
 /// `__HYPERVISOR_hvm_op` (xen.h).
 pub const HYPERVISOR_HVM_OP: u32 = 34;
+/// `__HYPERVISOR_vcpu_op` (xen.h): `(cmd, vcpuid, arg)`.
+pub const HYPERVISOR_VCPU_OP: u32 = 24;
+
+/// `VCPUOP_get_runstate_info` (vcpu.h), argument [`VcpuRunstateInfo`];
+/// allowed to HVM domains (xen/arch/x86/hvm/hypercall.c, `hvm_vcpu_op`).
+pub const VCPUOP_GET_RUNSTATE_INFO: u64 = 4;
+
+/// `struct vcpu_runstate_info` (vcpu.h): `state` i32 at 0,
+/// `state_entry_time` u64 at 8, `time[4]` u64 at 16: Xen system time (ns)
+/// spent in each `RUNSTATE_*` (running, runnable, blocked, offline), the
+/// current state's included up to the call (`vcpu_runstate_get`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VcpuRunstateInfo {
+    pub state: i32,
+    pub pad: u32,
+    pub state_entry_time: u64,
+    pub time: [u64; 4],
+}
 
 /// `XENMEM_add_to_physmap` (memory.h).
 pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;

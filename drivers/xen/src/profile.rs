@@ -8,6 +8,8 @@
 //! other grant ops, `EVTCHNOP_send` (a notify) from the other event-channel
 //! ops, and `SCHEDOP_poll` / `block` / `yield` (time handed to Xen) from
 //! the other scheduler ops.
+//!
+//! Beside it, [`runstate`]: Xen's own account of where our vCPU's time went.
 use core::fmt::{self, Display, Formatter};
 
 use aggdom_profile::{Counts, Slot};
@@ -15,7 +17,10 @@ use hypervisor::abi::{
     EVTCHNOP_SEND, GNTTABOP_COPY, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_GRANT_TABLE_OP,
 };
 
-use crate::abi::{HYPERVISOR_SCHED_OP, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_YIELD};
+use crate::abi::{
+    VcpuRunstateInfo, HYPERVISOR_SCHED_OP, HYPERVISOR_VCPU_OP, SCHEDOP_BLOCK, SCHEDOP_POLL,
+    SCHEDOP_YIELD, VCPUOP_GET_RUNSTATE_INFO,
+};
 
 /// Hypercall numbers the hypercall page has stubs for (one 32-byte stub
 /// each in a 4 KiB page).
@@ -104,6 +109,27 @@ pub fn reset() {
     SLOTS.iter().for_each(Slot::reset);
 }
 
+/// Xen's own account of vCPU 0's time (`VCPUOP_get_runstate_info`), in ns
+/// of Xen system time: running, runnable (wanted a CPU, another vCPU had
+/// it), blocked, offline. What the TSC cannot tell: busy time that Xen
+/// gave to someone else. `None` when not on Xen or refused.
+pub fn runstate() -> Option<[u64; 4]> {
+    let mut info = VcpuRunstateInfo::default();
+    // SAFETY: VCPUOP_get_runstate_info on vCPU 0 (ours) writes one
+    // vcpu_runstate_info, which `info` is (abi.rs layout), and nothing else.
+    let rc = unsafe {
+        crate::hypercall::hypercall(
+            HYPERVISOR_VCPU_OP,
+            VCPUOP_GET_RUNSTATE_INFO,
+            0,
+            &mut info as *mut VcpuRunstateInfo as u64,
+            0,
+            0,
+        )
+    };
+    (rc == 0).then_some(info.time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +197,13 @@ mod tests {
             assert!(!n.is_empty() && !n.contains(' '), "{n}");
             assert!(!names[..i].contains(n), "{n} twice");
         }
+    }
+
+    #[test]
+    fn runstate_info_has_xens_layout() {
+        assert_eq!(core::mem::size_of::<VcpuRunstateInfo>(), 48);
+        assert_eq!(core::mem::offset_of!(VcpuRunstateInfo, state_entry_time), 8);
+        assert_eq!(core::mem::offset_of!(VcpuRunstateInfo, time), 16);
     }
 
     #[test]
