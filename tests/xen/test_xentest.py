@@ -473,6 +473,13 @@ class ProfileOutput(unittest.TestCase):
         self.assertIn("grant_copy 0.100 calls (1234.50 us)", line)
         self.assertIn("evtchn_send 0.000 calls (0.00 us)", line)
         self.assertIn("grant copy ops 1.50", line)
+        self.assertNotIn("Xen:", line)
+        # under Xen, the runstate lines follow (report.rs's xens_runstate_follows_in_its_own_lines)
+        p = xt.parse_profile("\n".join(self.reply() + ["profile runstate running ms 2300.0 share_wall 23.0",
+                                                         "profile runstate runnable ms 100.0 share_wall 1.0"]))
+        self.assertEqual(p["runstate"]["runnable"], {"ms": 100.0, "share_wall": 1.0})
+        self.assertIn("busy 2500.00 us = 2500000 cycles (Xen: running 2300.00 us)",
+                      xt.profile_per_frame(p, 1000, 0))
 
     def test_the_reset_line_bench_xen_waits_for(self):
         fmts = rust_strings("kernel/src/profile.rs")

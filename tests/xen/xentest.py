@@ -281,13 +281,13 @@ def parse_xen(log):
 # its first line, and the reply to `profile reset` (kernel/src/profile.rs), as aggdom_cmd's `expect`.
 PROFILE_FIRST = r"profile total wall ms"
 PROFILE_ZEROED = r"^profile zeroed at uptime"
-PROFILE_LINE = re.compile(r"^profile (total|phase|hypercall) (\w+)((?: [a-z_]+ \d+(?:\.\d+)?)+)$")
+PROFILE_LINE = re.compile(r"^profile (total|phase|hypercall|runstate) (\w+)((?: [a-z_]+ \d+(?:\.\d+)?)+)$")
 
 
 def parse_profile(log):
     """The last `profile` reply in a console log: {"lines": [its lines], "total": {name: {key: float}},
-    "phase": {...}, "hypercall": {...}}, or None when there is none or it is cut short (no wall, busy and
-    asleep totals). Lines that are not profile lines are skipped."""
+    "phase": {...}, "hypercall": {...}, "runstate": {...} (under Xen only)}, or None when there is none or
+    it is cut short (no wall, busy and asleep totals). Lines that are not profile lines are skipped."""
     log = log.replace("\r", "")
     at = log.rfind("profile total wall ")
     if at < 0:
@@ -296,7 +296,7 @@ def parse_profile(log):
     nxt = tail.find(PROMPT)          # the reply ends at the next prompt
     if nxt >= 0:
         tail = tail[:nxt]
-    res = {"lines": [], "total": {}, "phase": {}, "hypercall": {}}
+    res = {"lines": [], "total": {}, "phase": {}, "hypercall": {}, "runstate": {}}
     for line in tail.splitlines():
         m = PROFILE_LINE.match(line.strip())
         if m:
@@ -310,9 +310,9 @@ def parse_profile(log):
 
 def profile_per_frame(prof, rx_frames, tx_frames, copy_ops=None):
     """One line of per-frame figures from a parse_profile result and a vif's frame deltas over the same
-    span (rx: to the guest, tx: from it; both cost aggdom work): busy time and cycles, hypercalls that do
-    not sleep, grant copy and notify hypercalls, and grant copy operations (every vif's) if given. None
-    without frames."""
+    span (rx: to the guest, tx: from it; both cost aggdom work): busy time and cycles, Xen's running time
+    when shown, hypercalls that do not sleep, grant copy and notify hypercalls, and grant copy operations
+    (every vif's) if given. None without frames."""
     frames = (rx_frames or 0) + (tx_frames or 0)
     if frames <= 0:
         return None
@@ -321,6 +321,8 @@ def profile_per_frame(prof, rx_frames, tx_frames, copy_ops=None):
     hc = prof["total"].get("hypercalls", {})
     out = (f"per frame ({rx_frames} rx to the guest + {tx_frames} tx from it): busy {busy_us:.2f} us"
            + (f" = {busy_us * mhz:.0f} cycles" if mhz else "")
+           + (f" (Xen: running {prof['runstate']['running']['ms'] * 1000 / frames:.2f} us)"
+              if "running" in prof["runstate"] else "")
            + f", hypercalls {hc.get('calls', 0) / frames:.3f} ({hc.get('ms', 0) * 1000 / frames:.2f} us)")
     for kind in ("grant_copy", "evtchn_send"):
         h = prof["hypercall"].get(kind, {"calls": 0, "ms": 0})
