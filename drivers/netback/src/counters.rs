@@ -112,6 +112,10 @@ pub struct VifCounters {
     pub rx_gso: u64,
     /// Frames segmented in software because the guest takes no GSO.
     pub rx_segmented: u64,
+    /// Grant-copy calls that delivered frames to the guest: one per
+    /// [`crate::RxBatch`] unless it outgrew its stage, so `rx_frames`
+    /// over this is the frames each hypercall carried.
+    pub rx_batches: u64,
     /// Successful connections (rings mapped, event channel bound).
     pub connects: u64,
     /// Connections torn down, for any reason.
@@ -175,6 +179,7 @@ impl VifCounters {
             ("rx_bytes", self.rx_bytes),
             ("rx_gso", self.rx_gso),
             ("rx_segmented", self.rx_segmented),
+            ("rx_batches", self.rx_batches),
             ("connects", self.connects),
             ("disconnects", self.disconnects),
             ("connect_failures", self.connect_failures),
@@ -224,7 +229,7 @@ mod tests {
         c.visit(|name, reason, v| seen.push((name, reason, v)));
         assert_eq!(
             seen.len(),
-            17 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
+            18 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
         );
         assert!(seen.contains(&("tx_frames", "", 2)));
         assert!(seen.contains(&("tx_drops", "bad_grant", 1)));

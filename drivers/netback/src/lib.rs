@@ -11,7 +11,9 @@
 //!   [`Vif::poll_tx`] lends frames the guest sent (at most
 //!   `max_frame_len` bytes, checksums complete: GSO frames are segmented
 //!   here, [`segment`]), [`Vif::deliver_rx`] copies a frame into the
-//!   guest's buffers. [`Vif::poll_tx_offload`] and
+//!   guest's buffers, and [`Vif::rx_batch`] a loop turn's frames with
+//!   one grant copy and at most one notification per queue.
+//!   [`Vif::poll_tx_offload`] and
 //!   [`Vif::deliver_rx_offload`] carry [`segment::Offload`] metadata for a
 //!   datapath whose uplinks segment and checksum themselves. None of them
 //!   allocates.
@@ -54,7 +56,7 @@
 //! assert_eq!(vif.counters().rx_frames, 1);
 //! ```
 //! The poll loop calls [`Netback::poll_control`] and, for each connected
-//! vif, `poll_tx` and `deliver_rx`; it learns of (dis)connections from
+//! vif, `poll_tx` and `deliver_rx` (or `rx_batch`); it learns of (dis)connections from
 //! [`Vif::is_connected`] and [`VifCounters::connects`].
 //!
 //! # Xenstore keys
@@ -108,6 +110,8 @@ mod tests;
 #[cfg(test)]
 mod tests_offload;
 #[cfg(test)]
+mod tests_rx_batch;
+#[cfg(test)]
 mod tests_xl;
 
 pub use backend::{Netback, EVENTS_PER_POLL};
@@ -115,4 +119,5 @@ pub use config::{Config, FATAL_TX_SLOTS, MAX_QUEUES};
 pub use counters::{Fatal, RxDrop, TxDrop, VifCounters};
 pub use error::{ConnectError, RxError};
 pub use rate::Rate;
+pub use rx::{RxBatch, RxDelivered, RX_BATCH_OPS};
 pub use vif::{Vif, VifId, UNPLUG_GRACE_NS};

@@ -9,7 +9,20 @@
 //! partial checksum goes as `NETRXF_csum_blank` to a frontend that takes
 //! checksum offload, completed to any other; a checksum known good is
 //! flagged `NETRXF_data_validated`.
-use hypervisor::{DomId, GrantAddr, GrantCopy, Hypervisor, PAGE_SIZE};
+//!
+//! Frames go in batches ([`RxBatch`]), because under Xen a hypercall costs
+//! far more than copying an MTU frame, and a guest receiving TCP gets
+//! dozens of frames per loop turn. Pushing a frame takes its requests and
+//! stages its bytes in the connection's [`RxStage`]; one `GNTTABOP_copy`
+//! then carries every staged copy, the responses are written once their
+//! statuses are known (a failed copy fails only its own frame), and each
+//! queue's ring is pushed once and its frontend notified at most once.
+//! Each frame is still checked, dropped and counted on its own, exactly
+//! as when it goes alone ([`Vif::deliver_rx_offload`] is a batch of one).
+use alloc::vec;
+use alloc::vec::Vec;
+
+use hypervisor::{DomId, GrantAddr, GrantCopy, GrantRef, Hypervisor, PAGE_SIZE};
 
 use crate::checksum::{self, Lengths};
 use crate::counters::{Fatal, RxDrop, VifCounters};
@@ -23,8 +36,15 @@ use crate::wire::{
 
 /// Data slots the longest frame can need.
 const MAX_DATA_SLOTS: usize = XEN_NETIF_MAX_TX_SIZE.div_ceil(PAGE_SIZE);
-/// With the GSO extra.
-const MAX_RX_SLOTS: usize = MAX_DATA_SLOTS + 1;
+
+/// Copies one `grant_copy` call carries at most; a fuller stage is copied
+/// first. (Xen's platform layer splits a call further if its own
+/// hypercall batch is smaller.)
+pub const RX_BATCH_OPS: usize = 64;
+
+/// Pages of a connection's stage: 64 MTU frames at two to a page, or the
+/// longest frame ([`MAX_DATA_SLOTS`] pages) twice.
+const RX_STAGE_PAGES: usize = 32;
 
 impl<H: Hypervisor> Vif<H> {
     /// Delivers one Ethernet frame (without FCS) to the guest: copies it
@@ -40,39 +60,91 @@ impl<H: Hypervisor> Vif<H> {
     /// other; a partial checksum is completed unless the guest takes it.
     /// Header offsets are found from the frame itself (those in `off` are
     /// not trusted), and metadata that does not fit the frame is a counted
-    /// drop ([`RxDrop::Offload`]).
+    /// drop ([`RxDrop::Offload`]). A batch of one ([`Vif::rx_batch`]).
     pub fn deliver_rx_offload(
         &mut self,
         hv: &mut H,
         frame: &[u8],
         off: Offload,
     ) -> Result<(), RxError> {
-        let fe = self.id.frontend;
-        let max = self.config.max_frame_len;
-        let counters = &mut self.counters;
-        let Some(c) = self.conn.as_mut() else {
+        let mut batch = self.rx_batch(hv);
+        batch.push(frame, off)?;
+        if batch.finish().guest_faults > 0 {
+            return Err(RxError::GuestFault);
+        }
+        Ok(())
+    }
+
+    /// Starts a batch of frames for the guest: [`RxBatch::push`] each,
+    /// then [`RxBatch::finish`]. Never allocates.
+    pub fn rx_batch<'a>(&'a mut self, hv: &'a mut H) -> RxBatch<'a, H> {
+        RxBatch {
+            vif: self,
+            hv,
+            done: RxDelivered::default(),
+        }
+    }
+}
+
+/// Frames for one vif's guest, copied together (see the module
+/// documentation). Dropping it finishes it too: a request taken is always
+/// answered.
+pub struct RxBatch<'a, H: Hypervisor> {
+    vif: &'a mut Vif<H>,
+    hv: &'a mut H,
+    done: RxDelivered,
+}
+
+/// What a batch delivered, once finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxDelivered {
+    /// Frames copied into the guest's buffers (each segment of a frame
+    /// cut for a frontend without GSO counts).
+    pub frames: u64,
+    /// Frames whose copies failed on the guest's grants
+    /// ([`RxDrop::BadGrant`]): the guest got error responses for them.
+    pub guest_faults: u64,
+}
+
+impl<H: Hypervisor> RxBatch<'_, H> {
+    /// Takes the guest's buffers for `frame` (with `off` as for
+    /// [`Vif::deliver_rx_offload`]) and stages its bytes; the copy and the
+    /// responses come at [`RxBatch::finish`], or earlier when the stage
+    /// is full. An error is the frame's drop, counted; a later frame may
+    /// still go. A bad grant shows only once the batch is finished
+    /// ([`RxDelivered::guest_faults`]).
+    pub fn push(&mut self, frame: &[u8], off: Offload) -> Result<(), RxError> {
+        let vif = &mut *self.vif;
+        let fe = vif.id.frontend;
+        let max = vif.config.max_frame_len;
+        let counters = &mut vif.counters;
+        let Some(c) = vif.conn.as_mut() else {
             counters.count_rx_drop(RxDrop::NotConnected);
             return Err(RxError::NotConnected);
         };
         let Connection {
             queues,
-            rx_features: feat,
-            seg,
+            rx_features,
+            rx_stage,
             ..
         } = c;
-        let feat = *feat;
+        let feat = *rx_features;
         // One queue (the usual frontend) needs no hash: it parses the
         // headers of every frame.
         let qi = match queues.len() {
             0 | 1 => 0,
             nq => flow_hash(frame) as usize % nq,
         };
-        let Some(q) = queues.get_mut(qi) else {
-            counters.count_rx_drop(RxDrop::NotConnected);
-            return Err(RxError::NotConnected);
+        let mut rx = Rx {
+            hv: &mut *self.hv,
+            queues,
+            stage: rx_stage,
+            fe,
+            counters,
+            done: &mut self.done,
         };
         let result = match off.gso {
-            None => deliver_plain(hv, q, seg, fe, max, feat, counters, frame, off.csum),
+            None => rx.plain(qi, max, feat, frame, off.csum),
             Some(gso) => {
                 let takes = feat.sg
                     && match gso.kind {
@@ -81,23 +153,21 @@ impl<H: Hypervisor> Vif<H> {
                     };
                 match Plan::new(frame, gso, max) {
                     Err(_) => {
-                        counters.count_rx_drop(RxDrop::Offload);
+                        rx.counters.count_rx_drop(RxDrop::Offload);
                         Err(Delivery::Drop(RxError::BadLength))
                     }
                     Ok(_) if frame.len() > XEN_NETIF_MAX_TX_SIZE => {
-                        counters.count_rx_drop(RxDrop::BadLength);
+                        rx.counters.count_rx_drop(RxDrop::BadLength);
                         Err(Delivery::Drop(RxError::BadLength))
                     }
                     Ok(_) if takes => {
                         let extra = ExtraInfo::new_gso(gso.size, segment::netif_gso_type(gso.kind));
                         let flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
-                        let r = deliver_one(hv, q, fe, counters, frame, flags, Some(extra));
-                        if r.is_ok() {
-                            counters.rx_gso += 1;
-                        }
-                        r
+                        rx.stage(qi, frame.len(), flags, Some(extra), |dst| {
+                            dst.copy_from_slice(frame)
+                        })
                     }
-                    Ok(plan) => deliver_segments(hv, q, seg, fe, feat, counters, frame, &plan),
+                    Ok(plan) => rx.segments(qi, feat, frame, &plan),
                 }
             }
         };
@@ -105,11 +175,118 @@ impl<H: Hypervisor> Vif<H> {
             Ok(()) => Ok(()),
             Err(Delivery::Drop(e)) => Err(e),
             Err(Delivery::Fatal) => {
-                self.counters.count_rx_drop(RxDrop::NotConnected);
-                self.fail(hv, Fatal::RingOverflow);
+                // The frames before this one go, as they would have alone.
+                self.commit();
+                self.vif.counters.count_rx_drop(RxDrop::NotConnected);
+                self.vif.fail(self.hv, Fatal::RingOverflow);
                 Err(RxError::NotConnected)
             }
         }
+    }
+
+    /// Copies what is staged, answers its requests, pushes every queue's
+    /// responses and notifies the frontend where it asked.
+    pub fn finish(mut self) -> RxDelivered {
+        self.commit();
+        self.done
+    }
+
+    fn commit(&mut self) {
+        let vif = &mut *self.vif;
+        let Some(c) = vif.conn.as_mut() else {
+            return;
+        };
+        let Connection {
+            queues, rx_stage, ..
+        } = c;
+        let mut rx = Rx {
+            hv: &mut *self.hv,
+            queues,
+            stage: rx_stage,
+            fe: vif.id.frontend,
+            counters: &mut vif.counters,
+            done: &mut self.done,
+        };
+        rx.copy();
+        rx.push_responses();
+    }
+}
+
+impl<H: Hypervisor> Drop for RxBatch<'_, H> {
+    fn drop(&mut self) {
+        // After `finish` nothing is staged or unpushed: no hypercall.
+        self.commit();
+    }
+}
+
+/// Where a connection's frames for the guest wait between being pushed
+/// and being copied: their bytes, their copies and their responses to
+/// be. Allocated at connect, so delivering never allocates.
+pub(crate) struct RxStage {
+    /// [`RX_STAGE_PAGES`] pages and one more, so that the part used can
+    /// start at a page boundary of this domain's memory.
+    bytes: Vec<u8>,
+    /// Where that boundary is in `bytes`.
+    base: usize,
+    /// Bytes used after `base`, with the gaps left at page ends.
+    used: usize,
+    copies: Vec<StagedCopy>,
+    frames: Vec<StagedFrame>,
+}
+
+/// One copy into one posted buffer, and the request it answers.
+#[derive(Clone, Copy)]
+struct StagedCopy {
+    /// Where its bytes are in [`RxStage::bytes`].
+    at: usize,
+    len: usize,
+    gref: GrantRef,
+    id: u16,
+}
+
+/// One frame on the ring: its copies, and what its first response says.
+#[derive(Clone, Copy)]
+struct StagedFrame {
+    queue: usize,
+    /// Its copies are `copies[first..first + slots]`, one per data slot.
+    first: usize,
+    slots: usize,
+    flags: u16,
+    /// A GSO extra, in the slot after the first (a GSO frame whole).
+    extra: Option<ExtraInfo>,
+}
+
+impl RxStage {
+    pub(crate) fn new() -> Self {
+        let bytes = vec![0u8; (RX_STAGE_PAGES + 1) * PAGE_SIZE];
+        // Xen copies within pages: a copy whose local bytes cross a page
+        // boundary costs the hypercall two entries. The address only
+        // places frames; it is never turned back into a pointer.
+        let base = (bytes.as_ptr() as usize).wrapping_neg() % PAGE_SIZE;
+        Self {
+            bytes,
+            base,
+            used: 0,
+            copies: Vec::with_capacity(RX_BATCH_OPS),
+            frames: Vec::with_capacity(RX_BATCH_OPS),
+        }
+    }
+
+    /// Where a frame of `len` bytes in `slots` copies would go (after
+    /// `base`), placed so that no copy crosses a page boundary: inside
+    /// one page if it fits in one, else from the start of a page. `None`
+    /// when the stage is full.
+    fn place(&self, len: usize, slots: usize) -> Option<usize> {
+        if self.copies.len() + slots > RX_BATCH_OPS {
+            return None;
+        }
+        let in_page = self.used % PAGE_SIZE;
+        let at = if in_page == 0 || in_page + len <= PAGE_SIZE {
+            self.used
+        } else {
+            self.used + (PAGE_SIZE - in_page)
+        };
+        (at + len <= RX_STAGE_PAGES * PAGE_SIZE).then_some(at)
     }
 }
 
@@ -118,6 +295,250 @@ impl<H: Hypervisor> Vif<H> {
 enum Delivery {
     Drop(RxError),
     Fatal,
+}
+
+/// A connection's parts that delivery works on, borrowed apart.
+struct Rx<'c, H: Hypervisor> {
+    hv: &'c mut H,
+    queues: &'c mut [Queue<H::Page>],
+    stage: &'c mut RxStage,
+    fe: DomId,
+    counters: &'c mut VifCounters,
+    done: &'c mut RxDelivered,
+}
+
+impl<H: Hypervisor> Rx<'_, H> {
+    /// A frame without GSO: its checksum as the guest takes it.
+    fn plain(
+        &mut self,
+        qi: usize,
+        max: usize,
+        feat: RxFeatures,
+        frame: &[u8],
+        csum: Csum,
+    ) -> Result<(), Delivery> {
+        let len = frame.len();
+        if len < ETH_HLEN || len > max || (len > PAGE_SIZE && !feat.sg) {
+            self.counters.count_rx_drop(RxDrop::BadLength);
+            return Err(Delivery::Drop(RxError::BadLength));
+        }
+        let copy = |dst: &mut [u8]| dst.copy_from_slice(frame);
+        match csum {
+            Csum::Unknown => self.stage(qi, len, 0, None, copy),
+            Csum::Validated => self.stage(qi, len, NETRXF_DATA_VALIDATED, None, copy),
+            Csum::Partial { .. } => {
+                let Some(at) = checksum::locate(frame, Lengths::Ip) else {
+                    self.counters.count_rx_drop(RxDrop::Offload);
+                    return Err(Delivery::Drop(RxError::BadLength));
+                };
+                let takes = if at.ipv6 { feat.csum6 } else { feat.csum4 };
+                if takes {
+                    let flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
+                    return self.stage(qi, len, flags, None, copy);
+                }
+                // Completed in the staged copy: the frame is not ours.
+                self.stage(qi, len, NETRXF_DATA_VALIDATED, None, |dst| {
+                    dst.copy_from_slice(frame);
+                    checksum::fill(dst, &at);
+                })
+            }
+        }
+    }
+
+    /// A GSO frame for a guest without GSO: every segment, or none if the
+    /// guest has not posted buffers for all. Each segment is a frame of
+    /// its own on the ring, and a bad grant fails only its segment.
+    fn segments(
+        &mut self,
+        qi: usize,
+        feat: RxFeatures,
+        frame: &[u8],
+        plan: &Plan,
+    ) -> Result<(), Delivery> {
+        let per_seg = |i: usize| plan.len(i).div_ceil(PAGE_SIZE) as u32;
+        if !feat.sg && per_seg(0) > 1 {
+            self.counters.count_rx_drop(RxDrop::BadLength);
+            return Err(Delivery::Drop(RxError::BadLength));
+        }
+        let needed: u32 = (0..plan.count()).map(per_seg).sum();
+        let Some(q) = self.queues.get_mut(qi) else {
+            self.counters.count_rx_drop(RxDrop::NotConnected);
+            return Err(Delivery::Drop(RxError::NotConnected));
+        };
+        if !ensure_slots(q, needed)? {
+            self.counters.count_rx_drop(RxDrop::RingFull);
+            return Err(Delivery::Drop(RxError::Full));
+        }
+        self.counters.rx_segmented += 1;
+        for i in 0..plan.count() {
+            self.stage(qi, plan.len(i), NETRXF_DATA_VALIDATED, None, |dst| {
+                plan.write(frame, i, dst, true);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Takes the requests for one frame of `len` bytes on queue `qi` (its
+    /// data slots, and after the first the `extra` slot if any), lets
+    /// `fill` write its bytes into the stage, and records its copies.
+    fn stage(
+        &mut self,
+        qi: usize,
+        len: usize,
+        flags: u16,
+        extra: Option<ExtraInfo>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), Delivery> {
+        let data_slots = len.div_ceil(PAGE_SIZE);
+        if data_slots == 0 || data_slots > MAX_DATA_SLOTS {
+            self.counters.count_rx_drop(RxDrop::BadLength);
+            return Err(Delivery::Drop(RxError::BadLength));
+        }
+        let at = match self.stage.place(len, data_slots) {
+            Some(at) => at,
+            None => {
+                // Full: what is staged goes now, and the frame fits after.
+                self.copy();
+                match self.stage.place(len, data_slots) {
+                    Some(at) => at,
+                    None => {
+                        self.counters.count_rx_drop(RxDrop::BadLength);
+                        return Err(Delivery::Drop(RxError::BadLength));
+                    }
+                }
+            }
+        };
+        let Some(q) = self.queues.get_mut(qi) else {
+            self.counters.count_rx_drop(RxDrop::NotConnected);
+            return Err(Delivery::Drop(RxError::NotConnected));
+        };
+        let needed = data_slots + usize::from(extra.is_some());
+        if !ensure_slots(q, needed as u32)? {
+            self.counters.count_rx_drop(RxDrop::RingFull);
+            return Err(Delivery::Drop(RxError::Full));
+        }
+
+        let st = &mut *self.stage;
+        let first = st.copies.len();
+        let start = st.base + at;
+        for i in 0..data_slots {
+            let req = RxRequest::parse(&q.rx.take_request(&q.rx_page));
+            if i == 0 && extra.is_some() {
+                // The extra takes the second request; data the others.
+                q.rx.take_request(&q.rx_page);
+            }
+            let off = i * PAGE_SIZE;
+            st.copies.push(StagedCopy {
+                at: start + off,
+                len: (len - off).min(PAGE_SIZE),
+                gref: req.gref,
+                id: req.id,
+            });
+        }
+        fill(&mut st.bytes[start..start + len]);
+        st.used = at + len;
+        st.frames.push(StagedFrame {
+            queue: qi,
+            first,
+            slots: data_slots,
+            flags,
+            extra,
+        });
+        Ok(())
+    }
+
+    /// Copies every staged frame in one `grant_copy` and writes their
+    /// responses, each frame with its own copies' status.
+    fn copy(&mut self) {
+        let Rx {
+            hv,
+            queues,
+            stage,
+            fe,
+            counters,
+            done,
+        } = self;
+        if stage.copies.is_empty() {
+            return;
+        }
+        let mut ops: [GrantCopy<'_>; RX_BATCH_OPS] = core::array::from_fn(|_| GrantCopy::default());
+        for (op, c) in ops.iter_mut().zip(&stage.copies) {
+            *op = GrantCopy::to_foreign(
+                &stage.bytes[c.at..c.at + c.len],
+                GrantAddr {
+                    domid: *fe,
+                    gref: c.gref,
+                    offset: 0,
+                },
+            );
+        }
+        let ops = &mut ops[..stage.copies.len()];
+        hv.grant_copy(ops);
+        counters.rx_batches += 1;
+
+        for f in &stage.frames {
+            let span = f.first..f.first + f.slots;
+            let (Some(q), Some(copies), Some(status)) = (
+                queues.get_mut(f.queue),
+                stage.copies.get(span.clone()),
+                ops.get(span),
+            ) else {
+                continue; // not staged so: nothing was taken for it
+            };
+            let ok = status.iter().all(|op| op.status.is_okay());
+            for (i, c) in copies.iter().enumerate() {
+                let mut flags = if i + 1 == f.slots {
+                    0
+                } else {
+                    NETRXF_MORE_DATA
+                };
+                if i == 0 {
+                    flags |= f.flags;
+                    if f.extra.is_some() {
+                        flags |= NETRXF_EXTRA_INFO;
+                    }
+                }
+                let rsp = RxResponse {
+                    id: c.id,
+                    offset: 0,
+                    flags,
+                    // A copy is at most a page: it fits.
+                    status: if ok { c.len as i16 } else { NETIF_RSP_ERROR },
+                };
+                q.rx.put_response(&q.rx_page, &rsp.encode());
+                if i == 0 {
+                    if let Some(e) = f.extra {
+                        // netif_extra_info in the response slot (8 bytes).
+                        q.rx.put_response(&q.rx_page, &e.encode()[..8]);
+                    }
+                }
+            }
+            if ok {
+                counters.rx_frames += 1;
+                counters.rx_bytes += copies.iter().map(|c| c.len as u64).sum::<u64>();
+                if f.extra.is_some() {
+                    counters.rx_gso += 1;
+                }
+                done.frames += 1;
+            } else {
+                counters.count_rx_drop(RxDrop::BadGrant);
+                done.guest_faults += 1;
+            }
+        }
+        stage.copies.clear();
+        stage.frames.clear();
+        stage.used = 0;
+    }
+
+    /// Publishes every queue's new responses, notifying where the
+    /// frontend asked (its `rsp_event`).
+    fn push_responses(&mut self) {
+        for q in self.queues.iter_mut() {
+            if q.rx.push_responses(&q.rx_page) && self.hv.send(q.rx_port).is_ok() {
+                self.counters.notifies += 1;
+            }
+        }
+    }
 }
 
 /// Spreads flows over queues: a hash of the IP addresses, protocol and
@@ -143,76 +564,6 @@ fn flow_hash(frame: &[u8]) -> u32 {
     h
 }
 
-/// A frame without GSO: its checksum as the guest takes it.
-#[allow(clippy::too_many_arguments)]
-fn deliver_plain<H: Hypervisor>(
-    hv: &mut H,
-    q: &mut Queue<H::Page>,
-    seg: &mut [u8],
-    fe: DomId,
-    max: usize,
-    feat: RxFeatures,
-    counters: &mut VifCounters,
-    frame: &[u8],
-    csum: Csum,
-) -> Result<(), Delivery> {
-    if frame.len() < ETH_HLEN || frame.len() > max || (frame.len() > PAGE_SIZE && !feat.sg) {
-        counters.count_rx_drop(RxDrop::BadLength);
-        return Err(Delivery::Drop(RxError::BadLength));
-    }
-    match csum {
-        Csum::Unknown => deliver_one(hv, q, fe, counters, frame, 0, None),
-        Csum::Validated => deliver_one(hv, q, fe, counters, frame, NETRXF_DATA_VALIDATED, None),
-        Csum::Partial { .. } => {
-            let Some(at) = checksum::locate(frame, Lengths::Ip) else {
-                counters.count_rx_drop(RxDrop::Offload);
-                return Err(Delivery::Drop(RxError::BadLength));
-            };
-            let takes = if at.ipv6 { feat.csum6 } else { feat.csum4 };
-            if takes {
-                let flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
-                return deliver_one(hv, q, fe, counters, frame, flags, None);
-            }
-            // `seg` holds `max` bytes, and the frame is no longer.
-            let copy = &mut seg[..frame.len()];
-            copy.copy_from_slice(frame);
-            checksum::fill(copy, &at);
-            deliver_one(hv, q, fe, counters, copy, NETRXF_DATA_VALIDATED, None)
-        }
-    }
-}
-
-/// A GSO frame for a guest without GSO: every segment, or none if the
-/// guest has not posted buffers for all.
-#[allow(clippy::too_many_arguments)]
-fn deliver_segments<H: Hypervisor>(
-    hv: &mut H,
-    q: &mut Queue<H::Page>,
-    seg: &mut [u8],
-    fe: DomId,
-    feat: RxFeatures,
-    counters: &mut VifCounters,
-    frame: &[u8],
-    plan: &Plan,
-) -> Result<(), Delivery> {
-    let per_seg = |i: usize| plan.len(i).div_ceil(PAGE_SIZE) as u32;
-    if !feat.sg && per_seg(0) > 1 {
-        counters.count_rx_drop(RxDrop::BadLength);
-        return Err(Delivery::Drop(RxError::BadLength));
-    }
-    let needed: u32 = (0..plan.count()).map(per_seg).sum();
-    if !ensure_slots(q, needed)? {
-        counters.count_rx_drop(RxDrop::RingFull);
-        return Err(Delivery::Drop(RxError::Full));
-    }
-    counters.rx_segmented += 1;
-    for i in 0..plan.count() {
-        let n = plan.write(frame, i, seg, true);
-        deliver_one(hv, q, fe, counters, &seg[..n], NETRXF_DATA_VALIDATED, None)?;
-    }
-    Ok(())
-}
-
 /// Whether `needed` requests are posted; if not, asks to be notified
 /// when they are and looks once more.
 fn ensure_slots<P: hypervisor::SharedPage>(
@@ -226,89 +577,4 @@ fn ensure_slots<P: hypervisor::SharedPage>(
     q.rx.want_requests(&q.rx_page, avail + 1);
     let avail = q.rx.unconsumed(&q.rx_page).map_err(|_| Delivery::Fatal)?;
     Ok(avail >= needed)
-}
-
-/// Copies one frame into posted buffers: its data slots, and after the
-/// first the `extra` slot if any.
-fn deliver_one<H: Hypervisor>(
-    hv: &mut H,
-    q: &mut Queue<H::Page>,
-    fe: DomId,
-    counters: &mut VifCounters,
-    frame: &[u8],
-    flags: u16,
-    extra: Option<ExtraInfo>,
-) -> Result<(), Delivery> {
-    let len = frame.len();
-    let data_slots = len.div_ceil(PAGE_SIZE);
-    if data_slots > MAX_DATA_SLOTS {
-        counters.count_rx_drop(RxDrop::BadLength);
-        return Err(Delivery::Drop(RxError::BadLength));
-    }
-    let needed = data_slots + usize::from(extra.is_some());
-    if !ensure_slots(q, needed as u32)? {
-        counters.count_rx_drop(RxDrop::RingFull);
-        return Err(Delivery::Drop(RxError::Full));
-    }
-
-    let mut reqs = [RxRequest::default(); MAX_RX_SLOTS];
-    for r in reqs.iter_mut().take(needed) {
-        *r = RxRequest::parse(&q.rx.take_request(&q.rx_page));
-    }
-    // The extra takes the second request; data goes into the others.
-    let data_req = |i: usize| if extra.is_some() && i > 0 { i + 1 } else { i };
-    let mut ops: [GrantCopy<'_>; MAX_DATA_SLOTS] = core::array::from_fn(|_| GrantCopy::default());
-    for (i, (op, chunk)) in ops.iter_mut().zip(frame.chunks(PAGE_SIZE)).enumerate() {
-        *op = GrantCopy::to_foreign(
-            chunk,
-            GrantAddr {
-                domid: fe,
-                gref: reqs[data_req(i)].gref,
-                offset: 0,
-            },
-        );
-    }
-    let ops = &mut ops[..data_slots];
-    hv.grant_copy(ops);
-    let ok = ops.iter().all(|op| op.status.is_okay());
-
-    for (i, chunk) in frame.chunks(PAGE_SIZE).enumerate() {
-        let last = i + 1 == data_slots;
-        let mut f = if last { 0 } else { NETRXF_MORE_DATA };
-        if i == 0 {
-            f |= flags;
-            if extra.is_some() {
-                f |= NETRXF_EXTRA_INFO;
-            }
-        }
-        let rsp = RxResponse {
-            id: reqs[data_req(i)].id,
-            offset: 0,
-            flags: f,
-            // A chunk is at most a page: it fits.
-            status: if ok {
-                chunk.len() as i16
-            } else {
-                NETIF_RSP_ERROR
-            },
-        };
-        q.rx.put_response(&q.rx_page, &rsp.encode());
-        if i == 0 {
-            if let Some(e) = extra {
-                // netif_extra_info in the response slot (8 bytes).
-                q.rx.put_response(&q.rx_page, &e.encode()[..8]);
-            }
-        }
-    }
-    if q.rx.push_responses(&q.rx_page) && hv.send(q.rx_port).is_ok() {
-        counters.notifies += 1;
-    }
-    if ok {
-        counters.rx_frames += 1;
-        counters.rx_bytes += len as u64;
-        Ok(())
-    } else {
-        counters.count_rx_drop(RxDrop::BadGrant);
-        Err(Delivery::Drop(RxError::GuestFault))
-    }
 }

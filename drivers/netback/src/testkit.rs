@@ -535,6 +535,15 @@ impl FakeFrontend {
         }
     }
 
+    /// Writes any value into the RX ring's `rsp_event`: the response
+    /// after which the frontend wants to be notified (netfront sets it
+    /// to the next one after reading; one far ahead asks for none).
+    pub fn set_rx_rsp_event(&self, v: u32) {
+        if let Some(rx) = self.rx() {
+            rx.page.store_u32(RSP_EVENT, v);
+        }
+    }
+
     /// The TX ring's published `req_prod` as this frontend tracks it.
     pub fn tx_req_prod(&self) -> u32 {
         self.tx().map_or(0, |t| t.req_prod_pvt)

@@ -28,6 +28,7 @@ use crate::counters::{Fatal, VifCounters};
 use crate::error::ConnectError;
 use crate::rate::Credit;
 use crate::ring::BackRing;
+use crate::rx::RxStage;
 use crate::snapshot::{Key, QKey, ReadRound, Snapshot};
 use crate::wire::{RX_SLOT, TX_SLOT, XEN_NETIF_MAX_TX_SIZE};
 
@@ -84,8 +85,11 @@ pub(crate) struct Connection<P> {
     /// Guest frames are copied here: `max_frame_len` bytes, or 64 KiB
     /// when GSO is offered. Allocated once per connection.
     pub(crate) buf: Vec<u8>,
-    /// Segments and completed frames are built here, `max_frame_len` bytes.
+    /// Guest TX segments and completed frames are built here,
+    /// `max_frame_len` bytes.
     pub(crate) seg: Vec<u8>,
+    /// Frames for the guest wait here for their batch's copy.
+    pub(crate) rx_stage: RxStage,
     /// The frontend keys this connection was made from.
     keys: Vec<RingKeys>,
 }
@@ -708,6 +712,7 @@ impl<H: Hypervisor> Vif<H> {
             rx_features,
             buf: vec![0; buf_len],
             seg: vec![0; self.config.max_frame_len],
+            rx_stage: RxStage::new(),
             keys,
         })
     }

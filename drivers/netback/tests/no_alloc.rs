@@ -1,6 +1,7 @@
 //! The datapath allocates nothing once a vif is connected: a counting
-//! global allocator around bursts of `poll_tx` and `deliver_rx`, including
-//! multi-slot frames, checksum completion, drops and ring-full answers.
+//! global allocator around bursts of `poll_tx`, `deliver_rx` and RX
+//! batches, including multi-slot frames, checksum completion, segments,
+//! drops and ring-full answers.
 //! (An integration test because the crate forbids `unsafe`, and a
 //! `GlobalAlloc` impl needs it.)
 
@@ -8,6 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use hypervisor::{FakeHypervisor, XenbusState};
+use netback::segment::{Csum, Gso, GsoKind, Offload};
 use netback::testkit::create_vif;
 use netback::wire::NETTXF_CSUM_BLANK;
 use netback::{Config, Netback, VifId};
@@ -83,13 +85,24 @@ fn datapath_allocates_nothing() {
     assert_eq!(f.backend_state(&hv), XenbusState::Connected);
     f.tx_flags = NETTXF_CSUM_BLANK;
     let rx_frames = [udp(60), udp(1514), udp(9018)];
+    let super_frame = tcp(10_000);
+    let gso_off = Offload {
+        gso: Some(Gso {
+            size: 1448,
+            kind: GsoKind::TcpV4,
+        }),
+        csum: Csum::Partial {
+            start: 34,
+            offset: 16,
+        },
+    };
 
     for round in 0..20 {
         // Frontend work (granting pages) allocates; it happens outside.
         f.send(&mut hv, &udp(1514), 512, 0);
         f.send(&mut hv, &udp(60), 4096, 0);
         f.send(&mut hv, &[0u8; 10], 4096, 0); // a runt: dropped
-        f.post_rx(&mut hv, if round % 2 == 0 { 5 } else { 0 });
+        f.post_rx(&mut hv, if round % 2 == 0 { 20 } else { 0 });
         let vif = nb.vif_mut(id).unwrap();
         let before = count();
         let mut seen = 0;
@@ -100,6 +113,13 @@ fn datapath_allocates_nothing() {
         for frame in &rx_frames {
             let _ = vif.deliver_rx(&mut hv, frame);
         }
+        // A batch, with a super-frame cut up for this frontend.
+        let mut batch = vif.rx_batch(&mut hv);
+        for frame in &rx_frames {
+            let _ = batch.push(frame, Offload::NONE);
+        }
+        let _ = batch.push(&super_frame, gso_off);
+        batch.finish();
         let after = count();
         assert_eq!(after - before, 0, "round {round}: the datapath allocated");
         assert_eq!(seen, 2, "{:?}", nb.vif(id).unwrap().counters());
@@ -109,6 +129,7 @@ fn datapath_allocates_nothing() {
     let c = nb.vif(id).unwrap().counters();
     assert_eq!(c.tx_frames, 40);
     assert!(c.rx_frames > 0 && c.rx_drops_total() > 0, "{c:?}");
+    assert!(c.rx_segmented > 0 && c.rx_batches > 0, "{c:?}");
 }
 
 /// A TCP/IPv4 frame with `payload` bytes after a 20-byte TCP header.
@@ -127,7 +148,7 @@ fn tcp(payload: usize) -> Vec<u8> {
 #[test]
 fn offloads_allocate_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    use netback::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps};
+    use netback::segment::OffloadCaps;
     let id = VifId {
         frontend: 5,
         handle: 0,

@@ -342,8 +342,11 @@ impl Run {
                     },
                 };
                 if let Some(v) = self.nb.vif_mut(BAD_ID) {
-                    let _ = v.deliver_rx_offload(&mut self.hv, &tcp_frame(v6, len, 0x33), off);
-                    let _ = v.deliver_rx_offload(&mut self.hv, &vec![0x33; len], off);
+                    // Both in one batch: staged, copied and answered together.
+                    let mut batch = v.rx_batch(&mut self.hv);
+                    let _ = batch.push(&tcp_frame(v6, len, 0x33), off);
+                    let _ = batch.push(&vec![0x33; len], off);
+                    batch.finish();
                 }
                 self.victim_receive_gso(len)?;
             }
