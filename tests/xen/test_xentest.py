@@ -171,6 +171,14 @@ class XenOutput(unittest.TestCase):
             self.assertEqual(list(v["offload"].values()), oused)
         self.assertIsNone(xt.parse_xen("no xen reply here"))
 
+    def test_parse_xen_reads_a_build_before_rx_batches(self):
+        reply, _ = self.xen_reply([5])
+        old = re.sub(r" rx_batches \d+", "", reply)
+        self.assertNotEqual(old, reply)
+        v = xt.parse_xen(old)["vifs"][(5, 0)]
+        self.assertIsNone(v["rx_batches"])
+        self.assertEqual(xt.parse_xen(reply)["vifs"][(5, 0)]["xenstore_errors"], v["xenstore_errors"])
+
     def test_com1_lines_the_tests_wait_for(self):
         fmts = rust_strings("kernel/src/xen_net.rs") + rust_strings("kernel/src/main.rs")
         att = [f for f in fmts if "attached as guest" in f]

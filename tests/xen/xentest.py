@@ -155,10 +155,10 @@ GRANT_KEYS = ["copy_ops", "copy_hypercalls", "copy_failures", "maps", "unmaps", 
 VIF_RE = re.compile(r"^vif (\d+)/(\d+) state (\d+) (\w+) guest (\S+) mac (\S+) ip (\S+)[^\n]*\n"
                     r"\s+tx_frames (\d+) tx_bytes (\d+) rx_frames (\d+) rx_bytes (\d+) tx_drops (\d+) "
                     r"rx_drops (\d+) fatal (\d+) connects (\d+) disconnects (\d+) connect_failures (\d+) "
-                    r"notifies (\d+) refusals (\d+) xenstore_errors (\d+)", re.M)
+                    r"notifies (\d+)(?: rx_batches (\d+))? refusals (\d+) xenstore_errors (\d+)", re.M)
 VIF_KEYS = ["frontend", "handle", "state", "conn", "guest", "mac", "ip", "tx_frames", "tx_bytes", "rx_frames",
             "rx_bytes", "tx_drops", "rx_drops", "fatal", "connects", "disconnects", "connect_failures",
-            "notifies", "refusals", "xenstore_errors"]
+            "notifies", "rx_batches", "refusals", "xenstore_errors"]
 OFFLOAD_RE = re.compile(r"\s+offload tx_gso (\d+) tx_segments (\d+) rx_gso (\d+) rx_segmented (\d+) "
                         r"tx_rate_limited (\d+) rate_errors (\d+)")
 OFFLOAD_KEYS = ["tx_gso", "tx_segments", "rx_gso", "rx_segmented", "tx_rate_limited", "rate_errors"]
@@ -269,7 +269,9 @@ def parse_xen(log):
     if g:
         res["grants"] = dict(zip(GRANT_KEYS, map(int, g.groups())))
     for m in VIF_RE.finditer(tail):
-        v = {k: (val if k in ("conn", "guest", "mac", "ip") else int(val)) for k, val in zip(VIF_KEYS, m.groups())}
+        # rx_batches: None from a build before batched guest RX
+        v = {k: (val if k in ("conn", "guest", "mac", "ip") or val is None else int(val))
+             for k, val in zip(VIF_KEYS, m.groups())}
         o = OFFLOAD_RE.match(tail, m.end() + 1)      # the vif's offload line, if this build prints one
         if o:
             v["offload"] = dict(zip(OFFLOAD_KEYS, map(int, o.groups())))
