@@ -8,6 +8,7 @@
 //! profile total busy ms 2500.0 share_wall 25.0
 //! profile total asleep ms 7500.0 share_wall 75.0
 //! profile total hypercalls calls 70000 ms 1300.0 us_per_call 18.57 share_busy 52.0
+//! profile total overhead tsc_reads 250000 cycles_per_read 30 ms 2.5 share_busy 0.1
 //! profile phase domain calls 50000 ms 2000.0 us_per_call 40.00 share_wall 20.0 share_busy 80.0
 //! profile hypercall grant_copy calls 69615 ms 1234.5 us_per_call 17.73 share_busy 49.4
 //! profile runstate running ms 2300.0 share_wall 23.0
@@ -17,7 +18,9 @@
 //! waiting for events, yielding). A phase's share is of wall time, and of
 //! busy time too if it is work; a hypercall's is of busy time, or of wall
 //! time for the kinds that sleep (their time is the asleep phases'). The
-//! `total hypercalls` line sums the kinds that do not sleep. Under Xen,
+//! `total hypercalls` line sums the kinds that do not sleep; `total
+//! overhead` is the profile's own cost, its TSC reads (one per phase, two
+//! per hypercall) at the cost of one measured at loop start. Under Xen,
 //! `runstate` lines give Xen's own account of the same span (running,
 //! runnable, blocked, offline; shares of their sum): busy time the TSC saw
 //! may have been runnable, another vCPU on our CPU. Numbers are
@@ -42,6 +45,8 @@ pub struct Report<'a> {
     pub wall: u64,
     /// The TSC's rate, to turn cycles into time.
     pub tsc_hz: u64,
+    /// Cycles one TSC read takes (the profile's own cost per read).
+    pub tsc_read: u64,
     /// The main loop's phases, which together make up `wall`. Every one is
     /// printed, run or not.
     pub phases: &'a [Item<'a>],
@@ -119,6 +124,22 @@ impl Display for Report<'_> {
         write!(f, "profile total hypercalls ")?;
         self.times(f, awake)?;
         writeln!(f, " share_busy {}", share(awake.cycles, busy))?;
+        // One read per phase run, two per hypercall (hypercall.rs).
+        let reads = self
+            .phases
+            .iter()
+            .fold(0u64, |n, p| n.saturating_add(p.counts.calls));
+        let reads = self.hypercalls.iter().fold(reads, |n, h| {
+            n.saturating_add(h.counts.calls.saturating_mul(2))
+        });
+        let cost = reads.saturating_mul(self.tsc_read);
+        writeln!(
+            f,
+            "profile total overhead tsc_reads {reads} cycles_per_read {} ms {} share_busy {}",
+            self.tsc_read,
+            self.ms(cost),
+            share(cost, busy)
+        )?;
         for p in self.phases {
             write!(f, "profile phase {} ", p.name)?;
             self.times(f, p.counts)?;
@@ -219,6 +240,7 @@ mod tests {
         let r = Report {
             wall: 10_000_000_000,
             tsc_hz: HZ,
+            tsc_read: 1_000_000,
             phases: &phases,
             hypercalls: &hypercalls,
             runstate: None,
@@ -229,6 +251,7 @@ mod tests {
              profile total busy ms 2500.0 share_wall 25.0\n\
              profile total asleep ms 7500.0 share_wall 75.0\n\
              profile total hypercalls calls 101 ms 1234.5 us_per_call 12222.81 share_busy 49.4\n\
+             profile total overhead tsc_reads 219 cycles_per_read 1000000 ms 219.0 share_busy 8.8\n\
              profile phase domain calls 4 ms 2000.0 us_per_call 500000.00 share_wall 20.0 share_busy 80.0\n\
              profile phase xen_net calls 4 ms 500.0 us_per_call 125000.00 share_wall 5.0 share_busy 20.0\n\
              profile phase block calls 3 ms 7500.0 us_per_call 2500000.00 share_wall 75.0\n\
@@ -245,6 +268,7 @@ mod tests {
         let r = Report {
             wall: 12,
             tsc_hz: 3_000_000,
+            tsc_read: 1,
             phases: &phases,
             hypercalls: &hypercalls,
             runstate: Some([1, 2, 3, 4]),
@@ -270,6 +294,7 @@ mod tests {
         let r = Report {
             wall: 1000,
             tsc_hz: HZ,
+            tsc_read: 0,
             phases: &phases,
             hypercalls: &[],
             runstate: None,
@@ -288,6 +313,7 @@ mod tests {
             let r = Report {
                 wall: 0,
                 tsc_hz: hz,
+                tsc_read: 0,
                 phases: &phases,
                 hypercalls: &hypercalls,
                 runstate: None,
@@ -307,6 +333,7 @@ mod tests {
         let r = Report {
             wall: 1000,
             tsc_hz: HZ,
+            tsc_read: 0,
             phases: &phases,
             hypercalls: &[],
             runstate: None,
@@ -321,6 +348,7 @@ mod tests {
         let r = Report {
             wall: 1000,
             tsc_hz: HZ,
+            tsc_read: 0,
             phases: &phases,
             hypercalls: &[],
             runstate: Some([2_300_000_000, 100_000_000, 7_600_000_000, 0]),
