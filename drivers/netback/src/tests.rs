@@ -453,6 +453,45 @@ fn a_vif_without_mac_is_closed_with_an_error_not_served() {
     assert_eq!((hv.stats().live_maps, hv.open_ports(BE)), (0, 0));
 }
 
+/// test-xen run r2-2: dom0 removed a refused vif's backend directory, then
+/// its frontend directory, while a read round was in flight. The round saw
+/// the backend keys (read before the removal) and no frontend (read
+/// after): "frontend gone", so the vif wrote `state` Closed, and that
+/// write re-created the removed directory (xenstore creates missing
+/// parents). The vif then never looked gone, and its error node stayed.
+#[test]
+fn a_vif_removed_while_its_keys_are_read_does_not_come_back() {
+    let (mut hv, mut nb) = start(Config::DEFAULT);
+    let mut f = create_vif(&mut hv, BE, A, 0, "00:16:3e:00:00:05", "10.0.0.5");
+    hv.xs_rm_as(0, &format!("{}/mac", f.backend_path)).unwrap();
+    settle(&mut hv, &mut nb);
+    f.connect(&mut hv);
+    settle(&mut hv, &mut nb);
+    let error_node = format!("/local/domain/{BE}/error/backend/vif/{A}/0/error");
+    assert!(hv.xs_get(&error_node).is_some());
+    assert_eq!(f.backend_state(&hv), XenbusState::Closing);
+
+    // A frontend write starts a round; xenstored answers its backend
+    // keys, then dom0 removes both directories, then the rest is read.
+    hv.hold_xenstore(true);
+    f.write_key(&mut hv, "state", "4");
+    nb.poll_control(&mut hv);
+    hv.run_xenstored(9);
+    hv.xs_rm_as(0, &f.backend_path).unwrap();
+    hv.xs_rm_as(0, &format!("/local/domain/{BE}/backend/vif/{A}"))
+        .unwrap();
+    hv.xs_rm_as(0, &f.path).unwrap();
+    hv.hold_xenstore(false);
+    for _ in 0..6 {
+        settle(&mut hv, &mut nb);
+    }
+
+    assert_eq!(hv.xs_get(&format!("{}/state", f.backend_path)), None);
+    assert_eq!(hv.xs_get(&f.backend_path), None, "backend dir back");
+    assert_eq!(hv.xs_get(&error_node), None, "error node left");
+    assert!(nb.vif(id(A)).is_none());
+}
+
 #[test]
 fn a_refused_vif_closes_with_an_error_and_is_offered_again_after_a_restart() {
     let (mut hv, mut nb) = start(Config::DEFAULT);

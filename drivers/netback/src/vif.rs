@@ -212,6 +212,10 @@ pub struct Vif<H: Hypervisor> {
     remove_at: Option<u64>,
     /// The backend directory's removal was asked for.
     unplugged: bool,
+    /// The toolstack removed the backend directory and a write of ours
+    /// that was already decided re-created it: [`Vif::remove`] removes it
+    /// again.
+    resurrected: bool,
 }
 
 impl<H: Hypervisor> Vif<H> {
@@ -237,6 +241,7 @@ impl<H: Hypervisor> Vif<H> {
             writes: Vec::new(),
             remove_at: None,
             unplugged: false,
+            resurrected: false,
         }
     }
 
@@ -512,6 +517,17 @@ impl<H: Hypervisor> Vif<H> {
     /// toolstack has removed the backend directory.
     fn decide(&mut self, hv: &mut H, s: &Snapshot) -> Presence {
         if s.is_gone() {
+            return Presence::Gone;
+        }
+        if self.probed && matches!(s.get(Key::Frontend), Some(Err(XenError::NoEnt))) {
+            // The toolstack writes `frontend` with the directory and never
+            // removes it alone: the directory was removed, and what is
+            // there now is a write of ours (say `state`, decided on keys
+            // read just before the removal) that re-created it, as
+            // xenstore creates missing parents. Linux's xenbus avoids this
+            // with a transaction that writes `state` only if it exists;
+            // this client has none, so the vif removes what it re-created.
+            self.resurrected = true;
             return Presence::Gone;
         }
         let Some(backend_state) = s.u32(Key::State).map(XenbusState::from_raw) else {
@@ -797,6 +813,11 @@ impl<H: Hypervisor> Vif<H> {
         if self.probed {
             let dir = self.error_dir();
             let _ = hv.send_forget(XsOp::Rm(&dir));
+        }
+        if self.resurrected {
+            // Its parent (`backend/vif/<frontend>`) may be back too, and
+            // stays: another vif of that domain may be being created there.
+            let _ = hv.send_forget(XsOp::Rm(&self.backend));
         }
         if let Some(round) = self.round.take() {
             round.abandon(hv);
