@@ -631,10 +631,17 @@ class XenTest:
     # -------------------------------------------------------------- guests
     def _wait_gone(self, paths, timeout=30):
         """Waits in dom0 until none of the xenstore paths exists (a torn-down domain's leftovers)."""
+        # Ends by dom0's clock, not by counting polls: each xenstore-exists costs dom0 a process start,
+        # and in test-xen run r2-2 60 of them (+ 0.5 s sleeps) outlived the harness's 90 s, which then
+        # read the wait as "dom0 stopped answering" and never listed what was left.
         tests = " || ".join(f"xenstore-exists {p}" for p in paths)
-        rc, _ = self.rig.run(f"i=0; while {tests}; do i=$((i+1)); [ $i -gt {timeout * 2} ] && exit 1; sleep 0.5; "
-                             f"done", timeout=timeout + 60, quiet=True)
-        return rc == 0
+        rc, _ = self.rig.run(f"end=$(( $(date +%s) + {timeout} )); while {tests}; do "
+                             f"[ $(date +%s) -ge $end ] && exit 1; sleep 0.5; done", timeout=timeout + 60, quiet=True)
+        if rc == 0:
+            return True
+        for p in paths:     # what is left, for the reader of a failed run
+            self.rig.run(f"xenstore-read {p}; xenstore-ls -f {p} 2>&1 | head -20", timeout=60)
+        return False
 
     def destroy_leftovers(self, name, out):
         """After a failed `xl create`: destroy what is left of the domain and wait until its xenstore
