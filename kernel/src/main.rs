@@ -119,6 +119,10 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             // channels (NIC INTx bound to pirqs, vifs, xenstore, console);
             // under QEMU `hlt` with the PIC.
             let mut deadline = domain.next_deadline(now);
+            if let Some(at) = xen_net::next_timer_ns() {
+                // A vif's rate window: its guest sends nothing to wake us.
+                deadline = deadline.min(at.max(now));
+            }
             if console::has_pending() {
                 // A busy console raises nothing when it drains.
                 deadline = deadline.min(now + CONSOLE_RETRY_NS);

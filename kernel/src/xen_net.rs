@@ -295,6 +295,14 @@ pub fn block(timeout_ns: u64) -> bool {
     }
 }
 
+/// When netback next needs the loop with nothing arriving (a vif's TX
+/// credit window, an unplugged vif's removal): the loop's sleep ends by
+/// then. `None` off Xen, with no netback, or while the platform is busy.
+pub fn next_timer_ns() -> Option<u64> {
+    let guard = NET.try_lock()?;
+    guard.as_ref()?.netback.as_ref()?.next_timer_ns()
+}
+
 /// Under Xen, a loop that stays busy still gives the CPU away this often.
 const YIELD_EVERY_NS: u64 = 1_000_000;
 static LAST_YIELD: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);

@@ -224,6 +224,12 @@ impl<H: Hypervisor> Netback<H> {
         self.vifs.get_mut(&id)
     }
 
+    /// The earliest time any vif needs the loop with nothing arriving
+    /// ([`Vif::next_timer_ns`]): the loop's sleep must end by then.
+    pub fn next_timer_ns(&self) -> Option<u64> {
+        self.vifs.values().filter_map(Vif::next_timer_ns).min()
+    }
+
     /// Every vif known, connected or not, in `VifId` order.
     pub fn vifs(&self) -> impl Iterator<Item = &Vif<H>> {
         self.vifs.values()

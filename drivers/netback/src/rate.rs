@@ -71,6 +71,13 @@ impl Credit {
         self.wait_until_ns.is_some()
     }
 
+    /// When the waiting frame's window opens: the loop must look at the vif
+    /// again then, as the guest, blocked on its full ring, sends nothing
+    /// that would wake it (Linux arms `credit_timeout` for this).
+    pub(crate) fn wait_until(&self) -> Option<u64> {
+        self.wait_until_ns
+    }
+
     /// `tx_add_credit`: one window's bytes more, up to the burst.
     fn add(&mut self) {
         let Some(r) = self.limit else { return };

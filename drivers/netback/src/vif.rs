@@ -800,6 +800,15 @@ impl<H: Hypervisor> Vif<H> {
         self.close_with_error(hv, EINVAL, why);
     }
 
+    /// When this vif next needs the loop with nothing arriving: a frame's
+    /// TX credit window opening, or an unplugged vif's directory removal.
+    pub fn next_timer_ns(&self) -> Option<u64> {
+        // A wait left by a connection that is gone times nothing: the
+        // credit is reset at the next connect.
+        let credit = self.conn.as_ref().and(self.credit.wait_until());
+        [credit, self.remove_at].into_iter().flatten().min()
+    }
+
     /// The backend directory is gone: release everything, answer nothing
     /// more.
     pub(crate) fn remove(&mut self, hv: &mut H) {
