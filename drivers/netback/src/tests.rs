@@ -433,14 +433,20 @@ fn bad_frontend_keys_refuse_the_connection() {
 
 // ----- a slow, mute or hostile dom0, and hostile guests -----
 
-#[test]
-fn a_vif_without_mac_is_closed_with_an_error_not_served() {
+/// A vif the toolstack wrote without `mac`, its frontend connecting.
+fn macless_vif() -> (FakeHypervisor, Netback<FakeHypervisor>, FakeFrontend) {
     let (mut hv, mut nb) = start(Config::DEFAULT);
     let mut f = create_vif(&mut hv, BE, A, 0, "00:16:3e:00:00:05", "10.0.0.5");
     hv.xs_rm_as(0, &format!("{}/mac", f.backend_path)).unwrap();
     settle(&mut hv, &mut nb);
     f.connect(&mut hv);
     settle(&mut hv, &mut nb);
+    (hv, nb, f)
+}
+
+#[test]
+fn a_vif_without_mac_is_closed_with_an_error_not_served() {
+    let (hv, nb, f) = macless_vif();
     let vif = nb.vif(id(A)).unwrap();
     assert!(!vif.is_connected());
     assert_eq!(vif.last_error(), Some(ConnectError::BadKey("mac")));
@@ -461,12 +467,7 @@ fn a_vif_without_mac_is_closed_with_an_error_not_served() {
 /// parents). The vif then never looked gone, and its error node stayed.
 #[test]
 fn a_vif_removed_while_its_keys_are_read_does_not_come_back() {
-    let (mut hv, mut nb) = start(Config::DEFAULT);
-    let mut f = create_vif(&mut hv, BE, A, 0, "00:16:3e:00:00:05", "10.0.0.5");
-    hv.xs_rm_as(0, &format!("{}/mac", f.backend_path)).unwrap();
-    settle(&mut hv, &mut nb);
-    f.connect(&mut hv);
-    settle(&mut hv, &mut nb);
+    let (mut hv, mut nb, f) = macless_vif();
     let error_node = format!("/local/domain/{BE}/error/backend/vif/{A}/0/error");
     assert!(hv.xs_get(&error_node).is_some());
     assert_eq!(f.backend_state(&hv), XenbusState::Closing);
