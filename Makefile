@@ -188,8 +188,11 @@ fuzz: fuzz-deps
 	  rc=$$?; \
 	  execs=$$(grep -o 'stat::number_of_executed_units: *[0-9]*' $$log | grep -o '[0-9]*$$' | tail -1); \
 	  [ -n "$$execs" ] || execs=$$(grep -o '^#[0-9]*' $$log | tail -1 | tr -d '#'); \
-	  if [ $$rc -eq 0 ]; then crashes="0 crashes"; else \
-	    failed=1; crashes="1 crash: $$(ls -t $(FUZZ_OUT)/artifacts/$$t/* 2>/dev/null | head -1) (exit $$rc)"; fi; \
+	  artifact=$$(ls -t $(FUZZ_OUT)/artifacts/$$t/* 2>/dev/null | head -1); \
+	  if [ $$rc -eq 0 ]; then crashes="0 crashes"; \
+	  elif [ -z "$$artifact" ] && grep -q 'libFuzzer: run interrupted' $$log; then \
+	    failed=1; crashes="interrupted, 0 crashes (exit $$rc)"; \
+	  else failed=1; crashes="1 crash: $$artifact (exit $$rc)"; fi; \
 	  printf '%-16s %12s execs  %s\n' $$t "$${execs:-?}" "$$crashes" >> $$summary; \
 	done; \
 	echo "fuzz: $(FUZZ_SECONDS) s per target"; cat $$summary; exit $$failed
