@@ -722,8 +722,8 @@ pub fn command(domain: &mut Domain, args: &[&str]) -> Result<(), String> {
         // delivered whole and frames segmented for a frontend without
         // GSO, the rate limit.
         println!(
-            "  offload tx_gso {} tx_segments {} rx_gso {} rx_segmented {} tx_rate_limited {} rate_errors {}",
-            c.tx_gso, c.tx_segments, c.rx_gso, c.rx_segmented, c.tx_rate_limited, c.rate_errors
+            "  offload tx_gso {} tx_segments {} rx_gso {} rx_segmented {} tx_rate_limited {} rate_errors {} rx_coalesced {}",
+            c.tx_gso, c.tx_segments, c.rx_gso, c.rx_segmented, c.tx_rate_limited, c.rate_errors, c.rx_coalesced
         );
         let drops: Vec<String> = TxDrop::ALL
             .iter()

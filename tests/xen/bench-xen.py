@@ -396,6 +396,9 @@ def body():
             o = v.get("offload")
             b.rows[("guest 1 GSO frames sent / segments cut", "aggdom")] = (
                 f"{o['tx_gso']} / {o['tx_segments']}" if o else "not shown by this build")
+            # And did its segments from dom0 reach it coalesced (rx_gso super-frames holding rx_coalesced more)?
+            b.rows[("guest 1 super-frames received / segments joined", "aggdom")] = (
+                f"{o['rx_gso']} / {o['rx_coalesced']}" if o else "not shown by this build")
             b.stop_guests()
             rig.run("xl destroy aggdom", timeout=120)
         elif phase == "linux" or phase.startswith("linux:"):

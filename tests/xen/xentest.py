@@ -160,8 +160,9 @@ VIF_KEYS = ["frontend", "handle", "state", "conn", "guest", "mac", "ip", "tx_fra
             "rx_bytes", "tx_drops", "rx_drops", "fatal", "connects", "disconnects", "connect_failures",
             "notifies", "rx_batches", "refusals", "xenstore_errors"]
 OFFLOAD_RE = re.compile(r"\s+offload tx_gso (\d+) tx_segments (\d+) rx_gso (\d+) rx_segmented (\d+) "
-                        r"tx_rate_limited (\d+) rate_errors (\d+)")
-OFFLOAD_KEYS = ["tx_gso", "tx_segments", "rx_gso", "rx_segmented", "tx_rate_limited", "rate_errors"]
+                        r"tx_rate_limited (\d+) rate_errors (\d+)(?: rx_coalesced (\d+))?")
+OFFLOAD_KEYS = ["tx_gso", "tx_segments", "rx_gso", "rx_segmented", "tx_rate_limited", "rate_errors",
+                "rx_coalesced"]
 
 
 def write_symbol_map(elf, dst):
@@ -274,7 +275,7 @@ def parse_xen(log):
              for k, val in zip(VIF_KEYS, m.groups())}
         o = OFFLOAD_RE.match(tail, m.end() + 1)      # the vif's offload line, if this build prints one
         if o:
-            v["offload"] = dict(zip(OFFLOAD_KEYS, map(int, o.groups())))
+            v["offload"] = dict(zip(OFFLOAD_KEYS, (int(g or 0) for g in o.groups())))
         res["vifs"][(v["frontend"], v["handle"])] = v
     return res
 

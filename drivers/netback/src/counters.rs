@@ -112,6 +112,10 @@ pub struct VifCounters {
     pub rx_gso: u64,
     /// Frames segmented in software because the guest takes no GSO.
     pub rx_segmented: u64,
+    /// TCP segments pushed that joined the one before them in a
+    /// super-frame for a guest that takes GSO ([`crate::RxBatch::push`]),
+    /// so are not in `rx_frames` themselves.
+    pub rx_coalesced: u64,
     /// Grant-copy calls that delivered frames to the guest: one per
     /// [`crate::RxBatch`] unless it outgrew its stage, so `rx_frames`
     /// over this is the frames each hypercall carried.
@@ -179,6 +183,7 @@ impl VifCounters {
             ("rx_bytes", self.rx_bytes),
             ("rx_gso", self.rx_gso),
             ("rx_segmented", self.rx_segmented),
+            ("rx_coalesced", self.rx_coalesced),
             ("rx_batches", self.rx_batches),
             ("connects", self.connects),
             ("disconnects", self.disconnects),
@@ -229,7 +234,7 @@ mod tests {
         c.visit(|name, reason, v| seen.push((name, reason, v)));
         assert_eq!(
             seen.len(),
-            18 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
+            19 + TxDrop::COUNT + RxDrop::COUNT + Fatal::COUNT
         );
         assert!(seen.contains(&("tx_frames", "", 2)));
         assert!(seen.contains(&("tx_drops", "bad_grant", 1)));

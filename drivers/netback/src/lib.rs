@@ -91,6 +91,7 @@ extern crate alloc;
 
 mod backend;
 pub mod checksum;
+mod coalesce;
 mod config;
 mod counters;
 mod error;
@@ -107,6 +108,8 @@ pub mod testkit;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_coalesce;
 #[cfg(test)]
 mod tests_offload;
 #[cfg(test)]

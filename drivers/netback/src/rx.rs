@@ -25,6 +25,7 @@ use alloc::vec::Vec;
 use hypervisor::{DomId, GrantAddr, GrantCopy, GrantRef, Hypervisor, PAGE_SIZE};
 
 use crate::checksum::{self, Lengths};
+use crate::coalesce::Segment;
 use crate::counters::{Fatal, RxDrop, VifCounters};
 use crate::error::RxError;
 use crate::segment::{self, Csum, GsoKind, Offload, Plan};
@@ -113,7 +114,77 @@ impl<H: Hypervisor> RxBatch<'_, H> {
     /// is full. An error is the frame's drop, counted; a later frame may
     /// still go. A bad grant shows only once the batch is finished
     /// ([`RxDelivered::guest_faults`]).
+    ///
+    /// For a frontend that takes GSO, a TCP segment may be held instead,
+    /// to go with the segments of its flow that follow it as one
+    /// super-frame ([`crate::coalesce`]); a held frame goes before any
+    /// other frame, so the guest sees the vif's frames in their order.
     pub fn push(&mut self, frame: &[u8], off: Offload) -> Result<(), RxError> {
+        let max = self.vif.config.max_frame_len;
+        let seg = match self.vif.conn.as_mut() {
+            Some(c) if off.gso.is_none() && !matches!(off.csum, Csum::Partial { .. }) => {
+                let feat = c.rx_features;
+                Segment::parse(frame, max).filter(|s| {
+                    feat.sg
+                        && match s.kind() {
+                            GsoKind::TcpV4 => feat.gso4,
+                            GsoKind::TcpV6 => feat.gso6,
+                        }
+                })
+            }
+            _ => None,
+        };
+        if let Some(seg) = &seg {
+            if let Some(c) = self.vif.conn.as_mut() {
+                // No larger than the buffers the guest has posted: a
+                // super-frame that does not fit would lose every segment
+                // in it, where they alone would lose only the last ones.
+                let room = match c.queues.get(queue_of(c.queues.len(), frame)) {
+                    Some(q) => q.rx.unconsumed(&q.rx_page).unwrap_or(0) as usize,
+                    None => 0,
+                };
+                let max_len = room.saturating_sub(1) * PAGE_SIZE;
+                if c.rx_gro.append(frame, seg, max_len) {
+                    self.vif.counters.rx_coalesced += 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.release_held();
+        if let Some(seg) = &seg {
+            if let Some(c) = self.vif.conn.as_mut() {
+                if c.rx_gro.start(frame, seg) {
+                    return Ok(());
+                }
+            }
+        }
+        self.deliver(frame, off)
+    }
+
+    /// Delivers the held super-frame, if any.
+    fn release_held(&mut self) {
+        let max = self.vif.config.max_frame_len;
+        let Some(c) = self.vif.conn.as_mut() else {
+            return;
+        };
+        if c.rx_gro.is_empty() {
+            return;
+        }
+        // Out of the connection while it is delivered (the buffer moves,
+        // nothing is allocated); a connection failed meanwhile is gone
+        // and takes it along.
+        let mut gro = core::mem::take(&mut c.rx_gro);
+        if let Some((frame, off)) = gro.take(max) {
+            // A drop is counted where it happens.
+            let _ = self.deliver(frame, off);
+        }
+        if let Some(c) = self.vif.conn.as_mut() {
+            c.rx_gro = gro;
+        }
+    }
+
+    /// [`RxBatch::push`] without coalescing.
+    fn deliver(&mut self, frame: &[u8], off: Offload) -> Result<(), RxError> {
         let vif = &mut *self.vif;
         let fe = vif.id.frontend;
         let max = vif.config.max_frame_len;
@@ -129,12 +200,7 @@ impl<H: Hypervisor> RxBatch<'_, H> {
             ..
         } = c;
         let feat = *rx_features;
-        // One queue (the usual frontend) needs no hash: it parses the
-        // headers of every frame.
-        let qi = match queues.len() {
-            0 | 1 => 0,
-            nq => flow_hash(frame) as usize % nq,
-        };
+        let qi = queue_of(queues.len(), frame);
         let mut rx = Rx {
             hv: &mut *self.hv,
             queues,
@@ -187,6 +253,7 @@ impl<H: Hypervisor> RxBatch<'_, H> {
     /// Copies what is staged, answers its requests, pushes every queue's
     /// responses and notifies the frontend where it asked.
     pub fn finish(mut self) -> RxDelivered {
+        self.release_held();
         self.commit();
         self.done
     }
@@ -214,7 +281,8 @@ impl<H: Hypervisor> RxBatch<'_, H> {
 
 impl<H: Hypervisor> Drop for RxBatch<'_, H> {
     fn drop(&mut self) {
-        // After `finish` nothing is staged or unpushed: no hypercall.
+        // After `finish` nothing is held, staged or unpushed: no hypercall.
+        self.release_held();
         self.commit();
     }
 }
@@ -538,6 +606,15 @@ impl<H: Hypervisor> Rx<'_, H> {
                 self.counters.notifies += 1;
             }
         }
+    }
+}
+
+/// The queue of `nq` that `frame` goes to. One queue (the usual
+/// frontend) needs no hash: it parses the headers of every frame.
+fn queue_of(nq: usize, frame: &[u8]) -> usize {
+    match nq {
+        0 | 1 => 0,
+        nq => flow_hash(frame) as usize % nq,
     }
 }
 

@@ -23,6 +23,7 @@ use hypervisor::{
 };
 use nic::MacAddr;
 
+use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::counters::{Fatal, VifCounters};
 use crate::error::ConnectError;
@@ -90,6 +91,9 @@ pub(crate) struct Connection<P> {
     pub(crate) seg: Vec<u8>,
     /// Frames for the guest wait here for their batch's copy.
     pub(crate) rx_stage: RxStage,
+    /// A flow's segments for the guest become one super-frame here, for a
+    /// frontend that takes GSO ([`crate::coalesce`]).
+    pub(crate) rx_gro: Coalescer,
     /// The frontend keys this connection was made from.
     keys: Vec<RingKeys>,
 }
@@ -729,6 +733,11 @@ impl<H: Hypervisor> Vif<H> {
             buf: vec![0; buf_len],
             seg: vec![0; self.config.max_frame_len],
             rx_stage: RxStage::new(),
+            rx_gro: if rx_features.sg && (rx_features.gso4 || rx_features.gso6) {
+                Coalescer::new()
+            } else {
+                Coalescer::default()
+            },
             keys,
         })
     }
