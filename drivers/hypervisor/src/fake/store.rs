@@ -99,55 +99,63 @@ fn hash(path: &str) -> u64 {
     h ^ (h >> 31)
 }
 
-/// A 128-bit set of ASCII bytes, as a lookup without comparisons.
-const fn byte_set(bytes: &[u8], ranges: &[(u8, u8)]) -> u128 {
-    let mut set = 0u128;
-    let mut i = 0;
-    while i < bytes.len() {
-        set |= 1 << bytes[i];
-        i += 1;
-    }
-    let mut r = 0;
-    while r < ranges.len() {
-        let mut c = ranges[r].0;
-        while c <= ranges[r].1 {
-            set |= 1 << c;
-            c += 1;
-        }
-        r += 1;
-    }
-    set
+/// `0x01` in every byte of a word.
+const ONES: u64 = u64::MAX / 255;
+/// `0x80` in every byte of a word.
+const HIGH: u64 = ONES * 0x80;
+
+/// `0x80` in every byte of `x` that is zero, nothing elsewhere.
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & !HIGH) + !HIGH) | x | !HIGH)
 }
 
-/// The bytes xenstored takes in a path: ASCII letters, digits, `/_-@`.
-const PATH_BYTES: u128 = byte_set(b"/_-@", &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')]);
-const SLASH: u128 = byte_set(b"/", &[]);
-
-/// 1 if `c` is in `set` (bytes >= 128 are in none), by shifts alone: the
-/// check runs on every byte of every path, and a compare per byte is a
-/// traced call under the fuzzers.
-fn in_set(set: u128, c: u8) -> u32 {
-    ((set >> (c & 127)) as u32 & 1) & (1 ^ u32::from(c >> 7))
+/// `0x80` in every byte of `x` equal to `c`.
+fn bytes_equal(x: u64, c: u8) -> u64 {
+    zero_bytes(x ^ (ONES * u64::from(c)))
 }
 
-/// Whether every byte of `path` may be in a path and no two slashes
-/// follow each other.
+/// `0x80` in every byte of `x` from `lo` to `hi` (`0 < lo <= hi < 127`),
+/// nothing elsewhere: "determine if a word has a byte between m and n"
+/// from Sean Anderson's Bit Twiddling Hacks, which is exact per byte.
+fn bytes_between(x: u64, lo: u8, hi: u8) -> u64 {
+    let (m, n) = (u64::from(lo) - 1, u64::from(hi) + 1);
+    let low7 = x & (ONES * 0x7f);
+    (ONES * (127 + n)).wrapping_sub(low7) & !x & (low7 + ONES * (127 - m)) & HIGH
+}
+
+/// Whether every byte of `path` is one xenstored takes in a path (ASCII
+/// letters, digits, `/_-@`) and no two slashes follow each other. Eight
+/// bytes a step with no compare per byte: this runs on every byte of every
+/// path, and under the fuzzers each compare is a traced call.
 fn valid_path_bytes(path: &[u8]) -> bool {
-    let mut bad = 0u32;
-    let mut slash = 0u32;
-    let mut step = |c: u8| {
-        let s = in_set(SLASH, c);
-        bad |= (1 ^ in_set(PATH_BYTES, c)) | (slash & s);
-        slash = s;
+    let mut bad = 0u64;
+    // The previous word's last byte was a slash (as 0x80 in byte 0).
+    let mut carry = 0u64;
+    let mut word = |x: u64, len: usize| {
+        let slash = bytes_equal(x, b'/');
+        let ok = bytes_between(x, b'a', b'z')
+            | bytes_between(x, b'A', b'Z')
+            | bytes_between(x, b'0', b'9')
+            | slash
+            | bytes_equal(x, b'_')
+            | bytes_equal(x, b'-')
+            | bytes_equal(x, b'@');
+        // Only the word's first `len` bytes are the path's.
+        let mask = HIGH & (u64::MAX >> (8 * (8 - len)));
+        bad |= (!ok & mask) | (slash & (slash << 8 | carry));
+        carry = (slash >> 56) & mask;
     };
     let mut words = path.chunks_exact(8);
     for w in &mut words {
-        for c in w {
-            step(*c);
-        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        word(u64::from_le_bytes(a), 8);
     }
-    for c in words.remainder() {
-        step(*c);
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut a = [0u8; 8];
+        a[..rest.len()].copy_from_slice(rest);
+        word(u64::from_le_bytes(a), rest.len());
     }
     bad == 0
 }
@@ -185,8 +193,18 @@ impl Store {
         Ok(abs)
     }
 
+    /// Domain 0 writes anywhere, others under their home (`path` is
+    /// absolute and valid). Reads `<id>` in place of formatting the home:
+    /// every write asks.
     fn may_write(dom: DomId, path: &str) -> bool {
-        dom == 0 || is_below(path, &home(dom))
+        let Some(rest) = path.strip_prefix("/local/domain/") else {
+            return dom == 0;
+        };
+        let id = rest.split_once('/').map_or(rest, |(id, _)| id);
+        // `<id>` as `home` writes it: decimal digits, no leading zero.
+        let canonical =
+            id.bytes().all(|c| c.is_ascii_digit()) && (id.len() == 1 || !id.starts_with('0'));
+        dom == 0 || (canonical && id.parse::<DomId>() == Ok(dom))
     }
 
     fn fire(&mut self, path: &str, removed: bool) {
@@ -398,17 +416,59 @@ mod tests {
         assert_eq!(parent("/"), None);
     }
 
+    /// Every byte at every place of a word and of the last piece, and
+    /// slash pairs across word edges, as a byte-by-byte check says.
     #[test]
     fn path_bytes_as_xenstored_takes_them() {
-        for c in 0..=255u8 {
-            let want = c.is_ascii_alphanumeric() || b"/_-@".contains(&c);
-            assert_eq!(valid_path_bytes(&[c]), want, "byte {c}");
+        let naive = |p: &[u8]| {
+            p.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"/_-@".contains(c))
+                && !p.windows(2).any(|w| w == b"//")
+        };
+        for len in 1..=19 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut p = alloc::vec![b'a'; len];
+                    p[at] = c;
+                    assert_eq!(valid_path_bytes(&p), naive(&p), "{c} at {at} of {len}");
+                }
+                let mut p = alloc::vec![b'/'; len];
+                p[at] = b'x';
+                assert_eq!(valid_path_bytes(&p), naive(&p), "x at {at} of {len}");
+                if at + 1 < len {
+                    let mut p = alloc::vec![b'a'; len];
+                    p[at] = b'/';
+                    p[at + 1] = b'/';
+                    assert!(!valid_path_bytes(&p), "// at {at} of {len}");
+                }
+            }
         }
+        assert!(valid_path_bytes(b""));
         assert!(valid_path_bytes(
             b"/local/domain/3/device/vif/0/queue-1/tx-ring-ref"
         ));
         assert!(!valid_path_bytes(b"/local/domain/3//device"));
-        assert!(!valid_path_bytes(b"/local/domain/3/device/vif/0/queue-1//"));
+    }
+
+    #[test]
+    fn guests_write_only_at_home() {
+        for (dom, path, ok) in [
+            (3, "/local/domain/3", true),
+            (3, "/local/domain/3/device/vif/0/state", true),
+            (3, "/local/domain/30/x", false),
+            (3, "/local/domain/03/x", false),
+            (3, "/local/domain/+3/x", false),
+            (3, "/local/domain", false),
+            (3, "/local/domain/", false),
+            (3, "/local/domain/4/x", false),
+            (3, "/tool/x", false),
+            (0, "/tool/x", true),
+            (0, "/local/domain/7/x", true),
+            (10, "/local/domain/10/x", true),
+        ] {
+            assert_eq!(Store::may_write(dom, path), ok, "{dom} {path}");
+            assert_eq!(is_below(path, &home(dom)) || dom == 0, ok, "{dom} {path}");
+        }
     }
 
     #[test]
