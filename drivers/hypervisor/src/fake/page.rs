@@ -82,16 +82,22 @@ impl FakePage {
 impl SharedPage for FakePage {
     fn load_u32(&self, offset: usize) -> u32 {
         assert!(offset.is_multiple_of(4), "unaligned u32 access at {offset}");
-        let mut b = [0u8; 4];
-        self.read(offset, &mut b);
+        Self::range(offset, 4);
+        // An aligned u32 is one half of a word.
+        let w = self.words[offset / WORD].load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        u32::from_le_bytes(b)
+        (w >> (8 * (offset % WORD))) as u32
     }
 
     fn store_u32(&self, offset: usize, value: u32) {
         assert!(offset.is_multiple_of(4), "unaligned u32 access at {offset}");
+        Self::range(offset, 4);
         fence(Ordering::Release);
-        self.write(offset, &value.to_le_bytes());
+        merge(
+            &self.words[offset / WORD],
+            offset % WORD,
+            &value.to_le_bytes(),
+        );
     }
 
     fn read(&self, offset: usize, buf: &mut [u8]) {
@@ -172,16 +178,29 @@ mod tests {
         assert_eq!(page.snapshot(), model);
         page.fill(0x5a);
         assert!(page.snapshot().iter().all(|b| *b == 0x5a));
-        page.store_u32(8, 0x1234_5678);
-        assert_eq!(page.load_u32(8), 0x1234_5678);
-        let mut b = [0u8; 4];
+        for at in [8, 12, PAGE_SIZE - 4] {
+            page.store_u32(at, 0x1234_5678);
+            assert_eq!(page.load_u32(at), 0x1234_5678);
+            let mut b = [0u8; 4];
+            page.read(at, &mut b);
+            assert_eq!(b, [0x78, 0x56, 0x34, 0x12]);
+            page.write(at, &[1, 2, 3, 4]);
+            assert_eq!(page.load_u32(at), 0x0403_0201);
+        }
+        let mut b = [0u8; 8];
         page.read(8, &mut b);
-        assert_eq!(b, [0x78, 0x56, 0x34, 0x12]);
+        assert_eq!(b, [1, 2, 3, 4, 1, 2, 3, 4]);
     }
 
     #[test]
     #[should_panic(expected = "beyond the page")]
     fn access_beyond_the_page_panics() {
         FakePage::new().read(PAGE_SIZE - 2, &mut [0; 3]);
+    }
+
+    #[test]
+    #[should_panic(expected = "beyond the page")]
+    fn u32_beyond_the_page_panics() {
+        FakePage::new().load_u32(PAGE_SIZE);
     }
 }
