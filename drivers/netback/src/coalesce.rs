@@ -24,7 +24,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use nic::offload::{fold, sum, TcpFrame, MAX_SEGMENTS};
+use nic::offload::{TcpFrame, MAX_SEGMENTS};
 
 use crate::segment::{Csum, Gso, GsoKind, Offload, Plan};
 use crate::wire::XEN_NETIF_MAX_TX_SIZE;
@@ -66,9 +66,7 @@ impl Segment {
             }
             (0, false)
         } else {
-            if usize::from(be16(l3 + 2)) + l3 != frame.len()
-                || fold(sum(&frame[l3..l4], 0)) != 0xffff
-            {
+            if usize::from(be16(l3 + 2)) + l3 != frame.len() {
                 return None;
             }
             (be16(l3 + 4), be16(l3 + 6) & 0x4000 != 0)
@@ -78,8 +76,7 @@ impl Segment {
         if flags & !TCP_PSH != TCP_ACK || payload == 0 {
             return None;
         }
-        let pseudo = tcp.pseudo_header_sum(frame, frame.len() - l4);
-        if fold(sum(&frame[l4..], pseudo)) != 0xffff {
+        if !tcp.checksums_ok(frame) {
             return None;
         }
         Some(Self {

@@ -196,6 +196,18 @@ impl TcpFrame {
         })
     }
 
+    /// Whether `frame`'s IPv4 header checksum (if IPv4) and TCP checksum
+    /// verify, with the frame's own length as the TCP length. `frame` is
+    /// the one [`TcpFrame::parse`] took.
+    pub fn checksums_ok(&self, frame: &[u8]) -> bool {
+        let ip = self.ipv6 || fold(sum(&frame[self.l3..self.l4], 0)) == 0xffff;
+        let tcp = sum(
+            &frame[self.l4..],
+            self.pseudo_header_sum(frame, frame.len() - self.l4),
+        );
+        ip && fold(tcp) == 0xffff
+    }
+
     /// The ones' complement sum of the pseudo-header (RFC 793 / RFC 8200
     /// 8.1) for a TCP segment of `tcp_len` bytes, unfolded; `tcp_len` 0
     /// gives the sum without the length, as e1000 TSO wants it.
@@ -211,8 +223,19 @@ impl TcpFrame {
 
 /// Adds `data` to a ones' complement sum as big-endian 16-bit words (an odd
 /// last byte padded with zero, RFC 1071). Fold with [`fold`].
+///
+/// Eight bytes at a time, as two 32-bit words: since 2^16 = 1 modulo
+/// 0xffff, their sum folds to what the 16-bit words' does, and every
+/// received segment a vif coalesces is summed, under TCG too, where a
+/// loop turn per 16-bit word costs. (A u64 cannot overflow: 2^33 per
+/// eight bytes.)
 pub fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut words = data.chunks_exact(2);
+    let mut quads = data.chunks_exact(8);
+    for q in &mut quads {
+        let w = u64::from_be_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
+        acc += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let mut words = quads.remainder().chunks_exact(2);
     for w in &mut words {
         acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
@@ -467,15 +490,7 @@ pub fn tcp_test_frame(
 /// drivers and devices that finish [`tcp_test_frame`]'s frames. False for
 /// anything [`TcpFrame::parse`] refuses.
 pub fn tcp_checksums_ok(frame: &[u8]) -> bool {
-    let Some(t) = TcpFrame::parse(frame) else {
-        return false;
-    };
-    let ip = t.ipv6 || fold(sum(&frame[t.l3..t.l4], 0)) == 0xffff;
-    let tcp = sum(
-        &frame[t.l4..],
-        t.pseudo_header_sum(frame, frame.len() - t.l4),
-    );
-    ip && fold(tcp) == 0xffff
+    TcpFrame::parse(frame).is_some_and(|t| t.checksums_ok(frame))
 }
 
 #[cfg(test)]
@@ -483,6 +498,33 @@ mod tests {
     use super::*;
     use crate::{FakeNic, NicControl};
     use alloc::vec;
+
+    #[test]
+    fn sum_folds_as_rfc_1071s_word_by_word_sum() {
+        let word_by_word = |d: &[u8], mut acc: u64| {
+            for (i, b) in d.iter().enumerate() {
+                acc += u64::from(*b) << if i % 2 == 0 { 8 } else { 0 };
+            }
+            fold(acc)
+        };
+        let mut x: u32 = 1;
+        let data: Vec<u8> = (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        for len in (0..40).chain([1447, 1448, 1500, 2999, 3000]) {
+            for start in [0, 1, 3] {
+                let d = &data[start..start + len.min(data.len() - start)];
+                for seed in [0, 6, 0x1_2345] {
+                    assert_eq!(fold(sum(d, seed)), word_by_word(d, seed), "{len} {start}");
+                }
+            }
+        }
+        assert_eq!(fold(sum(&[0xff; 64], 0)), 0xffff);
+        assert_eq!(fold(sum(&[0; 64], 0)), 0);
+    }
     use alloc::vec::Vec;
 
     const A: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
