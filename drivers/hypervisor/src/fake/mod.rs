@@ -16,6 +16,7 @@
 //!   `/local/domain/<id>`. The backend's requests are answered at once, or
 //!   held until the test runs xenstored ([`FakeHypervisor::hold_xenstore`],
 //!   [`FakeHypervisor::run_xenstored`]): a slow or mute dom0.
+mod nodes;
 mod page;
 mod store;
 

@@ -1,5 +1,6 @@
 //! The fake's xenstore: a tree of nodes, per-domain watch queues and a
 //! "write only under your own home" rule.
+use alloc::borrow::Cow;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -8,6 +9,8 @@ use alloc::vec::Vec;
 use crate::abi::DomId;
 use crate::error::XenError;
 use crate::xenstore::WatchEvent;
+
+use super::nodes::{hash, Node, Nodes};
 
 /// `XENSTORE_ABS_PATH_MAX` (io/xs_wire.h).
 const PATH_MAX: usize = 3072;
@@ -19,36 +22,6 @@ const PATH_MAX: usize = 3072;
 pub const MAX_ENTRY: usize = 2048;
 const PERMS_BYTES: usize = 8;
 
-/// A node's absolute path, ordered by a hash of it first: a lookup then
-/// compares one `u64` per tree key it passes and the whole path only with
-/// the key that has the same hash. Under the fuzzers' instrumentation every
-/// string comparison is an expensive call (libFuzzer hooks `memcmp`), and
-/// paths share long prefixes; ordering by path made each lookup a dozen of
-/// them. Listing a directory therefore cannot walk a range; it scans the
-/// nodes' parent hashes instead (see [`Store::directory`]).
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    hash: u64,
-    path: String,
-}
-
-impl Key {
-    fn new(path: String) -> Self {
-        Self {
-            hash: hash(&path),
-            path,
-        }
-    }
-}
-
-struct Node {
-    value: Vec<u8>,
-    /// [`hash`] of the parent's path (0 for `/`, which has none).
-    parent: u64,
-}
-
-type Tree = BTreeMap<Key, Node>;
-
 struct Watch {
     dom: DomId,
     path: String,
@@ -56,7 +29,7 @@ struct Watch {
 }
 
 pub(crate) struct Store {
-    tree: Tree,
+    nodes: Nodes,
     watches: Vec<Watch>,
     queues: BTreeMap<DomId, VecDeque<WatchEvent>>,
 }
@@ -79,24 +52,6 @@ fn parent(path: &str) -> Option<&str> {
         Some(0) | None => None,
         Some(i) => Some(&path[..i]),
     }
-}
-
-/// A 64-bit hash of a path, eight bytes a step (each step is a compare
-/// the fuzzers trace; a byte a step would be eight).
-fn hash(path: &str) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let bytes = path.as_bytes();
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        h = (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29);
-    }
-    let mut a = [0u8; 8];
-    a[..words.remainder().len()].copy_from_slice(words.remainder());
-    h = (h ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    h ^ (h >> 31)
 }
 
 /// `0x01` in every byte of a word.
@@ -162,27 +117,27 @@ fn valid_path_bytes(path: &[u8]) -> bool {
 
 impl Store {
     pub(crate) fn new() -> Self {
-        let mut tree = Tree::new();
-        tree.insert(
-            Key::new("/".to_string()),
-            Node {
-                value: Vec::new(),
-                parent: 0,
-            },
-        );
+        let mut nodes = Nodes::new();
+        nodes.insert(Node {
+            path: "/".to_string(),
+            hash: hash("/"),
+            value: Vec::new(),
+            parent: 0,
+        });
         Self {
-            tree,
+            nodes,
             watches: Vec::new(),
             queues: BTreeMap::new(),
         }
     }
 
-    /// Absolute, validated form of `path` as `dom` wrote it.
-    pub(crate) fn normalize(dom: DomId, path: &str) -> Result<String, XenError> {
+    /// Absolute, validated form of `path` as `dom` wrote it (borrowed if
+    /// it was absolute: most are, and this runs on every request).
+    pub(crate) fn normalize(dom: DomId, path: &str) -> Result<Cow<'_, str>, XenError> {
         let abs = if path.starts_with('/') {
-            path.to_string()
+            Cow::Borrowed(path)
         } else {
-            format!("{}/{}", home(dom), path)
+            Cow::Owned(format!("{}/{}", home(dom), path))
         };
         if abs.len() > PATH_MAX
             || !valid_path_bytes(abs.as_bytes())
@@ -226,8 +181,8 @@ impl Store {
 
     pub(crate) fn read(&mut self, dom: DomId, path: &str) -> Result<Vec<u8>, XenError> {
         let p = Self::normalize(dom, path)?;
-        self.tree
-            .get(&Key::new(p))
+        self.nodes
+            .get(hash(&p), &p)
             .map(|n| n.value.clone())
             .ok_or(XenError::NoEnt)
     }
@@ -241,20 +196,18 @@ impl Store {
             return Err(XenError::NoSpc);
         }
         self.fire(&p, false);
-        let key = Key::new(p);
-        match self.tree.get_mut(&key) {
-            Some(node) => node.value = value.to_vec(),
-            None => {
-                let parent = self.create_ancestors(&key.path);
-                self.tree.insert(
-                    key,
-                    Node {
-                        value: value.to_vec(),
-                        parent,
-                    },
-                );
-            }
+        let h = hash(&p);
+        if let Some(node) = self.nodes.get_mut(h, &p) {
+            node.value = value.to_vec();
+            return Ok(());
         }
+        let parent = self.create_ancestors(&p);
+        self.nodes.insert(Node {
+            path: p.into_owned(),
+            hash: h,
+            value: value.to_vec(),
+            parent,
+        });
         Ok(())
     }
 
@@ -267,25 +220,16 @@ impl Store {
             return 0;
         };
         let first_hash = hash(first);
-        let mut anc = first;
-        let mut anc_hash = first_hash;
-        loop {
-            let key = Key {
-                hash: anc_hash,
-                path: anc.to_string(),
-            };
-            if self.tree.contains_key(&key) {
-                break;
-            }
+        let (mut anc, mut anc_hash) = (first, first_hash);
+        while !self.nodes.contains(anc_hash, anc) {
             let up = parent(anc);
             let up_hash = up.map_or(0, hash);
-            self.tree.insert(
-                key,
-                Node {
-                    value: Vec::new(),
-                    parent: up_hash,
-                },
-            );
+            self.nodes.insert(Node {
+                path: anc.to_string(),
+                hash: anc_hash,
+                value: Vec::new(),
+                parent: up_hash,
+            });
             match up {
                 Some(u) => (anc, anc_hash) = (u, up_hash),
                 None => break,
@@ -296,7 +240,7 @@ impl Store {
 
     pub(crate) fn mkdir(&mut self, dom: DomId, path: &str) -> Result<(), XenError> {
         let p = Self::normalize(dom, path)?;
-        if self.tree.contains_key(&Key::new(p.clone())) {
+        if self.nodes.contains(hash(&p), &p) {
             return Ok(());
         }
         self.write(dom, &p, b"")
@@ -307,37 +251,35 @@ impl Store {
         if !Self::may_write(dom, &p) || p == "/" {
             return Err(XenError::Acces);
         }
-        let tree = &mut self.tree;
-        let key = Key::new(p);
-        if !tree.contains_key(&key) {
+        let nodes = &mut self.nodes;
+        if !nodes.contains(hash(&p), &p) {
             // As xenstored: removing a missing node is fine if its parent exists.
-            let parent_exists =
-                parent(&key.path).is_some_and(|q| tree.contains_key(&Key::new(q.to_string())));
+            let parent_exists = parent(&p).is_some_and(|q| nodes.contains(hash(q), q));
             return if parent_exists {
                 Ok(())
             } else {
                 Err(XenError::NoEnt)
             };
         }
-        tree.retain(|k, _| !is_below(&k.path, &key.path));
-        self.fire(&key.path, true);
+        nodes.retain(|n| !is_below(&n.path, &p));
+        self.fire(&p, true);
         Ok(())
     }
 
     /// The names of a node's children, sorted as xenstored lists them.
     pub(crate) fn directory(&mut self, dom: DomId, path: &str) -> Result<Vec<String>, XenError> {
         let p = Self::normalize(dom, path)?;
-        let key = Key::new(p);
-        if !self.tree.contains_key(&key) {
+        let h = hash(&p);
+        if !self.nodes.contains(h, &p) {
             return Err(XenError::NoEnt);
         }
         let mut names: Vec<String> = self
-            .tree
+            .nodes
             .iter()
-            .filter(|(k, n)| n.parent == key.hash && parent(&k.path) == Some(key.path.as_str()))
-            .map(|(k, _)| {
-                let start = k.path.rfind('/').map_or(0, |i| i + 1);
-                k.path[start..].to_string()
+            .filter(|n| n.parent == h && parent(&n.path) == Some(&p))
+            .map(|n| {
+                let start = n.path.rfind('/').map_or(0, |i| i + 1);
+                n.path[start..].to_string()
             })
             .collect();
         names.sort_unstable();
@@ -348,7 +290,7 @@ impl Store {
         let p = if path.starts_with('@') {
             path.to_string()
         } else {
-            Self::normalize(dom, path)?
+            Self::normalize(dom, path)?.into_owned()
         };
         if self
             .watches
@@ -373,7 +315,7 @@ impl Store {
         let p = if path.starts_with('@') {
             path.to_string()
         } else {
-            Self::normalize(dom, path)?
+            Self::normalize(dom, path)?.into_owned()
         };
         let before = self.watches.len();
         self.watches
@@ -396,9 +338,7 @@ impl Store {
 
     /// Reads without permission checks, for test assertions.
     pub(crate) fn peek(&self, path: &str) -> Option<&[u8]> {
-        self.tree
-            .get(&Key::new(path.to_string()))
-            .map(|n| n.value.as_slice())
+        self.nodes.get(hash(path), path).map(|n| n.value.as_slice())
     }
 }
 
