@@ -112,11 +112,11 @@ impl SharedPage for FakePage {
             let from = r.start % WORD;
             head_buf.copy_from_slice(&w[from..from + head]);
         }
-        for (d, w) in whole_buf
-            .chunks_exact_mut(WORD)
-            .zip(&self.words[whole.clone()])
-        {
-            d.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        // Whole words as arrays: a slice copy per word costs a call and,
+        // with debug assertions (as the fuzzers build), overlap checks.
+        let (whole_buf, _) = whole_buf.as_chunks_mut::<WORD>();
+        for (d, w) in whole_buf.iter_mut().zip(&self.words[whole.clone()]) {
+            *d = w.load(Ordering::Relaxed).to_le_bytes();
         }
         if tail > 0 {
             let w = self.words[whole.end].load(Ordering::Relaxed).to_le_bytes();
@@ -132,13 +132,9 @@ impl SharedPage for FakePage {
         if head > 0 {
             merge(&self.words[r.start / WORD], r.start % WORD, head_data);
         }
-        for (s, w) in whole_data
-            .chunks_exact(WORD)
-            .zip(&self.words[whole.clone()])
-        {
-            let mut b = [0u8; WORD];
-            b.copy_from_slice(s);
-            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        let (whole_data, _) = whole_data.as_chunks::<WORD>();
+        for (s, w) in whole_data.iter().zip(&self.words[whole.clone()]) {
+            w.store(u64::from_le_bytes(*s), Ordering::Relaxed);
         }
         if tail > 0 {
             merge(&self.words[whole.end], 0, tail_data);
