@@ -24,7 +24,7 @@ import argparse, os, re, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xentest import (DOM0_IP, XenTest, Fail, common_args, refuse_if_other_rig,  # noqa: E402
-                     attached_re, detached_re, path_report, bystander_verdict)
+                     attached_re, detached_re, path_report, bystander_verdict, echo_deltas)
 
 ap = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 ap.add_argument("--cycles", type=int, default=10)
@@ -102,9 +102,7 @@ def body():
             # Where the replies went, from the guest's ICMP layer through aggdom's vif to dom0 and back
             # (cycle 5 of soak run s7-1 lost 266 in a row that aggdom's vif counted as delivered).
             now = t.path_counts(other, domids[other])
-            sent, took = (now["guest"].get(k) - paths[other]["guest"].get(k)
-                          if now["guest"].get(k) is not None and paths[other]["guest"].get(k) is not None else None
-                          for k in ("Icmp.OutEchos", "Icmp.InEchoReps"))
+            sent, took = echo_deltas(paths[other], now)
             ok, why = bystander_verdict(st, sent, took, a.max_lost)
             t.check(f"cycle {cycle}: {other} kept pinging (at most {a.max_lost} replies lost before its ICMP layer)",
                     ok, why + f" ({a.ping_interval}s apart, the cycle began at seq 0)")

@@ -123,6 +123,20 @@ class BystanderVerdict(unittest.TestCase):
         self.assertFalse(xt.bystander_verdict(st, 479, 473, 5)[0])    # one more than the bound
         self.assertFalse(xt.bystander_verdict(st, None, None, 5)[0])  # counters unread: cannot clear it
 
+    def test_reply_lines_all_gone_with_every_reply_counted_is_the_guests(self):
+        # run w-1: the file had no reply line, ping's summary and the ICMP layer had all 217
+        st = self.st("217 packets transmitted, 217 packets received")
+        ok, why = xt.bystander_verdict(st, 217, 217, 5)
+        self.assertTrue(ok, why)
+        self.assertIn("ping's summary 217 received of 217", why)
+        self.assertFalse(xt.bystander_verdict(st, 217, 0, 5)[0])
+
+    def test_echo_deltas_are_the_guests_icmp_counters_between_two_readings(self):
+        before = {"guest": {"Icmp.OutEchos": 10, "Icmp.InEchoReps": 9}}
+        now = {"guest": {"Icmp.OutEchos": 227, "Icmp.InEchoReps": 226}}
+        self.assertEqual(xt.echo_deltas(before, now), (217, 217))
+        self.assertEqual(xt.echo_deltas({"guest": {}}, now), (None, None))
+
     def test_no_ping_fails(self):
         self.assertFalse(xt.bystander_verdict(None, 10, 10, 5)[0])
         self.assertFalse(xt.bystander_verdict(self.st("20 packets transmitted, 0 packets received"), 20, 20, 5)[0])
