@@ -12,7 +12,9 @@
 //!   `max_frame_len` bytes, checksums complete: GSO frames are segmented
 //!   here, [`segment`]), [`Vif::deliver_rx`] copies a frame into the
 //!   guest's buffers, and [`Vif::rx_batch`] a loop turn's frames with
-//!   one grant copy and at most one notification per queue.
+//!   one grant copy and at most one notification per queue, a flow's
+//!   in-order TCP segments joined into one GSO frame for a frontend that
+//!   takes GSO (`coalesce`).
 //!   [`Vif::poll_tx_offload`] and
 //!   [`Vif::deliver_rx_offload`] carry [`segment::Offload`] metadata for a
 //!   datapath whose uplinks segment and checksum themselves. None of them
