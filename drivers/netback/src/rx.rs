@@ -117,7 +117,7 @@ impl<H: Hypervisor> RxBatch<'_, H> {
     ///
     /// For a frontend that takes GSO, a TCP segment may be held instead,
     /// to go with the segments of its flow that follow it as one
-    /// super-frame ([`crate::coalesce`]); a held frame goes before any
+    /// super-frame (the `coalesce` module); a held frame goes before any
     /// other frame, so the guest sees the vif's frames in their order.
     pub fn push(&mut self, frame: &[u8], off: Offload) -> Result<(), RxError> {
         let max = self.vif.config.max_frame_len;
