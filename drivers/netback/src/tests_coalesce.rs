@@ -460,7 +460,7 @@ proptest! {
                 match how {
                     0 if at < s.len() => s[at] ^= byte | 1,
                     1 => s.truncate(at.max(1)),
-                    2 => s.extend(core::iter::repeat(*byte).take(at % 64)),
+                    2 => s.extend(core::iter::repeat_n(*byte, at % 64)),
                     _ => {}
                 }
                 if *fix && s.len() > 34 {
