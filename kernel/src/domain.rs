@@ -339,6 +339,13 @@ impl Domain {
         work
     }
 
+    /// Whether the last [`Domain::poll`] may have left frames in a ring
+    /// ([`datapath::Datapath::saturated`]; forwards, QEMU's test wiring,
+    /// count as never drained).
+    pub fn saturated(&self) -> bool {
+        !self.forwards.is_empty() || self.dp.as_ref().is_some_and(|dp| dp.saturated())
+    }
+
     /// Before the loop sleeps: acknowledges every NIC's interrupt, asks it
     /// for one at the next frame or link change, and unmasks the NIC lines.
     /// The caller must poll once more before sleeping (a frame that came

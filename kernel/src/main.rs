@@ -107,14 +107,15 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
         console::flush();
         lap.mark(Phase::Console);
         busy |= other;
-        if busy && !other && control == 0 && frames < LIGHT_TURN_FRAMES && xen_net::is_xen() {
-            // A turn that moved a few frames and left no ring full: under
-            // Xen, sleep until the next event (a frame raises its NIC's
-            // interrupt, a guest its vif's event) rather than spin, as
-            // Linux's NAPI does. Frames then meet in larger batches and
-            // the CPU goes to the domains that send and take them. A
-            // frame that came before the re-arm raises nothing: it waits
-            // at most LIGHT_TURN_WAIT_NS.
+        if busy && !other && control == 0 && !domain.saturated() && xen_net::is_xen() {
+            // A turn that moved frames but drained every ring: under Xen,
+            // sleep until the next event (a frame raises its NIC's
+            // interrupt, a guest its vif's event) rather than turn again
+            // at once, as Linux's NAPI re-enables interrupts once a poll
+            // comes in under its budget. Frames then meet in larger
+            // batches and the CPU goes to the domains that send and take
+            // them. A frame that came before the re-arm raises nothing:
+            // it waits at most LIGHT_TURN_WAIT_NS.
             if domain.arm_interrupts() {
                 let deadline = sleep_deadline(&domain, now).min(now + LIGHT_TURN_WAIT_NS);
                 if xen_net::block(deadline.saturating_sub(now)) {
@@ -150,13 +151,8 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
 /// take.
 const CONSOLE_RETRY_NS: u64 = 1_000_000;
 
-/// Under Xen, a turn that moved fewer frames than this sleeps until the
-/// next event instead of looking again at once: a ring with more waiting
-/// than a turn takes (32 per uplink, 64 per vif) always moves more.
-const LIGHT_TURN_FRAMES: usize = 16;
-
-/// The longest such a sleep lasts: what a frame that came just before
-/// the NICs' interrupts were re-armed may wait.
+/// The longest a drained turn's sleep lasts: what a frame that came just
+/// before the NICs' interrupts were re-armed may wait.
 const LIGHT_TURN_WAIT_NS: u64 = 500_000;
 
 /// When the loop must look again with nothing arriving: the domain's next

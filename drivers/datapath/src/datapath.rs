@@ -157,6 +157,9 @@ pub struct Datapath {
     /// so no source is always first to the shared transmit rings.
     first_guest: usize,
     first_uplink: usize,
+    /// The last round left a source that may still hold frames
+    /// ([`Datapath::saturated`]).
+    saturated: bool,
     next_tick: u64,
     next_link_check: u64,
     /// A packet capture's tap ([`Datapath::set_tap`]); `None`: one branch.
@@ -183,6 +186,7 @@ impl Datapath {
             uplink_credit: Vec::new(),
             first_guest: 0,
             first_uplink: 0,
+            saturated: false,
             next_tick: 0,
             next_link_check: 0,
             tap: None,
@@ -459,6 +463,7 @@ impl Datapath {
     /// uplink, link checks and the engine's tick. Returns the frames moved
     /// (0: the caller may idle).
     pub fn poll(&mut self, now: u64) -> usize {
+        self.saturated = false;
         let mut work = self.poll_own_tx(now);
         let n = self.ports.len();
         let first = if self.first_guest < n {
@@ -491,6 +496,16 @@ impl Datapath {
             self.apply_moves(&moves);
         }
         work
+    }
+
+    /// Whether the last [`Datapath::poll`] may have left frames behind: a
+    /// source gave all the round asked of it, or was skipped while paying
+    /// off an overdraft. When false every source was drained, so a loop
+    /// may sleep until the next interrupt or event (as NAPI re-enables
+    /// interrupts once a poll comes in under its budget) with nothing
+    /// waiting that would raise none.
+    pub fn saturated(&self) -> bool {
+        self.saturated
     }
 
     fn flush_all(&mut self) {
@@ -542,6 +557,7 @@ impl Datapath {
             }
         }
         self.scratch = buf;
+        self.saturated |= done == BATCH;
         done
     }
 
@@ -552,6 +568,7 @@ impl Datapath {
         let guest = GuestId(g as u16);
         let Some(budget) = self.guest_credit.get_mut(g).and_then(|c| round_budget(c)) else {
             self.ports[g] = Some(port);
+            self.saturated = true;
             return 0;
         };
         // A port that lends its own copy saves the copy into scratch; one
@@ -576,6 +593,7 @@ impl Datapath {
         self.ports[g] = Some(port);
         // The batch ended: literal mode's registers get their own MACs back.
         self.literal_restore_all();
+        self.saturated |= n >= budget;
         n
     }
 
@@ -675,6 +693,7 @@ impl Datapath {
         let uplink = UplinkId(u as u8);
         let Some(budget) = self.uplink_credit.get_mut(u).and_then(|c| round_budget(c)) else {
             self.uplinks[u] = Some(nic);
+            self.saturated = true;
             return 0;
         };
         // A driver that lends its receive buffer saves the copy into scratch.
@@ -690,6 +709,7 @@ impl Datapath {
             }),
         };
         self.uplinks[u] = Some(nic);
+        self.saturated |= n >= budget;
         n
     }
 

@@ -854,6 +854,45 @@ fn a_flooding_uplink_does_not_starve_the_others() {
 }
 
 #[test]
+fn a_round_that_leaves_frames_behind_says_so() {
+    let mut r = rig(Mode::Identity, 2);
+    r.bind(0, &[IdentityId(0)]);
+    r.bind(1, &[IdentityId(1)]);
+    // A few frames: all taken, nothing left for a sleeping loop to miss.
+    for _ in 0..5 {
+        let f = ipv4(UPLINK_MACS[0], GW, [8, 8, 8, 8], GUEST_IPS[0], 1514);
+        r.uplinks[0].borrow_mut().inbound.push(f);
+    }
+    assert_eq!(r.dp.poll(0), 5);
+    assert!(!r.dp.saturated());
+    // More than a round takes from an uplink: the round says so until
+    // the ring is empty, and not after.
+    for _ in 0..100 {
+        let f = ipv4(UPLINK_MACS[1], GW, [8, 8, 8, 8], GUEST_IPS[1], 1514);
+        r.uplinks[1].borrow_mut().inbound.push(f);
+    }
+    let (mut rounds, mut moved) = (0, 0);
+    loop {
+        let n = r.dp.poll(rounds);
+        if n == 0 {
+            break;
+        }
+        rounds += 1;
+        moved += n;
+        assert_eq!(r.dp.saturated(), moved < 100, "round {rounds}: {moved} moved");
+    }
+    assert_eq!(moved, 100);
+    assert!(rounds > 1, "one round took them all");
+    assert!(!r.dp.saturated());
+    // A guest's flood likewise.
+    for _ in 0..200 {
+        r.guest_sends(0);
+    }
+    r.dp.poll(100);
+    assert!(r.dp.saturated());
+}
+
+#[test]
 fn literal_mode_frames_of_one_guest_share_one_write_and_one_restore() {
     let mut r = rig(Mode::Literal, 1);
     for g in 0..GUEST_IPS.len() {
