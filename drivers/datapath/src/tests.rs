@@ -879,7 +879,11 @@ fn a_round_that_leaves_frames_behind_says_so() {
         }
         rounds += 1;
         moved += n;
-        assert_eq!(r.dp.saturated(), moved < 100, "round {rounds}: {moved} moved");
+        assert_eq!(
+            r.dp.saturated(),
+            moved < 100,
+            "round {rounds}: {moved} moved"
+        );
     }
     assert_eq!(moved, 100);
     assert!(rounds > 1, "one round took them all");
