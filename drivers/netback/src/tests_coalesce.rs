@@ -208,9 +208,7 @@ type Breaker = fn(&mut Vec<u8>);
 fn what_breaks_a_flow_ends_its_super_frame() {
     let fix = |s: &mut Vec<u8>| {
         // Headers changed after the checksums: complete them again.
-        s[24..26].fill(0);
-        let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
-        s[24..26].copy_from_slice(&c.to_be_bytes());
+        fix_ipv4_header(s);
         assert!(checksum::complete(s));
     };
     let cases: &[(&str, Breaker)] = &[
@@ -271,9 +269,7 @@ fn a_shorter_segment_or_psh_ends_the_super_frame() {
         s[38..42].copy_from_slice(&seq.to_be_bytes());
         let id = u16::from_be_bytes([s[18], s[19]]) + 3;
         s[18..20].copy_from_slice(&id.to_be_bytes());
-        s[24..26].fill(0);
-        let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
-        s[24..26].copy_from_slice(&c.to_be_bytes());
+        fix_ipv4_header(s);
         assert!(checksum::complete(s));
     }
     let all: Vec<Vec<u8>> = a.iter().chain(&b).cloned().collect();
@@ -291,9 +287,7 @@ fn same_ids_with_df_join_and_other_frames_keep_their_place() {
     let mut segs = segments(false, 4, MSS, MSS);
     for s in &mut segs {
         s[18..20].copy_from_slice(&[0, 0]); // Linux's IDs for DF, some stacks'
-        s[24..26].fill(0);
-        let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
-        s[24..26].copy_from_slice(&c.to_be_bytes());
+        fix_ipv4_header(s);
     }
     let arp = {
         let mut a = vec![0u8; 60];
@@ -466,9 +460,7 @@ proptest! {
                 if *fix && s.len() > 34 {
                     let _ = checksum::complete(&mut s);
                     if s[12..14] == [0x08, 0x00] && s[14] & 0x0f == 5 {
-                        s[24..26].fill(0);
-                        let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
-                        s[24..26].copy_from_slice(&c.to_be_bytes());
+                        fix_ipv4_header(&mut s);
                     }
                 }
                 s
@@ -509,6 +501,14 @@ proptest! {
     }
 }
 
+/// Makes the IPv4 header checksum of a frame with a 20-byte IPv4 header
+/// right again after its header changed.
+fn fix_ipv4_header(s: &mut [u8]) {
+    s[24..26].fill(0);
+    let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
+    s[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Makes a cut segment's IP length and checksums right again.
 fn fix_lengths(s: &mut [u8], v6: bool) {
     if v6 {
@@ -517,9 +517,7 @@ fn fix_lengths(s: &mut [u8], v6: bool) {
     } else {
         let total = (s.len() - 14) as u16;
         s[16..18].copy_from_slice(&total.to_be_bytes());
-        s[24..26].fill(0);
-        let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
-        s[24..26].copy_from_slice(&c.to_be_bytes());
+        fix_ipv4_header(s);
     }
     assert!(checksum::complete(s));
 }
