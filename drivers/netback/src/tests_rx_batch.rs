@@ -565,3 +565,91 @@ proptest! {
         prop_assert_eq!(&alone.2, &together.2, "counters");
     }
 }
+
+/// The fake's event sends since `before`.
+fn sends(hv: &FakeHypervisor, before: FakeStats) -> u64 {
+    hv.stats().sends - before.sends
+}
+
+#[test]
+fn a_turns_tx_responses_and_rx_frames_share_one_event() {
+    let (mut hv, mut nb, mut f) = start(Config::ALL_FEATURES);
+    f.post_rx(&mut hv, 8);
+    let _ = f.take_notification(&mut hv);
+    let ack = numbered(60, 1);
+    f.send(&mut hv, &ack, 60, 0);
+    let before = hv.stats();
+    let vif = nb.vif_mut(id(A)).unwrap();
+    let mut got = Vec::new();
+    vif.poll_tx_deferred(&mut hv, segment::OffloadCaps::NONE, |fr, _| {
+        got.push(fr.to_vec())
+    });
+    assert_eq!(got, [ack]);
+    assert_eq!(sends(&hv, before), 0, "owed, not yet sent");
+    let (_, done) = batch(&mut hv, &mut nb, &plain(&[numbered(100, 2)]));
+    assert_eq!(done.frames, 1);
+    assert_eq!(sends(&hv, before), 1, "one event for both rings");
+    assert_eq!(
+        nb.vif_mut(id(A)).unwrap().notify_tx(&mut hv),
+        0,
+        "nothing left owed"
+    );
+    assert!(f.take_notification(&mut hv));
+    assert_eq!(f.tx_responses().len(), 1, "the TX response is published");
+    assert_eq!(f.rx_frames(), [Ok(numbered(100, 2))]);
+    assert_eq!(nb.vif(id(A)).unwrap().counters().notifies, 1);
+}
+
+#[test]
+fn tx_responses_without_rx_frames_are_notified_when_the_turn_ends() {
+    let (mut hv, mut nb, mut f) = start(Config::ALL_FEATURES);
+    let _ = f.take_notification(&mut hv);
+    f.send(&mut hv, &numbered(60, 1), 60, 0);
+    let before = hv.stats();
+    let vif = nb.vif_mut(id(A)).unwrap();
+    assert_eq!(
+        vif.poll_tx_deferred(&mut hv, segment::OffloadCaps::NONE, |_, _| ()),
+        1
+    );
+    assert_eq!(sends(&hv, before), 0);
+    assert!(!f.take_notification(&mut hv));
+    // An empty batch (no frame for the guest this turn) pays it too, once.
+    let (_, done) = batch(&mut hv, &mut nb, &[]);
+    assert_eq!(done.frames, 0);
+    assert_eq!(sends(&hv, before), 1);
+    assert_eq!(nb.vif_mut(id(A)).unwrap().notify_tx(&mut hv), 0);
+    assert!(f.take_notification(&mut hv));
+    assert_eq!(f.tx_responses().len(), 1);
+    // Without any batch, notify_tx pays it.
+    f.send(&mut hv, &numbered(60, 2), 60, 0);
+    let vif = nb.vif_mut(id(A)).unwrap();
+    vif.poll_tx_deferred(&mut hv, segment::OffloadCaps::NONE, |_, _| ());
+    assert_eq!(vif.notify_tx(&mut hv), 1);
+    assert_eq!(vif.notify_tx(&mut hv), 0, "once");
+    assert!(f.take_notification(&mut hv));
+}
+
+#[test]
+fn a_split_tx_channel_is_notified_on_its_own_port() {
+    let (mut hv, mut nb, mut f) = start_with(Config::ALL_FEATURES, |f| f.split = true);
+    f.post_rx(&mut hv, 8);
+    let _ = f.take_queue_notification(&mut hv, 0, true);
+    let _ = f.take_queue_notification(&mut hv, 0, false);
+    f.send(&mut hv, &numbered(60, 1), 60, 0);
+    let vif = nb.vif_mut(id(A)).unwrap();
+    vif.poll_tx_deferred(&mut hv, segment::OffloadCaps::NONE, |_, _| ());
+    batch(&mut hv, &mut nb, &plain(&[numbered(100, 2)]));
+    assert!(
+        f.take_queue_notification(&mut hv, 0, true),
+        "RX on its port"
+    );
+    assert!(
+        !f.take_queue_notification(&mut hv, 0, false),
+        "TX still owed"
+    );
+    assert_eq!(nb.vif_mut(id(A)).unwrap().notify_tx(&mut hv), 1);
+    assert!(
+        f.take_queue_notification(&mut hv, 0, false),
+        "TX on its own port"
+    );
+}
