@@ -517,10 +517,8 @@ impl GuestPort for VifPort {
         _budget: usize,
         sink: &mut dyn FnMut(&mut [u8], TxOffload),
     ) -> Option<usize> {
-        // The guest hears of its TX responses with this turn's RX frames
-        // (one event for both), at `flush`.
         let taken = with_vif(self.id, |hv, vif| {
-            vif.poll_tx_deferred(hv, VIF_TX_CAPS, |frame, off| sink(frame, off.tx()))
+            vif.poll_tx_offload(hv, VIF_TX_CAPS, |frame, off| sink(frame, off.tx()))
         });
         Some(taken.unwrap_or(0))
     }
@@ -548,10 +546,10 @@ impl GuestPort for VifPort {
         }
     }
 
-    /// Also pays the TX notifications `receive_offload` left owed: with
-    /// the batch's own event where the rings share a channel, else alone.
-    /// (If the platform is busy they stay owed until the next turn.)
     fn flush(&mut self) {
+        if self.rx.is_empty() {
+            return;
+        }
         let Some(mut guard) = NET.try_lock() else {
             return;
         };
@@ -560,22 +558,19 @@ impl GuestPort for VifPort {
         let vif = netback.as_mut().and_then(|nb| nb.vif_mut(self.id));
         match vif {
             Some(vif) => {
-                if !self.rx.is_empty() {
-                    // One batch for the turn's frames: one grant copy for
-                    // all (where they fit) and at most one notification per
-                    // queue, instead of a hypercall and an event per frame
-                    // (issue 10). A frame's drop is counted by netback.
-                    let mut batch = vif.rx_batch(hv);
-                    while self
-                        .rx
-                        .pop_offload(|frame, req| {
-                            let _ = batch.push(frame, Offload::from_tx(&req));
-                        })
-                        .is_some()
-                    {}
-                    batch.finish();
-                }
-                vif.notify_tx(hv);
+                // One batch for the turn's frames: one grant copy for all
+                // (where they fit) and at most one notification per queue,
+                // instead of a hypercall and an event per frame (issue 10).
+                // A frame's drop is counted by netback.
+                let mut batch = vif.rx_batch(hv);
+                while self
+                    .rx
+                    .pop_offload(|frame, req| {
+                        let _ = batch.push(frame, Offload::from_tx(&req));
+                    })
+                    .is_some()
+                {}
+                batch.finish();
             }
             None => while self.rx.pop(|_| ()).is_some() {},
         }

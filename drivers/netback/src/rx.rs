@@ -599,18 +599,10 @@ impl<H: Hypervisor> Rx<'_, H> {
     }
 
     /// Publishes every queue's new responses, notifying where the
-    /// frontend asked (its `rsp_event`). On a queue whose rings share an
-    /// event channel, the same event pays a TX notification still owed
-    /// ([`Vif::poll_tx_deferred`]): the responses it announces are
-    /// already published.
+    /// frontend asked (its `rsp_event`).
     fn push_responses(&mut self) {
         for q in self.queues.iter_mut() {
-            let rx = q.rx.push_responses(&q.rx_page);
-            let tx = q.tx_notify && q.tx_port == q.rx_port;
-            if tx {
-                q.tx_notify = false;
-            }
-            if (rx || tx) && self.hv.send(q.rx_port).is_ok() {
+            if q.rx.push_responses(&q.rx_page) && self.hv.send(q.rx_port).is_ok() {
                 self.counters.notifies += 1;
             }
         }

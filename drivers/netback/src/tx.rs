@@ -68,24 +68,6 @@ impl<H: Hypervisor> Vif<H> {
         &mut self,
         hv: &mut H,
         caps: OffloadCaps,
-        out: impl FnMut(&mut [u8], Offload),
-    ) -> usize {
-        let frames = self.poll_tx_deferred(hv, caps, out);
-        self.notify_tx(hv);
-        frames
-    }
-
-    /// [`Vif::poll_tx_offload`], but the guest is not yet told of the TX
-    /// responses it asked to hear of: on a queue whose rings share one
-    /// event channel, the turn's RX batch ([`crate::RxBatch::finish`])
-    /// tells it of both with one event, as netfront's handler looks at
-    /// both rings. The caller must call [`Vif::notify_tx`] once its turn's
-    /// frames for the guest are delivered (it sends only what is still
-    /// owed), or the guest's TX ring may fill and stop.
-    pub fn poll_tx_deferred(
-        &mut self,
-        hv: &mut H,
-        caps: OffloadCaps,
         mut out: impl FnMut(&mut [u8], Offload),
     ) -> usize {
         let fe = self.id.frontend;
@@ -152,7 +134,9 @@ impl<H: Hypervisor> Vif<H> {
                     }
                 }
             }
-            q.tx_notify |= notify;
+            if notify && hv.send(q.tx_port).is_ok() {
+                counters.notifies += 1;
+            }
             if fatal.is_some() {
                 break;
             }
@@ -161,25 +145,6 @@ impl<H: Hypervisor> Vif<H> {
             self.fail(hv, why);
         }
         frames
-    }
-}
-
-impl<H: Hypervisor> Vif<H> {
-    /// Sends the TX notifications [`Vif::poll_tx_deferred`] left owed (an
-    /// RX batch since may have paid them). Returns the events sent.
-    pub fn notify_tx(&mut self, hv: &mut H) -> usize {
-        let Some(c) = self.conn.as_mut() else {
-            return 0;
-        };
-        let mut sent = 0;
-        for q in c.queues.iter_mut().filter(|q| q.tx_notify) {
-            q.tx_notify = false;
-            if hv.send(q.tx_port).is_ok() {
-                sent += 1;
-            }
-        }
-        self.counters.notifies += sent as u64;
-        sent
     }
 }
 

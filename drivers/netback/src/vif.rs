@@ -52,9 +52,6 @@ pub(crate) struct Queue<P> {
     pub(crate) tx_port: EvtchnPort,
     /// The RX ring's event channel (`event-channel-rx`), or `tx_port`.
     pub(crate) rx_port: EvtchnPort,
-    /// TX responses the frontend asked to hear of are pushed but not yet
-    /// notified ([`Vif::poll_tx_deferred`]).
-    pub(crate) tx_notify: bool,
 }
 
 impl<P> Queue<P> {
@@ -780,7 +777,6 @@ impl<H: Hypervisor> Vif<H> {
             rx,
             tx_port,
             rx_port,
-            tx_notify: false,
         })
     }
 
