@@ -566,7 +566,7 @@ impl Datapath {
             return 0;
         };
         let guest = GuestId(g as u16);
-        let Some(budget) = self.guest_credit.get_mut(g).and_then(|c| round_budget(c)) else {
+        let Some(budget) = self.guest_credit.get_mut(g).and_then(round_budget) else {
             self.ports[g] = Some(port);
             self.saturated = true;
             return 0;
@@ -691,7 +691,7 @@ impl Datapath {
             return 0;
         };
         let uplink = UplinkId(u as u8);
-        let Some(budget) = self.uplink_credit.get_mut(u).and_then(|c| round_budget(c)) else {
+        let Some(budget) = self.uplink_credit.get_mut(u).and_then(round_budget) else {
             self.uplinks[u] = Some(nic);
             self.saturated = true;
             return 0;
