@@ -115,9 +115,9 @@ pub fn kernel_main(info: Option<&'static BootInfo>) -> ! {
             // comes in under its budget. Frames then meet in larger
             // batches and the CPU goes to the domains that send and take
             // them. A frame that came before the re-arm raises nothing:
-            // it waits at most LIGHT_TURN_WAIT_NS.
+            // it waits at most DRAINED_TURN_WAIT_NS.
             if domain.arm_interrupts() {
-                let deadline = sleep_deadline(&domain, now).min(now + LIGHT_TURN_WAIT_NS);
+                let deadline = sleep_deadline(&domain, now).min(now + DRAINED_TURN_WAIT_NS);
                 if xen_net::block(deadline.saturating_sub(now)) {
                     lap.mark(Phase::Block);
                     continue;
@@ -153,7 +153,7 @@ const CONSOLE_RETRY_NS: u64 = 1_000_000;
 
 /// The longest a drained turn's sleep lasts: what a frame that came just
 /// before the NICs' interrupts were re-armed may wait.
-const LIGHT_TURN_WAIT_NS: u64 = 500_000;
+const DRAINED_TURN_WAIT_NS: u64 = 500_000;
 
 /// When the loop must look again with nothing arriving: the domain's next
 /// timer, a vif's rate window (its guest sends nothing to wake us), and a

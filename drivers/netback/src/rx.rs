@@ -121,15 +121,18 @@ impl<H: Hypervisor> RxBatch<'_, H> {
     /// other frame, so the guest sees the vif's frames in their order.
     pub fn push(&mut self, frame: &[u8], off: Offload) -> Result<(), RxError> {
         let max = self.vif.config.max_frame_len;
+        // A frontend without GSO never has its frames parsed (or summed).
         let seg = match self.vif.conn.as_mut() {
-            Some(c) if off.gso.is_none() && !matches!(off.csum, Csum::Partial { .. }) => {
+            Some(c)
+                if c.rx_features.sg
+                    && (c.rx_features.gso4 || c.rx_features.gso6)
+                    && off.gso.is_none()
+                    && !matches!(off.csum, Csum::Partial { .. }) =>
+            {
                 let feat = c.rx_features;
-                Segment::parse(frame, max).filter(|s| {
-                    feat.sg
-                        && match s.kind() {
-                            GsoKind::TcpV4 => feat.gso4,
-                            GsoKind::TcpV6 => feat.gso6,
-                        }
+                Segment::parse(frame, max).filter(|s| match s.kind() {
+                    GsoKind::TcpV4 => feat.gso4,
+                    GsoKind::TcpV6 => feat.gso6,
                 })
             }
             _ => None,
