@@ -150,8 +150,12 @@ sim:
 # (FUZZ_SANITIZER=address for ASan). FUZZ_TARGETS picks some; FUZZ_RUNS=N
 # stops a target after N executions (or FUZZ_SECONDS, whichever comes
 # first: FUZZ_RUNS=10000000 FUZZ_SECONDS=3600 make fuzz); FUZZ_OUT moves
-# the output (two runs at once each need their own).
+# the output (two runs at once each need their own). FUZZ_BUILD_FLAGS adds
+# cargo-fuzz build flags: --no-trace-compares runs a target ~1.7x faster
+# once its coverage has levelled off (libFuzzer then no longer learns the
+# constants code compares against; every input still runs in full).
 FUZZ_SECONDS ?= 60
+FUZZ_BUILD_FLAGS ?=
 FUZZ_RUNS ?= -1
 FUZZ_SANITIZER ?= none
 FUZZ_ALL := tests/fuzz:xs_wire tests/fuzz:xs_client tests/fuzz:config \
@@ -182,7 +186,7 @@ fuzz: fuzz-deps
 	  mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/artifacts/$$t; log=$(FUZZ_OUT)/$$t.log; \
 	  maxlen=; for kv in $(FUZZ_MAX_LEN); do [ "$${kv%%=*}" = $$t ] && maxlen=-max_len=$${kv#*=}; done; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (log $$log)"; \
-	  ( cd $$dir && cargo +nightly fuzz run -O -a -s $(FUZZ_SANITIZER) $$t \
+	  ( cd $$dir && cargo +nightly fuzz run -O -a -s $(FUZZ_SANITIZER) $(FUZZ_BUILD_FLAGS) $$t \
 	      $(FUZZ_OUT)/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) $$maxlen \
 	      -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/artifacts/$$t/ ) >$$log 2>&1; \
 	  rc=$$?; \
