@@ -161,7 +161,8 @@ FUZZ_SANITIZER ?= none
 FUZZ_ALL := tests/fuzz:xs_wire tests/fuzz:xs_client tests/fuzz:config \
   tests/fuzz:metrics_http tests/fuzz:grant_split tests/fuzz:e1000_rx \
   tests/fuzz:virtio_net_rx tests/fuzz:line_editor tests/fuzz:start_info \
-  tests/fuzz:acpi_tables drivers/aggregation:ops_and_frames drivers/netback:frontend
+  tests/fuzz:acpi_tables tests/fuzz:rx_coalesce drivers/aggregation:ops_and_frames \
+  drivers/netback:frontend
 FUZZ_TARGETS ?= $(foreach t,$(FUZZ_ALL),$(lastword $(subst :, ,$(t))))
 # Inputs capped where longer ones add nothing (target=bytes; the rest keep
 # libFuzzer's default, 4096 or the largest corpus input): xs_wire's largest

@@ -660,6 +660,7 @@ impl FakeFrontend {
     }
 }
 
+pub mod coalesce;
 pub mod fuzz;
 
 /// A vif's id: the frontend's domain, handle 0.

@@ -8,8 +8,9 @@ use alloc::vec::Vec;
 use hypervisor::{DomId, FakeHypervisor, XenbusState};
 use proptest::prelude::*;
 
-use crate::segment::tests::{ipv4_ok, tcp_frame as super_frame_of, tcp_ok};
-use crate::segment::{Csum, Gso, GsoKind, Offload, Plan};
+use crate::segment::tests::{ipv4_ok, tcp_ok};
+use crate::segment::{Csum, Gso, Offload, Plan};
+use crate::testkit::coalesce::{fix_ipv4_header, tcp_segments as segments, without_ids};
 use crate::testkit::{self, create_vif, settle, vif_id as id, FakeFrontend, RxFrame};
 use crate::wire::*;
 use crate::*;
@@ -27,7 +28,6 @@ fn mss(v6: bool) -> usize {
         MSS
     }
 }
-const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
 
 /// A connected guest; `gso`: its netfront takes GSO.
@@ -40,38 +40,6 @@ fn start(gso: bool) -> (FakeHypervisor, Netback<FakeHypervisor>, FakeFrontend) {
     settle(&mut hv, &mut nb);
     assert_eq!(f.backend_state(&hv), XenbusState::Connected);
     (hv, nb, f)
-}
-
-/// `n` wire segments of one flow as a sender's TSO cuts them: `mss`
-/// bytes each but the last, consecutive sequence numbers and IPv4 IDs,
-/// ACK on all and PSH on the last, checksums complete.
-fn segments(v6: bool, n: usize, mss: usize, last: usize) -> Vec<Vec<u8>> {
-    let payload = (n - 1) * mss + last;
-    let mut big = super_frame_of(v6, payload);
-    let l4 = if v6 { 54 } else { 34 };
-    big[l4 + 13] = TCP_ACK | TCP_PSH;
-    if !v6 {
-        big[18..20].copy_from_slice(&7u16.to_be_bytes()); // IPv4 ID
-        big[20] = 0x40; // DF
-    }
-    let kind = if v6 { GsoKind::TcpV6 } else { GsoKind::TcpV4 };
-    let plan = Plan::new(
-        &big,
-        Gso {
-            kind,
-            size: mss as u16,
-        },
-        9018,
-    )
-    .unwrap_or_else(|e| panic!("{e:?} {v6} {n} {}", big.len()));
-    (0..plan.count())
-        .map(|i| {
-            let mut seg = vec![0u8; plan.max_len()];
-            let len = plan.write(&big, i, &mut seg, true);
-            seg.truncate(len);
-            seg
-        })
-        .collect()
 }
 
 /// Delivers `frames` as one batch.
@@ -417,17 +385,6 @@ proptest! {
     }
 }
 
-/// `frame` with its IPv4 ID and header checksum zeroed: a super-frame
-/// whose segments shared an ID (DF) is cut again with IDs counting up.
-fn without_ids(frame: &[u8]) -> Vec<u8> {
-    let mut f = frame.to_vec();
-    if f.len() >= 26 && f[12..14] == [0x08, 0x00] {
-        f[18..20].fill(0);
-        f[24..26].fill(0);
-    }
-    f
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -499,14 +456,6 @@ proptest! {
             c.rx_frames + c.rx_coalesced + c.rx_drops_total()
         );
     }
-}
-
-/// Makes the IPv4 header checksum of a frame with a 20-byte IPv4 header
-/// right again after its header changed.
-fn fix_ipv4_header(s: &mut [u8]) {
-    s[24..26].fill(0);
-    let c = !nic::offload::fold(nic::offload::sum(&s[14..34], 0));
-    s[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Makes a cut segment's IP length and checksums right again.

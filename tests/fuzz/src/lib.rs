@@ -18,6 +18,7 @@
 //! | [`line_editor`] | console bytes | whoever holds the serial line |
 //! | [`start_info`] | PVH start info and memory map, and the heap's place in it | the loader (QEMU, Xen) |
 //! | [`acpi_tables`] | RSDP, RSDT/XSDT, FADT and DSDT | firmware |
+//! | [`rx_coalesce`] | TCP segments to coalesce for a guest (receive GRO) | the wire |
 //! | [`ops_and_frames`], [`frontend`] | the two older targets (engine, netback frontend), in their crates | guests and the wire |
 #![forbid(unsafe_code)]
 
@@ -46,6 +47,14 @@ pub fn ops_and_frames(data: &[u8]) {
 /// Netback's malicious-frontend target (drivers/netback/fuzz).
 pub fn frontend(data: &[u8]) {
     if let Err(why) = netback::testkit::fuzz::run(data) {
+        panic!("invariant violated: {why}");
+    }
+}
+
+/// Netback's receive coalescing, the coalescer alone (its body is
+/// `netback::testkit::coalesce`, beside the code it drives).
+pub fn rx_coalesce(data: &[u8]) {
+    if let Err(why) = netback::testkit::coalesce::run(data) {
         panic!("invariant violated: {why}");
     }
 }
@@ -108,4 +117,9 @@ pub const TARGETS: &[Target] = &[
         ops_and_frames,
     ),
     target("frontend", "drivers/netback/fuzz/corpus/frontend", frontend),
+    target(
+        "rx_coalesce",
+        "tests/fuzz/fuzz/corpus/rx_coalesce",
+        rx_coalesce,
+    ),
 ];

@@ -61,4 +61,5 @@ replay!(
     acpi_tables,
     ops_and_frames,
     frontend,
+    rx_coalesce,
 );
