@@ -631,7 +631,7 @@ impl Datapath {
                 self.send_on_uplink(uplink, Some(steering), frame, req);
             }
             TxDecision::SwitchLocal { guest: to } => self.deliver_to_guest_offload(to, frame, req),
-            TxDecision::ToOwnStack => self.in_software(frame, req, |dp, f| dp.to_own_stack(f)),
+            TxDecision::ToOwnStack => self.in_software(frame, req, |dp, f| dp.deliver_to_own_stack(f)),
             TxDecision::Drop(_) => {}
         }
     }
@@ -731,7 +731,7 @@ impl Datapath {
         self.tap(TapPort::Uplink(uplink), TapDir::In, frame);
         match self.engine.uplink_receive(now, uplink, frame) {
             RxDecision::ToGuest { guest } => self.deliver_to_guest(guest, frame),
-            RxDecision::ToOwnStack => self.to_own_stack(frame),
+            RxDecision::ToOwnStack => self.deliver_to_own_stack(frame),
             RxDecision::Flood { guests } => self.flood(guests, frame),
             RxDecision::Drop(_) => {}
         }
@@ -745,7 +745,7 @@ impl Datapath {
             }
         }
         if self.own_stack {
-            self.to_own_stack(frame);
+            self.deliver_to_own_stack(frame);
         }
     }
 
@@ -787,7 +787,7 @@ impl Datapath {
         }
     }
 
-    fn to_own_stack(&mut self, frame: &[u8]) {
+    fn deliver_to_own_stack(&mut self, frame: &[u8]) {
         if !self.own_rx.push(frame) {
             self.counters.own_queue_full += 1;
         }
