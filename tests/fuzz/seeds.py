@@ -333,3 +333,27 @@ write("acpi_tables", "bad-checksums", laid_out(0x04, 0x1544, 0, [b"\1"], 0, 0x60
 write("acpi_tables", "raw-bios-area",
       b"\0" + b"\2" + b"\1" + u16(0x7AA0) + b"\0" + u16(20) + b"RSD PTR " + bytes(12)
       + b"\2" + u32(0x7FE0000) + b"\1" + bytes([36]) + b"RSDT" + u32(36) + bytes(28))
+
+# --- rx_coalesce -------------------------------------------------------------
+# (netback/src/testkit/coalesce.rs) v6 flag, MSS - 1, last segment - 1; then per
+# frame an op (flow in bit 0, edit in bits 1-3, "checksums fixed" in bit 7),
+# u16 position, a byte, and the pages of room (a raw frame: op 14, length, bytes).
+# The catches-* files are inputs found when checks were removed on purpose.
+
+
+def flow(v6, mss, last):
+    return bytes([1 if v6 else 0]) + u16(mss - 1) + u16(last - 1)
+
+
+def seg(op, at=0, byte=0, room=200):
+    return bytes([op]) + u16(at) + bytes([byte, room])
+
+
+write("rx_coalesce", "one-flow-v4", flow(False, 1448, 1448) + b"".join(seg(0) for _ in range(24)))
+write("rx_coalesce", "two-flows-v6",
+      flow(True, 1000, 300) + b"".join(seg(i % 2 if i % 5 else 0, room=50) for i in range(40)))
+write("rx_coalesce", "every-edit", flow(False, 536, 100) + b"".join(
+    seg((what << 1) | fl | fix, at=700 + what * 13, byte=0x5A, room=3 if what == 5 else 200)
+    for what in range(7) for fix in (0, 0x80) for fl in (0, 1))
+    + bytes([7 << 1, 60]) + bytes(range(60)) + bytes([200]))
+write("rx_coalesce", "tiny-mss-short-room", flow(False, 1, 1) + b"".join(seg(0, room=i % 4) for i in range(60)))
