@@ -193,6 +193,18 @@ class XenOutput(unittest.TestCase):
         self.assertIsNone(v["rx_batches"])
         self.assertEqual(xt.parse_xen(reply)["vifs"][(5, 0)]["xenstore_errors"], v["xenstore_errors"])
 
+    def test_parse_xen_reads_the_last_xenstore_error(self):
+        fmts = rust_strings("kernel/src/xen_net.rs", "pub fn command")
+        last = [f for f in fmts if f.startswith("xenstore last error ")]
+        self.assertEqual(last, ["xenstore last error {:?} on {} {}"])
+        reply, _ = self.xen_reply([5])
+        self.assertNotIn("last_error", xt.parse_xen(reply)["xenstore"])
+        head, rest = reply.split("\ngrants ", 1)
+        line = last[0].replace("{:?}", "Acces").replace("{}", "WRITE", 1).replace("{}", "/local/domain/1/backend/vif/5/0/state")
+        x = xt.parse_xen(head + "\n" + line + "\ngrants " + rest)
+        self.assertEqual(x["xenstore"]["last_error"], "Acces on WRITE /local/domain/1/backend/vif/5/0/state")
+        self.assertEqual(x["vifs"][(5, 0)]["frontend"], 5)
+
     def test_com1_lines_the_tests_wait_for(self):
         fmts = rust_strings("kernel/src/xen_net.rs") + rust_strings("kernel/src/main.rs")
         att = [f for f in fmts if "attached as guest" in f]

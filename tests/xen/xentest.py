@@ -151,6 +151,8 @@ XS_RE = re.compile(r"xenstore requests (\d+) errors (\d+) timeouts (\d+) watch_e
                    r"in_flight (\d+) max_in_flight (\d+) unknown_replies (\d+) noent (\d+)")
 XS_KEYS = ["requests", "errors", "timeouts", "watch_events", "resyncs", "in_flight", "max_in_flight",
            "unknown_replies", "noent"]
+# Printed after the counters when a request failed other than with ENOENT (kernel/src/xen_net.rs).
+XS_LAST_ERROR_RE = re.compile(r"^xenstore last error (\S+) on (\S+) ?(.*)$", re.M)
 GRANTS_RE = re.compile(r"grants copy_ops (\d+) copy_hypercalls (\d+) copy_failures (\d+) maps (\d+) "
                        r"unmaps (\d+) map_failures (\d+)")
 GRANT_KEYS = ["copy_ops", "copy_hypercalls", "copy_failures", "maps", "unmaps", "map_failures"]
@@ -265,7 +267,8 @@ def parse_ping(out):
 
 def parse_xen(log):
     """The last `xen` reply in a console log: {"xenstore": {...}, "grants": {...}, "vifs": {(fe, h): {...}}}
-    with int values (conn, guest, mac, ip stay strings), or None if there is none."""
+    with int values (conn, guest, mac, ip stay strings; xenstore's "last_error", when printed, a string), or None
+    if there is none."""
     log = log.replace("\r", "")
     last = None
     for last in XS_RE.finditer(log):
@@ -277,6 +280,10 @@ def parse_xen(log):
     if nxt >= 0:
         tail = tail[:nxt]
     res = {"xenstore": dict(zip(XS_KEYS, map(int, last.groups()))), "grants": None, "vifs": {}}
+    e = XS_LAST_ERROR_RE.search(tail)
+    if e:
+        # Which request failed and how: the `errors` count alone cannot say (the soak counts ~58 per cycle).
+        res["xenstore"]["last_error"] = f"{e.group(1)} on {e.group(2)} {e.group(3)}".strip()
     g = GRANTS_RE.search(tail)
     if g:
         res["grants"] = dict(zip(GRANT_KEYS, map(int, g.groups())))
