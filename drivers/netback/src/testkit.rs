@@ -663,6 +663,26 @@ impl FakeFrontend {
 pub mod coalesce;
 pub mod fuzz;
 
+/// A fuzz input read front to back; past its end every read is 0, so any
+/// bytes are a whole run.
+pub(crate) struct Input<'a>(pub(crate) &'a [u8]);
+
+impl Input<'_> {
+    pub(crate) fn byte(&mut self) -> Option<u8> {
+        let (b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(*b)
+    }
+
+    pub(crate) fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)])
+    }
+
+    pub(crate) fn u32(&mut self) -> u32 {
+        u32::from(self.u16()) | u32::from(self.u16()) << 16
+    }
+}
+
 /// A vif's id: the frontend's domain, handle 0.
 pub fn vif_id(fe: DomId) -> VifId {
     VifId {

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 use nic::offload::{TcpFrame, MAX_SEGMENTS};
 
-use super::tcp_frame;
+use super::{tcp_frame, Input};
 use crate::checksum;
 use crate::coalesce::{Coalescer, Segment};
 use crate::segment::{Csum, Gso, GsoKind, Plan};
@@ -86,20 +86,6 @@ pub fn without_ids(frame: &[u8]) -> Vec<u8> {
         f[24..26].fill(0);
     }
     f
-}
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(*b)
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)])
-    }
 }
 
 /// The coalescer and what the checks need to know of it.
@@ -225,7 +211,7 @@ fn frame(
         1 => {
             // Shorter: cut the payload, lengths and checksums made right.
             s.truncate((l4 + 20 + 1).max(at % (s.len() + 1)));
-            fix_lengths(&mut s, v6);
+            let _ = fix_lengths(&mut s, v6);
         }
         2 => {
             s[l4 + 13] |= TCP_PSH;
@@ -256,8 +242,9 @@ fn frame(
     s
 }
 
-/// Makes a cut segment's IP length and checksums right again.
-fn fix_lengths(s: &mut [u8], v6: bool) {
+/// Makes a cut segment's IP length and checksums right again; false if
+/// the TCP checksum could not be (not a TCP frame any more).
+pub fn fix_lengths(s: &mut [u8], v6: bool) -> bool {
     if v6 {
         let plen = (s.len() - 54) as u16;
         s[18..20].copy_from_slice(&plen.to_be_bytes());
@@ -266,7 +253,7 @@ fn fix_lengths(s: &mut [u8], v6: bool) {
         s[16..18].copy_from_slice(&total.to_be_bytes());
         fix_ipv4_header(s);
     }
-    let _ = checksum::complete(s);
+    checksum::complete(s)
 }
 
 /// Runs the byte-driven stream; `Err` says which invariant broke.

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 
 use hypervisor::{DomId, FakeHypervisor, GrantRef, XenbusState};
 
-use super::{create_vif, tcp_frame, FakeFrontend};
+use super::{create_vif, tcp_frame, FakeFrontend, Input};
 use crate::segment::{Csum, Gso, GsoKind, Offload, OffloadCaps, Plan};
 use crate::wire::{ExtraInfo, NETIF_RSP_NULL, NETIF_RSP_OKAY, RX_SLOT, TX_SLOT};
 use crate::{Config, Netback, VifId};
@@ -34,23 +34,7 @@ const VICTIM_RX: u8 = 0xaa;
 /// The attacker's own data pages.
 const ATTACKER_FILL: u8 = 0x22;
 
-struct Input<'a>(&'a [u8]);
-
 impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(*b)
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)])
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from(self.u16()) | u32::from(self.u16()) << 16
-    }
-
     /// `N` bytes, with the secret byte replaced so the attacker cannot
     /// forge it.
     fn arr<const N: usize>(&mut self) -> [u8; N] {
