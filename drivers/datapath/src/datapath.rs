@@ -631,7 +631,9 @@ impl Datapath {
                 self.send_on_uplink(uplink, Some(steering), frame, req);
             }
             TxDecision::SwitchLocal { guest: to } => self.deliver_to_guest_offload(to, frame, req),
-            TxDecision::ToOwnStack => self.in_software(frame, req, |dp, f| dp.deliver_to_own_stack(f)),
+            TxDecision::ToOwnStack => {
+                self.in_software(frame, req, |dp, f| dp.deliver_to_own_stack(f))
+            }
             TxDecision::Drop(_) => {}
         }
     }
