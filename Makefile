@@ -150,12 +150,17 @@ sim:
 # (FUZZ_SANITIZER=address for ASan). FUZZ_TARGETS picks some; FUZZ_RUNS=N
 # stops a target after N executions (or FUZZ_SECONDS, whichever comes
 # first: FUZZ_RUNS=10000000 FUZZ_SECONDS=3600 make fuzz); FUZZ_OUT moves
-# the output (two runs at once each need their own). FUZZ_BUILD_FLAGS adds
-# cargo-fuzz build flags: --no-trace-compares runs a target ~1.7x faster
-# once its coverage has levelled off (libFuzzer then no longer learns the
-# constants code compares against; every input still runs in full).
+# the output (two runs at once each need their own). FUZZ_JOBS=N runs N
+# fuzzers per target on one corpus (libFuzzer reloads it, so each takes up
+# what the others find), FUZZ_RUNS split between them, logs <target>.log
+# and <target>.job<N>.log, executions summed; a crash in one stops the
+# others. FUZZ_BUILD_FLAGS adds cargo-fuzz build flags: --no-trace-compares
+# runs a target ~1.7x faster once its coverage has levelled off (libFuzzer
+# then no longer learns the constants code compares against; every input
+# still runs in full).
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD_FLAGS ?=
+FUZZ_JOBS ?= 1
 FUZZ_RUNS ?= -1
 FUZZ_SANITIZER ?= none
 FUZZ_ALL := tests/fuzz:xs_wire tests/fuzz:xs_client tests/fuzz:config \
@@ -186,16 +191,30 @@ fuzz: fuzz-deps
 	  case " $(FUZZ_TARGETS) " in *" $$t "*) ;; *) continue;; esac; \
 	  mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/artifacts/$$t; log=$(FUZZ_OUT)/$$t.log; \
 	  maxlen=; for kv in $(FUZZ_MAX_LEN); do [ "$${kv%%=*}" = $$t ] && maxlen=-max_len=$${kv#*=}; done; \
-	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (log $$log)"; \
-	  ( cd $$dir && cargo +nightly fuzz run -O -a -s $(FUZZ_SANITIZER) $(FUZZ_BUILD_FLAGS) $$t \
-	      $(FUZZ_OUT)/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) $$maxlen \
-	      -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/artifacts/$$t/ ) >$$log 2>&1; \
-	  rc=$$?; \
-	  execs=$$(grep -o 'stat::number_of_executed_units: *[0-9]*' $$log | grep -o '[0-9]*$$' | tail -1); \
-	  [ -n "$$execs" ] || execs=$$(grep -o '^#[0-9]*' $$log | tail -1 | tr -d '#'); \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s, $(FUZZ_JOBS) job(s) (log $$log)"; \
+	  runs=$(FUZZ_RUNS); [ $$runs -gt 0 ] && runs=$$(( (runs + $(FUZZ_JOBS) - 1) / $(FUZZ_JOBS) )); \
+	  logs=; pids=; set -m; \
+	  for j in $$(seq $(FUZZ_JOBS)); do \
+	    jl=$$log; [ $$j -eq 1 ] || jl=$(FUZZ_OUT)/$$t.job$$j.log; logs="$$logs $$jl"; \
+	    ( cd $$dir && cargo +nightly fuzz run -O -a -s $(FUZZ_SANITIZER) $(FUZZ_BUILD_FLAGS) $$t \
+	        $(FUZZ_OUT)/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -runs=$$runs $$maxlen \
+	        -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/artifacts/$$t/ ) >$$jl 2>&1 & \
+	    pids="$$pids $$!"; \
+	  done; \
+	  rc=0; left=$$pids; \
+	  while [ -n "$$left" ]; do \
+	    wait -n -p fin $$left 2>/dev/null; r=$$?; \
+	    left=$$(for p in $$left; do [ $$p = "$$fin" ] || echo $$p; done); \
+	    if [ $$r -ne 0 ] && [ $$rc -eq 0 ]; then rc=$$r; for p in $$left; do kill -- -$$p 2>/dev/null; done; fi; \
+	  done 2>/dev/null; set +m; \
+	  execs=0; for jl in $$logs; do \
+	    e=$$(grep -o 'stat::number_of_executed_units: *[0-9]*' $$jl | grep -o '[0-9]*$$' | tail -1); \
+	    [ -n "$$e" ] || e=$$(grep -o '^#[0-9]*' $$jl | tail -1 | tr -d '#'); \
+	    execs=$$((execs + $${e:-0})); \
+	  done; \
 	  artifact=$$(ls -t $(FUZZ_OUT)/artifacts/$$t/* 2>/dev/null | head -1); \
 	  if [ $$rc -eq 0 ]; then crashes="0 crashes"; \
-	  elif [ -z "$$artifact" ] && grep -q 'libFuzzer: run interrupted' $$log; then \
+	  elif [ -z "$$artifact" ] && grep -q 'libFuzzer: run interrupted' $$logs; then \
 	    failed=1; crashes="interrupted, 0 crashes (exit $$rc)"; \
 	  else failed=1; crashes="1 crash: $$artifact (exit $$rc)"; fi; \
 	  printf '%-16s %12s execs  %s\n' $$t "$${execs:-?}" "$$crashes" >> $$summary; \
